@@ -1,0 +1,34 @@
+package engine_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/dop251/goja"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// BenchmarkRun measures one pre-hook run that sets a field, from the
+// request message to the changed message, in a fresh runtime.
+func BenchmarkRun(b *testing.B) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	s := compile(b, `module.exports = function (ctx) { ctx.request.eventType = "checked" }`)
+	call := preCall(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Run(ctx, s, call); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNewRuntime is the floor of a run: a fresh goja runtime.
+func BenchmarkNewRuntime(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		goja.New()
+	}
+}

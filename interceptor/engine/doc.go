@@ -1,0 +1,18 @@
+// Package engine compiles hook scripts and runs them.
+//
+// A script is JavaScript run by goja. It is either a module,
+//
+//	module.exports = function main(ctx) { ... }
+//
+// (the function may be async), or a plain script body whose completion value
+// is its result; body scripts also see the globals ctx, data and bridge.
+// Scripts are compiled once (Compile) and run many times (Engine.Run); every
+// run gets a fresh runtime, so no global set by one call is visible to
+// another, and every run is bounded by a timeout that the caller keeps even
+// when the script is stuck inside a long native operation.
+//
+// The engine knows nothing of etcd or of gRPC transport: it takes a request
+// (and a response, for post-hooks) as protobuf messages, shows them to the
+// script exactly as protojson would, and returns an Outcome: go on (with the
+// possibly changed message), reject with a gRPC code, or respond now.
+package engine

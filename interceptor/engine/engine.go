@@ -1,0 +1,223 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/dlclark/regexp2/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// DefaultTimeout bounds a run whose Call names no timeout.
+const DefaultTimeout = 100 * time.Millisecond
+
+// regexpMatchTimeout bounds one backtracking regular expression match.
+// Interrupts do not reach into a match, so without it a catastrophic pattern
+// keeps a core busy long after its run was abandoned.
+const regexpMatchTimeout = time.Second
+
+var setRegexpTimeout sync.Once
+
+// Phase says when a hook runs.
+type Phase string
+
+// The phases of a call.
+const (
+	Pre  Phase = "pre"
+	Post Phase = "post"
+)
+
+// Call is what one run of a script sees.
+type Call struct {
+	// Method is the full gRPC method, "/events.v1.EventService/SendEvent".
+	Method string
+	// Phase is Pre or Post.
+	Phase Phase
+	// Hook is the hook's name, shown to the script as ctx.hook.
+	Hook string
+	// ID names the hook in log lines (its etcd key, for example); Hook when empty.
+	ID string
+	// Params are the hook's parameters, as decoded by encoding/json.
+	Params any
+	// Metadata is the call's incoming metadata, read-only to the script.
+	Metadata map[string][]string
+	// Request is the call's request. The engine never changes it.
+	Request proto.Message
+	// Response is the handler's response, for post-hooks. The engine never
+	// changes it.
+	Response proto.Message
+	// ResponseType is the method's response type; a pre-hook may answer in
+	// the handler's place only when it is set.
+	ResponseType protoreflect.MessageType
+	// Timeout bounds the run; the engine's default when zero.
+	Timeout time.Duration
+}
+
+// Action is what the caller does after a hook.
+type Action int
+
+const (
+	// Continue goes on to the next hook or the handler, with Outcome.Message.
+	Continue Action = iota
+	// Reject ends the call with Outcome.Status.
+	Reject
+	// Respond ends the call with Outcome.Message as its response.
+	Respond
+)
+
+// Outcome is the result of a run that did not fail.
+type Outcome struct {
+	Action Action
+	// Message is, for Continue, the request (pre) or response (post) to go
+	// on with, always a new message; for Respond, the response.
+	Message proto.Message
+	// Status is the rejection, for Reject.
+	Status *status.Status
+}
+
+// Kind classifies a failed run.
+type Kind int
+
+// The kinds of failure.
+const (
+	// Thrown: the script threw an error that carries no status code.
+	Thrown Kind = iota + 1
+	// Timeout: the run did not finish in time.
+	Timeout
+	// Canceled: the call's context ended first.
+	Canceled
+	// BadResult: the result, an override or a changed message does not fit.
+	BadResult
+	// Crashed: the engine itself failed (a panic in native code).
+	Crashed
+)
+
+// Error is a failed run. Deliberate rejections are not errors: they are an
+// Outcome with Action Reject.
+type Error struct {
+	Kind Kind
+	// Message says what went wrong; for Thrown it is the error's own message.
+	Message string
+	// Err is the context's error, for Canceled.
+	Err error
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Engine runs compiled scripts. It is safe for concurrent use.
+type Engine struct {
+	opts options
+}
+
+// New returns an engine.
+func New(opts ...Option) *Engine {
+	o := evaluateOptions(opts)
+	setRegexpTimeout.Do(func() {
+		if regexp2.DefaultMatchTimeout == time.Duration(math.MaxInt64) {
+			regexp2.DefaultMatchTimeout = regexpMatchTimeout
+		}
+	})
+	return &Engine{opts: o}
+}
+
+type result struct {
+	out Outcome
+	err error
+}
+
+// errTimedOut is the value a timed-out runtime is interrupted with.
+var errTimedOut = errors.New("hook timed out")
+
+// Run runs s for call in a fresh runtime. It returns when the script has
+// finished, or at the timeout or when ctx ends, whichever comes first; a
+// script still busy then is interrupted and its runtime is never used again.
+func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error) {
+	timeout := call.Timeout
+	if timeout <= 0 {
+		timeout = e.opts.timeout
+	}
+	if err := ctx.Err(); err != nil {
+		return Outcome{}, &Error{Kind: Canceled, Message: err.Error(), Err: err}
+	}
+	r := newRun(ctx, e, s, call)
+	done := make(chan result, 1)
+	go func() {
+		var res result
+		defer func() {
+			if p := recover(); p != nil {
+				res = result{err: &Error{Kind: Crashed, Message: fmt.Sprintf("script engine failed: %v", p)}}
+			}
+			done <- res
+		}()
+		res.out, res.err = r.exec()
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case res := <-done:
+		return res.out, res.err
+	case <-timer.C:
+		r.vm.Interrupt(errTimedOut)
+		return Outcome{}, &Error{Kind: Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
+	case <-ctx.Done():
+		r.vm.Interrupt(ctx.Err())
+		return Outcome{}, &Error{Kind: Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
+	}
+}
+
+// Code returns the gRPC code a failure of this kind ends a call with.
+func (k Kind) Code() codes.Code {
+	switch k {
+	case Thrown:
+		return codes.Unknown
+	case Timeout:
+		return codes.DeadlineExceeded
+	case Canceled:
+		return codes.Canceled
+	}
+	return codes.Internal
+}
+
+// Skippable reports whether a hook's onError "continue" may turn a failure
+// of this kind into a logged skip: a timeout, an uncaught error, an engine
+// failure. A result that does not fit, or a cancelled call, is never skipped.
+func (k Kind) Skippable() bool {
+	return k == Thrown || k == Timeout || k == Crashed
+}
+
+// logAttrs is a helper for the script-facing log functions.
+func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg string, value any, hasValue bool) {
+	l := e.opts.logger
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	id := call.ID
+	if id == "" {
+		id = call.Hook
+	}
+	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id)}
+	if hasValue {
+		attrs = append(attrs, slog.Any("value", value))
+	}
+	l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// fieldError wraps a conversion error with where the value came from.
+func badResult(where string, err error) error {
+	return &Error{Kind: BadResult, Message: fmt.Sprintf("%s: %v", where, err)}
+}
+
+// Statusf is a shorthand for status.New(c, fmt.Sprintf(...)).
+func statusf(c codes.Code, format string, a ...any) *status.Status {
+	return status.New(c, fmt.Sprintf(format, a...))
+}

@@ -1,0 +1,443 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// leakWait bounds how long TestMain waits for abandoned runs to end.
+const leakWait = 15 * time.Second
+
+// TestMain checks that no run leaves a goroutine behind. A run abandoned at
+// its timeout inside a backtracking match goes on until the match timeout,
+// so the check waits for it; regexp2 keeps a clock goroutine of its own for
+// about a second after a timed match.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(leakWait)
+		for {
+			err := goleak.Find(goleak.IgnoreAnyFunction("github.com/dlclark/regexp2/v2.runClock"))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+				code = 1
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	os.Exit(code)
+}
+
+func request(t testing.TB) *eventsv1.SendEventRequest {
+	t.Helper()
+	data, err := structpb.NewStruct(map[string]any{"score": 10, "tags": []any{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &eventsv1.SendEventRequest{ToUserId: "alice", EventType: "login", EventData: data}
+}
+
+func compile(t testing.TB, src string) *engine.Script {
+	t.Helper()
+	s, err := engine.Compile("test", src)
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	return s
+}
+
+// js renders a message as protojson text, compactly, for comparisons.
+func js(t testing.TB, m proto.Message) string {
+	t.Helper()
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	json.Unmarshal(b, &v)
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+func preCall(t testing.TB) *engine.Call {
+	return &engine.Call{
+		Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Hook: "h",
+		Params:       map[string]any{"blocked": "mallory", "extradata": map[string]any{"source": "hook"}},
+		Metadata:     map[string][]string{"x-user": {"u1", "u2"}},
+		Request:      request(t),
+		ResponseType: (&eventsv1.SendEventResponse{}).ProtoReflect().Type(),
+	}
+}
+
+func postCall(t testing.TB) *engine.Call {
+	c := preCall(t)
+	c.Phase = engine.Post
+	c.Response = &eventsv1.SendEventResponse{EventId: "e1"}
+	c.ResponseType = nil
+	return c
+}
+
+// TestScriptContract is the script contract, case by case.
+func TestScriptContract(t *testing.T) {
+	tests := []struct {
+		name   string
+		script string
+		call   func(testing.TB) *engine.Call
+		// want: the outcome's action, and for Reject the code and message,
+		// for Continue and Respond the message as protojson.
+		wantAction  engine.Action
+		wantCode    codes.Code
+		wantMessage string
+		wantJSON    string
+		// wantKind: the run fails with this kind, its message containing wantErr.
+		wantKind engine.Kind
+		wantErr  string
+	}{
+		{name: "module returning nothing goes on with the request unchanged",
+			script:   `module.exports = function main(ctx) {}`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+		{name: "body returning nothing goes on",
+			script:   `var x = 1; undefined`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+		{name: "in-place changes to the request apply, nested arrays included",
+			script: `module.exports = function (ctx) {
+				ctx.request.eventType = "signup"; ctx.request.eventData.tags.push("c"); ctx.request.eventData.tags.splice(0, 1);
+				delete ctx.request.eventData.score; ctx.request.eventData.extra = {n: null}; }`,
+			wantJSON: `{"eventData":{"extra":{"n":null},"tags":["b","c"]},"eventType":"signup","toUserId":"alice"}`},
+		{name: "async module",
+			script:   `module.exports = async function (ctx) { await null; ctx.request.eventType = "async"; }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"async","toUserId":"alice"}`},
+		{name: "exports property assignment is a module too",
+			script:   `function main(ctx) { ctx.request.toUserId = "bob" }; module.exports = main`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"bob"}`},
+		{name: "ctx shows method, phase, hook, params and metadata",
+			script: `module.exports = function (ctx) {
+				ctx.request.eventType = [ctx.method, ctx.phase, ctx.hook, ctx.params.blocked, ctx.metadata["x-user"].join("+"), Object.keys(ctx.metadata).join()].join(" "); }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"/events.v1.EventService/SendEvent pre h mallory u1+u2 x-user","toUserId":"alice"}`},
+		{name: "metadata writes are ignored",
+			script: `module.exports = function (ctx) {
+				ctx.metadata["x-user"][0] = "root"; ctx.metadata["x-admin"] = ["yes"]; delete ctx.metadata["x-user"];
+				ctx.request.eventType = ctx.metadata["x-user"].join() + " " + ctx.metadata["x-admin"]; }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"u1,u2 undefined","toUserId":"alice"}`},
+		{name: "metadata cannot grow",
+			script:   `module.exports = function (ctx) { ctx.metadata["x-user"].push("p") }`,
+			wantKind: engine.Thrown, wantErr: "returned false"},
+		{name: "strict-mode writes to metadata throw",
+			script:   `module.exports = function (ctx) { "use strict"; ctx.metadata["x-admin"] = ["yes"] }`,
+			wantKind: engine.Thrown, wantErr: "returned false"},
+		{name: "messageOverride replaces the request",
+			script:   `module.exports = function () { return {messageOverride: {toUserId: "carol", eventType: "x"}} }`,
+			wantJSON: `{"eventType":"x","toUserId":"carol"}`},
+		{name: "messageOverride with status 200 goes on",
+			script:   `module.exports = function () { return {status: 200, messageOverride: {toUserId: "carol"}} }`,
+			wantJSON: `{"toUserId":"carol"}`},
+		{name: "status OK by name goes on", script: `module.exports = () => ({status: "ok"})`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+		{name: "status 0 goes on", script: `({status: 0})`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+		{name: "HTTP 403 rejects with PERMISSION_DENIED", script: `({status: 403, message: "no"})`,
+			wantAction: engine.Reject, wantCode: codes.PermissionDenied, wantMessage: "no"},
+		{name: "a code name in any case rejects", script: `({status: "permission_Denied", message: "no"})`,
+			wantAction: engine.Reject, wantCode: codes.PermissionDenied, wantMessage: "no"},
+		{name: "a gRPC code number rejects", script: `({status: 5, message: "gone"})`,
+			wantAction: engine.Reject, wantCode: codes.NotFound, wantMessage: "gone"},
+		{name: "a rejection without a message names the hook", script: `({status: 429})`,
+			wantAction: engine.Reject, wantCode: codes.ResourceExhausted, wantMessage: "rejected by hook h"},
+		{name: "a rejection wins over an override", script: `({status: 401, message: "who", messageOverride: {}})`,
+			wantAction: engine.Reject, wantCode: codes.Unauthenticated, wantMessage: "who"},
+		{name: "response answers in the handler's place",
+			script:     `module.exports = () => ({response: {eventId: "cached"}})`,
+			wantAction: engine.Respond, wantJSON: `{"eventId":"cached"}`},
+		{name: "a thrown error ends the call with UNKNOWN and its message",
+			script:   `module.exports = () => { throw new Error("boom") }`,
+			wantKind: engine.Thrown, wantErr: "boom"},
+		{name: "a thrown error with a code is a rejection",
+			script:     `module.exports = () => { throw Object.assign(new Error("not yours"), {code: "PERMISSION_DENIED"}) }`,
+			wantAction: engine.Reject, wantCode: codes.PermissionDenied, wantMessage: "not yours"},
+		{name: "a thrown object with an HTTP code is a rejection",
+			script:     `throw {code: 404, message: "no such user"}`,
+			wantAction: engine.Reject, wantCode: codes.NotFound, wantMessage: "no such user"},
+		{name: "a thrown string", script: `throw "plain"`, wantKind: engine.Thrown, wantErr: "plain"},
+		{name: "a rejected promise is a thrown error",
+			script:   `module.exports = async () => { throw new TypeError("bad") }`,
+			wantKind: engine.Thrown, wantErr: "bad"},
+		{name: "a promise that never settles is an error",
+			script:   `module.exports = async () => { await new Promise(() => {}) }`,
+			wantKind: engine.BadResult, wantErr: "never settled"},
+		{name: "endless recursion is a RangeError",
+			script:   `function f() { return f() + 1 }; module.exports = f`,
+			wantKind: engine.Thrown, wantErr: "RangeError"},
+		{name: "an override that does not fit names the field",
+			script:   `({messageOverride: {toUserId: 5}})`,
+			wantKind: engine.BadResult, wantErr: `result.messageOverride: field "toUserId"`},
+		{name: "an unknown override field is named",
+			script:   `({messageOverride: {toUser: "x"}})`,
+			wantKind: engine.BadResult, wantErr: `toUser`},
+		{name: "a request changed in place so it no longer fits names the field",
+			script:   `module.exports = (ctx) => { ctx.request.eventData = "text" }`,
+			wantKind: engine.BadResult, wantErr: `ctx.request: field "eventData"`},
+		{name: "a response that does not fit names the field",
+			script:   `({response: {eventId: {}}})`,
+			wantKind: engine.BadResult, wantErr: `result.response: field "eventId"`},
+		{name: "an unknown result field is rejected",
+			script:   `({messageOveride: {}})`,
+			wantKind: engine.BadResult, wantErr: `result: unknown field "messageOveride"`},
+		{name: "an unknown status is rejected",
+			script:   `({status: "NOPE"})`,
+			wantKind: engine.BadResult, wantErr: `result.status`},
+		{name: "a result that is not an object is rejected",
+			script:   `module.exports = () => 42`,
+			wantKind: engine.BadResult, wantErr: "result: want an object"},
+		{name: "messageOverride and response together are rejected",
+			script:   `({messageOverride: {}, response: {}})`,
+			wantKind: engine.BadResult, wantErr: "exclusive"},
+		{name: "module.exports must be a function",
+			script:   `module.exports = {main: 1}`,
+			wantKind: engine.BadResult, wantErr: "module.exports is not a function"},
+		{name: "scripts have no file, network, process or timer access",
+			script: `module.exports = () => {
+				const seen = ["require", "process", "setTimeout", "setInterval", "fetch", "XMLHttpRequest", "console", "load", "readFile"].filter(n => typeof globalThis[n] !== "undefined");
+				if (seen.length) return {status: 500, message: seen.join()}; }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+
+		{name: "post: in-place change to the response", call: postCall,
+			script:   `module.exports = (ctx) => { ctx.response.eventId = "x-" + ctx.response.eventId + "-" + ctx.request.toUserId }`,
+			wantJSON: `{"eventId":"x-e1-alice"}`},
+		{name: "post: messageOverride replaces the response", call: postCall,
+			script: `({messageOverride: {eventId: "over"}})`, wantJSON: `{"eventId":"over"}`},
+		{name: "post: response ends the chain with it", call: postCall,
+			script: `({response: {eventId: "final"}})`, wantAction: engine.Respond, wantJSON: `{"eventId":"final"}`},
+		{name: "post: a rejection", call: postCall,
+			script: `({status: 503, message: "later"})`, wantAction: engine.Reject, wantCode: codes.Unavailable, wantMessage: "later"},
+		{name: "post: a request override fitting only the request type is refused", call: postCall,
+			script: `({messageOverride: {toUserId: "x"}})`, wantKind: engine.BadResult, wantErr: `toUserId`},
+	}
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mk := tt.call
+			if mk == nil {
+				mk = preCall
+			}
+			call := mk(t)
+			before := js(t, call.Request)
+			out, err := e.Run(context.Background(), compile(t, tt.script), call)
+			if after := js(t, call.Request); after != before {
+				t.Fatalf("the caller's request changed: %s; want it untouched (%s)", after, before)
+			}
+			if tt.wantKind != 0 {
+				ee, ok := err.(*engine.Error)
+				if !ok || ee.Kind != tt.wantKind || !strings.Contains(ee.Message, tt.wantErr) {
+					t.Fatalf("Run() = %+v, %v; want a failure of kind %d containing %q", out, err, tt.wantKind, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Run() error = %v", err)
+			}
+			if out.Action != tt.wantAction {
+				t.Fatalf("action = %d; want %d (outcome %+v)", out.Action, tt.wantAction, out)
+			}
+			if tt.wantAction == engine.Reject {
+				if out.Status.Code() != tt.wantCode || out.Status.Message() != tt.wantMessage {
+					t.Fatalf("status = %v %q; want %v %q", out.Status.Code(), out.Status.Message(), tt.wantCode, tt.wantMessage)
+				}
+				return
+			}
+			if got := js(t, out.Message); got != tt.wantJSON {
+				t.Fatalf("message = %s; want %s", got, tt.wantJSON)
+			}
+		})
+	}
+}
+
+func TestSeedScriptRunsUnchanged(t *testing.T) {
+	src, err := os.ReadFile("../../scripts/addvalue.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	e := engine.New(engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	out, err := e.Run(context.Background(), compile(t, string(src)), preCall(t))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := `{"eventData":{"score":10,"source":"hook","tags":["a","b"]},"eventType":"login","toUserId":"alice"}`
+	if got := js(t, out.Message); out.Action != engine.Continue || got != want {
+		t.Fatalf("outcome = %d %s; want continue with %s", out.Action, got, want)
+	}
+	if !strings.Contains(logs.String(), `"msg":"running from prehook_sendevent_addvalue hookparms: "`) ||
+		!strings.Contains(logs.String(), `"value":"{\"blocked\":\"mallory\",\"extradata\":{\"source\":\"hook\"}}"`) {
+		t.Fatalf("logs = %s; want bridge.logInfoJson lines with the params as JSON", logs.String())
+	}
+}
+
+func TestLogsCarryMethodAndHook(t *testing.T) {
+	var logs bytes.Buffer
+	e := engine.New(engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	call := preCall(t)
+	call.ID = "events.v1.EventService/SendEvent/pre/h"
+	_, err := e.Run(context.Background(), compile(t, `module.exports = (ctx) => { ctx.log.warn("careful", {n: 1}); ctx.log.error("bad") }`), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("logged %d lines; want 2: %s", len(lines), logs.String())
+	}
+	for _, want := range []string{`"level":"WARN","msg":"careful","method":"/events.v1.EventService/SendEvent","hook":"events.v1.EventService/SendEvent/pre/h","value":{"n":1}`} {
+		if !strings.Contains(lines[0], want) {
+			t.Fatalf("log line = %s; want it to contain %s", lines[0], want)
+		}
+	}
+	if !strings.Contains(lines[1], `"level":"ERROR","msg":"bad"`) {
+		t.Fatalf("log line = %s; want an error line", lines[1])
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	tests := []struct {
+		name   string
+		script string
+	}{
+		{name: "an endless loop", script: `module.exports = () => { for (;;) {} }`},
+		{name: "an endless loop in the body", script: `while (true) {}`},
+		// A backtracking match runs in native code that interrupts do not
+		// reach; the run still ends at the timeout (the match goes on in
+		// the background until the regexp timeout stops it).
+		{name: "a catastrophic regular expression", script: `/^(?=a)(a+)+b$/.test("a".repeat(40) + "c")`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			call := preCall(t)
+			call.Timeout = 30 * time.Millisecond
+			_, err := e.Run(context.Background(), compile(t, tt.script), call)
+			ee, ok := err.(*engine.Error)
+			if !ok || ee.Kind != engine.Timeout || ee.Message != "timed out after 30ms" {
+				t.Fatalf("Run() error = %v; want a timeout after 30ms", err)
+			}
+			if ee.Kind.Code() != codes.DeadlineExceeded {
+				t.Fatalf("code = %v; want DeadlineExceeded", ee.Kind.Code())
+			}
+		})
+	}
+	// The engine is still fine afterwards.
+	out, err := e.Run(context.Background(), compile(t, `({status: 403})`), preCall(t))
+	if err != nil || out.Action != engine.Reject {
+		t.Fatalf("after timeouts: Run() = %+v, %v; want a rejection", out, err)
+	}
+}
+
+func TestCanceledContextStopsTheRun(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	ctx, cancel := context.WithCancel(context.Background())
+	call := preCall(t)
+	call.Timeout = time.Minute
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	_, err := e.Run(ctx, compile(t, `for (;;) {}`), call)
+	ee, ok := err.(*engine.Error)
+	if !ok || ee.Kind != engine.Canceled || ee.Err != context.Canceled {
+		t.Fatalf("Run() error = %v; want Canceled", err)
+	}
+}
+
+func TestGlobalsDoNotLeakBetweenCalls(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	s := compile(t, `
+		if (typeof counter !== "undefined") throw new Error("saw a global of another call: " + counter);
+		counter = ctx.request.toUserId;
+		Object.prototype.polluted = true;
+		Array.prototype.push = function () { throw new Error("patched") };
+		if (({}).polluted !== true) throw new Error("own prototype change not visible");
+		undefined`)
+	probe := compile(t, `module.exports = (ctx) => { if (({}).polluted) throw new Error("polluted prototype"); ctx.request.eventData.tags.push("ok") }`)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			call := preCall(t)
+			call.Request.(*eventsv1.SendEventRequest).ToUserId = fmt.Sprint("user", i)
+			if _, err := e.Run(context.Background(), s, call); err != nil {
+				errs <- err
+			}
+			if _, err := e.Run(context.Background(), probe, preCall(t)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+func TestParseCode(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	tests := []struct {
+		status string
+		want   codes.Code
+	}{
+		{`"PERMISSION_DENIED"`, codes.PermissionDenied}, {`"unauthenticated"`, codes.Unauthenticated},
+		{`"Cancelled"`, codes.Canceled}, {`3`, codes.InvalidArgument}, {`16`, codes.Unauthenticated},
+		{`400`, codes.InvalidArgument}, {`401`, codes.Unauthenticated}, {`403`, codes.PermissionDenied},
+		{`404`, codes.NotFound}, {`409`, codes.Aborted}, {`429`, codes.ResourceExhausted},
+		{`499`, codes.Canceled}, {`500`, codes.Internal}, {`501`, codes.Unimplemented},
+		{`503`, codes.Unavailable}, {`504`, codes.DeadlineExceeded},
+		{`418`, codes.InvalidArgument}, {`502`, codes.Internal}, {`302`, codes.Unknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.status, func(t *testing.T) {
+			out, err := e.Run(context.Background(), compile(t, `({status: `+tt.status+`, message: "m"})`), preCall(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Action != engine.Reject || out.Status.Code() != tt.want {
+				t.Fatalf("status %s: action %d code %v; want reject with %v", tt.status, out.Action, out.Status.Code(), tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{`17`, `99`, `600`, `1.5`, `-1`, `"NOPE"`, `true`} {
+		_, err := e.Run(context.Background(), compile(t, `({status: `+bad+`})`), preCall(t))
+		if ee, ok := err.(*engine.Error); !ok || ee.Kind != engine.BadResult {
+			t.Errorf("status %s: error = %v; want BadResult", bad, err)
+		}
+	}
+	for _, ok := range []string{`0`, `200`, `204`, `"OK"`} {
+		out, err := e.Run(context.Background(), compile(t, `({status: `+ok+`})`), preCall(t))
+		if err != nil || out.Action != engine.Continue {
+			t.Errorf("status %s: %+v %v; want continue", ok, out, err)
+		}
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	_, err := engine.Compile("events.v1.EventService/SendEvent/pre/x", "function (")
+	if err == nil || !strings.Contains(err.Error(), "compile: events.v1.EventService/SendEvent/pre/x: Line 1:10") {
+		t.Fatalf("Compile error = %v; want one naming the script and the line", err)
+	}
+}

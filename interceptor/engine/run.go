@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dop251/goja"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/apihooks/apihooks/interceptor/engine/protojs"
+)
+
+// run is one execution of a script in its own runtime.
+type run struct {
+	ctx    context.Context
+	e      *Engine
+	script *Script
+	call   *Call
+	vm     *goja.Runtime
+	jsCtx  *goja.Object
+	// live is the property of jsCtx that holds the message this phase may
+	// change: "request" (pre) or "response" (post).
+	live string
+}
+
+// newRun builds the runtime and the ctx object on the caller's goroutine, so
+// the caller's messages are only read before Run returns.
+func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
+	vm := goja.New()
+	vm.SetMaxCallStackSize(e.opts.maxStack)
+	r := &run{ctx: ctx, e: e, script: s, call: call, vm: vm, live: "request"}
+	if call.Phase == Post {
+		r.live = "response"
+	}
+
+	c := vm.NewObject()
+	c.Set("method", call.Method)
+	c.Set("phase", string(call.Phase))
+	c.Set("hook", call.Hook)
+	params := protojs.FromGo(vm, call.Params)
+	if goja.IsNull(params) || goja.IsUndefined(params) {
+		params = vm.NewObject()
+	}
+	c.Set("params", params)
+	c.Set("metadata", vm.NewDynamicObject(metadataObject{vm: vm, md: call.Metadata}))
+	var request, response goja.Value
+	if call.Request != nil {
+		request = protojs.ToValue(vm, call.Request.ProtoReflect())
+		c.Set("request", request)
+	}
+	if call.Response != nil {
+		response = protojs.ToValue(vm, call.Response.ProtoReflect())
+		c.Set("response", response)
+	}
+	log := vm.NewObject()
+	log.Set("info", r.logFunc(levelInfo, false))
+	log.Set("warn", r.logFunc(levelWarn, false))
+	log.Set("error", r.logFunc(levelError, false))
+	c.Set("log", log)
+	r.jsCtx = c
+
+	if s.module {
+		module := vm.NewObject()
+		exports := vm.NewObject()
+		module.Set("exports", exports)
+		vm.Set("module", module)
+		vm.Set("exports", exports)
+		return r
+	}
+	vm.Set("ctx", c)
+	data := vm.NewObject()
+	if request != nil {
+		data.Set("message", request)
+	}
+	if response != nil {
+		data.Set("response", response)
+	}
+	data.Set("parms", params)
+	vm.Set("data", data)
+	bridge := vm.NewObject()
+	bridge.Set("logInfo", r.logFunc(levelInfo, false))
+	bridge.Set("logInfoJson", r.logFunc(levelInfo, true))
+	bridge.Set("logWarning", r.logFunc(levelWarn, false))
+	bridge.Set("logError", r.logFunc(levelError, false))
+	vm.Set("bridge", bridge)
+	return r
+}
+
+// exec runs the script and turns its result into an outcome.
+func (r *run) exec() (Outcome, error) {
+	v, err := r.vm.RunProgram(r.script.program)
+	if err != nil {
+		return r.failed(err)
+	}
+	if r.script.module {
+		exported := r.vm.Get("module").ToObject(r.vm).Get("exports")
+		fn, ok := goja.AssertFunction(exported)
+		if !ok {
+			return Outcome{}, &Error{Kind: BadResult, Message: "module.exports is not a function"}
+		}
+		if v, err = fn(goja.Undefined(), r.jsCtx); err != nil {
+			return r.failed(err)
+		}
+	}
+	if p, ok := v.Export().(*goja.Promise); ok {
+		switch p.State() {
+		case goja.PromiseStateFulfilled:
+			v = p.Result()
+		case goja.PromiseStateRejected:
+			return r.thrown(p.Result())
+		default:
+			return Outcome{}, &Error{Kind: BadResult, Message: "the hook's promise never settled"}
+		}
+	}
+	return r.decode(v)
+}
+
+// failed classifies an error from running JavaScript.
+func (r *run) failed(err error) (Outcome, error) {
+	var ex *goja.Exception
+	var interrupted *goja.InterruptedError
+	var overflow *goja.StackOverflowError
+	switch {
+	case errors.As(err, &interrupted):
+		if cerr, ok := interrupted.Value().(error); ok && r.ctx.Err() != nil {
+			return Outcome{}, &Error{Kind: Canceled, Message: cerr.Error(), Err: r.ctx.Err()}
+		}
+		return Outcome{}, &Error{Kind: Timeout, Message: "timed out"}
+	case errors.As(err, &overflow):
+		return Outcome{}, &Error{Kind: Thrown, Message: "RangeError: maximum call stack size exceeded"}
+	case errors.As(err, &ex):
+		return r.thrown(ex.Value())
+	}
+	return Outcome{}, &Error{Kind: Crashed, Message: err.Error()}
+}
+
+// thrown turns a thrown value into a rejection when it carries a status
+// code, and into a Thrown failure otherwise.
+func (r *run) thrown(v goja.Value) (Outcome, error) {
+	msg := v.String()
+	if obj, ok := v.(*goja.Object); ok {
+		if m := obj.Get("message"); m != nil && !goja.IsUndefined(m) {
+			msg = m.String()
+		}
+		if c, ok := ParseCode(obj.Get("code")); ok && c != codes.OK {
+			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
+		}
+	}
+	return Outcome{}, &Error{Kind: Thrown, Message: msg}
+}
+
+// resultKeys are the properties a result object may have.
+var resultKeys = []string{"status", "message", "messageOverride", "response"}
+
+// decode reads a script's result.
+func (r *run) decode(v goja.Value) (Outcome, error) {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return r.goOn(r.jsCtx.Get(r.live), "ctx."+r.live)
+	}
+	res, ok := v.(*goja.Object)
+	if !ok || res.ClassName() != "Object" {
+		return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
+			"result: want an object with %s, or nothing; got %s", strings.Join(resultKeys, ", "), describe(v))}
+	}
+	for _, k := range res.Keys() {
+		if !slices.Contains(resultKeys, k) {
+			return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
+				"result: unknown field %q (want %s)", k, strings.Join(resultKeys, ", "))}
+		}
+	}
+	if sv := res.Get("status"); present(sv) {
+		c, ok := ParseCode(sv)
+		if !ok {
+			return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
+				"result.status: %s is not a gRPC code name, a gRPC code below 100 or an HTTP status", describe(sv))}
+		}
+		if c != codes.OK {
+			msg := fmt.Sprintf("rejected by hook %s", r.call.Hook)
+			if mv := res.Get("message"); present(mv) {
+				msg = mv.String()
+			}
+			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
+		}
+	}
+	override, response := res.Get("messageOverride"), res.Get("response")
+	switch {
+	case present(override) && present(response):
+		return Outcome{}, &Error{Kind: BadResult, Message: "result: messageOverride and response are exclusive"}
+	case present(response):
+		var mt protoreflect.MessageType
+		if r.call.Phase == Post {
+			mt = r.call.Response.ProtoReflect().Type()
+		} else {
+			mt = r.call.ResponseType
+		}
+		if mt == nil {
+			return Outcome{}, &Error{Kind: BadResult, Message: "result.response: this call cannot be answered by a hook"}
+		}
+		m, err := r.fill(mt, response, "result.response")
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{Action: Respond, Message: m}, nil
+	case present(override):
+		return r.goOn(override, "result.messageOverride")
+	}
+	return r.goOn(r.jsCtx.Get(r.live), "ctx."+r.live)
+}
+
+// goOn reads the message the call goes on with from v.
+func (r *run) goOn(v goja.Value, where string) (Outcome, error) {
+	cur := r.call.Request
+	if r.call.Phase == Post {
+		cur = r.call.Response
+	}
+	if cur == nil {
+		return Outcome{Action: Continue}, nil
+	}
+	m, err := r.fill(cur.ProtoReflect().Type(), v, where)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Action: Continue, Message: m}, nil
+}
+
+// fill builds a new message of type mt from v.
+func (r *run) fill(mt protoreflect.MessageType, v goja.Value, where string) (proto.Message, error) {
+	m := mt.New()
+	if !present(v) {
+		return nil, badResult(where, fmt.Errorf("want a %s object, got %s", mt.Descriptor().FullName(), describe(v)))
+	}
+	if err := protojs.FromValue(r.vm, v, m); err != nil {
+		return nil, badResult(where, err)
+	}
+	return m.Interface(), nil
+}
+
+func present(v goja.Value) bool {
+	return v != nil && !goja.IsUndefined(v) && !goja.IsNull(v)
+}
+
+// describe names a value's type for error messages.
+func describe(v goja.Value) string {
+	switch {
+	case v == nil || goja.IsUndefined(v):
+		return "undefined"
+	case goja.IsNull(v):
+		return "null"
+	}
+	if o, ok := v.(*goja.Object); ok {
+		if _, ok := goja.AssertFunction(o); ok {
+			return "a function"
+		}
+		return "an " + o.ClassName()
+	}
+	return fmt.Sprintf("%s %s", v.ExportType(), v.String())
+}
