@@ -33,6 +33,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	level     zap.AtomicLevel
 }
 
 // Start starts etcd and waits until it serves clients or ctx ends.
@@ -63,7 +64,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("embedetcd: log level %q: %w", level, err)
 	}
 	zc := zap.NewProductionConfig()
-	zc.Level = zap.NewAtomicLevelAt(lvl)
+	atomicLevel := zap.NewAtomicLevelAt(lvl)
+	zc.Level = atomicLevel
 	zc.OutputPaths = []string{"stderr"}
 	zc.ErrorOutputPaths = []string{"stderr"}
 	zl, err := zc.Build()
@@ -91,7 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		e.Close()
 		return nil, errors.New("embedetcd: etcd not ready after a minute")
 	}
-	return &Server{etcd: e, endpoints: []string{clientURL.Host}}, nil
+	return &Server{etcd: e, endpoints: []string{clientURL.Host}, level: atomicLevel}, nil
 }
 
 // Endpoints returns the client endpoints, as host:port.
@@ -100,5 +102,9 @@ func (s *Server) Endpoints() []string { return s.endpoints }
 // Err reports a fatal error of the running server.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
-// Close stops etcd and waits for it.
-func (s *Server) Close() { s.etcd.Close() }
+// Close stops etcd and waits for it. The errors etcd logs about its own
+// listeners closing are silenced.
+func (s *Server) Close() {
+	s.level.SetLevel(zapcore.FatalLevel)
+	s.etcd.Close()
+}

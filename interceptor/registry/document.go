@@ -1,0 +1,180 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// OnError says what a failed script does to the call.
+type OnError string
+
+// The values of a document's onError.
+const (
+	// Abort ends the call with the failure's status.
+	Abort OnError = "abort"
+	// Continue logs the failure and goes on as if the hook were absent.
+	Continue OnError = "continue"
+)
+
+// Document is a hook's value in etcd, a JSON object. Unknown fields are
+// rejected.
+type Document struct {
+	// Script is the JavaScript source (required).
+	Script string `json:"script"`
+	// Params are the hook's own parameters, any JSON ({} when absent).
+	Params json.RawMessage `json:"params,omitempty"`
+	// Enabled is true when absent; a disabled hook is not run.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Order sorts the hooks of a call, ascending, ties broken by key.
+	Order int `json:"order,omitempty"`
+	// Timeout is a Go duration; the server's default when empty.
+	Timeout string `json:"timeout,omitempty"`
+	// OnError is "abort" (when empty) or "continue".
+	OnError OnError `json:"onError,omitempty"`
+	// Description says what the hook is for.
+	Description string `json:"description,omitempty"`
+}
+
+// DecodeDocument decodes and checks a hook document. The error names the
+// field at fault.
+func DecodeDocument(b []byte) (*Document, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var d Document
+	if err := dec.Decode(&d); err != nil {
+		return nil, documentError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("document: unexpected data after the JSON object")
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func documentError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		want := typeErr.Type.String()
+		switch want {
+		case "int":
+			want = "an integer"
+		case "string", "registry.OnError":
+			want = "a string"
+		case "*bool", "bool":
+			want = "true or false"
+		case "registry.Document":
+			want = "an object"
+		}
+		if typeErr.Field == "" {
+			return fmt.Errorf("document: want an object, got %s", typeErr.Value)
+		}
+		return fmt.Errorf("document: field %s: want %s, got %s", typeErr.Field, want, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Errorf("document: invalid JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.Is(err, io.EOF):
+		return errors.New("document: empty")
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("document: unknown field %s (want script, params, enabled, order, timeout, onError, description)", f)
+	}
+	return fmt.Errorf("document: %w", err)
+}
+
+// Validate checks the fields' values.
+func (d *Document) Validate() error {
+	if strings.TrimSpace(d.Script) == "" {
+		return errors.New("document: field script: required")
+	}
+	if len(d.Params) > 0 && !json.Valid(d.Params) {
+		return errors.New("document: field params: not valid JSON")
+	}
+	if d.Timeout != "" {
+		t, err := time.ParseDuration(d.Timeout)
+		if err != nil {
+			return fmt.Errorf("document: field timeout: %q is not a Go duration such as 250ms", d.Timeout)
+		}
+		if t <= 0 {
+			return fmt.Errorf("document: field timeout: %q must be positive", d.Timeout)
+		}
+	}
+	switch d.OnError {
+	case "", Abort, Continue:
+	default:
+		return fmt.Errorf("document: field onError: %q is not %q or %q", d.OnError, Abort, Continue)
+	}
+	return nil
+}
+
+// IsEnabled reports whether the hook runs.
+func (d *Document) IsEnabled() bool { return d.Enabled == nil || *d.Enabled }
+
+// Hook is a decoded and compiled hook. It is immutable once built.
+type Hook struct {
+	Key Key
+	// ID is the key without its prefix; it names the hook in messages.
+	ID string
+	// Revision is the etcd revision that last modified the key.
+	Revision int64
+	// Doc is the document, nil for a broken hook.
+	Doc *Document
+	// Params are Doc.Params decoded.
+	Params any
+	// Timeout is Doc.Timeout parsed; zero means the server's default.
+	Timeout time.Duration
+	OnError OnError
+	Script  *engine.Script
+	// Err is set when the key has no valid version: a call it covers fails
+	// with INTERNAL naming the key and Err.
+	Err error
+	// streamSkipLogged is set once the post-hook was logged as skipped on a
+	// stream.
+	streamSkipLogged atomic.Bool
+}
+
+// Build decodes the document b stored at k and compiles its script.
+func Build(k Key, b []byte) (*Hook, error) {
+	d, err := DecodeDocument(b)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(k, d)
+}
+
+// Compile compiles the script of a decoded document.
+func Compile(k Key, d *Document) (*Hook, error) {
+	h := &Hook{Key: k, ID: k.String(), Doc: d, OnError: d.OnError}
+	if h.OnError == "" {
+		h.OnError = Abort
+	}
+	if d.Timeout != "" {
+		h.Timeout, _ = time.ParseDuration(d.Timeout) // validated
+	}
+	h.Params = map[string]any{}
+	if len(d.Params) > 0 && string(d.Params) != "null" {
+		if err := json.Unmarshal(d.Params, &h.Params); err != nil {
+			return nil, fmt.Errorf("document: field params: %w", err)
+		}
+	}
+	s, err := engine.Compile(h.ID, d.Script)
+	if err != nil {
+		return nil, fmt.Errorf("document: field script: %w", err)
+	}
+	h.Script = s
+	return h, nil
+}
+
+// FirstStreamSkip reports true the first time it is called for h: a
+// post-hook is logged once as skipped on streams.
+func (h *Hook) FirstStreamSkip() bool { return h.streamSkipLogged.CompareAndSwap(false, true) }

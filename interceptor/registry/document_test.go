@@ -1,0 +1,67 @@
+package registry
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeDocument(t *testing.T) {
+	tests := []struct {
+		name    string
+		doc     string
+		wantErr string
+		check   func(t *testing.T, h *Hook)
+	}{
+		{name: "script only takes the defaults", doc: `{"script":"1"}`, check: func(t *testing.T, h *Hook) {
+			if !h.Doc.IsEnabled() || h.Doc.Order != 0 || h.Timeout != 0 || h.OnError != Abort {
+				t.Fatalf("defaults = enabled %v order %d timeout %v onError %q; want true 0 0 abort",
+					h.Doc.IsEnabled(), h.Doc.Order, h.Timeout, h.OnError)
+			}
+			if m, ok := h.Params.(map[string]any); !ok || len(m) != 0 {
+				t.Fatalf("params = %#v; want {}", h.Params)
+			}
+		}},
+		{name: "every field", doc: `{"script":"1","params":{"a":[1]},"enabled":false,"order":-3,"timeout":"250ms","onError":"continue","description":"d"}`,
+			check: func(t *testing.T, h *Hook) {
+				if h.Doc.IsEnabled() || h.Doc.Order != -3 || h.Timeout != 250*time.Millisecond || h.OnError != Continue || h.Doc.Description != "d" {
+					t.Fatalf("got %+v; want every field set", h.Doc)
+				}
+				if h.Params.(map[string]any)["a"].([]any)[0] != 1.0 {
+					t.Fatalf("params = %#v", h.Params)
+				}
+			}},
+		{name: "params may be any JSON", doc: `{"script":"1","params":[1,"x"]}`},
+		{name: "null params mean {}", doc: `{"script":"1","params":null}`},
+		{name: "unknown field is named", doc: `{"script":"1","enable":true}`, wantErr: `unknown field "enable"`},
+		{name: "script is required", doc: `{"params":{}}`, wantErr: "field script: required"},
+		{name: "script must compile", doc: `{"script":"function ("}`, wantErr: "field script: compile"},
+		{name: "order must be an integer", doc: `{"script":"1","order":1.5}`, wantErr: "field order: want an integer"},
+		{name: "enabled must be a boolean", doc: `{"script":"1","enabled":"yes"}`, wantErr: "field enabled: want true or false"},
+		{name: "timeout must be a duration", doc: `{"script":"1","timeout":"100"}`, wantErr: `field timeout: "100" is not a Go duration`},
+		{name: "timeout must be positive", doc: `{"script":"1","timeout":"-1s"}`, wantErr: "must be positive"},
+		{name: "onError must be known", doc: `{"script":"1","onError":"ignore"}`, wantErr: `field onError: "ignore"`},
+		{name: "not JSON", doc: `script: x`, wantErr: "invalid JSON"},
+		{name: "not an object", doc: `"x"`, wantErr: "want an object"},
+		{name: "trailing data", doc: `{"script":"1"} {}`, wantErr: "unexpected data after"},
+		{name: "empty", doc: ``, wantErr: "empty"},
+	}
+	k := Key{Service: "a.B", Method: "M", Phase: "pre", Name: "x"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := Build(k, []byte(tt.doc))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Build(%s) error = %v; want it to contain %q", tt.doc, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Build(%s) error = %v", tt.doc, err)
+			}
+			if tt.check != nil {
+				tt.check(t, h)
+			}
+		})
+	}
+}

@@ -1,0 +1,68 @@
+package registry
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+)
+
+type options struct {
+	prefix   string
+	logger   *slog.Logger
+	hookable func(service string) bool
+	retryMin time.Duration
+	retryMax time.Duration
+	onChange func(*Snapshot)
+}
+
+// Option configures a Registry.
+type Option func(*options)
+
+func evaluateOptions(opts []Option) options {
+	o := options{
+		prefix:   DefaultPrefix,
+		logger:   slog.Default(),
+		hookable: DefaultHookable,
+		retryMin: 100 * time.Millisecond,
+		retryMax: 5 * time.Second,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// DefaultHookable admits every service except gRPC's own (grpc.*).
+func DefaultHookable(service string) bool { return !strings.HasPrefix(service, "grpc.") }
+
+// WithPrefix sets the etcd prefix (default "/apihooks/"); hooks live under
+// prefix + "hooks/".
+func WithPrefix(p string) Option {
+	return func(o *options) { o.prefix = p }
+}
+
+// WithLogger sets the logger for loaded, invalid and ignored hooks.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithServices limits hooks to the named services; hooks for any other are
+// ignored with a log line. By default every service but grpc.* is hookable.
+func WithServices(services ...string) Option {
+	set := make(map[string]bool, len(services))
+	for _, s := range services {
+		set[s] = true
+	}
+	return func(o *options) { o.hookable = func(s string) bool { return set[s] } }
+}
+
+// WithRetry sets the bounds of the backoff between attempts to read etcd
+// again after a watch broke.
+func WithRetry(minWait, maxWait time.Duration) Option {
+	return func(o *options) { o.retryMin, o.retryMax = minWait, maxWait }
+}
+
+// WithOnChange calls f with every new snapshot, from the watch goroutine.
+func WithOnChange(f func(*Snapshot)) Option {
+	return func(o *options) { o.onChange = f }
+}

@@ -1,0 +1,126 @@
+package registry
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// Chain is the ordered hooks of one method. It is shared and read-only.
+type Chain struct {
+	// Pre and Post are the hooks to run, in order: ascending Order, ties
+	// broken by key. Disabled hooks are left out; broken ones are in.
+	Pre, Post []*Hook
+}
+
+// Snapshot is an immutable view of every hook at one etcd revision.
+type Snapshot struct {
+	// Revision is the etcd revision the snapshot reflects.
+	Revision int64
+	methods  map[string]*Chain // by full method, "/svc/Method"
+	services map[string]*Chain // by service, for methods with no hook of their own
+	global   *Chain
+	hookable func(service string) bool
+	hooks    []*Hook
+}
+
+// Lookup returns the hooks of a full method ("/events.v1.EventService/SendEvent"),
+// or nil when it has none. It takes no lock and does not allocate.
+func (s *Snapshot) Lookup(fullMethod string) *Chain {
+	if s == nil || len(s.hooks) == 0 {
+		return nil
+	}
+	if c, ok := s.methods[fullMethod]; ok {
+		return c
+	}
+	svc := serviceOf(fullMethod)
+	if c, ok := s.services[svc]; ok {
+		return c
+	}
+	if s.global != nil && s.hookable(svc) {
+		return s.global
+	}
+	return nil
+}
+
+// Hooks returns every hook in the snapshot, enabled or not, broken or not,
+// ordered by key. The slice must not be changed.
+func (s *Snapshot) Hooks() []*Hook { return s.hooks }
+
+// serviceOf returns the service of "/svc/Method".
+func serviceOf(fullMethod string) string {
+	fullMethod = strings.TrimPrefix(fullMethod, "/")
+	if i := strings.LastIndexByte(fullMethod, '/'); i >= 0 {
+		return fullMethod[:i]
+	}
+	return fullMethod
+}
+
+// newSnapshot builds a snapshot of hooks, which hookable has filtered.
+func newSnapshot(rev int64, hooks []*Hook, hookable func(string) bool) *Snapshot {
+	slices.SortFunc(hooks, func(a, b *Hook) int { return strings.Compare(a.ID, b.ID) })
+	s := &Snapshot{
+		Revision: rev,
+		methods:  map[string]*Chain{},
+		services: map[string]*Chain{},
+		hookable: hookable,
+		hooks:    hooks,
+	}
+	var global []*Hook
+	byService := map[string][]*Hook{}
+	byMethod := map[string][]*Hook{}
+	for _, h := range hooks {
+		if h.Doc != nil && !h.Doc.IsEnabled() {
+			continue
+		}
+		switch {
+		case h.Key.Service == Wildcard:
+			global = append(global, h)
+		case h.Key.Method == Wildcard:
+			byService[h.Key.Service] = append(byService[h.Key.Service], h)
+		default:
+			m := "/" + h.Key.Service + "/" + h.Key.Method
+			byMethod[m] = append(byMethod[m], h)
+		}
+	}
+	for m, hs := range byMethod {
+		svc := serviceOf(m)
+		s.methods[m] = newChain(hs, byService[svc], global)
+	}
+	for svc, hs := range byService {
+		s.services[svc] = newChain(hs, global)
+	}
+	if len(global) > 0 {
+		s.global = newChain(global)
+	}
+	return s
+}
+
+// newChain merges hook lists into one chain per phase.
+func newChain(lists ...[]*Hook) *Chain {
+	c := &Chain{}
+	for _, l := range lists {
+		for _, h := range l {
+			if h.Key.Phase == engine.Post {
+				c.Post = append(c.Post, h)
+			} else {
+				c.Pre = append(c.Pre, h)
+			}
+		}
+	}
+	byOrder := func(a, b *Hook) int {
+		return cmp.Or(cmp.Compare(a.order(), b.order()), strings.Compare(a.ID, b.ID))
+	}
+	slices.SortFunc(c.Pre, byOrder)
+	slices.SortFunc(c.Post, byOrder)
+	return c
+}
+
+func (h *Hook) order() int {
+	if h.Doc == nil {
+		return 0
+	}
+	return h.Doc.Order
+}
