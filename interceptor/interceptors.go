@@ -1,0 +1,151 @@
+package interceptor
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// Source hands out the hooks in force. *registry.Registry is one.
+type Source interface {
+	Snapshot() *registry.Snapshot
+}
+
+// UnaryServerInterceptor returns an interceptor that runs the pre-hooks,
+// the handler, then the post-hooks of each unary call.
+func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerInterceptor {
+	h := newHooks(evaluateOptions(opts))
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		chain := src.Snapshot().Lookup(info.FullMethod)
+		if chain == nil {
+			return handler(ctx, req)
+		}
+		return h.unary(ctx, req, info.FullMethod, handler, chain)
+	}
+}
+
+// StreamServerInterceptor returns an interceptor that runs the pre-hooks on
+// every message a client sends on a stream. Post-hooks never run on streams.
+func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterceptor {
+	h := newHooks(evaluateOptions(opts))
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		chain := src.Snapshot().Lookup(info.FullMethod)
+		if chain == nil {
+			return handler(srv, ss)
+		}
+		for _, hook := range chain.Post {
+			if hook.FirstStreamSkip() {
+				h.opts.logger.Warn("post-hook skipped: post-hooks never run on streams",
+					"method", info.FullMethod, "hook", hook.ID)
+			}
+		}
+		if len(chain.Pre) == 0 {
+			return handler(srv, ss)
+		}
+		w := &hookedStream{ServerStream: ss, hooks: h, chain: chain, method: info.FullMethod}
+		err := handler(srv, w)
+		switch {
+		case w.rejected != nil:
+			return w.rejected
+		case w.responded:
+			return nil
+		}
+		return err
+	}
+}
+
+func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.UnaryHandler, chain *registry.Chain) (any, error) {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, req)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, hook := range chain.Pre {
+		out, err := h.run(ctx, hook, &engine.Call{
+			Method: method, Phase: engine.Pre, Metadata: md,
+			Request: msg, ResponseType: h.responseType(method),
+		})
+		if err != nil {
+			return nil, err
+		}
+		switch out.Action {
+		case engine.Reject:
+			return nil, out.Status.Err()
+		case engine.Respond:
+			return out.Message, nil
+		}
+		if out.Message != nil {
+			msg = out.Message
+		}
+	}
+	resp, err := handler(ctx, msg)
+	if err != nil || len(chain.Post) == 0 {
+		return resp, err
+	}
+	respMsg, ok := resp.(proto.Message)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, resp)
+	}
+	for _, hook := range chain.Post {
+		out, err := h.run(ctx, hook, &engine.Call{
+			Method: method, Phase: engine.Post, Metadata: md,
+			Request: msg, Response: respMsg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		switch out.Action {
+		case engine.Reject:
+			return nil, out.Status.Err()
+		case engine.Respond:
+			return out.Message, nil
+		}
+		if out.Message != nil {
+			respMsg = out.Message
+		}
+	}
+	return respMsg, nil
+}
+
+// run runs one hook. A failure comes back as a status error, or, for a hook
+// whose onError is "continue", as a logged Continue that changes nothing.
+func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, error) {
+	if hook.Err != nil {
+		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
+	}
+	call.Hook = hook.Key.Name
+	call.ID = hook.ID
+	call.Params = hook.Params
+	call.Timeout = hook.Timeout
+	out, err := h.opts.engine.Run(ctx, hook.Script, call)
+	if err == nil {
+		return out, nil
+	}
+	var ee *engine.Error
+	if !errors.As(err, &ee) {
+		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
+	}
+	if hook.OnError == registry.Continue && ee.Kind.Skippable() {
+		h.opts.logger.WarnContext(ctx, "hook failed; going on without it (onError: continue)",
+			"method", call.Method, "hook", hook.ID, "error", ee.Message)
+		return engine.Outcome{Action: engine.Continue}, nil
+	}
+	h.opts.logger.WarnContext(ctx, "hook failed; call aborted", "method", call.Method, "hook", hook.ID, "error", ee.Message)
+	switch ee.Kind {
+	case engine.Thrown:
+		return engine.Outcome{}, status.Error(codes.Unknown, ee.Message)
+	case engine.Canceled:
+		return engine.Outcome{}, status.FromContextError(ee.Err).Err()
+	case engine.Timeout:
+		return engine.Outcome{}, status.Errorf(codes.DeadlineExceeded, "hook %s %s", hook.ID, ee.Message)
+	}
+	return engine.Outcome{}, status.Errorf(ee.Kind.Code(), "hook %s: %s", hook.ID, ee.Message)
+}

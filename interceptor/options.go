@@ -1,0 +1,40 @@
+package interceptor
+
+import (
+	"log/slog"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+type options struct {
+	engine *engine.Engine
+	logger *slog.Logger
+}
+
+// Option configures the interceptors.
+type Option func(*options)
+
+func evaluateOptions(opts []Option) *options {
+	o := &options{}
+	for _, f := range opts {
+		f(o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	if o.engine == nil {
+		o.engine = engine.New(engine.WithLogger(o.logger))
+	}
+	return o
+}
+
+// WithEngine sets the engine that runs scripts (default: engine.New with
+// the interceptor's logger and engine.DefaultTimeout).
+func WithEngine(e *engine.Engine) Option {
+	return func(o *options) { o.engine = e }
+}
+
+// WithLogger sets the logger for skipped and failed hooks.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
