@@ -14,7 +14,24 @@ import (
 // request message to the changed message, in a fresh runtime.
 func BenchmarkRun(b *testing.B) {
 	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
 	s := compile(b, `module.exports = function (ctx) { ctx.request.eventType = "checked" }`)
+	call := preCall(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Run(ctx, s, call); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunNoop is the fixed cost of a run: a fresh runtime, the
+// module, the call, the hand-off to a worker and back.
+func BenchmarkRunNoop(b *testing.B) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
+	s := compile(b, `module.exports = function (ctx) {}`)
 	call := preCall(b)
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -77,7 +77,8 @@ const (
 type Outcome struct {
 	Action Action
 	// Message is, for Continue, the request (pre) or response (post) to go
-	// on with, always a new message; for Respond, the response.
+	// on with, a new message, or nil when the script left it unchanged; for
+	// Respond, the response.
 	Message proto.Message
 	// Status is the rejection, for Reject.
 	Status *status.Status
@@ -116,7 +117,8 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Engine runs compiled scripts. It is safe for concurrent use.
 type Engine struct {
-	opts options
+	opts    options
+	workers *workers
 }
 
 // New returns an engine.
@@ -127,8 +129,13 @@ func New(opts ...Option) *Engine {
 			regexp2.DefaultMatchTimeout = regexpMatchTimeout
 		}
 	})
-	return &Engine{opts: o}
+	return &Engine{opts: o, workers: newWorkers()}
 }
+
+// Close stops the engine's idle worker goroutines and waits for runs still
+// going, including runs abandoned at their timeout. An engine that is not
+// closed lets its idle workers exit on their own after a few seconds.
+func (e *Engine) Close() { e.workers.close() }
 
 type result struct {
 	out Outcome
@@ -151,7 +158,7 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	}
 	r := newRun(ctx, e, s, call)
 	done := make(chan result, 1)
-	go func() {
+	e.workers.do(func() {
 		var res result
 		defer func() {
 			if p := recover(); p != nil {
@@ -160,7 +167,7 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 			done <- res
 		}()
 		res.out, res.err = r.exec()
-	}()
+	})
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {

@@ -146,6 +146,19 @@ func TestScriptContract(t *testing.T) {
 		{name: "strict-mode writes to metadata throw",
 			script:   `module.exports = function (ctx) { "use strict"; ctx.metadata["x-admin"] = ["yes"] }`,
 			wantKind: engine.Thrown, wantErr: "returned false"},
+		{name: "assigning ctx.request replaces the request",
+			script:   `module.exports = function (ctx) { ctx.request = {toUserId: "zed"} }`,
+			wantJSON: `{"toUserId":"zed"}`},
+		{name: "deleting ctx.request does not fit the message",
+			script:   `module.exports = function (ctx) { delete ctx.request }`,
+			wantKind: engine.BadResult, wantErr: "ctx.request: want a events.v1.SendEventRequest object, got undefined"},
+		{name: "data.message is ctx.request",
+			script: `data.message.eventType = "via-data"; ctx.request.toUserId = "via-ctx";
+				data.message === ctx.request && data.parms === ctx.params ? undefined : {status: 500, message: "not the same object"}`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"via-data","toUserId":"via-ctx"}`},
+		{name: "ctx lists its properties and keeps the script's own",
+			script: `module.exports = function (ctx) { ctx.mine = 1; ctx.request.eventType = Object.keys(ctx).join() + " " + ctx.mine + " " + ("log" in ctx) }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"method,phase,hook,params,metadata,request,response,log,mine 1 true","toUserId":"alice"}`},
 		{name: "messageOverride replaces the request",
 			script:   `module.exports = function () { return {messageOverride: {toUserId: "carol", eventType: "x"}} }`,
 			wantJSON: `{"eventType":"x","toUserId":"carol"}`},
@@ -265,7 +278,14 @@ func TestScriptContract(t *testing.T) {
 				}
 				return
 			}
-			if got := js(t, out.Message); got != tt.wantJSON {
+			msg := out.Message
+			if msg == nil { // unchanged
+				msg = call.Request
+				if call.Phase == engine.Post {
+					msg = call.Response
+				}
+			}
+			if got := js(t, msg); got != tt.wantJSON {
 				t.Fatalf("message = %s; want %s", got, tt.wantJSON)
 			}
 		})

@@ -22,48 +22,24 @@ type run struct {
 	script *Script
 	call   *Call
 	vm     *goja.Runtime
+	c      *ctxObject
 	jsCtx  *goja.Object
-	// live is the property of jsCtx that holds the message this phase may
-	// change: "request" (pre) or "response" (post).
-	live string
+	// live is the ctx property this phase may change: propRequest (pre)
+	// or propResponse (post).
+	live int
 }
 
-// newRun builds the runtime and the ctx object on the caller's goroutine, so
-// the caller's messages are only read before Run returns.
+// newRun builds the runtime and its globals. The ctx object reads the
+// caller's messages only when the script first asks for them.
 func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 	vm := goja.New()
 	vm.SetMaxCallStackSize(e.opts.maxStack)
-	r := &run{ctx: ctx, e: e, script: s, call: call, vm: vm, live: "request"}
+	r := &run{ctx: ctx, e: e, script: s, call: call, vm: vm, live: propRequest}
 	if call.Phase == Post {
-		r.live = "response"
+		r.live = propResponse
 	}
-
-	c := vm.NewObject()
-	c.Set("method", call.Method)
-	c.Set("phase", string(call.Phase))
-	c.Set("hook", call.Hook)
-	params := protojs.FromGo(vm, call.Params)
-	if goja.IsNull(params) || goja.IsUndefined(params) {
-		params = vm.NewObject()
-	}
-	c.Set("params", params)
-	c.Set("metadata", vm.NewDynamicObject(metadataObject{vm: vm, md: call.Metadata}))
-	var request, response goja.Value
-	if call.Request != nil {
-		request = protojs.ToValue(vm, call.Request.ProtoReflect())
-		c.Set("request", request)
-	}
-	if call.Response != nil {
-		response = protojs.ToValue(vm, call.Response.ProtoReflect())
-		c.Set("response", response)
-	}
-	log := vm.NewObject()
-	log.Set("info", r.logFunc(levelInfo, false))
-	log.Set("warn", r.logFunc(levelWarn, false))
-	log.Set("error", r.logFunc(levelError, false))
-	c.Set("log", log)
-	r.jsCtx = c
-
+	r.c = &ctxObject{r: r}
+	r.jsCtx = vm.NewDynamicObject(r.c)
 	if s.module {
 		module := vm.NewObject()
 		exports := vm.NewObject()
@@ -72,22 +48,9 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 		vm.Set("exports", exports)
 		return r
 	}
-	vm.Set("ctx", c)
-	data := vm.NewObject()
-	if request != nil {
-		data.Set("message", request)
-	}
-	if response != nil {
-		data.Set("response", response)
-	}
-	data.Set("parms", params)
-	vm.Set("data", data)
-	bridge := vm.NewObject()
-	bridge.Set("logInfo", r.logFunc(levelInfo, false))
-	bridge.Set("logInfoJson", r.logFunc(levelInfo, true))
-	bridge.Set("logWarning", r.logFunc(levelWarn, false))
-	bridge.Set("logError", r.logFunc(levelError, false))
-	vm.Set("bridge", bridge)
+	vm.Set("ctx", r.jsCtx)
+	vm.Set("data", vm.NewDynamicObject(&dataObject{c: r.c}))
+	vm.Set("bridge", vm.NewDynamicObject(&bridgeObject{r: r}))
 	return r
 }
 
@@ -160,7 +123,7 @@ var resultKeys = []string{"status", "message", "messageOverride", "response"}
 // decode reads a script's result.
 func (r *run) decode(v goja.Value) (Outcome, error) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
-		return r.goOn(r.jsCtx.Get(r.live), "ctx."+r.live)
+		return r.goOnLive()
 	}
 	res, ok := v.(*goja.Object)
 	if !ok || res.ClassName() != "Object" {
@@ -209,7 +172,16 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 	case present(override):
 		return r.goOn(override, "result.messageOverride")
 	}
-	return r.goOn(r.jsCtx.Get(r.live), "ctx."+r.live)
+	return r.goOnLive()
+}
+
+// goOnLive goes on with ctx.request (pre) or ctx.response (post). When the
+// script never touched it, the message is unchanged and is not read back.
+func (r *run) goOnLive() (Outcome, error) {
+	if !r.c.touched(r.live) {
+		return Outcome{Action: Continue}, nil
+	}
+	return r.goOn(r.c.Get(propNames[r.live]), "ctx."+propNames[r.live])
 }
 
 // goOn reads the message the call goes on with from v.

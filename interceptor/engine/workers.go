@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"sync"
+	"time"
+)
+
+// workerIdle is how long an idle worker waits for a run before it exits.
+const workerIdle = 2 * time.Second
+
+// workers runs scripts on long-lived goroutines. goja calls run deep, and a
+// fresh goroutine's stack grows by copying several times on every run; a
+// worker's stack has grown already. A run whose caller stopped waiting
+// (timeout, cancellation) keeps its worker until it ends; the pool starts
+// another goroutine whenever no worker is idle, so that never blocks a caller.
+type workers struct {
+	jobs chan func()
+	quit chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+func newWorkers() *workers {
+	return &workers{jobs: make(chan func()), quit: make(chan struct{})}
+}
+
+// do runs f on an idle worker, or on a new one.
+func (w *workers) do(f func()) {
+	select {
+	case w.jobs <- f:
+	default:
+		w.wg.Add(1)
+		go w.work(f)
+	}
+}
+
+func (w *workers) work(f func()) {
+	defer w.wg.Done()
+	f()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case f := <-w.jobs:
+			f()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-w.quit:
+			return
+		}
+	}
+}
+
+// close stops idle workers and waits for busy ones to finish.
+func (w *workers) close() {
+	w.once.Do(func() { close(w.quit) })
+	w.wg.Wait()
+}
