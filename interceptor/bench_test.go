@@ -96,6 +96,7 @@ func BenchmarkUnaryCall(b *testing.B) {
 			var opts []grpc.ServerOption
 			if c.src != nil {
 				eng := engine.New(engine.WithLogger(log))
+				defer eng.Close()
 				opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(c.src, interceptor.WithEngine(eng), interceptor.WithLogger(log))))
 			}
 			srv := grpc.NewServer(opts...)

@@ -141,6 +141,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	eng := engine.New(engine.WithLogger(log))
+	t.Cleanup(eng.Close)
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
 		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),

@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 		registry.WithServices(hookServices...),
 	)
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout))
+	defer eng.Close()
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
 		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
