@@ -157,7 +157,7 @@ func TestScriptContract(t *testing.T) {
 				data.message === ctx.request && data.parms === ctx.params ? undefined : {status: 500, message: "not the same object"}`,
 			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"via-data","toUserId":"via-ctx"}`},
 		{name: "ctx lists its properties and keeps the script's own",
-			script: `module.exports = function (ctx) { ctx.mine = 1; ctx.request.eventType = Object.keys(ctx).join() + " " + ctx.mine + " " + ("log" in ctx) }`,
+			script:   `module.exports = function (ctx) { ctx.mine = 1; ctx.request.eventType = Object.keys(ctx).join() + " " + ctx.mine + " " + ("log" in ctx) }`,
 			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"method,phase,hook,params,metadata,request,response,log,mine 1 true","toUserId":"alice"}`},
 		{name: "messageOverride replaces the request",
 			script:   `module.exports = function () { return {messageOverride: {toUserId: "carol", eventType: "x"}} }`,
