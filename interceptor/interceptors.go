@@ -68,23 +68,10 @@ func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, req)
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	for _, hook := range chain.Pre {
-		out, err := h.run(ctx, hook, &engine.Call{
-			Method: method, Phase: engine.Pre, Metadata: md,
-			Request: msg, ResponseType: h.responseType(method),
-		})
-		if err != nil {
-			return nil, err
-		}
-		switch out.Action {
-		case engine.Reject:
-			return nil, out.Status.Err()
-		case engine.Respond:
-			return out.Message, nil
-		}
-		if out.Message != nil {
-			msg = out.Message
-		}
+	call := engine.Call{Method: method, Phase: engine.Pre, Metadata: md, ResponseType: h.responseType(method)}
+	msg, answer, err := h.runHooks(ctx, chain.Pre, call, msg)
+	if err != nil || answer != nil {
+		return answer, err
 	}
 	resp, err := handler(ctx, msg)
 	if err != nil || len(chain.Post) == 0 {
@@ -94,25 +81,41 @@ func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, resp)
 	}
-	for _, hook := range chain.Post {
-		out, err := h.run(ctx, hook, &engine.Call{
-			Method: method, Phase: engine.Post, Metadata: md,
-			Request: msg, Response: respMsg,
-		})
+	call = engine.Call{Method: method, Phase: engine.Post, Metadata: md, Request: msg}
+	respMsg, answer, err = h.runHooks(ctx, chain.Post, call, respMsg)
+	if err != nil || answer != nil {
+		return answer, err
+	}
+	return respMsg, nil
+}
+
+// runHooks runs hooks in order on msg, the request (pre) or the response
+// (post), which each hook may replace. It returns the message to go on
+// with; or answer, when a hook answered the call; or the status error that
+// ends the call. call is the template of each hook's Call.
+func (h *hooks) runHooks(ctx context.Context, hooks []*registry.Hook, call engine.Call, msg proto.Message) (next, answer proto.Message, err error) {
+	for _, hook := range hooks {
+		c := call
+		if c.Phase == engine.Post {
+			c.Response = msg
+		} else {
+			c.Request = msg
+		}
+		out, err := h.run(ctx, hook, &c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch out.Action {
 		case engine.Reject:
-			return nil, out.Status.Err()
+			return nil, nil, out.Status.Err()
 		case engine.Respond:
-			return out.Message, nil
+			return nil, out.Message, nil
 		}
 		if out.Message != nil {
-			respMsg = out.Message
+			msg = out.Message
 		}
 	}
-	return respMsg, nil
+	return msg, nil, nil
 }
 
 // run runs one hook. A failure comes back as a status error, or, for a hook

@@ -49,31 +49,19 @@ func (s *hookedStream) RecvMsg(m any) error {
 	if s.md == nil {
 		s.md, _ = metadata.FromIncomingContext(ctx)
 	}
-	cur := msg
-	for _, hook := range s.chain.Pre {
-		out, err := s.hooks.run(ctx, hook, &engine.Call{
-			Method: s.method, Phase: engine.Pre, Metadata: s.md,
-			Request: cur, ResponseType: s.hooks.responseType(s.method),
-		})
-		if err != nil {
+	call := engine.Call{Method: s.method, Phase: engine.Pre, Metadata: s.md, ResponseType: s.hooks.responseType(s.method)}
+	cur, answer, err := s.hooks.runHooks(ctx, s.chain.Pre, call, msg)
+	switch {
+	case err != nil:
+		s.rejected = err
+		return err
+	case answer != nil:
+		if err := s.ServerStream.SendMsg(answer); err != nil {
 			s.rejected = err
 			return err
 		}
-		switch out.Action {
-		case engine.Reject:
-			s.rejected = out.Status.Err()
-			return s.rejected
-		case engine.Respond:
-			if err := s.ServerStream.SendMsg(out.Message); err != nil {
-				s.rejected = err
-				return err
-			}
-			s.responded = true
-			return errAnswered
-		}
-		if out.Message != nil {
-			cur = out.Message
-		}
+		s.responded = true
+		return errAnswered
 	}
 	if cur != msg {
 		proto.Reset(msg)
