@@ -1,0 +1,318 @@
+// Package manifest loads hooks.yaml, the file that lists the hooks a team
+// keeps in version control, and checks every hook in it as the daemon
+// would: the key, the document, the script (compiled by the registry), and,
+// given a schema source, the method it targets. Every problem is reported
+// with the file and line it comes from, all of them at once.
+//
+// A manifest looks like this; script paths are relative to the manifest:
+//
+//	hooks:
+//	  - method: events.v1.EventService/SendEvent   # or SERVICE/*, */*
+//	    phase: pre                                  # pre or post
+//	    name: addvalue
+//	    script: addvalue.js
+//	    params: {extradata: {source: hook}}         # optional, any YAML
+//	    order: 10                                   # optional
+//	    timeout: 250ms                              # optional
+//	    onError: abort                              # optional: abort or continue
+//	    enabled: true                               # optional
+//	    description: adds campaign data to events   # optional
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/diag"
+	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
+	"github.com/apihooks/apihooks/internal/hookctl/hookname"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
+	"github.com/apihooks/apihooks/internal/hookctl/yamljson"
+)
+
+// Names are the file names looked for in a directory, in order.
+var Names = []string{"hooks.yaml", "hooks.yml"}
+
+// Manifest is a loaded, checked hooks.yaml.
+type Manifest struct {
+	// Path is the manifest's path as given (or found in the directory given).
+	Path string
+	// Dir is the directory script paths are relative to.
+	Dir   string
+	Hooks []*Hook
+}
+
+// Hook is one checked entry of a manifest.
+type Hook struct {
+	Key registry.Key
+	// Doc is the document to store; Raw is its JSON, as Encode wrote it.
+	Doc *registry.Document
+	Raw []byte
+	// Compiled is the document as the daemon would run it.
+	Compiled *registry.Hook
+	// Script is the script's path (the manifest's directory joined with the
+	// entry's script).
+	Script string
+	// Line is the line of the entry in the manifest.
+	Line int
+}
+
+// Name returns the hook's name as people write it.
+func (h *Hook) Name() string { return hookname.Format(h.Key) }
+
+// Lookup returns the manifest's hook at k, or nil.
+func (m *Manifest) Lookup(k registry.Key) *Hook {
+	for _, h := range m.Hooks {
+		if h.Key == k {
+			return h
+		}
+	}
+	return nil
+}
+
+type options struct {
+	schema *schema.Source
+}
+
+// Option configures Load.
+type Option func(*options)
+
+// WithSchema checks each hook's method against src: the method exists, its
+// service is hookable, and a post-hook does not target a streaming method.
+func WithSchema(src *schema.Source) Option {
+	return func(o *options) { o.schema = src }
+}
+
+// Find returns the manifest at path: path itself when it is a file, or the
+// hooks.yaml (or hooks.yml) in it when it is a directory.
+func Find(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.IsDir() {
+		return path, nil
+	}
+	for _, n := range Names {
+		p := filepath.Join(path, n)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no %s in this directory", path, strings.Join(Names, " or "))
+}
+
+// Load reads and checks the manifest at path (a file, or a directory holding
+// hooks.yaml). On problems it returns a diag.List naming each one's file and
+// line, and no manifest.
+func Load(path string, opts ...Option) (*Manifest, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	file, err := Find(path)
+	if err != nil {
+		return nil, diag.List{{File: path, Err: err}}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, diag.List{{File: file, Err: err}}
+	}
+	m := &Manifest{Path: file, Dir: filepath.Dir(file)}
+	var errs diag.List
+	fail := func(err error) (*Manifest, error) {
+		var ye *yamljson.Error
+		line := 0
+		if errors.As(err, &ye) {
+			line = ye.Line
+		}
+		return nil, diag.List{{File: file, Line: line, Err: err}}
+	}
+	root, err := yamljson.Parse(b)
+	if err != nil {
+		return fail(err)
+	}
+	if root == nil {
+		return fail(errors.New("empty manifest: want a mapping with a hooks list"))
+	}
+	top, err := yamljson.Mapping(root, "manifest", "hooks")
+	if err != nil {
+		return fail(err)
+	}
+	hooksField, ok := top["hooks"]
+	if !ok {
+		return fail(yamljson.Errorf(root, "manifest: no hooks list"))
+	}
+	items, err := yamljson.Sequence(hooksField.Value, "hooks")
+	if err != nil {
+		return fail(err)
+	}
+	seen := map[registry.Key]int{}
+	for _, item := range items {
+		h, err := loadHook(m, item, &o)
+		if err != nil {
+			var list diag.List
+			if errors.As(err, &list) {
+				errs = append(errs, list...)
+			} else {
+				errs.Add(file, item.Line, "", err)
+			}
+			continue
+		}
+		if first, dup := seen[h.Key]; dup {
+			errs.Addf(file, h.Line, h.Name(), "listed twice (first at line %d)", first)
+			continue
+		}
+		seen[h.Key] = h.Line
+		m.Hooks = append(m.Hooks, h)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return m, nil
+}
+
+var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description"}
+
+// fieldInError finds the field a registry error names: "document: field
+// timeout: ...".
+var fieldInError = regexp.MustCompile(`field (\w+)`)
+
+func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
+	file := m.Path
+	fields, err := yamljson.Mapping(item, "hook", hookFields...)
+	if err != nil {
+		return nil, lineError(file, "", err)
+	}
+	str := func(name string, required bool) (string, error) {
+		f, ok := fields[name]
+		if !ok {
+			if required {
+				return "", yamljson.Errorf(item, "hook: %s is required", name)
+			}
+			return "", nil
+		}
+		return yamljson.String(f.Value, name)
+	}
+	method, err := str("method", true)
+	if err != nil {
+		return nil, lineError(file, "", err)
+	}
+	phase, err := str("phase", true)
+	if err != nil {
+		return nil, lineError(file, "", err)
+	}
+	name, err := str("name", true)
+	if err != nil {
+		return nil, lineError(file, "", err)
+	}
+	k, err := hookname.New(method, phase, name)
+	if err != nil {
+		return nil, &diag.Error{File: file, Line: item.Line, Err: err}
+	}
+	h := &Hook{Key: k, Line: item.Line}
+	hook := h.Name()
+	var errs diag.List
+	at := func(field string) int {
+		if f, ok := fields[field]; ok {
+			return f.Key.Line
+		}
+		return item.Line
+	}
+
+	doc := &registry.Document{}
+	scriptRel, err := str("script", true)
+	if err != nil {
+		errs.Add(file, lineOf(err, item.Line), hook, err)
+	} else {
+		switch {
+		case filepath.IsAbs(scriptRel):
+			errs.Addf(file, at("script"), hook, "script: %q: want a path relative to the manifest", scriptRel)
+		case filepath.Ext(scriptRel) != ".js":
+			errs.Addf(file, at("script"), hook, "script: %q: want a .js file", scriptRel)
+		default:
+			h.Script = filepath.Join(m.Dir, filepath.FromSlash(scriptRel))
+			src, err := os.ReadFile(h.Script)
+			if err != nil {
+				errs.Addf(file, at("script"), hook, "script: %v", err)
+			} else {
+				doc.Script = string(src)
+			}
+		}
+	}
+	if f, ok := fields["params"]; ok {
+		p, err := yamljson.ToJSON(f.Value)
+		if err != nil {
+			errs.Add(file, lineOf(err, f.Key.Line), hook, fmt.Errorf("params: %w", err))
+		}
+		doc.Params = p
+	}
+	if f, ok := fields["order"]; ok {
+		if doc.Order, err = yamljson.Int(f.Value, "order"); err != nil {
+			errs.Add(file, lineOf(err, f.Key.Line), hook, err)
+		}
+	}
+	if doc.Timeout, err = str("timeout", false); err != nil {
+		errs.Add(file, lineOf(err, at("timeout")), hook, err)
+	}
+	var onError string
+	if onError, err = str("onError", false); err != nil {
+		errs.Add(file, lineOf(err, at("onError")), hook, err)
+	}
+	doc.OnError = registry.OnError(onError)
+	if f, ok := fields["enabled"]; ok {
+		v, err := yamljson.Bool(f.Value, "enabled")
+		if err != nil {
+			errs.Add(file, lineOf(err, f.Key.Line), hook, err)
+		}
+		doc.Enabled = &v
+	}
+	if doc.Description, err = str("description", false); err != nil {
+		errs.Add(file, lineOf(err, at("description")), hook, err)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	raw, err := hookdoc.Encode(k, doc)
+	if err != nil {
+		if pos, ok := hookdoc.ScriptPosition(err); ok {
+			return nil, diag.List{{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)}}
+		}
+		line := item.Line
+		if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
+			line = at(sm[1])
+		}
+		return nil, diag.List{{File: file, Line: line, Hook: hook, Err: err}}
+	}
+	compiled, err := registry.Build(k, raw)
+	if err != nil { // Encode built it once already
+		return nil, diag.List{{File: file, Line: item.Line, Hook: hook, Err: err}}
+	}
+	if o.schema != nil {
+		if err := o.schema.CheckHook(k); err != nil {
+			return nil, diag.List{{File: file, Line: at("method"), Hook: hook, Err: err}}
+		}
+	}
+	h.Doc, h.Raw, h.Compiled = compiled.Doc, raw, compiled
+	return h, nil
+}
+
+func lineOf(err error, fallback int) int {
+	var ye *yamljson.Error
+	if errors.As(err, &ye) && ye.Line > 0 {
+		return ye.Line
+	}
+	return fallback
+}
+
+func lineError(file, hook string, err error) error {
+	return &diag.Error{File: file, Line: lineOf(err, 0), Hook: hook, Err: err}
+}

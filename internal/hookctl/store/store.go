@@ -1,0 +1,386 @@
+// Package store is hookctl's access to the hooks in etcd: reading them with
+// the revisions they were read at, writing guarded by those revisions (so a
+// change made meanwhile by someone else is never overwritten), and walking a
+// hook's history. Every call is bounded by a timeout, and etcd failures come
+// back as the errors below, which say what happened in words a person can act
+// on.
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// Config says how to reach etcd, with etcdctl's names.
+type Config struct {
+	Endpoints                   []string
+	CACert, Cert, Key           string
+	User, Password              string
+	DialTimeout, CommandTimeout time.Duration
+	// Prefix is the etcd prefix hooks live under (<prefix>hooks/...).
+	Prefix string
+}
+
+// UnreachableError is returned when etcd does not answer, or refuses.
+type UnreachableError struct {
+	Endpoints []string
+	Err       error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("etcd at %s: %v", strings.Join(e.Endpoints, ","), e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// ConflictError is returned when a guarded write found that etcd changed
+// since it was read: nothing was written.
+type ConflictError struct {
+	// Changed lists the keys (without prefix) that changed, when known.
+	Changed []string
+	// ReadRevision is the revision the write was planned from.
+	ReadRevision int64
+}
+
+func (e *ConflictError) Error() string {
+	msg := "etcd changed since it was read"
+	if e.ReadRevision > 0 {
+		msg += fmt.Sprintf(" at revision %d", e.ReadRevision)
+	}
+	if len(e.Changed) > 0 {
+		msg += " (" + strings.Join(e.Changed, ", ") + ")"
+	}
+	return msg + "; nothing was written: run the command again"
+}
+
+// ErrNotFound is returned for a hook that is not in etcd.
+var ErrNotFound = errors.New("no such hook in etcd")
+
+// CompactedError is returned when a revision asked for is older than what
+// etcd still keeps.
+type CompactedError struct {
+	// Revision is the revision asked for.
+	Revision int64
+	// CompactRevision is etcd's compaction point when known: history before it
+	// is gone.
+	CompactRevision int64
+}
+
+func (e *CompactedError) Error() string {
+	if e.CompactRevision > 0 {
+		return fmt.Sprintf("revision %d was compacted: etcd keeps history from revision %d on", e.Revision, e.CompactRevision)
+	}
+	return fmt.Sprintf("revision %d was compacted: etcd no longer keeps it", e.Revision)
+}
+
+// Store reads and writes hooks.
+type Store struct {
+	client *clientv3.Client
+	cfg    Config
+}
+
+// Open connects to etcd and checks, within the dial timeout, that it
+// answers.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("no etcd endpoints")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Second
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = registry.DefaultPrefix
+	}
+	tlsCfg, err := clientTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         tlsCfg,
+		Username:    cfg.User,
+		Password:    cfg.Password,
+		Context:     context.WithoutCancel(ctx),
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Err: err}
+	}
+	s := &Store{client: client, cfg: cfg}
+	probe, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if _, err := client.Get(probe, registry.HooksDir(cfg.Prefix), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		client.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+			err = fmt.Errorf("no answer within the dial timeout (%v)", cfg.DialTimeout)
+		}
+		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Err: err}
+	}
+	return s, nil
+}
+
+func clientTLS(cfg Config) (*tls.Config, error) {
+	if cfg.CACert == "" && cfg.Cert == "" && cfg.Key == "" {
+		return nil, nil
+	}
+	if (cfg.Cert == "") != (cfg.Key == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	info := transport.TLSInfo{CertFile: cfg.Cert, KeyFile: cfg.Key, TrustedCAFile: cfg.CACert}
+	c, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS: %w", err)
+	}
+	return c, nil
+}
+
+// Close closes the connection.
+func (s *Store) Close() error { return s.client.Close() }
+
+// Client returns the etcd client.
+func (s *Store) Client() *clientv3.Client { return s.client }
+
+// Prefix returns the etcd prefix.
+func (s *Store) Prefix() string { return s.cfg.Prefix }
+
+// Path returns the etcd key of a hook.
+func (s *Store) Path(k registry.Key) string { return k.Path(s.cfg.Prefix) }
+
+// wrap turns an etcd error into one of the package's errors.
+func (s *Store) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return &CompactedError{}
+	}
+	if errors.Is(err, rpctypes.ErrTooManyOps) {
+		return fmt.Errorf("too many operations for one etcd transaction (etcd's --max-txn-ops, 128 by default): %w", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		err = fmt.Errorf("no answer within the command timeout (%v)", s.cfg.CommandTimeout)
+	}
+	return &UnreachableError{Endpoints: s.cfg.Endpoints, Err: err}
+}
+
+func (s *Store) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.CommandTimeout)
+}
+
+// Entry is one key under the hooks directory.
+type Entry struct {
+	// Path is the etcd key.
+	Path string
+	// Key is the parsed key; KeyErr is set when the key is not a valid hook
+	// key (Key may then be partly set, as registry.ParseKey returns it).
+	Key    registry.Key
+	KeyErr error
+	// Raw is the stored value; Doc is it decoded, or nil with DocErr.
+	Raw    []byte
+	Doc    *registry.Document
+	DocErr error
+	// ModRevision, CreateRevision and Version are etcd's.
+	ModRevision, CreateRevision, Version int64
+}
+
+// Valid reports whether the entry is a valid key with a valid document.
+func (e *Entry) Valid() bool { return e.KeyErr == nil && e.DocErr == nil }
+
+func (s *Store) entry(path string, value []byte, mod, create, version int64) Entry {
+	e := Entry{Path: path, Raw: value, ModRevision: mod, CreateRevision: create, Version: version}
+	e.Key, e.KeyErr = registry.ParseKey(s.cfg.Prefix, path)
+	e.Doc, e.DocErr = registry.DecodeDocument(value)
+	if e.DocErr == nil && e.KeyErr == nil {
+		if _, err := registry.Compile(e.Key, e.Doc); err != nil {
+			e.DocErr = err
+		}
+	}
+	return e
+}
+
+// List reads every key under the hooks directory at one revision, which it
+// returns.
+func (s *Store) List(ctx context.Context) ([]Entry, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	resp, err := s.client.Get(ctx, registry.HooksDir(s.cfg.Prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, s.wrap(err)
+	}
+	entries := make([]Entry, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		entries = append(entries, s.entry(string(kv.Key), kv.Value, kv.ModRevision, kv.CreateRevision, kv.Version))
+	}
+	return entries, resp.Header.Revision, nil
+}
+
+// Get reads one hook. It returns ErrNotFound when it is absent, with the
+// revision read at.
+func (s *Store) Get(ctx context.Context, k registry.Key) (*Entry, int64, error) {
+	return s.getAt(ctx, k, 0)
+}
+
+func (s *Store) getAt(ctx context.Context, k registry.Key, rev int64) (*Entry, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	var opts []clientv3.OpOption
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.client.Get(ctx, s.Path(k), opts...)
+	if err != nil {
+		err = s.wrap(err)
+		var ce *CompactedError
+		if errors.As(err, &ce) {
+			ce.Revision = rev
+			ce.CompactRevision = s.compactRevision(ctx)
+		}
+		return nil, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision, ErrNotFound
+	}
+	kv := resp.Kvs[0]
+	e := s.entry(string(kv.Key), kv.Value, kv.ModRevision, kv.CreateRevision, kv.Version)
+	return &e, resp.Header.Revision, nil
+}
+
+// compactRevision asks etcd where its history starts, by opening a watch at
+// revision 1, which etcd cancels naming its compaction revision. It is only
+// called after etcd reported a compaction, and returns 0 when it cannot tell.
+func (s *Store) compactRevision(ctx context.Context) int64 {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	wch := s.client.Watch(ctx, registry.HooksDir(s.cfg.Prefix), clientv3.WithPrefix(), clientv3.WithRev(1))
+	for resp := range wch {
+		if resp.CompactRevision > 0 {
+			return resp.CompactRevision
+		}
+		if resp.Err() != nil || len(resp.Events) > 0 {
+			break
+		}
+	}
+	return 0
+}
+
+// Write is a set of changes written in one transaction, guarded by what was
+// read.
+type Write struct {
+	// ReadRevision, when set, guards the whole hooks directory: nothing under
+	// it may have been put since (no key may have a newer mod revision, which
+	// also catches keys created meanwhile).
+	ReadRevision int64
+	// Guards maps etcd keys to the mod revision each must still have; 0 means
+	// the key must still be absent. They catch deletions, which the directory
+	// guard cannot see.
+	Guards map[string]int64
+	// Puts maps etcd keys to their new values.
+	Puts map[string][]byte
+	// Deletes lists etcd keys to delete.
+	Deletes []string
+}
+
+// Empty reports whether w changes nothing.
+func (w *Write) Empty() bool { return len(w.Puts) == 0 && len(w.Deletes) == 0 }
+
+// Commit writes w in one transaction and returns the new revision. When
+// anything guarded changed, nothing is written and it returns a
+// *ConflictError.
+func (s *Store) Commit(ctx context.Context, w *Write) (int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	var cmps []clientv3.Cmp
+	dir := registry.HooksDir(s.cfg.Prefix)
+	if w.ReadRevision > 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(dir).WithPrefix(), "<", w.ReadRevision+1))
+	}
+	guarded := make([]string, 0, len(w.Guards))
+	for k := range w.Guards {
+		guarded = append(guarded, k)
+	}
+	slices.Sort(guarded)
+	for _, k := range guarded {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", w.Guards[k]))
+	}
+	var ops []clientv3.Op
+	puts := make([]string, 0, len(w.Puts))
+	for k := range w.Puts {
+		puts = append(puts, k)
+	}
+	slices.Sort(puts)
+	for _, k := range puts {
+		ops = append(ops, clientv3.OpPut(k, string(w.Puts[k])))
+	}
+	for _, k := range w.Deletes {
+		ops = append(ops, clientv3.OpDelete(k))
+	}
+	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	if !resp.Succeeded {
+		return 0, s.conflict(ctx, w)
+	}
+	return resp.Header.Revision, nil
+}
+
+// conflict finds which guarded keys changed, for the error message.
+func (s *Store) conflict(ctx context.Context, w *Write) error {
+	ce := &ConflictError{ReadRevision: w.ReadRevision}
+	seen := map[string]bool{}
+	note := func(path string) {
+		if seen[path] {
+			return
+		}
+		seen[path] = true
+		ce.Changed = append(ce.Changed, strings.TrimPrefix(path, registry.HooksDir(s.cfg.Prefix)))
+	}
+	if w.ReadRevision > 0 {
+		resp, err := s.client.Get(ctx, registry.HooksDir(s.cfg.Prefix), clientv3.WithPrefix(),
+			clientv3.WithMinModRev(w.ReadRevision+1), clientv3.WithKeysOnly())
+		if err == nil {
+			for _, kv := range resp.Kvs {
+				note(string(kv.Key))
+			}
+		}
+	}
+	for k, rev := range w.Guards {
+		resp, err := s.client.Get(ctx, k, clientv3.WithKeysOnly())
+		if err != nil {
+			continue
+		}
+		now := int64(0)
+		if len(resp.Kvs) > 0 {
+			now = resp.Kvs[0].ModRevision
+		}
+		if now != rev {
+			note(k)
+		}
+	}
+	slices.Sort(ce.Changed)
+	return ce
+}
