@@ -1,0 +1,368 @@
+// Package hooktest runs hooks locally, with the engine the daemon uses and
+// no etcd, and checks them against case files (*.test.yaml) kept beside a
+// manifest, so hooks can be unit-tested before they are pushed.
+//
+// A run takes a compiled hook (registry.Compile), a concrete method whose
+// message types come from a schema source, a request (and a response, for a
+// post-hook) as protojson, and metadata. Its Result says what the daemon
+// would do with the call: go on with a (possibly changed) message, reject it
+// with a status, answer in the handler's place, or fail; and what the script
+// logged.
+package hooktest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
+)
+
+// The actions of a Result.
+const (
+	ActionContinue = "continue"
+	ActionReject   = "reject"
+	ActionRespond  = "respond"
+	ActionError    = "error"
+)
+
+// Runner runs hooks.
+type Runner struct {
+	src            *schema.Source
+	defaultTimeout time.Duration
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithDefaultTimeout sets the timeout of hooks whose document sets none, as
+// the daemon's --hook-timeout does (engine.DefaultTimeout by default).
+func WithDefaultTimeout(d time.Duration) Option {
+	return func(r *Runner) { r.defaultTimeout = d }
+}
+
+// NewRunner returns a runner that takes message types from src.
+func NewRunner(src *schema.Source, opts ...Option) *Runner {
+	r := &Runner{src: src, defaultTimeout: engine.DefaultTimeout}
+	for _, f := range opts {
+		f(r)
+	}
+	return r
+}
+
+// Input is one call to run a hook on.
+type Input struct {
+	Hook *registry.Hook
+	// Service and Method name the called method; for a SERVICE/* or */*
+	// hook they say which method the call is for.
+	Service, Method string
+	Metadata        map[string][]string
+	// Request and Response are protojson; empty means an empty message.
+	Request, Response json.RawMessage
+}
+
+// Status is a gRPC status as a result shows it.
+type Status struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Failure is a failed run.
+type Failure struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// Log is one line the script logged.
+type Log struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+	Value   any    `json:"value,omitempty"`
+}
+
+// Result is what a run did.
+type Result struct {
+	// Action is continue, reject, respond or error.
+	Action string `json:"action"`
+	// Status is the rejection (reject) or the status the daemon ends the
+	// call with (error).
+	Status *Status `json:"status,omitempty"`
+	// Request is the request the call goes on with (pre-hooks, continue).
+	Request json.RawMessage `json:"request,omitempty"`
+	// Response is the response the call goes on with (post-hooks, continue)
+	// or the hook's answer (respond).
+	Response json.RawMessage `json:"response,omitempty"`
+	// Error is the failure, for error.
+	Error *Failure `json:"error,omitempty"`
+	// Skipped is a failure that onError "continue" turned into going on.
+	Skipped *Failure `json:"skipped,omitempty"`
+	Logs    []Log    `json:"logs"`
+
+	message proto.Message
+}
+
+// Message returns the resulting request (pre, continue) or response
+// (post continue, or respond); nil otherwise.
+func (r *Result) Message() proto.Message { return r.message }
+
+// Types are a method's message types.
+type Types struct {
+	Method   protoreflect.MethodDescriptor
+	Request  protoreflect.MessageType
+	Response protoreflect.MessageType
+}
+
+// Types returns the message types of service/method.
+func (r *Runner) Types(service, method string) (*Types, error) {
+	md, err := r.src.Method(service, method)
+	if err != nil {
+		return nil, err
+	}
+	return &Types{Method: md, Request: r.src.MessageType(md.Input()), Response: r.src.MessageType(md.Output())}, nil
+}
+
+// Parse reads protojson into a new message of type mt. Empty input gives an
+// empty message.
+func (r *Runner) Parse(mt protoreflect.MessageType, b json.RawMessage) (proto.Message, error) {
+	m := mt.New().Interface()
+	if len(bytes.TrimSpace(b)) == 0 {
+		return m, nil
+	}
+	if err := (protojson.UnmarshalOptions{Resolver: r.src.Resolver()}).Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("not a %s: %v", mt.Descriptor().FullName(), err)
+	}
+	return m, nil
+}
+
+// JSON shows a message as compact protojson.
+func (r *Runner) JSON(m proto.Message) json.RawMessage {
+	b, err := (protojson.MarshalOptions{Resolver: r.src.Resolver()}).Marshal(m)
+	if err != nil {
+		b, _ = json.Marshal(err.Error())
+		return b
+	}
+	var c bytes.Buffer
+	if json.Compact(&c, b) != nil {
+		return b
+	}
+	return c.Bytes()
+}
+
+// InputError is a problem with the input of a run (not with the hook).
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// Run runs in.Hook on the call in describes.
+func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
+	h := in.Hook
+	t, err := r.Types(in.Service, in.Method)
+	if err != nil {
+		return nil, &InputError{err}
+	}
+	if h.Key.Phase == engine.Post && schema.Streaming(t.Method) != "" {
+		return nil, &InputError{fmt.Errorf("post-hooks never run on streams, and %s/%s is %s", in.Service, in.Method, schema.Streaming(t.Method))}
+	}
+	req, err := r.Parse(t.Request, in.Request)
+	if err != nil {
+		return nil, &InputError{fmt.Errorf("request: %w", err)}
+	}
+	call := &engine.Call{
+		Method:   "/" + in.Service + "/" + in.Method,
+		Phase:    h.Key.Phase,
+		Hook:     h.Key.Name,
+		ID:       h.ID,
+		Params:   h.Params,
+		Metadata: in.Metadata,
+		Request:  req,
+		Timeout:  h.Timeout,
+	}
+	if call.Metadata == nil {
+		call.Metadata = map[string][]string{}
+	}
+	var current proto.Message = req
+	if h.Key.Phase == engine.Post {
+		resp, err := r.Parse(t.Response, in.Response)
+		if err != nil {
+			return nil, &InputError{fmt.Errorf("response: %w", err)}
+		}
+		call.Response = resp
+		current = resp
+	} else {
+		if len(bytes.TrimSpace(in.Response)) > 0 {
+			return nil, &InputError{errors.New("response: a pre-hook runs before the handler and sees no response")}
+		}
+		call.ResponseType = t.Response
+	}
+
+	logs := &logCapture{}
+	eng := engine.New(engine.WithLogger(slog.New(logs)), engine.WithTimeout(r.defaultTimeout))
+	defer eng.Close()
+	out, err := eng.Run(ctx, h.Script, call)
+	res := &Result{}
+	if err != nil {
+		var ee *engine.Error
+		if !errors.As(err, &ee) {
+			return nil, err
+		}
+		f := &Failure{Kind: KindName(ee.Kind), Message: ee.Message}
+		if h.OnError == registry.Continue && ee.Kind.Skippable() {
+			res.Action, res.Skipped = ActionContinue, f
+			res.setMessage(r, h.Key.Phase, current)
+		} else {
+			res.Action, res.Error = ActionError, f
+			res.Status = daemonStatus(h, ee)
+		}
+	} else {
+		switch out.Action {
+		case engine.Continue:
+			res.Action = ActionContinue
+			m := out.Message
+			if m == nil {
+				m = current
+			}
+			res.setMessage(r, h.Key.Phase, m)
+		case engine.Reject:
+			res.Action = ActionReject
+			res.Status = &Status{Code: CodeName(out.Status.Code()), Message: out.Status.Message()}
+		case engine.Respond:
+			res.Action = ActionRespond
+			res.message = out.Message
+			res.Response = r.JSON(out.Message)
+		}
+	}
+	res.Logs = logs.lines()
+	return res, nil
+}
+
+func (res *Result) setMessage(r *Runner, phase engine.Phase, m proto.Message) {
+	res.message = m
+	if phase == engine.Post {
+		res.Response = r.JSON(m)
+	} else {
+		res.Request = r.JSON(m)
+	}
+}
+
+// daemonStatus is the status the daemon ends a call with when a hook fails
+// and its onError does not let the call go on.
+func daemonStatus(h *registry.Hook, ee *engine.Error) *Status {
+	switch ee.Kind {
+	case engine.Thrown:
+		return &Status{Code: CodeName(codes.Unknown), Message: ee.Message}
+	case engine.Canceled:
+		return &Status{Code: CodeName(codes.Canceled), Message: ee.Message}
+	case engine.Timeout:
+		return &Status{Code: CodeName(codes.DeadlineExceeded), Message: fmt.Sprintf("hook %s %s", h.ID, ee.Message)}
+	}
+	return &Status{Code: CodeName(ee.Kind.Code()), Message: fmt.Sprintf("hook %s: %s", h.ID, ee.Message)}
+}
+
+// KindName names a failure kind: thrown, timeout, canceled, badResult,
+// crashed.
+func KindName(k engine.Kind) string {
+	switch k {
+	case engine.Thrown:
+		return "thrown"
+	case engine.Timeout:
+		return "timeout"
+	case engine.Canceled:
+		return "canceled"
+	case engine.BadResult:
+		return "badResult"
+	case engine.Crashed:
+		return "crashed"
+	}
+	return fmt.Sprintf("kind%d", int(k))
+}
+
+// CodeName returns a code's canonical name, as in google.rpc.Code:
+// "PERMISSION_DENIED".
+func CodeName(c codes.Code) string {
+	if c == codes.Canceled {
+		return "CANCELLED"
+	}
+	s := c.String()
+	if strings.HasPrefix(s, "Code(") {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}
+
+// ParseCode reads a code name in any case ("permission_denied",
+// "PermissionDenied") or a code number.
+func ParseCode(s string) (codes.Code, bool) {
+	s = strings.TrimSpace(s)
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		n := CodeName(c)
+		if strings.EqualFold(s, n) || strings.EqualFold(s, strings.ReplaceAll(n, "_", "")) || s == fmt.Sprint(int(c)) {
+			return c, true
+		}
+	}
+	if strings.EqualFold(s, "CANCELED") {
+		return codes.Canceled, true
+	}
+	return 0, false
+}
+
+// logCapture is a slog handler that keeps what scripts log.
+type logCapture struct {
+	mu  sync.Mutex
+	out []Log
+}
+
+func (l *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCapture) WithGroup(string) slog.Handler            { return l }
+
+func (l *logCapture) Handle(_ context.Context, rec slog.Record) error {
+	line := Log{Level: strings.ToLower(rec.Level.String()), Message: rec.Message}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "value" {
+			line.Value = jsonable(a.Value.Any())
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.out = append(l.out, line)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *logCapture) lines() []Log {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.out == nil {
+		return []Log{}
+	}
+	return append([]Log(nil), l.out...)
+}
+
+// jsonable returns v when it encodes as JSON, and its text otherwise.
+func jsonable(v any) any {
+	if _, err := json.Marshal(v); err != nil {
+		return fmt.Sprint(v)
+	}
+	return v
+}
