@@ -1,0 +1,100 @@
+package hookctl_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// putVersions writes n versions of a hook whose script returns its version
+// number, and returns the revision of each.
+func putVersions(t *testing.T, e *env, n int) []int64 {
+	t.Helper()
+	dir := t.TempDir()
+	var revs []int64
+	for i := 1; i <= n; i++ {
+		script := filepath.Join(dir, fmt.Sprintf("v%d.js", i))
+		writeFile(t, script, fmt.Sprintf("// version %d\nundefined\n", i))
+		e.want(0, "put", sendEvent, "pre", "h", "--script", script, "--order", fmt.Sprint(i))
+		revs = append(revs, e.revision())
+	}
+	return revs
+}
+
+func (e *env) script(key string) string {
+	e.t.Helper()
+	d, err := registry.DecodeDocument([]byte(e.hooks()[key]))
+	if err != nil {
+		e.t.Fatalf("%s: %v", key, err)
+	}
+	return d.Script
+}
+
+func TestRollbackAfterTwoChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	revs := putVersions(t, e, 3)
+	key := sendEvent + "/pre/h"
+
+	r := e.want(0, "history", sendEvent, "pre", "h")
+	mustContain(t, "history", r.stdout,
+		fmt.Sprintf("%d (current)", revs[2]), "order: 2 → 3; script: +1 -1 lines",
+		fmt.Sprint(revs[1]), "order: 1 → 2",
+		fmt.Sprint(revs[0]), "created")
+
+	r = e.want(0, "rollback", sendEvent, "pre", "h")
+	mustContain(t, "rollback", r.stdout, fmt.Sprintf("back to the version of revision %d", revs[1]), "order: 3 → 2")
+	if got := e.script(key); !strings.Contains(got, "version 2") {
+		t.Errorf("script after rollback: got %q; want version 2", got)
+	}
+	now := e.revision()
+	if now <= revs[2] {
+		t.Errorf("rollback revision: got %d; want a new revision after %d", now, revs[2])
+	}
+
+	r = e.want(0, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]))
+	mustContain(t, "rollback --to-revision", r.stdout, fmt.Sprintf("back to the version of revision %d", revs[0]))
+	if got := e.script(key); !strings.Contains(got, "version 1") {
+		t.Errorf("script after rollback --to-revision: got %q; want version 1", got)
+	}
+	r = e.want(0, "history", sendEvent, "pre", "h", "-o", "json")
+	mustContain(t, "history -o json", r.stdout, `"complete": true`, `"version": 5`, `"current": true`)
+
+	r = e.want(0, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]))
+	mustContain(t, "rollback to the same version", r.stdout, "already matches")
+	e.want(1, "rollback", sendEvent, "pre", "h", "--to-revision", "1")
+}
+
+func TestHistoryAfterCompactionSaysWhichVersionsAreGone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	revs := putVersions(t, e, 4)
+	if _, err := e.etcd.Compact(context.Background(), revs[2]); err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.want(0, "history", sendEvent, "pre", "h")
+	mustContain(t, "history", r.stdout,
+		fmt.Sprintf("%d (current)", revs[3]),
+		fmt.Sprintf("Versions before revision %d were compacted (versions 1-2 of this key are gone); etcd keeps history from revision %d on.", revs[2], revs[2]))
+	mustNotContain(t, "history", r.stdout, fmt.Sprintf("\n%d ", revs[1]))
+
+	r = e.want(1, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]))
+	mustContain(t, "rollback to a compacted revision", r.stderr,
+		fmt.Sprintf("revision %d was compacted: etcd keeps history from revision %d on", revs[0], revs[2]))
+
+	// The version before the current is still held: rollback works.
+	r = e.want(0, "rollback", sendEvent, "pre", "h")
+	mustContain(t, "rollback", r.stdout, fmt.Sprintf("version of revision %d", revs[2]))
+
+	// Compact everything: only the current version is left.
+	if _, err := e.etcd.Compact(context.Background(), e.revision()); err != nil {
+		t.Fatal(err)
+	}
+	r = e.want(1, "rollback", sendEvent, "pre", "h")
+	mustContain(t, "rollback after full compaction", r.stderr, "no earlier version to roll back to: versions before revision")
+}

@@ -1,0 +1,345 @@
+// Package hookctl is the command line of apihooks for platform teams and CI:
+// it lists, shows and edits the hooks in etcd, applies a manifest of hooks
+// kept in version control (all or nothing, guarded against concurrent
+// changes), shows a hook's history and rolls it back, and runs hooks locally
+// against test cases. cmd/hookctl is a thin wrapper around Main.
+//
+// Nothing invalid reaches etcd: every document hookctl writes is decoded and
+// compiled by the registry package first, as the daemon will.
+package hookctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/diag"
+	"github.com/apihooks/apihooks/internal/hookctl/store"
+)
+
+// Exit codes.
+const (
+	// ExitOK is success (and, for diff, no changes).
+	ExitOK = 0
+	// ExitFailed is a validation failure, a failing test case, or, for
+	// diff, changes found.
+	ExitFailed = 1
+	// ExitUsage is a usage error: an unknown command or flag, a missing or
+	// malformed argument.
+	ExitUsage = 2
+	// ExitEtcd is etcd unreachable (or refusing), or a concurrent change
+	// that made hookctl write nothing.
+	ExitEtcd = 3
+)
+
+// EnvPrefix starts the environment variables that set global flags:
+// HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD, HOOKCTL_PREFIX...
+const EnvPrefix = "HOOKCTL_"
+
+type settings struct {
+	getenv       func(string) string
+	beforeCommit func(ctx context.Context) error
+}
+
+// Option configures Main.
+type Option func(*settings)
+
+// WithGetenv sets how environment variables are read (os.Getenv by
+// default).
+func WithGetenv(f func(string) string) Option {
+	return func(s *settings) { s.getenv = f }
+}
+
+// WithBeforeCommit calls f in apply (and in the guarded writes of put,
+// enable, disable, delete and rollback) after everything was read and
+// checked and the plan printed, right before the guarded write. An error
+// from f stops the command; nothing is written. Wrappers can use it to ask
+// for confirmation; tests use it to change etcd between plan and write.
+func WithBeforeCommit(f func(ctx context.Context) error) Option {
+	return func(s *settings) { s.beforeCommit = f }
+}
+
+// app is one run of the command line.
+type app struct {
+	ctx      context.Context
+	in       io.Reader
+	out, err io.Writer
+	set      settings
+
+	conn connFlags
+}
+
+type connFlags struct {
+	endpoints                   []string
+	cacert, cert, key           string
+	user, password              string
+	dialTimeout, commandTimeout time.Duration
+	prefix                      string
+}
+
+// exitError carries an exit code. A silent one prints nothing.
+type exitError struct {
+	code   int
+	err    error
+	silent bool
+	// note is printed after the error.
+	note string
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, a ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, a...)}
+}
+
+func failed(err error) error { return &exitError{code: ExitFailed, err: err} }
+
+// withNote adds a note printed after err; err keeps its exit code.
+func withNote(err error, note string) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		c := *ee
+		c.note = note
+		return &c
+	}
+	return &exitError{code: codeOf(err), err: err, note: note}
+}
+
+// silentExit ends the command with code, printing nothing more.
+func silentExit(code int) error { return &exitError{code: code, silent: true} }
+
+// Main runs hookctl with args (without the program name) and returns the
+// exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, opts ...Option) int {
+	a := &app{ctx: ctx, in: stdin, out: stdout, err: stderr, set: settings{getenv: os.Getenv}}
+	for _, f := range opts {
+		f(&a.set)
+	}
+	if a.in == nil {
+		a.in = strings.NewReader("")
+	}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(a.in)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	return a.report(cmd, err)
+}
+
+// report prints err and returns its exit code.
+func (a *app) report(cmd *cobra.Command, err error) int {
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		// Errors that do not come from a command's own run are cobra's:
+		// unknown commands, flags and argument counts.
+		ee = &exitError{code: ExitUsage, err: err}
+	}
+	if ee.silent {
+		return ee.code
+	}
+	var list diag.List
+	var unreachable *store.UnreachableError
+	var conflict *store.ConflictError
+	switch {
+	case errors.As(ee.err, &list):
+		for _, e := range list {
+			fmt.Fprintln(a.err, e.Error())
+		}
+		n := len(list)
+		fmt.Fprintf(a.err, "hookctl: %d problem%s found\n", n, plural(n))
+	case errors.As(ee.err, &unreachable):
+		fmt.Fprintf(a.err, "hookctl: cannot reach etcd at %s: %v\n", strings.Join(unreachable.Endpoints, ","), unreachable.Err)
+	case errors.As(ee.err, &conflict):
+		fmt.Fprintf(a.err, "hookctl: conflict: %v\n", conflict)
+	default:
+		fmt.Fprintf(a.err, "hookctl: %v\n", ee.err)
+	}
+	if ee.note != "" {
+		fmt.Fprintf(a.err, "hookctl: %s\n", ee.note)
+	}
+	if ee.code == ExitUsage && cmd != nil {
+		fmt.Fprintf(a.err, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return ee.code
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// run wraps a command's function so that every error it returns carries an
+// exit code: etcd failures and conflicts 3, anything else 1 unless it says
+// otherwise.
+func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := f(cmd, args)
+		if err == nil {
+			return nil
+		}
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: ExitFailed, err: errors.New("interrupted")}
+		}
+		return &exitError{code: codeOf(err), err: err}
+	}
+}
+
+// codeOf returns the exit code of an error that carries none: etcd failures
+// and conflicts 3, anything else 1.
+func codeOf(err error) int {
+	var unreachable *store.UnreachableError
+	var conflict *store.ConflictError
+	if errors.As(err, &unreachable) || errors.As(err, &conflict) {
+		return ExitEtcd
+	}
+	return ExitFailed
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hookctl",
+		Short: "Manage apihooks hooks in etcd: apply manifests, diff, validate, test, history and rollback",
+		Long: `hookctl manages the JavaScript hooks that apihooks attaches to gRPC methods.
+
+Hooks live in etcd under <prefix>hooks/SERVICE/METHOD/PHASE/NAME. A hook is
+named on the command line as SERVICE/METHOD PHASE NAME, for example
+  events.v1.EventService/SendEvent pre addvalue
+(SERVICE/* covers every method of a service, */* every hookable method).
+
+Nothing invalid reaches etcd: documents are decoded and scripts compiled as the
+daemon does before anything is written, and apply writes a whole manifest in
+one transaction or nothing.
+
+Every global flag can also be set in the environment as HOOKCTL_<FLAG>, with
+dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
+
+Exit codes: 0 success; 1 validation failure, failing tests, or (diff) changes
+found; 2 usage error; 3 etcd unreachable or a concurrent change (nothing was
+written).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.applyEnv(cmd.Root().PersistentFlags())
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: ExitUsage, err: err}
+	})
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&a.conn.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated host:port")
+	pf.StringVar(&a.conn.cacert, "cacert", "", "verify etcd's certificate with this CA bundle")
+	pf.StringVar(&a.conn.cert, "cert", "", "client certificate for etcd (TLS)")
+	pf.StringVar(&a.conn.key, "key", "", "client key for etcd (TLS)")
+	pf.StringVar(&a.conn.user, "user", "", "etcd user, as username or username:password")
+	pf.StringVar(&a.conn.password, "password", "", "etcd password (HOOKCTL_PASSWORD keeps it out of the process list)")
+	pf.DurationVar(&a.conn.dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for etcd to answer at first")
+	pf.DurationVar(&a.conn.commandTimeout, "command-timeout", 5*time.Second, "how long each etcd request may take")
+	pf.StringVar(&a.conn.prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...), as the daemon's --prefix")
+
+	root.AddGroup(
+		&cobra.Group{ID: "hooks", Title: "Hooks in etcd:"},
+		&cobra.Group{ID: "manifest", Title: "Manifests (hooks.yaml) and CI:"},
+	)
+	for _, c := range []*cobra.Command{
+		a.listCommand(), a.getCommand(), a.putCommand(), a.enableCommand(true), a.enableCommand(false),
+		a.deleteCommand(), a.historyCommand(), a.rollbackCommand(),
+	} {
+		c.GroupID = "hooks"
+		root.AddCommand(c)
+	}
+	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand()} {
+		c.GroupID = "manifest"
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// applyEnv sets global flags not given on the command line from
+// HOOKCTL_<FLAG>.
+func (a *app) applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := a.set.getenv(name)
+		if v == "" {
+			return
+		}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			if e := sv.Replace(strings.Split(v, ",")); e != nil {
+				err = usageErrorf("%s: %v", name, e)
+			}
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = usageErrorf("%s: %v", name, e)
+		}
+	})
+	return err
+}
+
+// open connects to etcd.
+func (a *app) open() (*store.Store, error) {
+	user, password := a.conn.user, a.conn.password
+	if u, p, ok := strings.Cut(user, ":"); ok && password == "" {
+		user, password = u, p
+	}
+	var endpoints []string
+	for _, e := range a.conn.endpoints {
+		if e = strings.TrimSpace(e); e != "" {
+			endpoints = append(endpoints, e)
+		}
+	}
+	if len(endpoints) == 0 {
+		return nil, usageErrorf("--endpoints: no etcd endpoint given")
+	}
+	s, err := store.Open(a.ctx, store.Config{
+		Endpoints: endpoints, CACert: a.conn.cacert, Cert: a.conn.cert, Key: a.conn.key,
+		User: user, Password: password,
+		DialTimeout: a.conn.dialTimeout, CommandTimeout: a.conn.commandTimeout,
+		Prefix: a.conn.prefix,
+	})
+	if err != nil {
+		var unreachable *store.UnreachableError
+		if errors.As(err, &unreachable) {
+			return nil, &exitError{code: ExitEtcd, err: err}
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// beforeCommit runs the WithBeforeCommit hook, if any.
+func (a *app) beforeCommit() error {
+	if a.set.beforeCommit == nil {
+		return nil
+	}
+	return a.set.beforeCommit(a.ctx)
+}

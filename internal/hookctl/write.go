@@ -1,0 +1,286 @@
+package hookctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/diag"
+	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
+	"github.com/apihooks/apihooks/internal/hookctl/hookname"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
+	"github.com/apihooks/apihooks/internal/hookctl/store"
+)
+
+// schemaFlags are --server and --descriptor-set.
+type schemaFlags struct {
+	server, descriptorSet string
+}
+
+func (f *schemaFlags) add(c *cobra.Command, what string) {
+	c.Flags().StringVar(&f.server, "server", "", "check "+what+" against the services of the server at ADDR (gRPC server reflection, plaintext)")
+	c.Flags().StringVar(&f.descriptorSet, "descriptor-set", "", "check "+what+" against a FileDescriptorSet FILE (buf build -o FILE, protoc --descriptor_set_out)")
+	c.MarkFlagsMutuallyExclusive("server", "descriptor-set")
+	_ = c.MarkFlagFilename("descriptor-set", "binpb", "pb", "bin", "desc")
+}
+
+// load returns the schema source the flags name, or nil (or, with builtin,
+// the built-in descriptors) when none is named.
+func (f *schemaFlags) load(ctx context.Context, builtin bool) (*schema.Source, error) {
+	switch {
+	case f.server != "":
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		src, err := schema.FromServer(ctx, f.server)
+		if err != nil {
+			return nil, fmt.Errorf("--server: %w", err)
+		}
+		return src, nil
+	case f.descriptorSet != "":
+		src, err := schema.FromDescriptorSet(f.descriptorSet)
+		if err != nil {
+			return nil, fmt.Errorf("--descriptor-set: %w", err)
+		}
+		return src, nil
+	case builtin:
+		return schema.Builtin(), nil
+	}
+	return nil, nil
+}
+
+// scriptFailure names the script file and line of a compile error.
+func scriptFailure(file string, k registry.Key, err error) error {
+	if pos, ok := hookdoc.ScriptPosition(err); ok {
+		return diag.List{{File: file, Line: pos.Line, Column: pos.Column, Hook: hookname.Format(k), Err: errors.New(pos.Msg)}}
+	}
+	return diag.List{{File: file, Hook: hookname.Format(k), Err: err}}
+}
+
+func (a *app) readScript(path string) (string, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(a.in)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("--script: %w", err)
+	}
+	return string(b), nil
+}
+
+func (a *app) putCommand() *cobra.Command {
+	var (
+		scriptFile, params, timeout, onError, description string
+		order                                             int
+		disabled                                          bool
+		sf                                                schemaFlags
+	)
+	c := &cobra.Command{
+		Use:   "put " + hookArgsUsage + " --script FILE",
+		Short: "Create or replace a hook, after checking it",
+		Long: `Create or replace a hook. The whole document is replaced: flags left out take
+their defaults. The document is checked as the daemon checks it (the name, the
+fields, the script compiled) before anything is written, and, with --server or
+--descriptor-set, the method must exist and be hookable. The write is guarded
+by the revision read: if the hook changed meanwhile, nothing is written (exit 3).`,
+		Example: `  hookctl put events.v1.EventService/SendEvent pre addvalue --script scripts/addvalue.js \
+    --params '{"extradata":{"source":"hook"}}' --order 10 --timeout 250ms
+  hookctl put events.v1.EventService/SendEvent pre deny --script scripts/deny-guest.js --params @deny.json`,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			k, err := hookArgs(args)
+			if err != nil {
+				return err
+			}
+			if scriptFile == "" {
+				return usageErrorf("--script FILE is required")
+			}
+			src, err := a.readScript(scriptFile)
+			if err != nil {
+				return err
+			}
+			doc := &registry.Document{Script: src, Order: order, Timeout: timeout,
+				OnError: registry.OnError(onError), Description: description}
+			if params != "" {
+				if doc.Params, err = a.readJSONArg("params", params); err != nil {
+					return failed(err)
+				}
+			}
+			if disabled {
+				f := false
+				doc.Enabled = &f
+			}
+			raw, err := hookdoc.Encode(k, doc)
+			if err != nil {
+				if _, ok := hookdoc.ScriptPosition(err); ok {
+					return failed(scriptFailure(scriptFile, k, err))
+				}
+				return failed(fmt.Errorf("hook %s: %w", hookname.Format(k), err))
+			}
+			schemaSrc, err := sf.load(a.ctx, false)
+			if err != nil {
+				return err
+			}
+			if schemaSrc != nil {
+				if err := schemaSrc.CheckHook(k); err != nil {
+					return failed(fmt.Errorf("hook %s: %w", hookname.Format(k), err))
+				}
+			}
+			s, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			cur, _, err := s.Get(a.ctx, k)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			newDoc, _ := registry.DecodeDocument(raw)
+			if cur != nil && cur.DocErr == nil && hookdoc.Equal(cur.Doc, newDoc) {
+				fmt.Fprintf(a.out, "%s unchanged (revision %d)\n", hookname.Format(k), cur.ModRevision)
+				return nil
+			}
+			guard := int64(0)
+			if cur != nil {
+				guard = cur.ModRevision
+			}
+			rev, err := a.commit(s, guard, k, raw)
+			if err != nil {
+				return err
+			}
+			switch {
+			case cur == nil:
+				fmt.Fprintf(a.out, "created %s at revision %d\n", hookname.Format(k), rev)
+			case cur.DocErr != nil:
+				fmt.Fprintf(a.out, "replaced invalid %s at revision %d (was revision %d)\n", hookname.Format(k), rev, cur.ModRevision)
+			default:
+				fmt.Fprintf(a.out, "updated %s at revision %d (was revision %d): %s\n", hookname.Format(k), rev, cur.ModRevision,
+					hookdoc.Summary(cur.Doc, newDoc))
+			}
+			return nil
+		}),
+	}
+	f := c.Flags()
+	f.StringVar(&scriptFile, "script", "", "the hook's JavaScript file (- for standard input)")
+	f.StringVar(&params, "params", "", "the hook's params: JSON, or @FILE holding JSON")
+	f.IntVar(&order, "order", 0, "position among the hooks of a call (ascending)")
+	f.StringVar(&timeout, "timeout", "", "the hook's time limit, a Go duration such as 250ms (default: the daemon's --hook-timeout)")
+	f.StringVar(&onError, "on-error", "", "what a failure of the hook does: abort (default) or continue")
+	f.BoolVar(&disabled, "disabled", false, "store the hook disabled")
+	f.StringVar(&description, "description", "", "what the hook is for")
+	_ = c.MarkFlagFilename("script", "js")
+	_ = c.RegisterFlagCompletionFunc("on-error", cobra.FixedCompletions([]string{"abort", "continue"}, cobra.ShellCompDirectiveNoFileComp))
+	sf.add(c, "the method")
+	c.ValidArgsFunction = a.completeHook
+	return c
+}
+
+// commit writes one hook guarded by the mod revision it was read at (0: it
+// must still be absent).
+func (a *app) commit(s *store.Store, guard int64, k registry.Key, raw []byte) (int64, error) {
+	if err := a.beforeCommit(); err != nil {
+		return 0, err
+	}
+	path := s.Path(k)
+	return s.Commit(a.ctx, &store.Write{Guards: map[string]int64{path: guard}, Puts: map[string][]byte{path: raw}})
+}
+
+func (a *app) enableCommand(enable bool) *cobra.Command {
+	verb, short := "enable", "Enable a hook (its document's enabled field only)"
+	if !enable {
+		verb, short = "disable", "Disable a hook (its document's enabled field only); the daemon stops running it"
+	}
+	c := &cobra.Command{
+		Use:     verb + " " + hookArgsUsage,
+		Short:   short,
+		Example: fmt.Sprintf(`  hookctl %s events.v1.EventService/SendEvent pre deny`, verb),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			k, err := hookArgs(args)
+			if err != nil {
+				return err
+			}
+			s, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			cur, _, err := s.Get(a.ctx, k)
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound(k, s.Prefix())
+			}
+			if err != nil {
+				return err
+			}
+			if cur.DocErr != nil {
+				return failed(fmt.Errorf("hook %s has an invalid document, fix it with put first: %v", hookname.Format(k), cur.DocErr))
+			}
+			if cur.Doc.IsEnabled() == enable {
+				fmt.Fprintf(a.out, "%s already %sd (revision %d)\n", hookname.Format(k), verb, cur.ModRevision)
+				return nil
+			}
+			doc := *cur.Doc
+			doc.Enabled = &enable
+			raw, err := hookdoc.Encode(k, &doc)
+			if err != nil {
+				return failed(fmt.Errorf("hook %s: %w", hookname.Format(k), err))
+			}
+			rev, err := a.commit(s, cur.ModRevision, k, raw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%sd %s at revision %d\n", verb, hookname.Format(k), rev)
+			return nil
+		}),
+	}
+	c.ValidArgsFunction = a.completeHook
+	return c
+}
+
+func (a *app) deleteCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:     "delete " + hookArgsUsage,
+		Aliases: []string{"del", "rm"},
+		Short:   "Delete a hook",
+		Long: `Delete a hook. The delete is guarded by the revision read: if the hook changed
+meanwhile, nothing is deleted (exit 3). etcd keeps the deleted versions until
+it compacts them, but history needs a current version to walk back from: put
+the hook back from its manifest, or with put.`,
+		Example: `  hookctl delete events.v1.EventService/SendEvent pre deny`,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			k, err := hookArgs(args)
+			if err != nil {
+				return err
+			}
+			s, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			cur, _, err := s.Get(a.ctx, k)
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound(k, s.Prefix())
+			}
+			if err != nil {
+				return err
+			}
+			if err := a.beforeCommit(); err != nil {
+				return err
+			}
+			rev, err := s.Commit(a.ctx, &store.Write{Guards: map[string]int64{cur.Path: cur.ModRevision}, Deletes: []string{cur.Path}})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "deleted %s at revision %d (was revision %d)\n", hookname.Format(k), rev, cur.ModRevision)
+			return nil
+		}),
+	}
+	c.ValidArgsFunction = a.completeHook
+	return c
+}
