@@ -290,24 +290,22 @@ func KindName(k engine.Kind) string {
 	return fmt.Sprintf("kind%d", int(k))
 }
 
-// CodeName returns a code's canonical name, as in google.rpc.Code:
-// "PERMISSION_DENIED".
+// codeNames are the canonical names of gRPC codes, as in google.rpc.Code.
+var codeNames = map[codes.Code]string{
+	codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN", codes.InvalidArgument: "INVALID_ARGUMENT",
+	codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
+	codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
+	codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED", codes.OutOfRange: "OUT_OF_RANGE",
+	codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL", codes.Unavailable: "UNAVAILABLE",
+	codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
+}
+
+// CodeName returns a code's canonical name: "PERMISSION_DENIED".
 func CodeName(c codes.Code) string {
-	if c == codes.Canceled {
-		return "CANCELLED"
+	if n, ok := codeNames[c]; ok {
+		return n
 	}
-	s := c.String()
-	if strings.HasPrefix(s, "Code(") {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
+	return c.String()
 }
 
 // ParseCode reads a code name in any case ("permission_denied",

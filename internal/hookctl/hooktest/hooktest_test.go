@@ -1,0 +1,159 @@
+package hooktest_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/hooktest"
+	"github.com/apihooks/apihooks/internal/hookctl/manifest"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// dynamicSource is the example service as a descriptor set, so runs use
+// dynamic messages rather than generated ones.
+func dynamicSource(t *testing.T) *schema.Source {
+	t.Helper()
+	set := &descriptorpb.FileDescriptorSet{}
+	var add func(f protoreflect.FileDescriptor)
+	seen := map[string]bool{}
+	add = func(f protoreflect.FileDescriptor) {
+		if seen[f.Path()] {
+			return
+		}
+		seen[f.Path()] = true
+		for i := range f.Imports().Len() {
+			add(f.Imports().Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
+	}
+	add(eventsv1.File_events_v1_events_proto)
+	b, err := proto.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "set.binpb")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := schema.FromDescriptorSet(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func compile(t *testing.T, phase engine.Phase, script, params string, onError registry.OnError) *registry.Hook {
+	t.Helper()
+	k := registry.Key{Service: "events.v1.EventService", Method: "SendEvent", Phase: phase, Name: "h"}
+	d := &registry.Document{Script: script, OnError: onError}
+	if params != "" {
+		d.Params = json.RawMessage(params)
+	}
+	h, err := registry.Compile(k, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestRunWithBuiltInAndDynamicTypes(t *testing.T) {
+	sources := map[string]*schema.Source{"built-in": schema.Builtin(), "descriptor set": dynamicSource(t)}
+	cases := []struct {
+		name    string
+		phase   engine.Phase
+		script  string
+		params  string
+		onError registry.OnError
+		md      map[string][]string
+		req     string
+		resp    string
+		want    string // the Result as JSON, without logs
+	}{
+		{"a changed request", engine.Pre, `module.exports = (ctx) => { ctx.request.eventData = {n: ctx.params.n}; }`, `{"n":2}`, "", nil,
+			`{"toUserId":"a"}`, "", `{"action":"continue","request":{"toUserId":"a","eventData":{"n":2}}}`},
+		{"a rejection", engine.Pre, `({status: 429, message: "slow down"})`, "", "", nil,
+			"", "", `{"action":"reject","status":{"code":"RESOURCE_EXHAUSTED","message":"slow down"}}`},
+		{"an answer", engine.Pre, `module.exports = (ctx) => ({response: {eventId: ctx.metadata["x-id"][0]}})`, "", "", map[string][]string{"x-id": {"7"}},
+			"", "", `{"action":"respond","response":{"eventId":"7"}}`},
+		{"a changed response", engine.Post, `module.exports = (ctx) => { ctx.response.eventId += "!"; }`, "", "", nil,
+			"", `{"eventId":"1"}`, `{"action":"continue","response":{"eventId":"1!"}}`},
+		{"a result that does not fit", engine.Pre, `({messageOverride: {nope: 1}})`, "", "", nil,
+			"", "", `{"action":"error","status":{"code":"INTERNAL","message":"hook events.v1.EventService/SendEvent/pre/h: result.messageOverride: `},
+		{"a failure skipped by onError continue", engine.Pre, `throw new Error("x")`, "", registry.Continue, nil,
+			`{"toUserId":"a"}`, "", `{"action":"continue","request":{"toUserId":"a"},"skipped":{"kind":"thrown","message":"x"}}`},
+		{"a coded error", engine.Pre, `var e = new Error("gone"); e.code = "NOT_FOUND"; throw e`, "", "", nil,
+			"", "", `{"action":"reject","status":{"code":"NOT_FOUND","message":"gone"}}`},
+	}
+	for sname, src := range sources {
+		for _, tc := range cases {
+			t.Run(sname+"/"+tc.name, func(t *testing.T) {
+				r := hooktest.NewRunner(src, hooktest.WithDefaultTimeout(5e9))
+				res, err := r.Run(context.Background(), &hooktest.Input{
+					Hook: compile(t, tc.phase, tc.script, tc.params, tc.onError), Service: "events.v1.EventService", Method: "SendEvent",
+					Metadata: tc.md, Request: json.RawMessage(tc.req), Response: json.RawMessage(tc.resp),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Logs = nil
+				b, _ := json.Marshal(res)
+				got := strings.Replace(string(b), `,"logs":null`, "", 1)
+				if len(got) < len(tc.want) || got[:len(tc.want)] != tc.want {
+					t.Errorf("got %s; want %s", got, tc.want)
+				}
+			})
+		}
+	}
+}
+
+func TestLoadAndRunTheExampleCases(t *testing.T) {
+	m, err := manifest.Load("../../../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatal("no cases beside scripts/hooks.yaml")
+	}
+	r := hooktest.NewRunner(dynamicSource(t), hooktest.WithDefaultTimeout(5e9))
+	for _, c := range cases {
+		if res := r.RunCase(context.Background(), m, c); !res.Pass {
+			t.Errorf("%s:%d %s: %v", c.File, c.Line, c.Name, res.Problems)
+		}
+	}
+}
+
+func TestParseCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"PERMISSION_DENIED": "PERMISSION_DENIED", "permission_denied": "PERMISSION_DENIED", "PermissionDenied": "PERMISSION_DENIED",
+		"7": "PERMISSION_DENIED", "CANCELED": "CANCELLED", "cancelled": "CANCELLED", "OK": "OK",
+	} {
+		c, ok := hooktest.ParseCode(in)
+		if !ok || hooktest.CodeName(c) != want {
+			t.Errorf("ParseCode(%q): got %v, %v; want %s", in, hooktest.CodeName(c), ok, want)
+		}
+	}
+	if _, ok := hooktest.ParseCode("NOPE"); ok {
+		t.Error("ParseCode(NOPE): got ok; want not")
+	}
+}
