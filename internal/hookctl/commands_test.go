@@ -94,14 +94,15 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 
 	e.want(0, "put", "events.v1.EventService/*", "pre", "audit", "--script", filepath.Join(scriptsDir, "deny-guest.js"), "--order", "1")
 	e.want(0, "put", "events.v1.EventService/GetEvents", "pre", "other", "--script", filepath.Join(scriptsDir, "deny-guest.js"))
+	e.want(0, "put", "*/*", "post", "last", "--script", filepath.Join(scriptsDir, "deny-guest.js"), "--order", "-1")
 	r = e.want(0, "list")
 	mustContain(t, "list", r.stdout, "METHOD", "PHASE", "NAME", "ORDER", "ENABLED", "TIMEOUT", "ON-ERROR", "REVISION", "DESCRIPTION",
 		"no mallory", "300ms", "abort")
 	r = e.want(0, "list", sendEvent)
 	mustContain(t, "list SendEvent", r.stdout, "audit", "deny")
 	mustNotContain(t, "list SendEvent", r.stdout, "other")
-	if strings.Index(r.stdout, "audit") > strings.Index(r.stdout, "deny") {
-		t.Errorf("list SendEvent: got\n%s\nwant audit (order 1) before deny (order 5)", r.stdout)
+	if a, d, l := strings.Index(r.stdout, "audit"), strings.Index(r.stdout, "deny"), strings.Index(r.stdout, "last"); !(a < d && d < l) {
+		t.Errorf("list SendEvent: got\n%s\nwant audit (pre, order 1), deny (pre, order 5), then last (post, order -1)", r.stdout)
 	}
 	r = e.want(0, "list", "-o", "json")
 	var listed struct {
@@ -110,8 +111,8 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 			Hook string `json:"hook"`
 		} `json:"hooks"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Hooks) != 3 || listed.Revision == 0 {
-		t.Errorf("list -o json: got %s (%v); want 3 hooks and the revision", r.stdout, err)
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Hooks) != 4 || listed.Revision == 0 {
+		t.Errorf("list -o json: got %s (%v); want 4 hooks and the revision", r.stdout, err)
 	}
 
 	r = e.want(0, "disable", sendEvent, "pre", "deny")
@@ -226,7 +227,7 @@ func TestExitCodes(t *testing.T) {
 		{"etcd unreachable", append(unreachable, "list"), 3, "cannot reach etcd at 127.0.0.1:1"},
 		{"etcd unreachable for apply", append(unreachable, "apply", "-f", scriptsDir), 3, "cannot reach etcd at 127.0.0.1:1"},
 		{"validate needs no etcd", append(unreachable, "validate", "-f", scriptsDir), 0, "3 hooks valid"},
-		{"test needs no etcd", append(unreachable, "test", "-f", scriptsDir), 0, "passed, 0 failed"},
+		{"test needs no etcd", append(unreachable, "test", "--hook-timeout", "5s", "-f", scriptsDir), 0, "passed, 0 failed"},
 		{"a manifest that is not there", []string{"validate", "-f", "/nonexistent/dir"}, 1, "/nonexistent/dir"},
 		{"completion", []string{"completion", "bash"}, 0, "bash completion"},
 	}

@@ -71,7 +71,7 @@ func TestAgainstARealDaemon(t *testing.T) {
 	})
 
 	t.Run("the example manifest applied with --server runs in the daemon", func(t *testing.T) {
-		run(0, "test", "-f", scriptsDir, "--server", d.addr)
+		run(0, "test", "--hook-timeout", "5s", "-f", scriptsDir, "--server", d.addr)
 		run(1, "diff", "-f", scriptsDir, "--server", d.addr)
 		r := run(0, "apply", "-f", scriptsDir, "--prune", "--server", d.addr)
 		mustContain(t, "apply", r.stdout, "3 added")

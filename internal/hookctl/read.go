@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
 	"github.com/apihooks/apihooks/internal/hookctl/hookname"
@@ -115,12 +116,19 @@ ascending order, ties broken by key).`,
 				}
 				shown = append(shown, e)
 			}
+			// In the order a call runs them: by method, pre before post, then
+			// ascending order, ties broken by key.
 			slices.SortStableFunc(shown, func(x, y *store.Entry) int {
-				if service != "" {
-					return cmp.Or(strings.Compare(string(x.Key.Phase), string(y.Key.Phase)),
-						cmp.Compare(orderOf(x), orderOf(y)), strings.Compare(x.Path, y.Path))
+				if x.KeyErr != nil || y.KeyErr != nil {
+					return cmp.Compare(boolRank(x.KeyErr != nil), boolRank(y.KeyErr != nil))
 				}
-				return strings.Compare(x.Path, y.Path)
+				if service != "" {
+					return cmp.Or(cmp.Compare(phaseRank(x), phaseRank(y)), cmp.Compare(orderOf(x), orderOf(y)),
+						hookname.Compare(x.Key, y.Key))
+				}
+				return cmp.Or(strings.Compare(hookname.Method(x.Key), hookname.Method(y.Key)),
+					cmp.Compare(phaseRank(x), phaseRank(y)), cmp.Compare(orderOf(x), orderOf(y)),
+					hookname.Compare(x.Key, y.Key))
 			})
 			if output != "table" {
 				views := make([]hookView, 0, len(shown))
@@ -163,6 +171,21 @@ func filterNote(args []string) string {
 		return ""
 	}
 	return " that apply to " + args[0]
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// phaseRank puts pre-hooks before post-hooks, as a call runs them.
+func phaseRank(e *store.Entry) int {
+	if e.Key.Phase == engine.Pre {
+		return 0
+	}
+	return 1
 }
 
 func orderOf(e *store.Entry) int {

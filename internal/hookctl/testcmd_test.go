@@ -9,7 +9,7 @@ import (
 
 func TestTestRunsTheExampleCases(t *testing.T) {
 	t.Parallel()
-	r := runHookctl(t, []string{"test", "-f", scriptsDir})
+	r := runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", scriptsDir})
 	if r.code != 0 {
 		t.Fatalf("test -f scripts: %s", r)
 	}
@@ -35,7 +35,7 @@ cases:
     request: {toUserId: alice, eventType: login}
     expect: {action: continue}
 `)
-	r := runHookctl(t, []string{"test", "-f", dir})
+	r := runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir})
 	if r.code != 1 {
 		t.Fatalf("test -f: got exit %d; want 1\n%s", r.code, r)
 	}
@@ -52,7 +52,7 @@ cases:
 		"ok    "+wrong+":12  passes",
 		"9 passed, 3 failed")
 
-	r = runHookctl(t, []string{"test", "-f", dir, "-o", "json"})
+	r = runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir, "-o", "json"})
 	var out struct {
 		Passed, Failed int
 		Cases          []struct {
@@ -88,7 +88,7 @@ func TestCaseFileProblemsNameFileAndLine(t *testing.T) {
 			t.Parallel()
 			dir := copyDir(t, scriptsDir)
 			writeFile(t, filepath.Join(dir, "x.test.yaml"), tc.file)
-			r := runHookctl(t, []string{"test", "-f", dir})
+			r := runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir})
 			if r.code != 1 {
 				t.Fatalf("test: got exit %d; want 1\n%s", r.code, r)
 			}

@@ -6,6 +6,7 @@
 package hookname
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -83,4 +84,26 @@ func Covers(k registry.Key, service, method string) bool {
 		return true
 	}
 	return k.Method == method
+}
+
+// Compare orders keys as people read them: by service and method, pre-hooks
+// before post-hooks, then by name.
+func Compare(a, b registry.Key) int {
+	return cmp.Or(
+		strings.Compare(a.Service, b.Service),
+		strings.Compare(a.Method, b.Method),
+		cmp.Compare(phaseRank(a.Phase), phaseRank(b.Phase)),
+		strings.Compare(string(a.Phase), string(b.Phase)),
+		strings.Compare(a.Name, b.Name),
+	)
+}
+
+func phaseRank(p engine.Phase) int {
+	switch p {
+	case engine.Pre:
+		return 0
+	case engine.Post:
+		return 1
+	}
+	return 2
 }

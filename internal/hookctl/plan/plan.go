@@ -117,9 +117,28 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		if a.Action != b.Action {
 			return order[a.Action] - order[b.Action]
 		}
-		return strings.Compare(a.Path, b.Path)
+		ai, bi := a.invalidKey(), b.invalidKey()
+		switch {
+		case ai && bi:
+			return strings.Compare(a.Path, b.Path)
+		case ai != bi: // keys that are not hook keys last
+			if ai {
+				return 1
+			}
+			return -1
+		}
+		return hookname.Compare(a.key(), b.key())
 	})
 	return p
+}
+
+func (it *Item) invalidKey() bool { return it.Desired == nil && it.Current.KeyErr != nil }
+
+func (it *Item) key() registry.Key {
+	if it.Desired != nil {
+		return it.Desired.Key
+	}
+	return it.Current.Key
 }
 
 // Empty reports whether the plan changes nothing.
