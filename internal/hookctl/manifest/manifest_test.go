@@ -1,0 +1,66 @@
+package manifest_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/apihooks/apihooks/internal/hookctl/diag"
+	"github.com/apihooks/apihooks/internal/hookctl/manifest"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
+)
+
+func TestLoadTheExampleManifest(t *testing.T) {
+	m, err := manifest.Load("../../../scripts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Path != filepath.Join("../../../scripts", "hooks.yaml") {
+		t.Errorf("path: got %s", m.Path)
+	}
+	var names []string
+	for _, h := range m.Hooks {
+		names = append(names, h.Name())
+		if h.Compiled == nil || h.Compiled.Script == nil {
+			t.Errorf("%s: not compiled", h.Name())
+		}
+	}
+	want := "events.v1.EventService/SendEvent pre deny-guest,events.v1.EventService/SendEvent pre addvalue,events.v1.EventService/SendEvent post stamp-response"
+	if got := strings.Join(names, ","); got != want {
+		t.Errorf("hooks: got %s; want %s", got, want)
+	}
+	if _, err := manifest.Load("../../../scripts", manifest.WithSchema(schema.Builtin())); err != nil {
+		t.Errorf("with the built-in schema: %v", err)
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ok.js"), []byte("undefined"), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.js"), []byte("\nvar = 2\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "hooks.yml"), []byte(`hooks:
+  - {method: a.B/C, phase: pre, name: one, script: bad.js}
+  - {method: a.B/C, phase: pre, name: two, script: ok.js, enabled: maybe}
+  - {method: a.B/C, phase: pre, name: three, script: ok.js, params: {a: .nan}}
+  - {method: a.B/C, phase: pre, name: four, script: ok.js}
+`), 0o644)
+	_, err := manifest.Load(dir)
+	var list diag.List
+	if !errors.As(err, &list) {
+		t.Fatalf("got %v; want a diag.List", err)
+	}
+	var got []string
+	for _, e := range list {
+		got = append(got, e.Error())
+	}
+	want := []string{
+		filepath.Join(dir, "bad.js") + ":2:5: hook a.B/C pre one: SyntaxError: Unexpected token =",
+		filepath.Join(dir, "hooks.yml") + ":3: hook a.B/C pre two: enabled: want true or false, got the string \"maybe\"",
+		filepath.Join(dir, "hooks.yml") + ":4: hook a.B/C pre three: params: .nan has no JSON form",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
