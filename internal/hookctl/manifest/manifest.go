@@ -277,29 +277,30 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	if doc.Description, err = str("description", false); err != nil {
 		errs.Add(file, lineOf(err, at("description")), hook, err)
 	}
+	var raw []byte
+	if len(errs) == 0 {
+		raw, err = hookdoc.Encode(k, doc)
+		if pos, ok := hookdoc.ScriptPosition(err); ok {
+			errs = append(errs, &diag.Error{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)})
+		} else if err != nil {
+			line := item.Line
+			if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
+				line = at(sm[1])
+			}
+			errs.Add(file, line, hook, err)
+		}
+	}
+	if o.schema != nil {
+		if err := o.schema.CheckHook(k); err != nil {
+			errs.Add(file, at("method"), hook, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
-	}
-
-	raw, err := hookdoc.Encode(k, doc)
-	if err != nil {
-		if pos, ok := hookdoc.ScriptPosition(err); ok {
-			return nil, diag.List{{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)}}
-		}
-		line := item.Line
-		if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
-			line = at(sm[1])
-		}
-		return nil, diag.List{{File: file, Line: line, Hook: hook, Err: err}}
 	}
 	compiled, err := registry.Build(k, raw)
 	if err != nil { // Encode built it once already
 		return nil, diag.List{{File: file, Line: item.Line, Hook: hook, Err: err}}
-	}
-	if o.schema != nil {
-		if err := o.schema.CheckHook(k); err != nil {
-			return nil, diag.List{{File: file, Line: at("method"), Hook: hook, Err: err}}
-		}
 	}
 	h.Doc, h.Raw, h.Compiled = compiled.Doc, raw, compiled
 	return h, nil

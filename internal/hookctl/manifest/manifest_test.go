@@ -64,3 +64,18 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestLoadReportsAScriptErrorAndAMethodErrorOfOneHook(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.js"), []byte("var = 2\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "hooks.yaml"), []byte(
+		"hooks:\n  - {method: events.v1.EventService/StreamEvents, phase: post, name: x, script: bad.js}\n"), 0o644)
+	_, err := manifest.Load(dir, manifest.WithSchema(schema.Builtin()))
+	var list diag.List
+	if !errors.As(err, &list) || len(list) != 2 {
+		t.Fatalf("got %v; want two problems", err)
+	}
+	if !strings.Contains(list[0].Error(), "bad.js:1:5") || !strings.Contains(list[1].Error(), "hooks.yaml:2: hook events.v1.EventService/StreamEvents post x: post-hooks never run on streams") {
+		t.Errorf("got\n%v\nwant the script's error, then the method's", list)
+	}
+}
