@@ -139,6 +139,19 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 		t.Error("enable: the document is still disabled")
 	}
 
+	r = e.want(0, "put", sendEvent, "pre", "deny", "--script", script, "--order", "6", "-o", "json")
+	var res struct {
+		Hook, Action, Change       string
+		Revision, PreviousRevision int64
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("put -o json: %v\n%s", err, r.stdout)
+	}
+	if res.Hook != sendEvent+" pre deny" || res.Action != "updated" || res.Revision <= res.PreviousRevision ||
+		!strings.Contains(res.Change, "order: 5 → 6") {
+		t.Errorf("put -o json: got %+v; want an update of the order", res)
+	}
+
 	r = e.want(0, "delete", sendEvent, "pre", "deny")
 	mustContain(t, "delete", r.stdout, "deleted "+sendEvent+" pre deny")
 	r = e.want(1, "get", sendEvent, "pre", "deny")

@@ -168,7 +168,10 @@ func upperFirst(s string) string {
 }
 
 func (a *app) rollbackCommand() *cobra.Command {
-	var toRevision int64
+	var (
+		toRevision int64
+		output     string
+	)
 	c := &cobra.Command{
 		Use:   "rollback " + hookArgsUsage + " [--to-revision R]",
 		Short: "Put back an earlier version of a hook, as a new revision",
@@ -229,9 +232,9 @@ cannot be put back; rollback says which versions are gone.`,
 					hookname.Format(k), target.ModRevision, target.DocErr))
 			}
 			if cur.DocErr == nil && hookdoc.Equal(cur.Doc, target.Doc) {
-				fmt.Fprintf(a.out, "%s already matches the version of revision %d (current revision %d)\n",
-					hookname.Format(k), target.ModRevision, cur.ModRevision)
-				return nil
+				return a.done(output, writeResult{Hook: hookname.Format(k), Key: cur.Path, Action: "unchanged",
+					Revision: cur.ModRevision, RolledBackTo: target.ModRevision},
+					"%s already matches the version of revision %d (current revision %d)", hookname.Format(k), target.ModRevision, cur.ModRevision)
 			}
 			// The earlier value is written again as it was stored; it is
 			// checked as any write is.
@@ -246,11 +249,12 @@ cannot be put back; rollback says which versions are gone.`,
 			if cur.DocErr == nil {
 				change = hookdoc.Summary(cur.Doc, target.Doc)
 			}
-			fmt.Fprintf(a.out, "rolled %s back to the version of revision %d, now revision %d: %s\n",
-				hookname.Format(k), target.ModRevision, rev, change)
-			return nil
+			return a.done(output, writeResult{Hook: hookname.Format(k), Key: cur.Path, Action: "rolledBack", Revision: rev,
+				Previous: cur.ModRevision, Change: change, RolledBackTo: target.ModRevision},
+				"rolled %s back to the version of revision %d, now revision %d: %s", hookname.Format(k), target.ModRevision, rev, change)
 		}),
 	}
+	outputFlag(c, &output, "text", "json", "yaml")
 	c.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision whose version to put back (default: the version before the current)")
 	c.ValidArgsFunction = a.completeHook
 	return c

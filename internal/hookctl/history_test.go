@@ -64,8 +64,8 @@ func TestRollbackAfterTwoChanges(t *testing.T) {
 	r = e.want(0, "history", sendEvent, "pre", "h", "-o", "json")
 	mustContain(t, "history -o json", r.stdout, `"complete": true`, `"version": 5`, `"current": true`)
 
-	r = e.want(0, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]))
-	mustContain(t, "rollback to the same version", r.stdout, "already matches")
+	r = e.want(0, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]), "-o", "yaml")
+	mustContain(t, "rollback to the same version", r.stdout, "action: unchanged", fmt.Sprintf("rolledBackTo: %d", revs[0]))
 	e.want(1, "rollback", sendEvent, "pre", "h", "--to-revision", "1")
 }
 

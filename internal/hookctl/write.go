@@ -79,6 +79,7 @@ func (a *app) readScript(path string) (string, error) {
 func (a *app) putCommand() *cobra.Command {
 	var (
 		scriptFile, params, timeout, onError, description string
+		output                                            string
 		order                                             int
 		disabled                                          bool
 		sf                                                schemaFlags
@@ -144,8 +145,8 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 			}
 			newDoc, _ := registry.DecodeDocument(raw)
 			if cur != nil && cur.DocErr == nil && hookdoc.Equal(cur.Doc, newDoc) {
-				fmt.Fprintf(a.out, "%s unchanged (revision %d)\n", hookname.Format(k), cur.ModRevision)
-				return nil
+				return a.done(output, writeResult{Hook: hookname.Format(k), Key: s.Path(k), Action: "unchanged", Revision: cur.ModRevision},
+					"%s unchanged (revision %d)", hookname.Format(k), cur.ModRevision)
 			}
 			guard := int64(0)
 			if cur != nil {
@@ -155,16 +156,17 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 			if err != nil {
 				return err
 			}
+			res := writeResult{Hook: hookname.Format(k), Key: s.Path(k), Revision: rev}
 			switch {
 			case cur == nil:
-				fmt.Fprintf(a.out, "created %s at revision %d\n", hookname.Format(k), rev)
+				res.Action = "created"
+				return a.done(output, res, "created %s at revision %d", res.Hook, rev)
 			case cur.DocErr != nil:
-				fmt.Fprintf(a.out, "replaced invalid %s at revision %d (was revision %d)\n", hookname.Format(k), rev, cur.ModRevision)
-			default:
-				fmt.Fprintf(a.out, "updated %s at revision %d (was revision %d): %s\n", hookname.Format(k), rev, cur.ModRevision,
-					hookdoc.Summary(cur.Doc, newDoc))
+				res.Action, res.Previous, res.Change = "replaced", cur.ModRevision, "replaced an invalid document"
+				return a.done(output, res, "replaced invalid %s at revision %d (was revision %d)", res.Hook, rev, cur.ModRevision)
 			}
-			return nil
+			res.Action, res.Previous, res.Change = "updated", cur.ModRevision, hookdoc.Summary(cur.Doc, newDoc)
+			return a.done(output, res, "updated %s at revision %d (was revision %d): %s", res.Hook, rev, cur.ModRevision, res.Change)
 		}),
 	}
 	f := c.Flags()
@@ -178,8 +180,35 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 	_ = c.MarkFlagFilename("script", "js")
 	_ = c.RegisterFlagCompletionFunc("on-error", cobra.FixedCompletions([]string{"abort", "continue"}, cobra.ShellCompDirectiveNoFileComp))
 	sf.add(c, "the method")
+	outputFlag(c, &output, "text", "json", "yaml")
 	c.ValidArgsFunction = a.completeHook
 	return c
+}
+
+// writeResult is what a write command did, for -o json and -o yaml.
+type writeResult struct {
+	Hook string `json:"hook"`
+	Key  string `json:"key"`
+	// Action is created, updated, replaced (an invalid document), unchanged,
+	// enabled, disabled, deleted or rolledBack.
+	Action string `json:"action"`
+	// Revision is the revision written, or the current one when nothing was.
+	Revision int64 `json:"revision"`
+	// Previous is the hook's revision before the write.
+	Previous int64 `json:"previousRevision,omitempty"`
+	// Change says what changed.
+	Change string `json:"change,omitempty"`
+	// RolledBackTo is the revision whose version rollback put back.
+	RolledBackTo int64 `json:"rolledBackTo,omitempty"`
+}
+
+// done reports a write: text for people, or res as JSON or YAML.
+func (a *app) done(output string, res writeResult, format string, args ...any) error {
+	if output != "text" {
+		return a.printData(output, res)
+	}
+	fmt.Fprintf(a.out, format+"\n", args...)
+	return nil
 }
 
 // commit writes one hook guarded by the mod revision it was read at (0: it
@@ -193,6 +222,7 @@ func (a *app) commit(s *store.Store, guard int64, k registry.Key, raw []byte) (i
 }
 
 func (a *app) enableCommand(enable bool) *cobra.Command {
+	var output string
 	verb, short := "enable", "Enable a hook (its document's enabled field only)"
 	if !enable {
 		verb, short = "disable", "Disable a hook (its document's enabled field only); the daemon stops running it"
@@ -222,8 +252,8 @@ func (a *app) enableCommand(enable bool) *cobra.Command {
 				return failed(fmt.Errorf("hook %s has an invalid document, fix it with put first: %v", hookname.Format(k), cur.DocErr))
 			}
 			if cur.Doc.IsEnabled() == enable {
-				fmt.Fprintf(a.out, "%s already %sd (revision %d)\n", hookname.Format(k), verb, cur.ModRevision)
-				return nil
+				return a.done(output, writeResult{Hook: hookname.Format(k), Key: cur.Path, Action: "unchanged", Revision: cur.ModRevision},
+					"%s already %sd (revision %d)", hookname.Format(k), verb, cur.ModRevision)
 			}
 			doc := *cur.Doc
 			doc.Enabled = &enable
@@ -235,15 +265,18 @@ func (a *app) enableCommand(enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%sd %s at revision %d\n", verb, hookname.Format(k), rev)
-			return nil
+			return a.done(output, writeResult{Hook: hookname.Format(k), Key: cur.Path, Action: verb + "d", Revision: rev,
+				Previous: cur.ModRevision, Change: fmt.Sprintf("enabled: %v → %v", !enable, enable)},
+				"%sd %s at revision %d", verb, hookname.Format(k), rev)
 		}),
 	}
+	outputFlag(c, &output, "text", "json", "yaml")
 	c.ValidArgsFunction = a.completeHook
 	return c
 }
 
 func (a *app) deleteCommand() *cobra.Command {
+	var output string
 	c := &cobra.Command{
 		Use:     "delete " + hookArgsUsage,
 		Aliases: []string{"del", "rm"},
@@ -277,10 +310,11 @@ the hook back from its manifest, or with put.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "deleted %s at revision %d (was revision %d)\n", hookname.Format(k), rev, cur.ModRevision)
-			return nil
+			return a.done(output, writeResult{Hook: hookname.Format(k), Key: cur.Path, Action: "deleted", Revision: rev, Previous: cur.ModRevision},
+				"deleted %s at revision %d (was revision %d)", hookname.Format(k), rev, cur.ModRevision)
 		}),
 	}
+	outputFlag(c, &output, "text", "json", "yaml")
 	c.ValidArgsFunction = a.completeHook
 	return c
 }
