@@ -142,13 +142,5 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 		return engine.Outcome{Action: engine.Continue}, nil
 	}
 	h.opts.logger.WarnContext(ctx, "hook failed; call aborted", "method", call.Method, "hook", hook.ID, "error", ee.Message)
-	switch ee.Kind {
-	case engine.Thrown:
-		return engine.Outcome{}, status.Error(codes.Unknown, ee.Message)
-	case engine.Canceled:
-		return engine.Outcome{}, status.FromContextError(ee.Err).Err()
-	case engine.Timeout:
-		return engine.Outcome{}, status.Errorf(codes.DeadlineExceeded, "hook %s %s", hook.ID, ee.Message)
-	}
-	return engine.Outcome{}, status.Errorf(ee.Kind.Code(), "hook %s: %s", hook.ID, ee.Message)
+	return engine.Outcome{}, ee.Status(hook.ID).Err()
 }

@@ -195,6 +195,42 @@ func (k Kind) Code() codes.Code {
 	return codes.Internal
 }
 
+// String names the kind: thrown, timeout, canceled, badResult, crashed.
+func (k Kind) String() string {
+	switch k {
+	case Thrown:
+		return "thrown"
+	case Timeout:
+		return "timeout"
+	case Canceled:
+		return "canceled"
+	case BadResult:
+		return "badResult"
+	case Crashed:
+		return "crashed"
+	}
+	return fmt.Sprintf("kind%d", int(k))
+}
+
+// Status is the status a call ends with when the hook identified by hookID
+// failed with e: a thrown error is UNKNOWN with its own message, a timeout
+// DEADLINE_EXCEEDED naming the hook, a cancelled call the context's status,
+// anything else INTERNAL naming the hook.
+func (e *Error) Status(hookID string) *status.Status {
+	switch e.Kind {
+	case Thrown:
+		return status.New(codes.Unknown, e.Message)
+	case Canceled:
+		if e.Err != nil {
+			return status.FromContextError(e.Err)
+		}
+		return status.New(codes.Canceled, e.Message)
+	case Timeout:
+		return statusf(codes.DeadlineExceeded, "hook %s %s", hookID, e.Message)
+	}
+	return statusf(e.Kind.Code(), "hook %s: %s", hookID, e.Message)
+}
+
 // Skippable reports whether a hook's onError "continue" may turn a failure
 // of this kind into a logged skip: a timeout, an uncaught error, an engine
 // failure. A result that does not fit, or a cancelled call, is never skipped.
@@ -202,7 +238,7 @@ func (k Kind) Skippable() bool {
 	return k == Thrown || k == Timeout || k == Crashed
 }
 
-// logAttrs is a helper for the script-facing log functions.
+// log writes a line a script logged, with the method and hook attached.
 func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg string, value any, hasValue bool) {
 	l := e.opts.logger
 	if !l.Enabled(ctx, level) {
@@ -219,12 +255,12 @@ func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg stri
 	l.LogAttrs(ctx, level, msg, attrs...)
 }
 
-// fieldError wraps a conversion error with where the value came from.
+// badResult wraps a conversion error with where the value came from.
 func badResult(where string, err error) error {
 	return &Error{Kind: BadResult, Message: fmt.Sprintf("%s: %v", where, err)}
 }
 
-// Statusf is a shorthand for status.New(c, fmt.Sprintf(...)).
+// statusf is a shorthand for status.New(c, fmt.Sprintf(...)).
 func statusf(c codes.Code, format string, a ...any) *status.Status {
 	return status.New(c, fmt.Sprintf(format, a...))
 }

@@ -12,14 +12,14 @@ import (
 var codeByName = func() map[string]codes.Code {
 	m := make(map[string]codes.Code, 17)
 	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		m[codeName(c)] = c
+		m[CodeName(c)] = c
 	}
 	return m
 }()
 
-// codeName returns a code's canonical name, as in google.rpc.Code:
+// CodeName returns a code's canonical name, as in google.rpc.Code:
 // "PERMISSION_DENIED".
-func codeName(c codes.Code) string {
+func CodeName(c codes.Code) string {
 	switch c {
 	case codes.OK:
 		return "OK"

@@ -219,13 +219,14 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		if !errors.As(err, &ee) {
 			return nil, err
 		}
-		f := &Failure{Kind: KindName(ee.Kind), Message: ee.Message}
+		f := &Failure{Kind: ee.Kind.String(), Message: ee.Message}
 		if h.OnError == registry.Continue && ee.Kind.Skippable() {
 			res.Action, res.Skipped = ActionContinue, f
 			res.setMessage(r, h.Key.Phase, current)
 		} else {
 			res.Action, res.Error = ActionError, f
-			res.Status = daemonStatus(h, ee)
+			st := ee.Status(h.ID)
+			res.Status = &Status{Code: CodeName(st.Code()), Message: st.Message()}
 		}
 	} else {
 		switch out.Action {
@@ -258,55 +259,8 @@ func (res *Result) setMessage(r *Runner, phase engine.Phase, m proto.Message) {
 	}
 }
 
-// daemonStatus is the status the daemon ends a call with when a hook fails
-// and its onError does not let the call go on.
-func daemonStatus(h *registry.Hook, ee *engine.Error) *Status {
-	switch ee.Kind {
-	case engine.Thrown:
-		return &Status{Code: CodeName(codes.Unknown), Message: ee.Message}
-	case engine.Canceled:
-		return &Status{Code: CodeName(codes.Canceled), Message: ee.Message}
-	case engine.Timeout:
-		return &Status{Code: CodeName(codes.DeadlineExceeded), Message: fmt.Sprintf("hook %s %s", h.ID, ee.Message)}
-	}
-	return &Status{Code: CodeName(ee.Kind.Code()), Message: fmt.Sprintf("hook %s: %s", h.ID, ee.Message)}
-}
-
-// KindName names a failure kind: thrown, timeout, canceled, badResult,
-// crashed.
-func KindName(k engine.Kind) string {
-	switch k {
-	case engine.Thrown:
-		return "thrown"
-	case engine.Timeout:
-		return "timeout"
-	case engine.Canceled:
-		return "canceled"
-	case engine.BadResult:
-		return "badResult"
-	case engine.Crashed:
-		return "crashed"
-	}
-	return fmt.Sprintf("kind%d", int(k))
-}
-
-// codeNames are the canonical names of gRPC codes, as in google.rpc.Code.
-var codeNames = map[codes.Code]string{
-	codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN", codes.InvalidArgument: "INVALID_ARGUMENT",
-	codes.DeadlineExceeded: "DEADLINE_EXCEEDED", codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
-	codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
-	codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED", codes.OutOfRange: "OUT_OF_RANGE",
-	codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL", codes.Unavailable: "UNAVAILABLE",
-	codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
-}
-
 // CodeName returns a code's canonical name: "PERMISSION_DENIED".
-func CodeName(c codes.Code) string {
-	if n, ok := codeNames[c]; ok {
-		return n
-	}
-	return c.String()
-}
+func CodeName(c codes.Code) string { return engine.CodeName(c) }
 
 // ParseCode reads a code name in any case ("permission_denied",
 // "PermissionDenied") or a code number.
