@@ -77,15 +77,9 @@ func (c *ctxObject) build(i int) goja.Value {
 	case propMetadata:
 		return vm.NewDynamicObject(metadataObject{vm: vm, md: call.Metadata})
 	case propRequest:
-		if call.Request == nil {
-			return goja.Undefined()
-		}
-		return protojs.ToValue(vm, call.Request.ProtoReflect())
+		return c.r.view(propRequest, call.Request)
 	case propResponse:
-		if call.Response == nil {
-			return goja.Undefined()
-		}
-		return protojs.ToValue(vm, call.Response.ProtoReflect())
+		return c.r.view(propResponse, call.Response)
 	case propLog:
 		log := vm.NewObject()
 		log.Set("info", c.r.logFunc(levelInfo, false))

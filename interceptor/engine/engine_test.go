@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -159,6 +160,14 @@ func TestScriptContract(t *testing.T) {
 		{name: "ctx lists its properties and keeps the script's own",
 			script:   `module.exports = function (ctx) { ctx.mine = 1; ctx.request.eventType = Object.keys(ctx).join() + " " + ctx.mine + " " + ("log" in ctx) }`,
 			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"method,phase,hook,params,metadata,request,response,log,mine 1 true","toUserId":"alice"}`},
+		{name: "objects assigned into the request stay live, as on any object",
+			script: `module.exports = function (ctx) {
+				const extra = {}; ctx.request.eventData.extra = extra; extra.n = 1;
+				(ctx.request.eventData.more ??= []).push("x"); }`,
+			wantJSON: `{"eventData":{"extra":{"n":1},"more":["x"],"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
+		{name: "a bad value overwritten before the end is no error",
+			script:   `module.exports = function (ctx) { ctx.request.toUserId = 5; ctx.request.toUserId = "ok" }`,
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"ok"}`},
 		{name: "messageOverride replaces the request",
 			script:   `module.exports = function () { return {messageOverride: {toUserId: "carol", eventType: "x"}} }`,
 			wantJSON: `{"eventType":"x","toUserId":"carol"}`},
@@ -459,5 +468,22 @@ func TestCompileErrors(t *testing.T) {
 	_, err := engine.Compile("events.v1.EventService/SendEvent/pre/x", "function (")
 	if err == nil || !strings.Contains(err.Error(), "compile: events.v1.EventService/SendEvent/pre/x: Line 1:10") {
 		t.Fatalf("Compile error = %v; want one naming the script and the line", err)
+	}
+}
+
+func TestRequestWithAJSONFormThatIsNotAnObject(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
+	call := &engine.Call{Method: "/x.v1.Clock/Set", Phase: engine.Pre, Hook: "h",
+		Request: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
+	s := compile(t, `module.exports = function (ctx) {
+		if (ctx.request !== "2026-01-02T03:04:05Z") throw new Error("got " + ctx.request);
+		ctx.request = "2030-01-01T00:00:00Z" }`)
+	out, err := e.Run(context.Background(), s, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Message.(*timestamppb.Timestamp).AsTime(); !got.Equal(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("request = %v; want 2030-01-01", got)
 	}
 }

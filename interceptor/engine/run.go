@@ -27,6 +27,32 @@ type run struct {
 	// live is the ctx property this phase may change: propRequest (pre)
 	// or propResponse (post).
 	live int
+	// views are the live views of the request and the response, over
+	// copies of the caller's messages, once the script asked for them.
+	views [numProps]messageView
+}
+
+// messageView is a script's view of a copy of one of the call's messages.
+type messageView struct {
+	obj  *goja.Object
+	view *protojs.View
+	msg  proto.Message
+}
+
+// view returns a live view of a copy of m, for ctx property i. A message
+// whose JSON form is not an object (a Timestamp, a wrapper...) is shown as
+// a plain value instead, and read back after the run.
+func (r *run) view(i int, m proto.Message) goja.Value {
+	if m == nil {
+		return goja.Undefined()
+	}
+	msg := proto.Clone(m)
+	obj, v := protojs.NewView(r.vm, msg.ProtoReflect())
+	if obj == nil {
+		return protojs.ToValue(r.vm, m.ProtoReflect())
+	}
+	r.views[i] = messageView{obj: obj, view: v, msg: msg}
+	return obj
 }
 
 // newRun builds the runtime and its globals. The ctx object reads the
@@ -176,12 +202,27 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 }
 
 // goOnLive goes on with ctx.request (pre) or ctx.response (post). When the
-// script never touched it, the message is unchanged and is not read back.
+// script never touched it, the message is unchanged. When it is still the
+// live view, the view's copy is the message, with every change applied as
+// it was made; a change that did not fit ends the call. When the script
+// assigned something else, that is read into a new message.
 func (r *run) goOnLive() (Outcome, error) {
 	if !r.c.touched(r.live) {
 		return Outcome{Action: Continue}, nil
 	}
-	return r.goOn(r.c.Get(propNames[r.live]), "ctx."+propNames[r.live])
+	where := "ctx." + propNames[r.live]
+	cur := r.c.Get(propNames[r.live])
+	if mv := r.views[r.live]; mv.obj != nil && cur == goja.Value(mv.obj) {
+		// Err also stores the objects the script assigned into the view.
+		if err := mv.view.Err(); err != nil {
+			return Outcome{}, badResult(where, err)
+		}
+		if !mv.view.Touched() {
+			return Outcome{Action: Continue}, nil
+		}
+		return Outcome{Action: Continue, Message: mv.msg}, nil
+	}
+	return r.goOn(cur, where)
 }
 
 // goOn reads the message the call goes on with from v.
