@@ -487,3 +487,29 @@ func TestRequestWithAJSONFormThatIsNotAnObject(t *testing.T) {
 		t.Fatalf("request = %v; want 2030-01-01", got)
 	}
 }
+
+func TestModuleTopLevelErrorsReachEveryCall(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
+	tests := []struct {
+		name, script string
+		wantKind     engine.Kind
+		wantErr      string
+	}{
+		{"a throw", `throw new Error("top"); module.exports = () => {}`, engine.Thrown, "top"},
+		{"an endless loop", `for (;;) {} module.exports = () => {}`, engine.Timeout, "timed out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := compile(t, tt.script)
+			for range 3 {
+				call := preCall(t)
+				call.Timeout = 20 * time.Millisecond
+				_, err := e.Run(context.Background(), s, call)
+				if ee, ok := err.(*engine.Error); !ok || ee.Kind != tt.wantKind || !strings.Contains(ee.Message, tt.wantErr) {
+					t.Fatalf("Run() error = %v; want kind %v containing %q", err, tt.wantKind, tt.wantErr)
+				}
+			}
+		})
+	}
+}
