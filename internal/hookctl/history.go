@@ -183,22 +183,11 @@ cannot be put back; rollback says which versions are gone.`,
 		Example: `  hookctl rollback events.v1.EventService/SendEvent pre addvalue
   hookctl rollback events.v1.EventService/SendEvent pre addvalue --to-revision 42`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			k, err := hookArgs(args)
-			if err != nil {
-				return err
-			}
-			s, err := a.open()
+			k, s, cur, err := a.openHook(args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			cur, _, err := s.Get(a.ctx, k)
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound(k, s.Prefix())
-			}
-			if err != nil {
-				return err
-			}
 			var target *store.Entry
 			if toRevision > 0 {
 				if toRevision > cur.ModRevision {

@@ -210,6 +210,28 @@ func hookArgs(args []string) (registry.Key, error) {
 
 var hookArgsUsage = hookname.Usage
 
+// openHook connects to etcd and reads the hook args name; the caller
+// closes the store.
+func (a *app) openHook(args []string) (registry.Key, *store.Store, *store.Entry, error) {
+	k, err := hookArgs(args)
+	if err != nil {
+		return k, nil, nil, err
+	}
+	s, err := a.open()
+	if err != nil {
+		return k, nil, nil, err
+	}
+	e, _, err := s.Get(a.ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		err = notFound(k, s.Prefix())
+	}
+	if err != nil {
+		s.Close()
+		return k, nil, nil, err
+	}
+	return k, s, e, nil
+}
+
 func notFound(k registry.Key, prefix string) error {
 	return failed(fmt.Errorf("hook %s not found (no key %s)", hookname.Format(k), k.Path(prefix)))
 }
@@ -223,22 +245,11 @@ func (a *app) getCommand() *cobra.Command {
   hookctl get events.v1.EventService/SendEvent pre addvalue -o script > addvalue.js
   hookctl get events.v1.EventService/SendEvent/pre/addvalue -o json`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			k, err := hookArgs(args)
-			if err != nil {
-				return err
-			}
-			s, err := a.open()
+			k, s, e, err := a.openHook(args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			e, _, err := s.Get(a.ctx, k)
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound(k, s.Prefix())
-			}
-			if err != nil {
-				return err
-			}
 			switch output {
 			case "json", "yaml":
 				return a.printData(output, viewOf(e, s.Prefix(), true))

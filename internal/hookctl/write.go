@@ -232,22 +232,11 @@ func (a *app) enableCommand(enable bool) *cobra.Command {
 		Short:   short,
 		Example: fmt.Sprintf(`  hookctl %s events.v1.EventService/SendEvent pre deny`, verb),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			k, err := hookArgs(args)
-			if err != nil {
-				return err
-			}
-			s, err := a.open()
+			k, s, cur, err := a.openHook(args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			cur, _, err := s.Get(a.ctx, k)
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound(k, s.Prefix())
-			}
-			if err != nil {
-				return err
-			}
 			if cur.DocErr != nil {
 				return failed(fmt.Errorf("hook %s has an invalid document, fix it with put first: %v", hookname.Format(k), cur.DocErr))
 			}
@@ -287,22 +276,11 @@ it compacts them, but history needs a current version to walk back from: put
 the hook back from its manifest, or with put.`,
 		Example: `  hookctl delete events.v1.EventService/SendEvent pre deny`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			k, err := hookArgs(args)
-			if err != nil {
-				return err
-			}
-			s, err := a.open()
+			k, s, cur, err := a.openHook(args)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			cur, _, err := s.Get(a.ctx, k)
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound(k, s.Prefix())
-			}
-			if err != nil {
-				return err
-			}
 			if err := a.beforeCommit(); err != nil {
 				return err
 			}
