@@ -12,7 +12,6 @@ type options struct {
 	hookable func(service string) bool
 	retryMin time.Duration
 	retryMax time.Duration
-	onChange func(*Snapshot)
 }
 
 // Option configures a Registry.
@@ -60,9 +59,4 @@ func WithServices(services ...string) Option {
 // again after a watch broke.
 func WithRetry(minWait, maxWait time.Duration) Option {
 	return func(o *options) { o.retryMin, o.retryMax = minWait, maxWait }
-}
-
-// WithOnChange calls f with every new snapshot, from the watch goroutine.
-func WithOnChange(f func(*Snapshot)) Option {
-	return func(o *options) { o.onChange = f }
 }

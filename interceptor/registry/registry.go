@@ -214,7 +214,4 @@ func (r *Registry) publish(rev int64) {
 		}
 	}
 	r.current.Store(newSnapshot(rev, hooks, r.opts.hookable))
-	if r.opts.onChange != nil {
-		r.opts.onChange(r.current.Load())
-	}
 }
