@@ -55,7 +55,7 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 		switch {
 		case w.rejected != nil:
 			return w.rejected
-		case w.responded:
+		case w.answered():
 			return nil
 		}
 		return err

@@ -1,6 +1,8 @@
 package interceptor
 
 import (
+	"sync"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,18 +25,30 @@ type hookedStream struct {
 	method string
 	md     metadata.MD
 
-	// rejected is the status a hook ended the stream with.
+	// rejected is the status a hook ended the stream with. Only RecvMsg
+	// sets it, and gRPC calls RecvMsg from one goroutine at a time.
 	rejected error
+
+	// mu serializes sends, which a handler may make from another goroutine
+	// than the one receiving: its own, and a hook's answer.
+	mu sync.Mutex
 	// responded is set once a hook answered in the handler's place; the
 	// handler's own messages are dropped from then on.
 	responded bool
+}
+
+// answered reports whether a hook answered the call.
+func (s *hookedStream) answered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.responded
 }
 
 func (s *hookedStream) RecvMsg(m any) error {
 	switch {
 	case s.rejected != nil:
 		return s.rejected
-	case s.responded:
+	case s.answered():
 		return errAnswered
 	}
 	if err := s.ServerStream.RecvMsg(m); err != nil {
@@ -56,11 +70,14 @@ func (s *hookedStream) RecvMsg(m any) error {
 		s.rejected = err
 		return err
 	case answer != nil:
-		if err := s.ServerStream.SendMsg(answer); err != nil {
+		s.mu.Lock()
+		err := s.ServerStream.SendMsg(answer)
+		s.responded = err == nil
+		s.mu.Unlock()
+		if err != nil {
 			s.rejected = err
 			return err
 		}
-		s.responded = true
 		return errAnswered
 	}
 	if cur != msg {
@@ -71,6 +88,8 @@ func (s *hookedStream) RecvMsg(m any) error {
 }
 
 func (s *hookedStream) SendMsg(m any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.responded {
 		return nil
 	}

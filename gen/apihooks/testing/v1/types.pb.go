@@ -698,7 +698,9 @@ const file_apihooks_testing_v1_types_proto_rawDesc = "" +
 	"\x05Color\x12\x15\n" +
 	"\x11COLOR_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tCOLOR_RED\x10\x01\x12\x0f\n" +
-	"\vCOLOR_GREEN\x10\x02B@Z>github.com/apihooks/apihooks/gen/apihooks/testing/v1;testingv1b\x06proto3"
+	"\vCOLOR_GREEN\x10\x022S\n" +
+	"\vChatService\x12D\n" +
+	"\x04Chat\x12\x1b.apihooks.testing.v1.Nested\x1a\x1b.apihooks.testing.v1.Nested(\x010\x01B@Z>github.com/apihooks/apihooks/gen/apihooks/testing/v1;testingv1b\x06proto3"
 
 var (
 	file_apihooks_testing_v1_types_proto_rawDescOnce sync.Once
@@ -767,8 +769,10 @@ var file_apihooks_testing_v1_types_proto_depIdxs = []int32{
 	1,  // 25: apihooks.testing.v1.AllTypes.MNestedEntry.value:type_name -> apihooks.testing.v1.Nested
 	0,  // 26: apihooks.testing.v1.AllTypes.MEnumEntry.value:type_name -> apihooks.testing.v1.Color
 	9,  // 27: apihooks.testing.v1.AllTypes.MValueEntry.value:type_name -> google.protobuf.Value
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
+	1,  // 28: apihooks.testing.v1.ChatService.Chat:input_type -> apihooks.testing.v1.Nested
+	1,  // 29: apihooks.testing.v1.ChatService.Chat:output_type -> apihooks.testing.v1.Nested
+	29, // [29:30] is the sub-list for method output_type
+	28, // [28:29] is the sub-list for method input_type
 	28, // [28:28] is the sub-list for extension type_name
 	28, // [28:28] is the sub-list for extension extendee
 	0,  // [0:28] is the sub-list for field type_name
@@ -792,7 +796,7 @@ func file_apihooks_testing_v1_types_proto_init() {
 			NumEnums:      1,
 			NumMessages:   7,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_apihooks_testing_v1_types_proto_goTypes,
 		DependencyIndexes: file_apihooks_testing_v1_types_proto_depIdxs,
