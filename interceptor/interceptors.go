@@ -3,6 +3,7 @@ package interceptor
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -136,11 +137,17 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	if !errors.As(err, &ee) {
 		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
 	}
-	if hook.OnError == registry.Continue && ee.Kind.Skippable() {
-		h.opts.logger.WarnContext(ctx, "hook failed; going on without it (onError: continue)",
-			"method", call.Method, "hook", hook.ID, "error", ee.Message)
+	skip := hook.OnError == registry.Continue && ee.Kind.Skippable()
+	if log, suppressed := hook.LogFailure(time.Now()); log {
+		msg := "hook failed; call aborted"
+		if skip {
+			msg = "hook failed; going on without it (onError: continue)"
+		}
+		h.opts.logger.WarnContext(ctx, msg, "method", call.Method, "hook", hook.ID,
+			"error", ee.Message, "failures_not_logged", suppressed)
+	}
+	if skip {
 		return engine.Outcome{Action: engine.Continue}, nil
 	}
-	h.opts.logger.WarnContext(ctx, "hook failed; call aborted", "method", call.Method, "hook", hook.ID, "error", ee.Message)
 	return engine.Outcome{}, ee.Status(hook.ID).Err()
 }
