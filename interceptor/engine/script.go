@@ -20,7 +20,14 @@ type Script struct {
 // messages (the hook's key is a good name). A script that assigns
 // module.exports (or exports.*) at its top level is a module; any other is a
 // body whose completion value is the result.
-func Compile(name, src string) (*Script, error) {
+func Compile(name, src string) (s *Script, err error) {
+	defer func() {
+		// A script must never take its caller down, even through a fault
+		// in the parser or compiler.
+		if p := recover(); p != nil {
+			s, err = nil, fmt.Errorf("compile: %s: %v", name, p)
+		}
+	}()
 	file, err := parser.ParseFile(nil, name, src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
