@@ -72,6 +72,18 @@ func FromValue(vm *goja.Runtime, v goja.Value, m protoreflect.Message) error {
 type decoder struct {
 	vm    *goja.Runtime
 	depth int
+	// elemMessage, when set, converts the message elements of lists and
+	// the message values of maps in place of message (a View uses it to
+	// copy views assigned as elements).
+	elemMessage func(dst protoreflect.Message, v goja.Value, k kind) error
+}
+
+// elementMessage converts a list element or map value into m.
+func (d *decoder) elementMessage(v goja.Value, k kind, m protoreflect.Message) error {
+	if d.elemMessage != nil {
+		return d.elemMessage(m, v, k)
+	}
+	return d.message(v, k, m)
 }
 
 var errDepth = errors.New("exceeded max recursion depth")
@@ -290,7 +302,7 @@ func (d *decoder) list(v goja.Value, k kind, l protoreflect.List, fd protoreflec
 		ev, ek := d.element(obj, i)
 		if isMessage {
 			el := l.NewElement()
-			if err := d.message(ev, ek, el.Message()); err != nil {
+			if err := d.elementMessage(ev, ek, el.Message()); err != nil {
 				return atIndex(err, i)
 			}
 			l.Append(el)
@@ -327,7 +339,7 @@ func (d *decoder) mapField(v goja.Value, k kind, mp protoreflect.Map, fd protore
 		}
 		if isMessage {
 			nv := mp.NewValue()
-			if err := d.message(ev, ek, nv.Message()); err != nil {
+			if err := d.elementMessage(ev, ek, nv.Message()); err != nil {
 				return atKey(err, key)
 			}
 			mp.Set(mk, nv)

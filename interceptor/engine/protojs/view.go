@@ -520,74 +520,27 @@ func (t *View) convertMessage(dst protoreflect.Message, cv goja.Value, k kind) e
 }
 
 // fillList appends the elements of the array cv to l, the empty list of
-// the repeated field fd, as FromValue does.
+// the repeated field fd, as FromValue does; views assigned as elements are
+// copied.
 func (t *View) fillList(l protoreflect.List, fd protoreflect.FieldDescriptor, cv goja.Value, k kind) error {
 	if k != kArray {
 		return wantError("array", k)
 	}
-	obj := cv.(*goja.Object)
 	return t.guard(func() error {
-		d := decoder{vm: t.vm}
-		isMessage := fd.Message() != nil
-		for i, n := 0, arrayLength(obj); i < n; i++ {
-			ev, ek := d.element(obj, i)
-			if isMessage {
-				el := l.NewElement()
-				if err := t.convertMessage(el.Message(), ev, ek); err != nil {
-					return atIndex(err, i)
-				}
-				l.Append(el)
-				continue
-			}
-			pv, err := d.scalar(ev, ek, fd)
-			if err != nil {
-				return atIndex(err, i)
-			}
-			l.Append(pv)
-		}
-		return nil
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage}
+		return d.list(cv, k, l, fd)
 	})
 }
 
 // fillMap adds the properties of the object cv to mp, the empty map of the
-// map field fd, as FromValue does.
+// map field fd, as FromValue does; views assigned as values are copied.
 func (t *View) fillMap(mp protoreflect.Map, fd protoreflect.FieldDescriptor, cv goja.Value, k kind) error {
 	if k != kObject {
 		return wantError("object", k)
 	}
-	obj := cv.(*goja.Object)
 	return t.guard(func() error {
-		d := decoder{vm: t.vm}
-		kfd, vfd := fd.MapKey(), fd.MapValue()
-		isMessage := vfd.Message() != nil
-		checkDup := kfd.Kind() != protoreflect.StringKind
-		for _, key := range obj.Keys() {
-			ev, ek := d.get(obj, key)
-			if ek == kUndefined {
-				continue
-			}
-			mk, err := mapKey(key, kfd)
-			if err != nil {
-				return atKey(err, key)
-			}
-			if checkDup && mp.Has(mk) {
-				return atKey(errors.New("duplicate map key"), key)
-			}
-			if isMessage {
-				nv := mp.NewValue()
-				if err := t.convertMessage(nv.Message(), ev, ek); err != nil {
-					return atKey(err, key)
-				}
-				mp.Set(mk, nv)
-				continue
-			}
-			pv, err := d.scalar(ev, ek, vfd)
-			if err != nil {
-				return atKey(err, key)
-			}
-			mp.Set(mk, pv)
-		}
-		return nil
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage}
+		return d.mapField(cv, k, mp, fd)
 	})
 }
 
