@@ -76,6 +76,9 @@ type decoder struct {
 	// the message values of maps in place of message (a View uses it to
 	// copy views assigned as elements).
 	elemMessage func(dst protoreflect.Message, v goja.Value, k kind) error
+	// gate, when set, is let go while reading a value runs script code,
+	// and stops the conversion if it closed meanwhile.
+	gate *Gate
 }
 
 // elementMessage converts a list element or map value into m.
@@ -97,13 +100,26 @@ func (d *decoder) enter() error {
 }
 
 func (d *decoder) get(obj *goja.Object, key string) (goja.Value, kind) {
+	defer d.gate.reacquire(d.gate.release())
 	return classify(d.vm, obj.Get(key))
+}
+
+// keys returns the own enumerable keys of obj.
+func (d *decoder) keys(obj *goja.Object) []string {
+	defer d.gate.reacquire(d.gate.release())
+	return obj.Keys()
+}
+
+// length returns the length of the array obj.
+func (d *decoder) length(obj *goja.Object) int {
+	defer d.gate.reacquire(d.gate.release())
+	return arrayLength(obj)
 }
 
 // element returns array element i as JSON.stringify sees it: holes and
 // undefined are null.
 func (d *decoder) element(obj *goja.Object, i int) (goja.Value, kind) {
-	v, k := classify(d.vm, obj.Get(strconv.Itoa(i)))
+	v, k := d.get(obj, strconv.Itoa(i))
 	if k == kUndefined {
 		return goja.Null(), kNull
 	}
@@ -211,7 +227,7 @@ func (d *decoder) fields(obj *goja.Object, m protoreflect.Message, skipType bool
 	md := m.Descriptor()
 	fds := md.Fields()
 	var seen, seenOneofs numSet
-	for _, key := range obj.Keys() {
+	for _, key := range d.keys(obj) {
 		if skipType && key == "@type" {
 			continue
 		}
@@ -296,7 +312,7 @@ func (d *decoder) list(v goja.Value, k kind, l protoreflect.List, fd protoreflec
 		return wantError("array", k)
 	}
 	obj := v.(*goja.Object)
-	n := arrayLength(obj)
+	n := d.length(obj)
 	isMessage := fd.Message() != nil
 	for i := 0; i < n; i++ {
 		ev, ek := d.element(obj, i)
@@ -325,7 +341,7 @@ func (d *decoder) mapField(v goja.Value, k kind, mp protoreflect.Map, fd protore
 	kfd, vfd := fd.MapKey(), fd.MapValue()
 	isMessage := vfd.Message() != nil
 	checkDup := kfd.Kind() != protoreflect.StringKind
-	for _, key := range obj.Keys() {
+	for _, key := range d.keys(obj) {
 		ev, ek := d.get(obj, key)
 		if ek == kUndefined {
 			continue
@@ -607,7 +623,7 @@ func (d *decoder) knownValue(v goja.Value, k kind, m protoreflect.Message) error
 
 // pbStruct fills s from obj.
 func (d *decoder) pbStruct(obj *goja.Object, s *structpb.Struct) error {
-	keys := obj.Keys()
+	keys := d.keys(obj)
 	if s.Fields == nil {
 		s.Fields = make(map[string]*structpb.Value, len(keys))
 	}
@@ -628,7 +644,7 @@ func (d *decoder) pbStruct(obj *goja.Object, s *structpb.Struct) error {
 
 // pbList fills l from the array obj.
 func (d *decoder) pbList(obj *goja.Object, l *structpb.ListValue) error {
-	n := arrayLength(obj)
+	n := d.length(obj)
 	l.Values = make([]*structpb.Value, 0, min(n, 1024))
 	var values []structpb.Value
 	for i := 0; i < n; i++ {
@@ -821,7 +837,7 @@ func (d *decoder) anyInto(v goja.Value, k kind, m protoreflect.Message) error {
 		return wantError("object", k)
 	}
 	obj := v.(*goja.Object)
-	keys := obj.Keys()
+	keys := d.keys(obj)
 	var typeVal goja.Value
 	typeKind := kUndefined
 	present := 0

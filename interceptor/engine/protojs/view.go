@@ -75,6 +75,7 @@ import (
 // map and the like) visit such an element as undefined.
 type View struct {
 	vm      *goja.Runtime
+	gate    *Gate
 	root    protoreflect.Message
 	err     error
 	holey   []*listView
@@ -84,9 +85,18 @@ type View struct {
 	top     msgView
 }
 
-// NewView returns a view of m. The caller owns m (a clone of the caller's
-// message, typically) and must not use it concurrently with the script. obj
-// is what the script sees.
+// A ViewOption configures NewView.
+type ViewOption func(*View)
+
+// WithGate guards every operation of the view with g: once g is closed,
+// the view no longer touches m (see Gate).
+func WithGate(g *Gate) ViewOption {
+	return func(v *View) { v.gate = g }
+}
+
+// NewView returns a view of m. The caller owns m and must not use it
+// concurrently with the script, unless the view has a gate and the caller
+// has closed it. obj is what the script sees.
 //
 // m must be a message whose JSON form is an object or array: any message
 // without a special JSON form, google.protobuf.Empty, Struct, ListValue, or
@@ -94,11 +104,14 @@ type View struct {
 // Timestamp, Duration, FieldMask, the wrappers, any other Value) and for a
 // nil or invalid m, NewView returns nil, nil; use ToValue and FromValue for
 // them.
-func NewView(vm *goja.Runtime, m protoreflect.Message) (obj *goja.Object, v *View) {
+func NewView(vm *goja.Runtime, m protoreflect.Message, opts ...ViewOption) (obj *goja.Object, v *View) {
 	if m == nil || !m.IsValid() {
 		return nil, nil
 	}
 	v = &View{vm: vm, root: m}
+	for _, o := range opts {
+		o(v)
+	}
 	switch wellKnown(m.Descriptor()) {
 	case wktNone, wktEmpty:
 		v.top = msgView{node: node{tree: v}, m: m}
@@ -125,10 +138,20 @@ func NewView(vm *goja.Runtime, m protoreflect.Message) (obj *goja.Object, v *Vie
 // Without a failed assignment, Err reports an array element left undefined
 // (see View) and, if anything was written, a required field left unset, as
 // FromValue does. Err is meant to be called once the script has run.
-func (v *View) Err() error {
+func (v *View) Err() (err error) {
 	if v == nil {
 		return nil
 	}
+	if !v.enter() {
+		return errClosed
+	}
+	defer v.exit()
+	defer func() {
+		if v.gate.Closed() {
+			// The gate may have stopped the conversion midway.
+			err = errClosed
+		}
+	}()
 	v.finish()
 	if v.err != nil {
 		return v.err
@@ -170,6 +193,39 @@ func (v *View) finish() {
 		v.adopted[i].kill()
 	}
 	v.adopted = v.adopted[:0]
+}
+
+// errClosed is what Err returns once the view's gate is closed.
+var errClosed = &FieldError{Err: errors.New("the message was taken back from the script")}
+
+// enter begins an operation on the message; it reports false, and the
+// operation must not touch the message, when the view's gate is closed.
+func (t *View) enter() bool { return t.gate == nil || t.gate.Enter() }
+
+// exit ends an operation begun by enter; deferred, it also ends one the
+// gate stopped midway.
+func (t *View) exit() {
+	if t.gate == nil {
+		return
+	}
+	t.gate.Exit()
+	if p := recover(); p != nil {
+		if _, ok := p.(stopped); !ok {
+			panic(p)
+		}
+	}
+}
+
+// classify classifies val as classify does, letting go of the gate while
+// that runs script code: the toString or valueOf of a boxed primitive.
+func (t *View) classify(val goja.Value) (goja.Value, kind) {
+	if o, ok := val.(*goja.Object); ok && t.gate != nil {
+		switch o.ClassName() {
+		case "String", "Number":
+			defer t.gate.reacquire(t.gate.release())
+		}
+	}
+	return classify(t.vm, val)
 }
 
 // node is what every view object has: its place in the view tree.
@@ -512,7 +568,7 @@ func (t *View) convertMessage(dst protoreflect.Message, cv goja.Value, k kind) e
 			}
 		}
 	}
-	d := decoder{vm: t.vm}
+	d := decoder{vm: t.vm, gate: t.gate}
 	if k == kObject || k == kArray {
 		return t.guard(func() error { return d.message(cv, k, dst) })
 	}
@@ -527,7 +583,7 @@ func (t *View) fillList(l protoreflect.List, fd protoreflect.FieldDescriptor, cv
 		return wantError("array", k)
 	}
 	return t.guard(func() error {
-		d := decoder{vm: t.vm, elemMessage: t.convertMessage}
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate}
 		return d.list(cv, k, l, fd)
 	})
 }
@@ -539,7 +595,7 @@ func (t *View) fillMap(mp protoreflect.Map, fd protoreflect.FieldDescriptor, cv 
 		return wantError("object", k)
 	}
 	return t.guard(func() error {
-		d := decoder{vm: t.vm, elemMessage: t.convertMessage}
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate}
 		return d.mapField(cv, k, mp, fd)
 	})
 }
@@ -668,6 +724,10 @@ func (v *msgView) present(fd protoreflect.FieldDescriptor) bool {
 // Get implements goja.DynamicObject.
 func (v *msgView) Get(key string) goja.Value {
 	t := v.tree
+	if !t.enter() {
+		return nil
+	}
+	defer t.exit()
 	t.touched = true
 	fd := v.jsonField(key)
 	if fd == nil {
@@ -713,6 +773,10 @@ func (v *msgView) Get(key string) goja.Value {
 
 // Has implements goja.DynamicObject.
 func (v *msgView) Has(key string) bool {
+	if !v.tree.enter() {
+		return false
+	}
+	defer v.tree.exit()
 	v.tree.touched = true
 	fd := v.jsonField(key)
 	has := fd != nil && v.present(fd)
@@ -726,8 +790,12 @@ func (v *msgView) Has(key string) bool {
 // does not fit; the error is recorded for Err.
 func (v *msgView) Set(key string, val goja.Value) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
-	cv, k := classify(t.vm, val)
+	cv, k := t.classify(val)
 	var fd protoreflect.FieldDescriptor
 	var was bool
 	if v.hasFd != nil && key == v.hasKey {
@@ -792,7 +860,7 @@ func (v *msgView) adoptField(fd protoreflect.FieldDescriptor, key string, val go
 func (v *msgView) store(a *adoption) {
 	v.hasFd = nil
 	t, m, fd := v.tree, v.m, a.fd
-	cv, k := classify(t.vm, a.val)
+	cv, k := t.classify(a.val)
 	var err error
 	switch {
 	case fd.IsList():
@@ -813,7 +881,7 @@ func (v *msgView) store(a *adoption) {
 			m.Clear(fd)
 		}
 	default:
-		d := decoder{vm: t.vm}
+		d := decoder{vm: t.vm, gate: t.gate}
 		var pv protoreflect.Value
 		if pv, err = d.scalar(cv, k, fd); err == nil {
 			m.Set(fd, pv)
@@ -857,7 +925,7 @@ func (v *msgView) assign(fd protoreflect.FieldDescriptor, val, cv goja.Value, k 
 		}
 	default:
 		var err error
-		d := decoder{vm: t.vm}
+		d := decoder{vm: t.vm, gate: t.gate}
 		if pv, err = d.scalar(cv, k, fd); err != nil {
 			return false
 		}
@@ -884,6 +952,10 @@ func (v *msgView) clear(fd protoreflect.FieldDescriptor) {
 // Delete implements goja.DynamicObject.
 func (v *msgView) Delete(key string) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
 	v.hasFd = nil
 	if fd, _ := v.anyField(key); fd != nil {
@@ -896,6 +968,10 @@ func (v *msgView) Delete(key string) bool {
 // Keys implements goja.DynamicObject: the present fields in ToValue's
 // order, then those the script added, in the order it added them.
 func (v *msgView) Keys() []string {
+	if !v.tree.enter() {
+		return nil
+	}
+	defer v.tree.exit()
 	v.tree.touched = true
 	md := v.m.Descriptor()
 	fds := md.Fields()
@@ -1011,10 +1087,18 @@ func (v *listView) grow(n int) bool {
 		v.fail(fmt.Errorf("array length %d too large", n))
 		return false
 	}
-	for i := cur; i < n; i++ {
+	for range n - cur {
+		v.tree.gate.check()
 		v.l.Append(v.newElement())
-		v.addHole(i)
 	}
+	// The new elements are holes; none of them was one already.
+	if v.holes == nil {
+		v.tree.holey = append(v.tree.holey, v)
+	}
+	for i := cur; i < n; i++ {
+		v.holes = append(v.holes, i)
+	}
+	v.addPending(n - cur)
 	return true
 }
 
@@ -1027,7 +1111,7 @@ func (v *listView) convert(cv goja.Value, k kind) (protoreflect.Value, error) {
 		}
 		return el, nil
 	}
-	d := decoder{vm: v.tree.vm}
+	d := decoder{vm: v.tree.vm, gate: v.tree.gate}
 	return d.scalar(cv, k, v.fd)
 }
 
@@ -1041,7 +1125,7 @@ func (v *listView) ensureKids() {
 // store implements handler.
 func (v *listView) store(a *adoption) {
 	i := a.seg.index
-	cv, k := classify(v.tree.vm, a.val)
+	cv, k := v.tree.classify(a.val)
 	pv, err := v.convert(cv, k)
 	if err == nil {
 		v.l.Set(i, pv)
@@ -1056,6 +1140,10 @@ func (v *listView) store(a *adoption) {
 
 // Len implements goja.DynamicArray.
 func (v *listView) Len() int {
+	if !v.tree.enter() {
+		return 0
+	}
+	defer v.tree.exit()
 	v.tree.touched = true
 	return v.l.Len()
 }
@@ -1063,6 +1151,10 @@ func (v *listView) Len() int {
 // Get implements goja.DynamicArray.
 func (v *listView) Get(i int) goja.Value {
 	t := v.tree
+	if !t.enter() {
+		return nil
+	}
+	defer t.exit()
 	t.touched = true
 	if i < 0 || i >= v.l.Len() {
 		return nil
@@ -1087,6 +1179,10 @@ func (v *listView) Get(i int) goja.Value {
 // does not fit; the error is recorded for Err.
 func (v *listView) Set(i int, val goja.Value) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
 	if i < 0 {
 		// A native array would get a property that is not an element,
@@ -1094,7 +1190,7 @@ func (v *listView) Set(i int, val goja.Value) bool {
 		return true
 	}
 	n := v.l.Len()
-	cv, k := classify(t.vm, val)
+	cv, k := t.classify(val)
 	if k == kUndefined {
 		if i >= n {
 			v.grow(i + 1)
@@ -1149,6 +1245,10 @@ func (v *listView) Set(i int, val goja.Value) bool {
 // SetLen implements goja.DynamicArray.
 func (v *listView) SetLen(n int) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
 	if n < 0 {
 		return false
@@ -1220,6 +1320,10 @@ func (v *mapView) dropKid(key string) {
 // Get implements goja.DynamicObject.
 func (v *mapView) Get(key string) goja.Value {
 	t := v.tree
+	if !t.enter() {
+		return nil
+	}
+	defer t.exit()
 	t.touched = true
 	mk, ok := v.canonicalKey(key)
 	if !ok {
@@ -1249,6 +1353,10 @@ func (v *mapView) Get(key string) goja.Value {
 
 // Has implements goja.DynamicObject.
 func (v *mapView) Has(key string) bool {
+	if !v.tree.enter() {
+		return false
+	}
+	defer v.tree.exit()
 	v.tree.touched = true
 	mk, ok := v.canonicalKey(key)
 	return ok && v.mp.Has(mk)
@@ -1258,8 +1366,12 @@ func (v *mapView) Has(key string) bool {
 // does not fit; the error is recorded for Err.
 func (v *mapView) Set(key string, val goja.Value) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
-	cv, k := classify(t.vm, val)
+	cv, k := t.classify(val)
 	if k == kUndefined {
 		v.Delete(key)
 		return true
@@ -1281,7 +1393,7 @@ func (v *mapView) Set(key string, val goja.Value) bool {
 			pv = v.mp.NewValue()
 			err = t.convertMessage(pv.Message(), cv, k)
 		} else {
-			d := decoder{vm: t.vm}
+			d := decoder{vm: t.vm, gate: t.gate}
 			pv, err = d.scalar(cv, k, vfd)
 		}
 	}
@@ -1325,14 +1437,14 @@ func (v *mapView) newValue() protoreflect.Value {
 // store implements handler.
 func (v *mapView) store(a *adoption) {
 	t := v.tree
-	cv, k := classify(t.vm, a.val)
+	cv, k := t.classify(a.val)
 	var pv protoreflect.Value
 	var err error
 	if vfd := v.fd.MapValue(); vfd.Message() != nil {
 		pv = v.mp.NewValue()
 		err = t.convertMessage(pv.Message(), cv, k)
 	} else {
-		d := decoder{vm: t.vm}
+		d := decoder{vm: t.vm, gate: t.gate}
 		pv, err = d.scalar(cv, k, vfd)
 	}
 	switch {
@@ -1354,6 +1466,10 @@ func (v *mapView) store(a *adoption) {
 // Delete implements goja.DynamicObject.
 func (v *mapView) Delete(key string) bool {
 	t := v.tree
+	if !t.enter() {
+		return true
+	}
+	defer t.exit()
 	t.touched, t.wrote = true, true
 	mk, ok := v.canonicalKey(key)
 	if !ok || !v.mp.Has(mk) {
@@ -1368,6 +1484,10 @@ func (v *mapView) Delete(key string) bool {
 // Keys implements goja.DynamicObject: the keys in ToValue's order, then
 // those the script added, in the order it added them.
 func (v *mapView) Keys() []string {
+	if !v.tree.enter() {
+		return nil
+	}
+	defer v.tree.exit()
 	v.tree.touched = true
 	if v.keys == nil {
 		keys := v.sortedKeys()
