@@ -11,18 +11,29 @@ import (
 )
 
 // BenchmarkRun measures one pre-hook run that sets a field, from the
-// request message to the changed message, in a fresh runtime.
+// request message to the changed message, in a fresh runtime: changing the
+// request in place (a hook whose failures end the call) and changing a
+// copy (one whose failures are skipped).
 func BenchmarkRun(b *testing.B) {
 	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
 	defer e.Close()
 	s := compile(b, `module.exports = function (ctx) { ctx.request.eventType = "checked" }`)
-	call := preCall(b)
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := e.Run(ctx, s, call); err != nil {
-			b.Fatal(err)
+	for _, inPlace := range []bool{true, false} {
+		name := "in-place"
+		if !inPlace {
+			name = "copy"
 		}
+		b.Run(name, func(b *testing.B) {
+			call := preCall(b)
+			call.InPlace = inPlace
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Run(ctx, s, call); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

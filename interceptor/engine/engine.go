@@ -48,12 +48,21 @@ type Call struct {
 	// Params are the hook's parameters, as decoded by encoding/json.
 	Params any
 	// Metadata is the call's incoming metadata, read-only to the script.
+	// When nil, the script sees the incoming gRPC metadata of the context
+	// given to Run, read only if the script asks for it.
 	Metadata map[string][]string
-	// Request is the call's request. The engine never changes it.
+	// Request is the call's request. The engine changes it only when
+	// InPlace is set and the phase is Pre.
 	Request proto.Message
-	// Response is the handler's response, for post-hooks. The engine never
-	// changes it.
+	// Response is the handler's response, for post-hooks. The engine
+	// changes it only when InPlace is set and the phase is Post.
 	Response proto.Message
+	// InPlace lets the script change the phase's message (Request for Pre,
+	// Response for Post) itself rather than a copy, which saves copying it.
+	// Set it only when the caller owns the message and drops it whenever
+	// the run does not end in Continue: a run that fails, rejects or
+	// answers may leave it half changed.
+	InPlace bool
 	// ResponseType is the method's response type; a pre-hook may answer in
 	// the handler's place only when it is set.
 	ResponseType protoreflect.MessageType
@@ -148,6 +157,8 @@ var errTimedOut = errors.New("hook timed out")
 // Run runs s for call in a fresh runtime. It returns when the script has
 // finished, or at the timeout or when ctx ends, whichever comes first; a
 // script still busy then is interrupted and its runtime is never used again.
+// Once Run has returned, the script no longer reads or changes call's
+// messages, even while it goes on after a timeout in native code.
 func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error) {
 	timeout := call.Timeout
 	if timeout <= 0 {
@@ -157,29 +168,51 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 		return Outcome{}, &Error{Kind: Canceled, Message: err.Error(), Err: err}
 	}
 	r := newRun(ctx, e, s, call)
-	done := make(chan result, 1)
-	e.workers.do(func() {
-		var res result
-		defer func() {
-			if p := recover(); p != nil {
-				res = result{err: &Error{Kind: Crashed, Message: fmt.Sprintf("script engine failed: %v", p)}}
-			}
-			done <- res
-		}()
-		res.out, res.err = r.exec()
-	})
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
+	w := waiters.Get().(*waiter)
+	r.done = w.done
+	e.workers.do(r)
+	w.timer.Reset(timeout)
 	select {
-	case res := <-done:
+	case res := <-w.done:
+		w.timer.Stop()
+		waiters.Put(w)
 		return res.out, res.err
-	case <-timer.C:
+	case <-w.timer.C:
 		r.vm.Interrupt(errTimedOut)
+		r.gate.Close()
 		return Outcome{}, &Error{Kind: Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
 	case <-ctx.Done():
+		w.timer.Stop()
 		r.vm.Interrupt(ctx.Err())
+		r.gate.Close()
 		return Outcome{}, &Error{Kind: Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
 	}
+}
+
+// waiter is what Run waits on: the channel a run's result comes back on
+// and the run's timer. A waiter goes back to the pool only once its result
+// was received, so an abandoned run never sends on a channel in reuse.
+type waiter struct {
+	done  chan result
+	timer *time.Timer
+}
+
+var waiters = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waiter{done: make(chan result, 1), timer: t}
+}}
+
+// execute runs r on a worker and sends its result on r.done.
+func (r *run) execute() {
+	var res result
+	defer func() {
+		if p := recover(); p != nil {
+			res = result{err: &Error{Kind: Crashed, Message: fmt.Sprintf("script engine failed: %v", p)}}
+		}
+		r.done <- res
+	}()
+	res.out, res.err = r.exec()
 }
 
 // Code returns the gRPC code a failure of this kind ends a call with.

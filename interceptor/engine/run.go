@@ -22,8 +22,13 @@ type run struct {
 	script *Script
 	call   *Call
 	vm     *goja.Runtime
-	c      *ctxObject
-	jsCtx  *goja.Object
+	// done receives the run's result.
+	done chan<- result
+	// gate guards the call's messages: Run closes it when it stops
+	// waiting for the script.
+	gate  protojs.Gate
+	c     *ctxObject
+	jsCtx *goja.Object
 	// live is the ctx property this phase may change: propRequest (pre)
 	// or propResponse (post).
 	live int
@@ -39,17 +44,22 @@ type messageView struct {
 	msg  proto.Message
 }
 
-// view returns a live view of a copy of m, for ctx property i. A message
-// whose JSON form is not an object (a Timestamp, a wrapper...) is shown as
-// a plain value instead, and read back after the run.
+// view returns a live view of m, for ctx property i: of m itself when the
+// call lets the script change it in place, else of a copy. A message whose
+// JSON form is not an object (a Timestamp, a wrapper...) is shown as a
+// plain value instead, and read back after the run.
 func (r *run) view(i int, m proto.Message) goja.Value {
-	if m == nil {
+	if m == nil || !r.gate.Enter() {
 		return goja.Undefined()
 	}
-	msg := proto.Clone(m)
-	obj, v := protojs.NewView(r.vm, msg.ProtoReflect())
+	defer r.gate.Exit()
+	msg := m
+	if !r.call.InPlace || i != r.live {
+		msg = proto.Clone(m)
+	}
+	obj, v := protojs.NewView(r.vm, msg.ProtoReflect(), protojs.WithGate(&r.gate))
 	if obj == nil {
-		return protojs.ToValue(r.vm, m.ProtoReflect())
+		return protojs.ToValue(r.vm, msg.ProtoReflect())
 	}
 	r.views[i] = messageView{obj: obj, view: v, msg: msg}
 	return obj

@@ -14,35 +14,35 @@ const workerIdle = 2 * time.Second
 // (timeout, cancellation) keeps its worker until it ends; the pool starts
 // another goroutine whenever no worker is idle, so that never blocks a caller.
 type workers struct {
-	jobs chan func()
+	jobs chan *run
 	quit chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup
 }
 
 func newWorkers() *workers {
-	return &workers{jobs: make(chan func()), quit: make(chan struct{})}
+	return &workers{jobs: make(chan *run), quit: make(chan struct{})}
 }
 
-// do runs f on an idle worker, or on a new one.
-func (w *workers) do(f func()) {
+// do executes r on an idle worker, or on a new one.
+func (w *workers) do(r *run) {
 	select {
-	case w.jobs <- f:
+	case w.jobs <- r:
 	default:
 		w.wg.Add(1)
-		go w.work(f)
+		go w.work(r)
 	}
 }
 
-func (w *workers) work(f func()) {
+func (w *workers) work(r *run) {
 	defer w.wg.Done()
-	f()
+	r.execute()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
 		select {
-		case f := <-w.jobs:
-			f()
+		case r := <-w.jobs:
+			r.execute()
 			idle.Reset(workerIdle)
 		case <-idle.C:
 			return
