@@ -128,9 +128,12 @@ type env struct {
 	svc    *recorder
 	client eventsv1.EventServiceClient
 	logs   *syncBuffer
+	eng    *engine.Engine
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a protected server; outer interceptors, if any, run
+// outside the hook interceptor.
+func newEnv(t *testing.T, outer ...grpc.UnaryServerInterceptor) *env {
 	t.Helper()
 	e := &env{etcd: etcdtest.Start(t), svc: &recorder{}, logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(e.logs, nil))
@@ -142,8 +145,9 @@ func newEnv(t *testing.T) *env {
 	}
 	eng := engine.New(engine.WithLogger(log))
 	t.Cleanup(eng.Close)
+	e.eng = eng
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
+		grpc.ChainUnaryInterceptor(append(outer, interceptor.UnaryServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log)))...),
 		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
 	)
 	eventsv1.RegisterEventServiceServer(srv, e.svc)

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -68,8 +67,7 @@ func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, req)
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	call := engine.Call{Method: method, Phase: engine.Pre, Metadata: md, ResponseType: h.responseType(method)}
+	call := engine.Call{Method: method, Phase: engine.Pre, ResponseType: h.responseType(method)}
 	msg, answer, err := h.runHooks(ctx, chain.Pre, call, msg)
 	if err != nil || answer != nil {
 		return answer, err
@@ -82,7 +80,7 @@ func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, resp)
 	}
-	call = engine.Call{Method: method, Phase: engine.Post, Metadata: md, Request: msg}
+	call = engine.Call{Method: method, Phase: engine.Post, Request: msg}
 	respMsg, answer, err = h.runHooks(ctx, chain.Post, call, respMsg)
 	if err != nil || answer != nil {
 		return answer, err
@@ -129,6 +127,12 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	call.ID = hook.ID
 	call.Params = hook.Params
 	call.Timeout = hook.Timeout
+	// A pre-hook may change the request in place unless it has to be
+	// undone: a call whose hook failed or rejected ends there, but one
+	// whose hook may fail and be skipped goes on with the request as it
+	// was. The handler's response may be shared beyond this call, so
+	// post-hooks always change a copy.
+	call.InPlace = call.Phase == engine.Pre && hook.OnError != registry.Continue
 	out, err := h.opts.engine.Run(ctx, hook.Script, call)
 	if err == nil {
 		return out, nil

@@ -5,7 +5,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -23,7 +22,6 @@ type hookedStream struct {
 	hooks  *hooks
 	chain  *registry.Chain
 	method string
-	md     metadata.MD
 
 	// rejected is the status a hook ended the stream with. Only RecvMsg
 	// sets it, and gRPC calls RecvMsg from one goroutine at a time.
@@ -60,10 +58,7 @@ func (s *hookedStream) RecvMsg(m any) error {
 		return s.rejected
 	}
 	ctx := s.Context()
-	if s.md == nil {
-		s.md, _ = metadata.FromIncomingContext(ctx)
-	}
-	call := engine.Call{Method: s.method, Phase: engine.Pre, Metadata: s.md, ResponseType: s.hooks.responseType(s.method)}
+	call := engine.Call{Method: s.method, Phase: engine.Pre, ResponseType: s.hooks.responseType(s.method)}
 	cur, answer, err := s.hooks.runHooks(ctx, s.chain.Pre, call, msg)
 	switch {
 	case err != nil:

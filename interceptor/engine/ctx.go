@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/dop251/goja"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/apihooks/apihooks/interceptor/engine/protojs"
 )
@@ -75,7 +76,11 @@ func (c *ctxObject) build(i int) goja.Value {
 		}
 		return p
 	case propMetadata:
-		return vm.NewDynamicObject(metadataObject{vm: vm, md: call.Metadata})
+		md := call.Metadata
+		if md == nil {
+			md, _ = metadata.FromIncomingContext(c.r.ctx)
+		}
+		return vm.NewDynamicObject(metadataObject{vm: vm, md: md})
 	case propRequest:
 		return c.r.view(propRequest, call.Request)
 	case propResponse:
