@@ -4,7 +4,8 @@
 //
 //	module.exports = function main(ctx) { ... }
 //
-// (the function may be async), or a plain script body whose completion value
+// (the function may be async; the module's top level runs as the body of a
+// function, as in CommonJS), or a plain script body whose completion value
 // is its result; body scripts also see the globals ctx, data and bridge.
 // Scripts are compiled once (Compile) and run many times (Engine.Run); every
 // run gets a fresh runtime, so no global set by one call is visible to

@@ -77,11 +77,6 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 	r.c = &ctxObject{r: r}
 	r.jsCtx = vm.NewDynamicObject(r.c)
 	if s.module {
-		module := vm.NewObject()
-		exports := vm.NewObject()
-		module.Set("exports", exports)
-		vm.Set("module", module)
-		vm.Set("exports", exports)
 		return r
 	}
 	vm.Set("ctx", r.jsCtx)
@@ -97,12 +92,7 @@ func (r *run) exec() (Outcome, error) {
 		return r.failed(err)
 	}
 	if r.script.module {
-		exported := r.vm.Get("module").ToObject(r.vm).Get("exports")
-		fn, ok := goja.AssertFunction(exported)
-		if !ok {
-			return Outcome{}, &Error{Kind: BadResult, Message: "module.exports is not a function"}
-		}
-		if v, err = fn(goja.Undefined(), r.jsCtx); err != nil {
+		if v, err = r.callModule(v); err != nil {
 			return r.failed(err)
 		}
 	}
@@ -119,8 +109,34 @@ func (r *run) exec() (Outcome, error) {
 	return r.decode(v)
 }
 
+// callModule runs a module, compiled as a function of module and exports,
+// and calls the function it exports with ctx.
+func (r *run) callModule(body goja.Value) (goja.Value, error) {
+	run, ok := goja.AssertFunction(body)
+	if !ok {
+		return nil, fmt.Errorf("module %s did not compile to a function", r.script.name)
+	}
+	mod := &moduleObject{vm: r.vm}
+	exports := goja.Undefined()
+	if r.script.bareExports {
+		exports = mod.Get("exports")
+	}
+	module := r.vm.NewDynamicObject(mod)
+	if _, err := run(goja.Undefined(), module, exports); err != nil {
+		return nil, err
+	}
+	main, ok := goja.AssertFunction(module.Get("exports"))
+	if !ok {
+		return nil, &Error{Kind: BadResult, Message: "module.exports is not a function"}
+	}
+	return main(goja.Undefined(), r.jsCtx)
+}
+
 // failed classifies an error from running JavaScript.
 func (r *run) failed(err error) (Outcome, error) {
+	if e, ok := err.(*Error); ok {
+		return Outcome{}, e
+	}
 	var ex *goja.Exception
 	var interrupted *goja.InterruptedError
 	var overflow *goja.StackOverflowError
@@ -282,4 +298,56 @@ func describe(v goja.Value) string {
 		return "an " + o.ClassName()
 	}
 	return fmt.Sprintf("%s %s", v.ExportType(), v.String())
+}
+
+// moduleObject is the module a module script sees: its exports are an
+// empty object, built when first read, unless the script assigns another
+// value.
+type moduleObject struct {
+	vm      *goja.Runtime
+	exports goja.Value
+	extra   map[string]goja.Value
+}
+
+func (m *moduleObject) Get(key string) goja.Value {
+	if key != "exports" {
+		return m.extra[key]
+	}
+	if m.exports == nil {
+		m.exports = m.vm.NewObject()
+	}
+	return m.exports
+}
+
+func (m *moduleObject) Set(key string, v goja.Value) bool {
+	if key == "exports" {
+		m.exports = v
+		return true
+	}
+	if m.extra == nil {
+		m.extra = map[string]goja.Value{}
+	}
+	m.extra[key] = v
+	return true
+}
+
+func (m *moduleObject) Has(key string) bool {
+	_, ok := m.extra[key]
+	return ok || key == "exports"
+}
+
+func (m *moduleObject) Delete(key string) bool {
+	if key == "exports" {
+		m.exports = goja.Undefined()
+	}
+	delete(m.extra, key)
+	return true
+}
+
+func (m *moduleObject) Keys() []string {
+	keys := []string{"exports"}
+	for k := range m.extra {
+		keys = append(keys, k)
+	}
+	return keys
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/ast"
@@ -14,12 +16,21 @@ type Script struct {
 	name    string
 	program *goja.Program
 	module  bool
+	// bareExports is set when a module may use exports itself rather than
+	// only module.exports: its runs then build the exports object ahead.
+	bareExports bool
 }
 
 // Compile parses and compiles src. name appears in stack traces and error
 // messages (the hook's key is a good name). A script that assigns
 // module.exports (or exports.*) at its top level is a module; any other is a
 // body whose completion value is the result.
+//
+// A module is compiled, as CommonJS does, as the body of a function of
+// module and exports: its top-level declarations belong to the run, not to
+// the global object, and a run sets no global at all. (Positions on its
+// first line are shifted by the length of moduleHead in runtime stack
+// traces.)
 func Compile(name, src string) (s *Script, err error) {
 	defer func() {
 		// A script must never take its caller down, even through a fault
@@ -32,12 +43,28 @@ func Compile(name, src string) (s *Script, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	program, err := goja.CompileAST(file, false)
-	if err != nil {
+	s = &Script{name: name, module: isModule(file)}
+	if s.module {
+		if file, err = parser.ParseFile(nil, name, moduleHead+src+moduleTail, 0); err != nil {
+			return nil, fmt.Errorf("compile: %w", err)
+		}
+		s.bareExports = bareExports.MatchString(strings.ReplaceAll(src, "module.exports", ""))
+	}
+	if s.program, err = goja.CompileAST(file, false); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	return &Script{name: name, program: program, module: isModule(file)}, nil
+	return s, nil
 }
+
+// moduleHead and moduleTail wrap a module's source; the newline ends a
+// line comment on its last line.
+const (
+	moduleHead = "(function (module, exports) {"
+	moduleTail = "\n})"
+)
+
+// bareExports matches a use of exports (once module.exports is taken out).
+var bareExports = regexp.MustCompile(`(^|[^\w$])exports($|[^\w$])`)
 
 // Name returns the name the script was compiled with.
 func (s *Script) Name() string { return s.name }
