@@ -32,12 +32,13 @@ type run struct {
 	// live is the ctx property this phase may change: propRequest (pre)
 	// or propResponse (post).
 	live int
-	// views are the live views of the request and the response, over
-	// copies of the caller's messages, once the script asked for them.
-	views [numProps]messageView
+	// views are the live views of the request and the response (indexed
+	// from propRequest), once the script asked for them.
+	views [2]messageView
 }
 
-// messageView is a script's view of a copy of one of the call's messages.
+// messageView is a script's view of one of the call's messages, or of a
+// copy of it.
 type messageView struct {
 	obj  *goja.Object
 	view *protojs.View
@@ -61,7 +62,7 @@ func (r *run) view(i int, m proto.Message) goja.Value {
 	if obj == nil {
 		return protojs.ToValue(r.vm, msg.ProtoReflect())
 	}
-	r.views[i] = messageView{obj: obj, view: v, msg: msg}
+	r.views[i-propRequest] = messageView{obj: obj, view: v, msg: msg}
 	return obj
 }
 
@@ -238,7 +239,7 @@ func (r *run) goOnLive() (Outcome, error) {
 	}
 	where := "ctx." + propNames[r.live]
 	cur := r.c.Get(propNames[r.live])
-	if mv := r.views[r.live]; mv.obj != nil && cur == goja.Value(mv.obj) {
+	if mv := r.views[r.live-propRequest]; mv.obj != nil && cur == goja.Value(mv.obj) {
 		// Err also stores the objects the script assigned into the view.
 		if err := mv.view.Err(); err != nil {
 			return Outcome{}, badResult(where, err)
