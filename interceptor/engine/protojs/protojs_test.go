@@ -110,7 +110,7 @@ func equivalenceCases(t testing.TB) []struct {
 			FString: "héllo 🌍 \u0000 \"q\"", FBytes: []byte{0, 1, 2, 0xfb, 0xff}, FEnum: testingv1.Color_COLOR_GREEN,
 		}},
 		{"int64 just beyond 2^53", &testingv1.AllTypes{FInt64: 1<<53 + 1, FUint64: 1<<63 + 3, FSint64: -(1<<53 + 1)}},
-		{"float extremes", &testingv1.AllTypes{FDouble: math.MaxFloat64, FFloat: math.MaxFloat32, RDouble: []float64{math.SmallestNonzeroFloat64, -0.0, 1e21, 1e-7, 123456789.125}}},
+		{"float extremes", &testingv1.AllTypes{FDouble: math.MaxFloat64, FFloat: math.MaxFloat32, RDouble: []float64{math.SmallestNonzeroFloat64, math.Copysign(0, -1), 1e21, 1e-7, 123456789.125}}},
 		{"nan and infinities", &testingv1.AllTypes{FDouble: math.NaN(), FFloat: float32(math.Inf(-1)), RDouble: []float64{math.Inf(1), math.Inf(-1), math.NaN()}}},
 		{"unknown enum numbers", &testingv1.AllTypes{FEnum: 99, REnum: []testingv1.Color{testingv1.Color_COLOR_RED, -5, 0}, MEnum: map[uint64]testingv1.Color{1: 7}}},
 		{"presence with zero values", &testingv1.AllTypes{OString: proto.String(""), OInt32: proto.Int32(0)}},

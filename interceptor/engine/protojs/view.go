@@ -202,7 +202,19 @@ var errClosed = &FieldError{Err: errors.New("the message was taken back from the
 // operation must not touch the message, when the view's gate is closed.
 func (t *View) enter() bool { return t.gate == nil || t.gate.Enter() }
 
-// exit ends an operation begun by enter; deferred, it also ends one the
+// begin begins an operation the script makes through the view, as enter
+// does, and records that the script read the message or, for a write,
+// changed it.
+func (t *View) begin(write bool) bool {
+	if !t.enter() {
+		return false
+	}
+	t.touched = true
+	t.wrote = t.wrote || write
+	return true
+}
+
+// exit ends an operation begun by enter or begin; deferred, it also ends one the
 // gate stopped midway.
 func (t *View) exit() {
 	if t.gate == nil {
@@ -724,11 +736,10 @@ func (v *msgView) present(fd protoreflect.FieldDescriptor) bool {
 // Get implements goja.DynamicObject.
 func (v *msgView) Get(key string) goja.Value {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(false) {
 		return nil
 	}
 	defer t.exit()
-	t.touched = true
 	fd := v.jsonField(key)
 	if fd == nil {
 		return nil
@@ -773,11 +784,10 @@ func (v *msgView) Get(key string) goja.Value {
 
 // Has implements goja.DynamicObject.
 func (v *msgView) Has(key string) bool {
-	if !v.tree.enter() {
+	if !v.tree.begin(false) {
 		return false
 	}
 	defer v.tree.exit()
-	v.tree.touched = true
 	fd := v.jsonField(key)
 	has := fd != nil && v.present(fd)
 	if fd != nil {
@@ -790,11 +800,10 @@ func (v *msgView) Has(key string) bool {
 // does not fit; the error is recorded for Err.
 func (v *msgView) Set(key string, val goja.Value) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	cv, k := t.classify(val)
 	var fd protoreflect.FieldDescriptor
 	var was bool
@@ -952,11 +961,10 @@ func (v *msgView) clear(fd protoreflect.FieldDescriptor) {
 // Delete implements goja.DynamicObject.
 func (v *msgView) Delete(key string) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	v.hasFd = nil
 	if fd, _ := v.anyField(key); fd != nil {
 		v.clear(fd)
@@ -968,11 +976,10 @@ func (v *msgView) Delete(key string) bool {
 // Keys implements goja.DynamicObject: the present fields in ToValue's
 // order, then those the script added, in the order it added them.
 func (v *msgView) Keys() []string {
-	if !v.tree.enter() {
+	if !v.tree.begin(false) {
 		return nil
 	}
 	defer v.tree.exit()
-	v.tree.touched = true
 	md := v.m.Descriptor()
 	fds := md.Fields()
 	var keys []string
@@ -1140,22 +1147,20 @@ func (v *listView) store(a *adoption) {
 
 // Len implements goja.DynamicArray.
 func (v *listView) Len() int {
-	if !v.tree.enter() {
+	if !v.tree.begin(false) {
 		return 0
 	}
 	defer v.tree.exit()
-	v.tree.touched = true
 	return v.l.Len()
 }
 
 // Get implements goja.DynamicArray.
 func (v *listView) Get(i int) goja.Value {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(false) {
 		return nil
 	}
 	defer t.exit()
-	t.touched = true
 	if i < 0 || i >= v.l.Len() {
 		return nil
 	}
@@ -1179,11 +1184,10 @@ func (v *listView) Get(i int) goja.Value {
 // does not fit; the error is recorded for Err.
 func (v *listView) Set(i int, val goja.Value) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	if i < 0 {
 		// A native array would get a property that is not an element,
 		// which FromValue ignores.
@@ -1245,11 +1249,10 @@ func (v *listView) Set(i int, val goja.Value) bool {
 // SetLen implements goja.DynamicArray.
 func (v *listView) SetLen(n int) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	if n < 0 {
 		return false
 	}
@@ -1320,11 +1323,10 @@ func (v *mapView) dropKid(key string) {
 // Get implements goja.DynamicObject.
 func (v *mapView) Get(key string) goja.Value {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(false) {
 		return nil
 	}
 	defer t.exit()
-	t.touched = true
 	mk, ok := v.canonicalKey(key)
 	if !ok {
 		return nil
@@ -1353,11 +1355,10 @@ func (v *mapView) Get(key string) goja.Value {
 
 // Has implements goja.DynamicObject.
 func (v *mapView) Has(key string) bool {
-	if !v.tree.enter() {
+	if !v.tree.begin(false) {
 		return false
 	}
 	defer v.tree.exit()
-	v.tree.touched = true
 	mk, ok := v.canonicalKey(key)
 	return ok && v.mp.Has(mk)
 }
@@ -1366,11 +1367,10 @@ func (v *mapView) Has(key string) bool {
 // does not fit; the error is recorded for Err.
 func (v *mapView) Set(key string, val goja.Value) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	cv, k := t.classify(val)
 	if k == kUndefined {
 		v.Delete(key)
@@ -1466,11 +1466,10 @@ func (v *mapView) store(a *adoption) {
 // Delete implements goja.DynamicObject.
 func (v *mapView) Delete(key string) bool {
 	t := v.tree
-	if !t.enter() {
+	if !t.begin(true) {
 		return true
 	}
 	defer t.exit()
-	t.touched, t.wrote = true, true
 	mk, ok := v.canonicalKey(key)
 	if !ok || !v.mp.Has(mk) {
 		return true
@@ -1484,11 +1483,10 @@ func (v *mapView) Delete(key string) bool {
 // Keys implements goja.DynamicObject: the keys in ToValue's order, then
 // those the script added, in the order it added them.
 func (v *mapView) Keys() []string {
-	if !v.tree.enter() {
+	if !v.tree.begin(false) {
 		return nil
 	}
 	defer v.tree.exit()
-	v.tree.touched = true
 	if v.keys == nil {
 		keys := v.sortedKeys()
 		if len(v.added) > 0 {

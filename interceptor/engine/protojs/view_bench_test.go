@@ -23,123 +23,85 @@ func benchFunc(b *testing.B, vm *goja.Runtime, body string) goja.Callable {
 	return fn
 }
 
-// BenchmarkViewSetField clones the request of BenchmarkRoundTrip, wraps it
-// in a view and runs a script that sets one field, in a reused runtime.
-func BenchmarkViewSetField(b *testing.B) {
-	vm := goja.New()
-	req := benchRequest(b)
-	fn := benchFunc(b, vm, `m.eventType = "checked"`)
-	b.ReportAllocs()
-	for b.Loop() {
-		m := proto.Clone(req).(*eventsv1.SendEventRequest)
-		obj, v := NewView(vm, m.ProtoReflect())
-		if _, err := fn(goja.Undefined(), obj); err != nil {
-			b.Fatal(err)
-		}
-		if err := v.Err(); err != nil {
-			b.Fatal(err)
-		}
-		if m.EventType != "checked" {
-			b.Fatal("not set")
+// viewBenches are the scripts the view and native benchmarks run on the
+// request of BenchmarkRoundTrip; check, when set, tells whether the script
+// did its work, from the message it ends with and its result.
+var viewBenches = []struct {
+	name   string
+	script string
+	check  func(m *eventsv1.SendEventRequest, res goja.Value) bool
+}{
+	{"set-field", `m.eventType = "checked"`,
+		func(m *eventsv1.SendEventRequest, _ goja.Value) bool { return m.EventType == "checked" }},
+	{"read-field", `return m.toUserId`,
+		func(m *eventsv1.SendEventRequest, res goja.Value) bool { return res.String() == m.ToUserId }},
+	// The core of the first seed script: Object.assign of one key into
+	// the request's Struct.
+	{"struct-assign", `Object.assign(m.eventData, {source: "hook"})`,
+		func(m *eventsv1.SendEventRequest, _ goja.Value) bool { return m.EventData.Fields["source"] != nil }},
+}
+
+// BenchmarkView wraps a clone of the request in a view and runs each
+// script on it, in a reused runtime; "in-place" runs it on the request
+// itself, the view's own cost without the clone.
+func BenchmarkView(b *testing.B) {
+	for _, inPlace := range []bool{false, true} {
+		for _, bb := range viewBenches {
+			name := bb.name
+			if inPlace {
+				name += "/in-place"
+			}
+			b.Run(name, func(b *testing.B) {
+				vm := goja.New()
+				req := benchRequest(b)
+				fn := benchFunc(b, vm, bb.script)
+				b.ReportAllocs()
+				for b.Loop() {
+					m := req
+					if !inPlace {
+						m = proto.Clone(req).(*eventsv1.SendEventRequest)
+					}
+					obj, v := NewView(vm, m.ProtoReflect())
+					res, err := fn(goja.Undefined(), obj)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := v.Err(); err != nil {
+						b.Fatal(err)
+					}
+					if !bb.check(m, res) {
+						b.Fatalf("%s: the script did not do its work", bb.name)
+					}
+				}
+			})
 		}
 	}
 }
 
-// BenchmarkViewSetFieldInPlace is BenchmarkViewSetField without the
-// clone: the view's own cost.
-func BenchmarkViewSetFieldInPlace(b *testing.B) {
-	vm := goja.New()
-	m := benchRequest(b)
-	fn := benchFunc(b, vm, `m.eventType = "checked"`)
-	b.ReportAllocs()
-	for b.Loop() {
-		obj, v := NewView(vm, m.ProtoReflect())
-		if _, err := fn(goja.Undefined(), obj); err != nil {
-			b.Fatal(err)
-		}
-		if err := v.Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkViewReadField does the same with a script that reads one string
-// field.
-func BenchmarkViewReadField(b *testing.B) {
-	vm := goja.New()
-	req := benchRequest(b)
-	fn := benchFunc(b, vm, `return m.toUserId`)
-	b.ReportAllocs()
-	for b.Loop() {
-		m := proto.Clone(req).(*eventsv1.SendEventRequest)
-		obj, v := NewView(vm, m.ProtoReflect())
-		res, err := fn(goja.Undefined(), obj)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := v.Err(); err != nil || res.String() != req.ToUserId {
-			b.Fatal(res, err)
-		}
-	}
-}
-
-// BenchmarkViewStructAssign runs the core of the first seed script on a
-// view: Object.assign of one key into the request's Struct.
-func BenchmarkViewStructAssign(b *testing.B) {
-	vm := goja.New()
-	req := benchRequest(b)
-	fn := benchFunc(b, vm, `Object.assign(m.eventData, {source: "hook"})`)
-	b.ReportAllocs()
-	for b.Loop() {
-		m := proto.Clone(req).(*eventsv1.SendEventRequest)
-		obj, v := NewView(vm, m.ProtoReflect())
-		if _, err := fn(goja.Undefined(), obj); err != nil {
-			b.Fatal(err)
-		}
-		if err := v.Err(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkNativeSetField is BenchmarkViewSetField on the native path:
-// ToValue, the same script, FromValue into a fresh message.
-func BenchmarkNativeSetField(b *testing.B) {
-	vm := goja.New()
-	req := benchRequest(b)
-	fn := benchFunc(b, vm, `m.eventType = "checked"`)
-	b.ReportAllocs()
-	for b.Loop() {
-		obj := ToValue(vm, req.ProtoReflect())
-		if _, err := fn(goja.Undefined(), obj); err != nil {
-			b.Fatal(err)
-		}
-		out := &eventsv1.SendEventRequest{}
-		if err := FromValue(vm, obj, out.ProtoReflect()); err != nil {
-			b.Fatal(err)
-		}
-		if out.EventType != "checked" {
-			b.Fatal("not set")
-		}
-	}
-}
-
-// BenchmarkNativeStructAssign is BenchmarkViewStructAssign on the native
-// path.
-func BenchmarkNativeStructAssign(b *testing.B) {
-	vm := goja.New()
-	req := benchRequest(b)
-	fn := benchFunc(b, vm, `Object.assign(m.eventData, {source: "hook"})`)
-	b.ReportAllocs()
-	for b.Loop() {
-		obj := ToValue(vm, req.ProtoReflect())
-		if _, err := fn(goja.Undefined(), obj); err != nil {
-			b.Fatal(err)
-		}
-		out := &eventsv1.SendEventRequest{}
-		if err := FromValue(vm, obj, out.ProtoReflect()); err != nil {
-			b.Fatal(err)
-		}
+// BenchmarkNative runs the scripts of BenchmarkView on the native path:
+// ToValue, the script, FromValue into a fresh message.
+func BenchmarkNative(b *testing.B) {
+	for _, bb := range viewBenches {
+		b.Run(bb.name, func(b *testing.B) {
+			vm := goja.New()
+			req := benchRequest(b)
+			fn := benchFunc(b, vm, bb.script)
+			b.ReportAllocs()
+			for b.Loop() {
+				obj := ToValue(vm, req.ProtoReflect())
+				res, err := fn(goja.Undefined(), obj)
+				if err != nil {
+					b.Fatal(err)
+				}
+				out := &eventsv1.SendEventRequest{}
+				if err := FromValue(vm, obj, out.ProtoReflect()); err != nil {
+					b.Fatal(err)
+				}
+				if !bb.check(out, res) {
+					b.Fatalf("%s: the script did not do its work", bb.name)
+				}
+			}
+		})
 	}
 }
 

@@ -158,9 +158,6 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 // Close closes the connection.
 func (s *Store) Close() error { return s.client.Close() }
 
-// Client returns the etcd client.
-func (s *Store) Client() *clientv3.Client { return s.client }
-
 // Prefix returns the etcd prefix.
 func (s *Store) Prefix() string { return s.cfg.Prefix }
 
@@ -303,9 +300,6 @@ type Write struct {
 	// Deletes lists etcd keys to delete.
 	Deletes []string
 }
-
-// Empty reports whether w changes nothing.
-func (w *Write) Empty() bool { return len(w.Puts) == 0 && len(w.Deletes) == 0 }
 
 // Commit writes w in one transaction and returns the new revision. When
 // anything guarded changed, nothing is written and it returns a
