@@ -5,7 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -49,13 +52,22 @@ func benchRequest(b *testing.B) *eventsv1.SendEventRequest {
 	return req
 }
 
-// BenchmarkUnaryCall measures SendEvent over loopback, client and server in
-// one process, with every configuration in the same run.
-func BenchmarkUnaryCall(b *testing.B) {
+// benchConfig is one configuration of the unary call benchmarks: a server
+// over loopback and a client connected to it.
+type benchConfig struct {
+	name   string
+	client eventsv1.EventServiceClient
+}
+
+// benchConfigs starts, on one embedded etcd, a server for each
+// configuration the benchmarks compare: no interceptors at all ("bare"), the
+// interceptors with no hook for SendEvent, one pre-hook that sets a field,
+// and that pre-hook with a post-hook. Each configuration has a prefix of its
+// own, and each also has a hook on another method, so "no-hooks" goes
+// through a real lookup. Everything stops when b ends.
+func benchConfigs(b *testing.B) []benchConfig {
 	e := etcdtest.Start(b)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Each configuration has a prefix of its own; each also has a hook on
-	// another method, so "no-hooks" goes through a real lookup.
 	hooks := map[string][]string{
 		"/no-hooks/": {"GetEvents/pre/other"},
 		"/pre/":      {"GetEvents/pre/other", "SendEvent/pre/set"},
@@ -66,61 +78,59 @@ func BenchmarkUnaryCall(b *testing.B) {
 		"SendEvent/pre/set":    `{"script":"module.exports = function (ctx) { ctx.request.eventType = 'checked' }"}`,
 		"SendEvent/post/stamp": `{"script":"module.exports = function (ctx) { ctx.response.eventId = 'evt-' + ctx.response.eventId }"}`,
 	}
-	sources := map[string]interceptor.Source{}
-	for prefix, keys := range hooks {
-		for _, k := range keys {
-			if _, err := e.Client.Put(context.Background(), registry.HooksDir(prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {
+	configs := []struct{ name, prefix string }{
+		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+post", "/pre-post/"},
+	}
+	var out []benchConfig
+	for _, c := range configs {
+		var opts []grpc.ServerOption
+		if c.prefix != "" {
+			for _, k := range hooks[c.prefix] {
+				if _, err := e.Client.Put(context.Background(), registry.HooksDir(c.prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reg := registry.New(e.Client, registry.WithPrefix(c.prefix), registry.WithLogger(log))
+			if err := reg.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
+			b.Cleanup(reg.Close)
+			eng := engine.New(engine.WithLogger(log))
+			b.Cleanup(eng.Close)
+			opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))))
 		}
-		reg := registry.New(e.Client, registry.WithPrefix(prefix), registry.WithLogger(log))
-		if err := reg.Start(context.Background()); err != nil {
+		srv := grpc.NewServer(opts...)
+		eventsv1.RegisterEventServiceServer(srv, benchService{})
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
 			b.Fatal(err)
 		}
-		defer reg.Close()
-		sources[prefix] = reg
+		go srv.Serve(lis)
+		b.Cleanup(srv.Stop)
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		out = append(out, benchConfig{name: c.name, client: eventsv1.NewEventServiceClient(conn)})
 	}
-	req := benchRequest(b)
+	return out
+}
 
-	cases := []struct {
-		name string
-		src  interceptor.Source // nil: no interceptors at all
-	}{
-		{"bare", nil},
-		{"no-hooks", sources["/no-hooks/"]},
-		{"pre", sources["/pre/"]},
-		{"pre+post", sources["/pre-post/"]},
-	}
-	for _, c := range cases {
+// BenchmarkUnaryCall measures SendEvent over loopback, client and server in
+// one process, each configuration as a sub-benchmark of the same run.
+func BenchmarkUnaryCall(b *testing.B) {
+	req := benchRequest(b)
+	for _, c := range benchConfigs(b) {
 		b.Run(c.name, func(b *testing.B) {
-			var opts []grpc.ServerOption
-			if c.src != nil {
-				eng := engine.New(engine.WithLogger(log))
-				defer eng.Close()
-				opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(c.src, interceptor.WithEngine(eng), interceptor.WithLogger(log))))
-			}
-			srv := grpc.NewServer(opts...)
-			eventsv1.RegisterEventServiceServer(srv, benchService{})
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go srv.Serve(lis)
-			defer srv.Stop()
-			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			client := eventsv1.NewEventServiceClient(conn)
-			if _, err := client.SendEvent(context.Background(), req); err != nil {
+			if _, err := c.client.SendEvent(context.Background(), req); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := client.SendEvent(context.Background(), req); err != nil {
+					if _, err := c.client.SendEvent(context.Background(), req); err != nil {
 						b.Error(err)
 						return
 					}
@@ -128,6 +138,58 @@ func BenchmarkUnaryCall(b *testing.B) {
 			})
 		})
 	}
+}
+
+// interleaveRound is how many calls each caller makes to one configuration
+// before BenchmarkUnaryCallRatio moves on to the next.
+const interleaveRound = 200
+
+// BenchmarkUnaryCallRatio measures the same calls as BenchmarkUnaryCall,
+// but takes turns between the configurations every few hundred calls, so
+// that all of them run under the same conditions; on a shared or noisy
+// machine their ratios are steadier than those of separate sub-benchmarks.
+// b.N calls go to each configuration, from GOMAXPROCS callers at a time.
+// It reports each configuration's time per call ("<name>-ns/call") and its
+// ratio to the bare call ("<name>-x").
+func BenchmarkUnaryCallRatio(b *testing.B) {
+	req := benchRequest(b)
+	configs := benchConfigs(b)
+	for _, c := range configs {
+		if _, err := c.client.SendEvent(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	callers := runtime.GOMAXPROCS(0)
+	spent := make([]time.Duration, len(configs))
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(interleaveRound*callers, b.N-done)
+		for i, c := range configs {
+			start := time.Now()
+			var wg sync.WaitGroup
+			for k := range callers {
+				wg.Go(func() {
+					for j := k; j < n; j += callers {
+						if _, err := c.client.SendEvent(context.Background(), req); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			spent[i] += time.Since(start)
+		}
+		done += n
+	}
+	b.StopTimer()
+	for i, c := range configs {
+		b.ReportMetric(float64(spent[i].Nanoseconds())/float64(b.N), c.name+"-ns/call")
+		if i > 0 {
+			b.ReportMetric(float64(spent[i])/float64(spent[0]), c.name+"-x")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
 }
 
 // BenchmarkInterceptorNoHooks measures the interceptor alone, called
