@@ -61,7 +61,7 @@ func (c *ctxObject) Get(key string) goja.Value {
 
 // build makes property i from the call.
 func (c *ctxObject) build(i int) goja.Value {
-	vm, call := c.r.vm, c.r.call
+	vm, call := c.r.vm, &c.r.call
 	switch i {
 	case propMethod:
 		return vm.ToValue(call.Method)

@@ -158,7 +158,8 @@ var errTimedOut = errors.New("hook timed out")
 // finished, or at the timeout or when ctx ends, whichever comes first; a
 // script still busy then is interrupted and its runtime is never used again.
 // Once Run has returned, the script no longer reads or changes call's
-// messages, even while it goes on after a timeout in native code.
+// messages, even while it goes on after a timeout in native code. The run
+// keeps a copy of *call, so the caller may reuse it at once.
 func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error) {
 	timeout := call.Timeout
 	if timeout <= 0 {

@@ -18,7 +18,7 @@ func (r *run) logFunc(level slog.Level, jsonValue bool) func(goja.FunctionCall) 
 	return func(fc goja.FunctionCall) goja.Value {
 		msg := fc.Argument(0).String()
 		if len(fc.Arguments) < 2 {
-			r.e.log(r.ctx, r.call, level, msg, nil, false)
+			r.e.log(r.ctx, &r.call, level, msg, nil, false)
 			return goja.Undefined()
 		}
 		v := fc.Argument(1)
@@ -28,7 +28,7 @@ func (r *run) logFunc(level slog.Level, jsonValue bool) func(goja.FunctionCall) 
 				value = string(b)
 			}
 		}
-		r.e.log(r.ctx, r.call, level, msg, value, true)
+		r.e.log(r.ctx, &r.call, level, msg, value, true)
 		return goja.Undefined()
 	}
 }

@@ -20,14 +20,17 @@ type run struct {
 	ctx    context.Context
 	e      *Engine
 	script *Script
-	call   *Call
-	vm     *goja.Runtime
+	// call is the run's own copy of the caller's Call.
+	call Call
+	vm   *goja.Runtime
 	// done receives the run's result.
 	done chan<- result
 	// gate guards the call's messages: Run closes it when it stops
 	// waiting for the script.
-	gate  protojs.Gate
-	c     *ctxObject
+	gate protojs.Gate
+	// c backs jsCtx, the script's ctx; mod backs a module's module.
+	c     ctxObject
+	mod   moduleObject
 	jsCtx *goja.Object
 	// live is the ctx property this phase may change: propRequest (pre)
 	// or propResponse (post).
@@ -71,17 +74,17 @@ func (r *run) view(i int, m proto.Message) goja.Value {
 func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 	vm := goja.New()
 	vm.SetMaxCallStackSize(e.opts.maxStack)
-	r := &run{ctx: ctx, e: e, script: s, call: call, vm: vm, live: propRequest}
+	r := &run{ctx: ctx, e: e, script: s, call: *call, vm: vm, live: propRequest}
 	if call.Phase == Post {
 		r.live = propResponse
 	}
-	r.c = &ctxObject{r: r}
-	r.jsCtx = vm.NewDynamicObject(r.c)
+	r.c.r = r
+	r.jsCtx = vm.NewDynamicObject(&r.c)
 	if s.module {
 		return r
 	}
 	vm.Set("ctx", r.jsCtx)
-	vm.Set("data", vm.NewDynamicObject(&dataObject{c: r.c}))
+	vm.Set("data", vm.NewDynamicObject(&dataObject{c: &r.c}))
 	vm.Set("bridge", vm.NewDynamicObject(&bridgeObject{r: r}))
 	return r
 }
@@ -117,7 +120,8 @@ func (r *run) callModule(body goja.Value) (goja.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("module %s did not compile to a function", r.script.name)
 	}
-	mod := &moduleObject{vm: r.vm}
+	mod := &r.mod
+	mod.vm = r.vm
 	exports := goja.Undefined()
 	if r.script.bareExports {
 		exports = mod.Get("exports")
