@@ -150,7 +150,8 @@ const interleaveRound = 200
 // machine their ratios are steadier than those of separate sub-benchmarks.
 // b.N calls go to each configuration, from GOMAXPROCS callers at a time.
 // It reports each configuration's time per call ("<name>-ns/call") and its
-// ratio to the bare call ("<name>-x").
+// ratio to the bare call ("<name>-x"); with -benchmem, the allocations per
+// op add up all four configurations.
 func BenchmarkUnaryCallRatio(b *testing.B) {
 	req := benchRequest(b)
 	configs := benchConfigs(b)
