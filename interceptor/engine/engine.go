@@ -159,7 +159,9 @@ var errTimedOut = errors.New("hook timed out")
 // script still busy then is interrupted and its runtime is never used again.
 // Once Run has returned, the script no longer reads or changes call's
 // messages, even while it goes on after a timeout in native code. The run
-// keeps a copy of *call, so the caller may reuse it at once.
+// keeps a copy of *call, so the caller may reuse the struct at once; the
+// Params and Metadata it refers to are read, never changed, and must not
+// change while the script may still read them.
 func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error) {
 	timeout := call.Timeout
 	if timeout <= 0 {
