@@ -4,14 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -101,18 +99,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 		}
 		srv := grpc.NewServer(opts...)
 		eventsv1.RegisterEventServiceServer(srv, benchService{})
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		go srv.Serve(lis)
-		b.Cleanup(srv.Stop)
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { conn.Close() })
-		out = append(out, benchConfig{name: c.name, client: eventsv1.NewEventServiceClient(conn)})
+		out = append(out, benchConfig{name: c.name, client: eventsv1.NewEventServiceClient(serve(b, srv))})
 	}
 	return out
 }

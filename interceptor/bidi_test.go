@@ -3,7 +3,6 @@ package interceptor_test
 import (
 	"context"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	testingv1 "github.com/apihooks/apihooks/gen/apihooks/testing/v1"
@@ -71,18 +69,7 @@ func TestBidiStream(t *testing.T) {
 	t.Cleanup(eng.Close)
 	srv := grpc.NewServer(grpc.StreamInterceptor(interceptor.StreamServerInterceptor(e.reg, interceptor.WithEngine(eng))))
 	testingv1.RegisterChatServiceServer(srv, chatService{})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	client := testingv1.NewChatServiceClient(conn)
+	client := testingv1.NewChatServiceClient(serve(t, srv))
 
 	e.setHooks(t, map[string]string{"apihooks.testing.v1.ChatService/Chat/pre/h": doc(`module.exports = c => {
 		if (c.request.name === "deny") return {status: 403, message: "no " + c.request.name};

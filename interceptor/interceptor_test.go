@@ -143,6 +143,7 @@ func newEnv(t *testing.T, outer ...grpc.UnaryServerInterceptor) *env {
 	if err := e.reg.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(e.reg.Close)
 	eng := engine.New(engine.WithLogger(log))
 	t.Cleanup(eng.Close)
 	e.eng = eng
@@ -151,22 +152,26 @@ func newEnv(t *testing.T, outer ...grpc.UnaryServerInterceptor) *env {
 		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
 	)
 	eventsv1.RegisterEventServiceServer(srv, e.svc)
+	e.client = eventsv1.NewEventServiceClient(serve(t, srv))
+	return e
+}
+
+// serve serves srv on a loopback port until tb ends, and returns a client
+// connection to it.
+func serve(tb testing.TB, srv *grpc.Server) *grpc.ClientConn {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go srv.Serve(lis)
+	tb.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	e.client = eventsv1.NewEventServiceClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		srv.Stop()
-		e.reg.Close()
-	})
-	return e
+	tb.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // setHooks replaces every hook with hooks (key without prefix → document)
