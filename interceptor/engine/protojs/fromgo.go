@@ -27,12 +27,7 @@ func FromGo(vm *goja.Runtime, v any) goja.Value {
 			return obj
 		}
 		var buf [16]string
-		keys := buf[:0]
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
+		for _, k := range sortedKeys(x, buf[:0]) {
 			obj.Set(k, FromGo(vm, x[k]))
 		}
 		return obj
@@ -58,4 +53,14 @@ func FromGo(vm *goja.Runtime, v any) goja.Value {
 		return x
 	}
 	return vm.ToValue(v)
+}
+
+// sortedKeys appends the keys of m to buf in sorted order. Passing a buffer
+// from the caller's stack spares an allocation for small objects.
+func sortedKeys[V any](m map[string]V, buf []string) []string {
+	for k := range m {
+		buf = append(buf, k)
+	}
+	slices.Sort(buf)
+	return buf
 }

@@ -241,12 +241,7 @@ func (e encoder) pbStruct(s *structpb.Struct) *goja.Object {
 		return obj
 	}
 	var buf [16]string
-	keys := buf[:0]
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(fields, buf[:0]) {
 		obj.Set(k, e.pbValue(fields[k]))
 	}
 	return obj
