@@ -513,3 +513,86 @@ func TestModuleTopLevelErrorsReachEveryCall(t *testing.T) {
 		})
 	}
 }
+
+// TestModuleForms is what the function a module exports sees of the
+// module around it, whatever the form of the module.
+func TestModuleForms(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
+	tests := []struct {
+		name, script string
+		// wantType is ctx.request.eventType after the run; or the run
+		// fails with a thrown error whose message contains wantErr.
+		wantType, wantErr string
+	}{
+		{name: "a function",
+			script: `module.exports = function (ctx) { ctx.request.eventType = "fn" }`, wantType: "fn"},
+		{name: "an arrow function",
+			script: `module.exports = (ctx) => { ctx.request.eventType = "arrow" }`, wantType: "arrow"},
+		{name: "sloppy mode lets a function assign an undeclared name",
+			script: `module.exports = function (ctx) { undeclared = "sloppy"; ctx.request.eventType = undeclared }`, wantType: "sloppy"},
+		{name: "use strict before the export makes the function strict",
+			script: `"use strict"; module.exports = function (ctx) { undeclared = 1 }`, wantErr: "undeclared is not defined"},
+		{name: "the function reads module",
+			script: `module.exports = function (ctx) { ctx.request.eventType = typeof module.exports }`, wantType: "function"},
+		{name: "the function reads exports",
+			script: `module.exports = function (ctx) { ctx.request.eventType = typeof exports }`, wantType: "object"},
+		{name: "eval in the function sees module",
+			script: `module.exports = function (ctx) { ctx.request.eventType = eval("typeof module") }`, wantType: "object"},
+		{name: "a strict module's arrow function has no this",
+			script: `"use strict"; module.exports = (ctx) => { ctx.request.eventType = String(this) }`, wantType: "undefined"},
+		{name: "a top-level declaration is the module's, not a global",
+			script:   `const tag = "local"; module.exports = function (ctx) { ctx.request.eventType = tag + " " + typeof globalThis.tag }`,
+			wantType: "local undefined"},
+		{name: "exports.main is not a hook",
+			script: `exports.main = function (ctx) {}`, wantErr: "module.exports is not a function"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			call := preCall(t)
+			out, err := e.Run(context.Background(), compile(t, tt.script), call)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Run() = %+v, %v; want an error containing %q", out, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Run() error = %v", err)
+			}
+			msg := call.Request
+			if out.Message != nil {
+				msg = out.Message
+			}
+			if got := msg.(*eventsv1.SendEventRequest).GetEventType(); got != tt.wantType {
+				t.Fatalf("eventType = %q; want %q", got, tt.wantType)
+			}
+		})
+	}
+}
+
+// TestStackTracesPointAtTheSource: the line and column of an error's
+// stack frame are those of the hook's own source.
+func TestStackTracesPointAtTheSource(t *testing.T) {
+	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	defer e.Close()
+	for _, src := range []string{
+		`module.exports = function (ctx) { ctx.request.eventType = new Error("here").stack }`,
+		"module.exports = function (ctx) {\n  ctx.request.eventType = new Error(\"here\").stack\n}",
+		"const where = \"here\"\nmodule.exports = function (ctx) { ctx.request.eventType = new Error(where).stack }",
+		`ctx.request.eventType = new Error("here").stack; undefined`,
+	} {
+		at := strings.Index(src, "new Error")
+		line := strings.Count(src[:at], "\n") + 1
+		col := at - strings.LastIndex(src[:at], "\n")
+		want := fmt.Sprintf("at test:%d:%d(", line, col)
+		call := preCall(t)
+		call.InPlace = true
+		if _, err := e.Run(context.Background(), compile(t, src), call); err != nil {
+			t.Fatal(err)
+		}
+		if got := call.Request.(*eventsv1.SendEventRequest).GetEventType(); !strings.Contains(got, want) {
+			t.Errorf("script %q: stack = %q; want it to contain %q", src, got, want)
+		}
+	}
+}

@@ -95,7 +95,11 @@ func (r *run) exec() (Outcome, error) {
 	if err != nil {
 		return r.failed(err)
 	}
-	if r.script.module {
+	if r.script.direct {
+		if v, err = r.callMain(v); err != nil {
+			return r.failed(err)
+		}
+	} else if r.script.module {
 		if v, err = r.callModule(v); err != nil {
 			return r.failed(err)
 		}
@@ -130,7 +134,12 @@ func (r *run) callModule(body goja.Value) (goja.Value, error) {
 	if _, err := run(goja.Undefined(), module, exports); err != nil {
 		return nil, err
 	}
-	main, ok := goja.AssertFunction(module.Get("exports"))
+	return r.callMain(module.Get("exports"))
+}
+
+// callMain calls the function a module exports with ctx.
+func (r *run) callMain(exported goja.Value) (goja.Value, error) {
+	main, ok := goja.AssertFunction(exported)
 	if !ok {
 		return nil, &Error{Kind: BadResult, Message: "module.exports is not a function"}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/ast"
 	"github.com/dop251/goja/parser"
+	"github.com/dop251/goja/token"
 )
 
 // Script is a compiled hook script. It is immutable and safe for concurrent
@@ -19,6 +20,9 @@ type Script struct {
 	// bareExports is set when a module may use exports itself rather than
 	// only module.exports: its runs then build the exports object ahead.
 	bareExports bool
+	// direct is set when a module's program evaluates to the function it
+	// exports, with no module wrapper: see exportedFunction.
+	direct bool
 }
 
 // Compile parses and compiles src. name appears in stack traces and error
@@ -30,7 +34,8 @@ type Script struct {
 // module and exports: its top-level declarations belong to the run, not to
 // the global object, and a run sets no global at all. (Positions on its
 // first line are shifted by the length of moduleHead in runtime stack
-// traces.)
+// traces.) The common module that only exports a function, and whose
+// function cannot tell, is compiled to that function alone.
 func Compile(name, src string) (s *Script, err error) {
 	defer func() {
 		// A script must never take its caller down, even through a fault
@@ -44,7 +49,10 @@ func Compile(name, src string) (s *Script, err error) {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	s = &Script{name: name, module: isModule(file)}
-	if s.module {
+	if fn := exportedFunction(file); fn != nil {
+		s.direct = true
+		file.Body[len(file.Body)-1] = &ast.ExpressionStatement{Expression: fn}
+	} else if s.module {
 		if file, err = parser.ParseFile(nil, name, moduleHead+src+moduleTail, 0); err != nil {
 			return nil, fmt.Errorf("compile: %w", err)
 		}
@@ -113,3 +121,65 @@ func isExportsTarget(e ast.Expression) bool {
 	}
 	return isExportsTarget(d.Left)
 }
+
+// exportedFunction returns the function a module exports when the module
+// is nothing but a directive prologue ("use strict") and one assignment of
+// a function expression to module.exports, and the function cannot tell
+// whether it was defined inside the module wrapper: it never names module,
+// exports or eval, and, for an arrow function, which takes them from the
+// enclosing function, arguments or this. The module's program then
+// evaluates to the function itself, which saves building the wrapper and
+// the module object on every run. It returns nil for any other module.
+func exportedFunction(file *ast.Program) ast.Expression {
+	n := len(file.Body)
+	if n == 0 {
+		return nil
+	}
+	for _, st := range file.Body[:n-1] {
+		es, ok := st.(*ast.ExpressionStatement)
+		if !ok {
+			return nil
+		}
+		if _, ok := es.Expression.(*ast.StringLiteral); !ok {
+			return nil
+		}
+	}
+	es, ok := file.Body[n-1].(*ast.ExpressionStatement)
+	if !ok {
+		return nil
+	}
+	a, ok := es.Expression.(*ast.AssignExpression)
+	if !ok || a.Operator != token.ASSIGN || !isModuleExports(a.Left) {
+		return nil
+	}
+	switch fn := a.Right.(type) {
+	case *ast.FunctionLiteral:
+		if wrapperNames.MatchString(fn.Source) {
+			return nil
+		}
+	case *ast.ArrowFunctionLiteral:
+		if wrapperNames.MatchString(fn.Source) || arrowNames.MatchString(fn.Source) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	return a.Right
+}
+
+func isModuleExports(e ast.Expression) bool {
+	d, ok := e.(*ast.DotExpression)
+	if !ok {
+		return false
+	}
+	id, ok := d.Left.(*ast.Identifier)
+	return ok && id.Name == "module" && d.Identifier.Name == "exports"
+}
+
+// wrapperNames and arrowNames match, anywhere in a function's source (in
+// strings and comments too, to be safe), the names through which it could
+// see the module wrapper.
+var (
+	wrapperNames = regexp.MustCompile(`(^|[^\w$])(module|exports|eval)($|[^\w$])`)
+	arrowNames   = regexp.MustCompile(`(^|[^\w$])(arguments|this)($|[^\w$])`)
+)
