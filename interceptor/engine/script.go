@@ -53,7 +53,13 @@ func Compile(name, src string) (s *Script, err error) {
 		s.direct = true
 		file.Body[len(file.Body)-1] = &ast.ExpressionStatement{Expression: fn}
 	} else if s.module {
-		if file, err = parser.ParseFile(nil, name, moduleHead+src+moduleTail, 0); err != nil {
+		body := src
+		if strings.HasPrefix(body, "#!") {
+			// goja skips a hashbang line only at the start of a source;
+			// in the wrapper it becomes a comment of the same length.
+			body = "//" + body[2:]
+		}
+		if file, err = parser.ParseFile(nil, name, moduleHead+body+moduleTail, 0); err != nil {
 			return nil, fmt.Errorf("compile: %w", err)
 		}
 		s.bareExports = bareExports.MatchString(strings.ReplaceAll(src, "module.exports", ""))
@@ -125,11 +131,10 @@ func isExportsTarget(e ast.Expression) bool {
 // exportedFunction returns the function a module exports when the module
 // is nothing but a directive prologue ("use strict") and one assignment of
 // a function expression to module.exports, and the function cannot tell
-// whether it was defined inside the module wrapper: it never names module,
-// exports or eval, and, for an arrow function, which takes them from the
-// enclosing function, arguments or this. The module's program then
-// evaluates to the function itself, which saves building the wrapper and
-// the module object on every run. It returns nil for any other module.
+// whether it was defined inside the module wrapper (see seesWrapper). The
+// module's program then evaluates to the function itself, which saves
+// building the wrapper and the module object on every run. It returns nil
+// for any other module.
 func exportedFunction(file *ast.Program) ast.Expression {
 	n := len(file.Body)
 	if n == 0 {
@@ -154,17 +159,28 @@ func exportedFunction(file *ast.Program) ast.Expression {
 	}
 	switch fn := a.Right.(type) {
 	case *ast.FunctionLiteral:
-		if wrapperNames.MatchString(fn.Source) {
+		if seesWrapper(fn.Source, false) {
 			return nil
 		}
 	case *ast.ArrowFunctionLiteral:
-		if wrapperNames.MatchString(fn.Source) || arrowNames.MatchString(fn.Source) {
+		if seesWrapper(fn.Source, true) {
 			return nil
 		}
 	default:
 		return nil
 	}
 	return a.Right
+}
+
+// seesWrapper reports whether a function with this source might see the
+// module wrapper around it: whether it names module, exports or eval, or,
+// for an arrow function, which takes them from the enclosing function,
+// arguments, this or new.target. It errs on the side of yes: it matches
+// the words in strings and comments too, and any Unicode escape, since an
+// identifier may spell any of them that way.
+func seesWrapper(src string, arrow bool) bool {
+	return strings.Contains(src, `\u`) || wrapperNames.MatchString(src) ||
+		(arrow && arrowNames.MatchString(src))
 }
 
 func isModuleExports(e ast.Expression) bool {
@@ -176,10 +192,8 @@ func isModuleExports(e ast.Expression) bool {
 	return ok && id.Name == "module" && d.Identifier.Name == "exports"
 }
 
-// wrapperNames and arrowNames match, anywhere in a function's source (in
-// strings and comments too, to be safe), the names through which it could
-// see the module wrapper.
+// wrapperNames and arrowNames match the words seesWrapper looks for.
 var (
 	wrapperNames = regexp.MustCompile(`(^|[^\w$])(module|exports|eval)($|[^\w$])`)
-	arrowNames   = regexp.MustCompile(`(^|[^\w$])(arguments|this)($|[^\w$])`)
+	arrowNames   = regexp.MustCompile(`(^|[^\w$])(arguments|this|target)($|[^\w$])`)
 )
