@@ -35,7 +35,8 @@ type Script struct {
 // the global object, and a run sets no global at all. (Positions on its
 // first line are shifted by the length of moduleHead in runtime stack
 // traces.) The common module that only exports a function, and whose
-// function cannot tell, is compiled to that function alone.
+// function cannot tell the difference, is compiled to that function alone,
+// positions unchanged.
 func Compile(name, src string) (s *Script, err error) {
 	defer func() {
 		// A script must never take its caller down, even through a fault
