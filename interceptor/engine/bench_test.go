@@ -2,12 +2,9 @@ package engine_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 
 	"github.com/dop251/goja"
-
-	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 // BenchmarkRun measures one pre-hook run that sets a field, from the
@@ -15,8 +12,7 @@ import (
 // request in place (a hook whose failures end the call) and changing a
 // copy (one whose failures are skipped).
 func BenchmarkRun(b *testing.B) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(b)
 	s := compile(b, `module.exports = function (ctx) { ctx.request.eventType = "checked" }`)
 	ctx := context.Background()
 	for _, inPlace := range []bool{true, false} {
@@ -40,8 +36,7 @@ func BenchmarkRun(b *testing.B) {
 // BenchmarkRunNoop is the fixed cost of a run: a fresh runtime, the
 // module, the call, the hand-off to a worker and back.
 func BenchmarkRunNoop(b *testing.B) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(b)
 	s := compile(b, `module.exports = function (ctx) {}`)
 	call := preCall(b)
 	ctx := context.Background()

@@ -59,6 +59,14 @@ func request(t testing.TB) *eventsv1.SendEventRequest {
 	return &eventsv1.SendEventRequest{ToUserId: "alice", EventType: "login", EventData: data}
 }
 
+// newEngine returns an engine that discards what scripts log, unless opts
+// say otherwise, and closes it when the test ends.
+func newEngine(t testing.TB, opts ...engine.Option) *engine.Engine {
+	e := engine.New(append([]engine.Option{engine.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	t.Cleanup(e.Close)
+	return e
+}
+
 func compile(t testing.TB, src string) *engine.Script {
 	t.Helper()
 	s, err := engine.Compile("test", src)
@@ -255,7 +263,7 @@ func TestScriptContract(t *testing.T) {
 		{name: "post: a request override fitting only the request type is refused", call: postCall,
 			script: `({messageOverride: {toUserId: "x"}})`, wantKind: engine.BadResult, wantErr: `toUserId`},
 	}
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	e := newEngine(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mk := tt.call
@@ -307,7 +315,7 @@ func TestSeedScriptRunsUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	e := engine.New(engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	e := newEngine(t, engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	out, err := e.Run(context.Background(), compile(t, string(src)), preCall(t))
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -324,7 +332,7 @@ func TestSeedScriptRunsUnchanged(t *testing.T) {
 
 func TestLogsCarryMethodAndHook(t *testing.T) {
 	var logs bytes.Buffer
-	e := engine.New(engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	e := newEngine(t, engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	call := preCall(t)
 	call.ID = "events.v1.EventService/SendEvent/pre/h"
 	_, err := e.Run(context.Background(), compile(t, `module.exports = (ctx) => { ctx.log.warn("careful", {n: 1}); ctx.log.error("bad") }`), call)
@@ -346,7 +354,7 @@ func TestLogsCarryMethodAndHook(t *testing.T) {
 }
 
 func TestTimeouts(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	e := newEngine(t)
 	tests := []struct {
 		name   string
 		script string
@@ -380,7 +388,7 @@ func TestTimeouts(t *testing.T) {
 }
 
 func TestCanceledContextStopsTheRun(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	e := newEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	call := preCall(t)
 	call.Timeout = time.Minute
@@ -393,7 +401,7 @@ func TestCanceledContextStopsTheRun(t *testing.T) {
 }
 
 func TestGlobalsDoNotLeakBetweenCalls(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	e := newEngine(t)
 	s := compile(t, `
 		if (typeof counter !== "undefined") throw new Error("saw a global of another call: " + counter);
 		counter = ctx.request.toUserId;
@@ -426,7 +434,7 @@ func TestGlobalsDoNotLeakBetweenCalls(t *testing.T) {
 }
 
 func TestParseCode(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	e := newEngine(t)
 	tests := []struct {
 		status string
 		want   codes.Code
@@ -472,8 +480,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestRequestWithAJSONFormThatIsNotAnObject(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(t)
 	call := &engine.Call{Method: "/x.v1.Clock/Set", Phase: engine.Pre, Hook: "h",
 		Request: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	s := compile(t, `module.exports = function (ctx) {
@@ -489,8 +496,7 @@ func TestRequestWithAJSONFormThatIsNotAnObject(t *testing.T) {
 }
 
 func TestModuleTopLevelErrorsReachEveryCall(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(t)
 	tests := []struct {
 		name, script string
 		wantKind     engine.Kind
@@ -517,8 +523,7 @@ func TestModuleTopLevelErrorsReachEveryCall(t *testing.T) {
 // TestModuleForms is what the function a module exports sees of the
 // module around it, whatever the form of the module.
 func TestModuleForms(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(t)
 	tests := []struct {
 		name, script string
 		// wantType is ctx.request.eventType after the run; or the run
@@ -584,8 +589,7 @@ func TestModuleForms(t *testing.T) {
 // TestStackTracesPointAtTheSource: the line and column of an error's
 // stack frame are those of the hook's own source.
 func TestStackTracesPointAtTheSource(t *testing.T) {
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(t)
 	for _, src := range []string{
 		`module.exports = function (ctx) { ctx.request.eventType = new Error("here").stack }`,
 		"module.exports = function (ctx) {\n  ctx.request.eventType = new Error(\"here\").stack\n}",

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -75,8 +74,7 @@ func TestInPlace(t *testing.T) {
 			wantResponse: response,
 			wantNext:     `{"eventId":"x"}`},
 	}
-	e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	defer e.Close()
+	e := newEngine(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			call := preCall(t)
@@ -193,8 +191,7 @@ func TestInPlaceRequestIsTheCallersAfterATimeout(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-			defer e.Close()
+			e := newEngine(t)
 			call := preCall(t)
 			call.InPlace = true
 			call.Timeout = 20 * time.Millisecond
@@ -231,8 +228,7 @@ func TestLateReadAfterATimeout(t *testing.T) {
 		if (s.includes("alice") || s.includes("e1")) throw new Error("read the call's messages after the timeout");`
 	for _, inPlace := range []bool{false, true} {
 		t.Run(fmt.Sprint("inPlace=", inPlace), func(t *testing.T) {
-			e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-			defer e.Close()
+			e := newEngine(t)
 			call := postCall(t)
 			call.InPlace = inPlace
 			call.Timeout = 20 * time.Millisecond
@@ -272,8 +268,7 @@ func TestRunReturnsAtItsTimeoutDuringALongViewOperation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-			defer e.Close()
+			e := newEngine(t)
 			var script *engine.Script
 			var full time.Duration
 			for size := 0; ; size++ {
