@@ -65,7 +65,7 @@ func (chatService) Chat(ss grpc.BidiStreamingServer[testingv1.Nested, testingv1.
 
 func TestBidiStream(t *testing.T) {
 	e := newEnv(t)
-	eng := engine.New()
+	eng := engine.New(engine.WithQueueWait(time.Minute))
 	t.Cleanup(eng.Close)
 	srv := grpc.NewServer(grpc.StreamInterceptor(interceptor.StreamServerInterceptor(e.reg, interceptor.WithEngine(eng))))
 	testingv1.RegisterChatServiceServer(srv, chatService{})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"sync"
 	"time"
 
@@ -108,6 +109,9 @@ const (
 	BadResult
 	// Crashed: the engine itself failed (a panic in native code).
 	Crashed
+	// Overloaded: the run never started, because the engine's runs in
+	// flight were at their limit for longer than the queue wait.
+	Overloaded
 )
 
 // Error is a failed run. Deliberate rejections are not errors: they are an
@@ -128,6 +132,9 @@ func (e *Error) Unwrap() error { return e.Err }
 type Engine struct {
 	opts    options
 	workers *workers
+	// slots holds a token for each run in flight, abandoned runs included,
+	// until the run really ends.
+	slots chan struct{}
 }
 
 // New returns an engine.
@@ -138,13 +145,40 @@ func New(opts ...Option) *Engine {
 			regexp2.DefaultMatchTimeout = regexpMatchTimeout
 		}
 	})
-	return &Engine{opts: o, workers: newWorkers()}
+	return &Engine{opts: o, workers: newWorkers(), slots: make(chan struct{}, o.maxRuns)}
 }
+
+// DefaultMaxRuns is the default bound on runs in flight: one fewer than
+// GOMAXPROCS (at least one), so that hooks busy on every run they may
+// start still leave a processor to the calls that have no hooks.
+func DefaultMaxRuns() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
+// InFlight returns the number of runs in flight, abandoned ones included.
+func (e *Engine) InFlight() int { return len(e.slots) }
 
 // Close stops the engine's idle worker goroutines and waits for runs still
 // going, including runs abandoned at their timeout. An engine that is not
 // closed lets its idle workers exit on their own after a few seconds.
-func (e *Engine) Close() { e.workers.close() }
+func (e *Engine) Close() { _ = e.Shutdown(context.Background()) }
+
+// Shutdown stops the engine's idle worker goroutines and waits for runs
+// still going, including runs abandoned at their timeout, until ctx ends.
+// A run stuck inside a long native operation may outlive ctx: Shutdown then
+// returns an error saying how many, and the process may exit without them.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.workers.stop()
+	done := make(chan struct{})
+	go func() {
+		e.workers.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("engine: %d hook runs still going: %w", e.InFlight(), ctx.Err())
+	}
+}
 
 type result struct {
 	out Outcome
@@ -155,8 +189,18 @@ type result struct {
 var errTimedOut = errors.New("hook timed out")
 
 // Run runs s for call in a fresh runtime. It returns when the script has
-// finished, or at the timeout or when ctx ends, whichever comes first; a
+// finished, when its time is up or when ctx ends, whichever comes first; a
 // script still busy then is interrupted and its runtime is never used again.
+//
+// A run's time limit (call.Timeout, or the engine's default) counts the CPU
+// time the script itself uses, so a busy machine never times out a trivial
+// hook; a wall-clock ceiling of ten times the limit (at least a second)
+// still bounds every run, and ctx's deadline always wins.
+//
+// At most WithMaxRuns runs are in flight at once, counting runs abandoned
+// at their timeout until they really end: past that, Run waits for one to
+// end at most WithQueueWait, then fails with Kind Overloaded.
+//
 // Once Run has returned, the script no longer reads or changes call's
 // messages, even while it goes on after a timeout in native code. The run
 // keeps a copy of *call, so the caller may reuse the struct at once; the
@@ -168,28 +212,89 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 		timeout = e.opts.timeout
 	}
 	if err := ctx.Err(); err != nil {
-		return Outcome{}, &Error{Kind: Canceled, Message: err.Error(), Err: err}
+		return Outcome{}, canceled(err)
+	}
+	w := waiters.Get().(*waiter)
+	if err := e.admit(ctx, w); err != nil {
+		waiters.Put(w)
+		return Outcome{}, err
 	}
 	r := newRun(ctx, e, s, call)
-	w := waiters.Get().(*waiter)
 	r.done = w.done
+	start := time.Now()
 	e.workers.do(r)
+	ceiling := wallCeiling(timeout)
 	w.timer.Reset(timeout)
-	select {
-	case res := <-w.done:
-		w.timer.Stop()
-		waiters.Put(w)
-		return res.out, res.err
-	case <-w.timer.C:
-		r.vm.Interrupt(errTimedOut)
-		r.gate.Close()
-		return Outcome{}, &Error{Kind: Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
-	case <-ctx.Done():
-		w.timer.Stop()
-		r.vm.Interrupt(ctx.Err())
-		r.gate.Close()
-		return Outcome{}, &Error{Kind: Canceled, Message: ctx.Err().Error(), Err: ctx.Err()}
+	for {
+		select {
+		case res := <-w.done:
+			w.timer.Stop()
+			waiters.Put(w)
+			return res.out, res.err
+		case <-w.timer.C:
+			wall := time.Since(start)
+			cpu := r.cpuUsed(wall)
+			if cpu < timeout && wall < ceiling {
+				w.timer.Reset(min(timeout-cpu, ceiling-wall))
+				continue
+			}
+			select {
+			case res := <-w.done: // it ended just now
+				waiters.Put(w)
+				return res.out, res.err
+			default:
+			}
+			r.vm.Interrupt(errTimedOut)
+			r.gate.Close()
+			msg := fmt.Sprintf("timed out after %v of CPU time", timeout)
+			if cpu < timeout {
+				msg = fmt.Sprintf("timed out: still running after %v (ten times its time limit of %v), having used %v of CPU time",
+					ceiling, timeout, cpu.Round(time.Millisecond))
+			}
+			return Outcome{}, &Error{Kind: Timeout, Message: msg}
+		case <-ctx.Done():
+			w.timer.Stop()
+			r.vm.Interrupt(ctx.Err())
+			r.gate.Close()
+			return Outcome{}, canceled(ctx.Err())
+		}
 	}
+}
+
+// wallCeiling is the wall-clock time a run with this time limit may take.
+func wallCeiling(timeout time.Duration) time.Duration {
+	return max(10*timeout, time.Second)
+}
+
+// admit takes a slot for a run, waiting at most the queue wait for one.
+func (e *Engine) admit(ctx context.Context, w *waiter) error {
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	overloaded := &Error{Kind: Overloaded, Message: fmt.Sprintf(
+		"not run: the server's limit of %d hook runs in flight was reached and none ended within %v", cap(e.slots), e.opts.queueWait)}
+	if e.opts.queueWait <= 0 {
+		return overloaded
+	}
+	w.timer.Reset(e.opts.queueWait)
+	defer w.timer.Stop()
+	select {
+	case e.slots <- struct{}{}:
+		return nil
+	case <-w.timer.C:
+		return overloaded
+	case <-ctx.Done():
+		return canceled(ctx.Err())
+	}
+}
+
+// release gives back a run's slot once the run has really ended.
+func (e *Engine) release() { <-e.slots }
+
+func canceled(err error) *Error {
+	return &Error{Kind: Canceled, Message: err.Error(), Err: err}
 }
 
 // waiter is what Run waits on: the channel a run's result comes back on
@@ -206,13 +311,19 @@ var waiters = sync.Pool{New: func() any {
 	return &waiter{done: make(chan result, 1), timer: t}
 }}
 
-// execute runs r on a worker and sends its result on r.done.
+// execute runs r on a worker and sends its result on r.done. The worker
+// keeps its OS thread for the run, so that the thread's CPU time is the
+// run's.
 func (r *run) execute() {
 	var res result
+	runtime.LockOSThread()
+	r.startCPU()
 	defer func() {
 		if p := recover(); p != nil {
 			res = result{err: &Error{Kind: Crashed, Message: fmt.Sprintf("script engine failed: %v", p)}}
 		}
+		runtime.UnlockOSThread()
+		r.e.release()
 		r.done <- res
 	}()
 	res.out, res.err = r.exec()
@@ -227,6 +338,8 @@ func (k Kind) Code() codes.Code {
 		return codes.DeadlineExceeded
 	case Canceled:
 		return codes.Canceled
+	case Overloaded:
+		return codes.ResourceExhausted
 	}
 	return codes.Internal
 }
@@ -244,6 +357,8 @@ func (k Kind) String() string {
 		return "badResult"
 	case Crashed:
 		return "crashed"
+	case Overloaded:
+		return "overloaded"
 	}
 	return fmt.Sprintf("kind%d", int(k))
 }
@@ -269,9 +384,10 @@ func (e *Error) Status(hookID string) *status.Status {
 
 // Skippable reports whether a hook's onError "continue" may turn a failure
 // of this kind into a logged skip: a timeout, an uncaught error, an engine
-// failure. A result that does not fit, or a cancelled call, is never skipped.
+// failure, a run the server had no room for. A result that does not fit, or
+// a cancelled call, is never skipped.
 func (k Kind) Skippable() bool {
-	return k == Thrown || k == Timeout || k == Crashed
+	return k == Thrown || k == Timeout || k == Crashed || k == Overloaded
 }
 
 // log writes a line a script logged, with the method and hook attached.

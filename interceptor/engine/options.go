@@ -6,14 +6,21 @@ import (
 )
 
 type options struct {
-	logger   *slog.Logger
-	timeout  time.Duration
-	maxStack int
+	logger    *slog.Logger
+	timeout   time.Duration
+	maxStack  int
+	maxRuns   int
+	queueWait time.Duration
 }
 
+// DefaultQueueWait is how long a run waits for room by default when the
+// engine's runs in flight are at their limit.
+const DefaultQueueWait = 100 * time.Millisecond
+
 var defaultOptions = options{
-	timeout:  DefaultTimeout,
-	maxStack: 10000,
+	timeout:   DefaultTimeout,
+	maxStack:  10000,
+	queueWait: DefaultQueueWait,
 }
 
 // Option configures an Engine.
@@ -22,9 +29,11 @@ type Option func(*options)
 func evaluateOptions(opts []Option) options {
 	o := defaultOptions
 	o.logger = slog.Default()
+	o.maxRuns = DefaultMaxRuns()
 	for _, f := range opts {
 		f(&o)
 	}
+	o.maxRuns = max(1, o.maxRuns)
 	return o
 }
 
@@ -42,4 +51,17 @@ func WithTimeout(d time.Duration) Option {
 // recursion throws a RangeError.
 func WithMaxCallStackSize(n int) Option {
 	return func(o *options) { o.maxStack = n }
+}
+
+// WithMaxRuns bounds the runs in flight at once, counting runs abandoned at
+// their timeout until they really end (default DefaultMaxRuns).
+func WithMaxRuns(n int) Option {
+	return func(o *options) { o.maxRuns = n }
+}
+
+// WithQueueWait sets how long a run waits for room when the runs in flight
+// are at their limit before it fails with Kind Overloaded (default
+// DefaultQueueWait; zero fails at once).
+func WithQueueWait(d time.Duration) Option {
+	return func(o *options) { o.queueWait = d }
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/dop251/goja"
 	"google.golang.org/grpc/codes"
@@ -38,6 +40,39 @@ type run struct {
 	// views are the live views of the request and the response (indexed
 	// from propRequest), once the script asked for them.
 	views [2]messageView
+	// tid is the OS thread the run executes on, set by the worker once the
+	// run has started (-1 when its CPU time cannot be measured); cpuStart
+	// is that thread's CPU time then, in nanoseconds.
+	tid      atomic.Int64
+	cpuStart int64
+}
+
+// startCPU records, on the worker's locked thread, where the run's CPU time
+// starts.
+func (r *run) startCPU() {
+	r.cpuStart = ownThreadCPU()
+	if r.cpuStart < 0 {
+		r.tid.Store(-1)
+		return
+	}
+	r.tid.Store(int64(threadID()))
+}
+
+// cpuUsed returns the CPU time the run has used so far, or wall when it
+// cannot be measured. A run that has not started yet has used none.
+func (r *run) cpuUsed(wall time.Duration) time.Duration {
+	tid := r.tid.Load()
+	switch {
+	case tid == 0:
+		return 0
+	case tid < 0:
+		return wall
+	}
+	now := threadCPU(int(tid))
+	if now < 0 {
+		return wall
+	}
+	return time.Duration(now - r.cpuStart)
 }
 
 // messageView is a script's view of one of the call's messages, or of a
@@ -156,8 +191,8 @@ func (r *run) failed(err error) (Outcome, error) {
 	var overflow *goja.StackOverflowError
 	switch {
 	case errors.As(err, &interrupted):
-		if cerr, ok := interrupted.Value().(error); ok && r.ctx.Err() != nil {
-			return Outcome{}, &Error{Kind: Canceled, Message: cerr.Error(), Err: r.ctx.Err()}
+		if _, ok := interrupted.Value().(error); ok && r.ctx.Err() != nil {
+			return Outcome{}, canceled(r.ctx.Err())
 		}
 		return Outcome{}, &Error{Kind: Timeout, Message: "timed out"}
 	case errors.As(err, &overflow):

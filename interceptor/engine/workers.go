@@ -52,8 +52,6 @@ func (w *workers) work(r *run) {
 	}
 }
 
-// close stops idle workers and waits for busy ones to finish.
-func (w *workers) close() {
-	w.once.Do(func() { close(w.quit) })
-	w.wg.Wait()
-}
+// stop tells idle workers to exit, and busy ones to exit once their run
+// ends; wg then tells when they have.
+func (w *workers) stop() { w.once.Do(func() { close(w.quit) }) }

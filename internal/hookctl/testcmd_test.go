@@ -131,8 +131,8 @@ func TestTestRunsOneScript(t *testing.T) {
 		{"a thrown error with onError continue", []string{"--script", throws, "--phase", "pre", "--on-error", "continue"}, 0,
 			map[string]any{"action": "continue", "request": map[string]any{}, "skipped": map[string]any{"kind": "thrown", "message": "boom"}}},
 		{"a timeout", []string{"--script", slow, "--phase", "pre", "--timeout", "50ms"}, 1,
-			map[string]any{"action": "error", "status": map[string]any{"code": "DEADLINE_EXCEEDED", "message": "hook " + sendEvent + "/pre/slow timed out after 50ms"},
-				"error": map[string]any{"kind": "timeout", "message": "timed out after 50ms"}}},
+			map[string]any{"action": "error", "status": map[string]any{"code": "DEADLINE_EXCEEDED", "message": "hook " + sendEvent + "/pre/slow timed out after 50ms of CPU time"},
+				"error": map[string]any{"kind": "timeout", "message": "timed out after 50ms of CPU time"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
