@@ -123,6 +123,12 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	if hook.Err != nil {
 		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
 	}
+	if why := h.opts.quarantine.check(hook); why != "" {
+		if hook.OnError == registry.Continue {
+			return engine.Outcome{Action: engine.Continue}, nil
+		}
+		return engine.Outcome{}, status.Errorf(codes.Unavailable, "hook %s not run: %s", hook.ID, why)
+	}
 	call.Hook = hook.Key.Name
 	call.ID = hook.ID
 	call.Params = hook.Params
@@ -140,6 +146,10 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	var ee *engine.Error
 	if !errors.As(err, &ee) {
 		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
+	}
+	if why := h.opts.quarantine.strike(hook, ee.Kind); why != "" {
+		h.opts.logger.WarnContext(ctx, "hook quarantined: calls fail fast without running it, or skip it (onError: continue)",
+			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}
 	skip := hook.OnError == registry.Continue && ee.Kind.Skippable()
 	if log, suppressed := hook.LogFailure(time.Now()); log {

@@ -7,8 +7,9 @@ import (
 )
 
 type options struct {
-	engine *engine.Engine
-	logger *slog.Logger
+	engine     *engine.Engine
+	logger     *slog.Logger
+	quarantine *Quarantine
 }
 
 // Option configures the interceptors.
@@ -25,6 +26,9 @@ func evaluateOptions(opts []Option) *options {
 	if o.engine == nil {
 		o.engine = engine.New(engine.WithLogger(o.logger))
 	}
+	if o.quarantine == nil {
+		o.quarantine = NewQuarantine(DefaultQuarantineAfter, DefaultQuarantineWindow, DefaultQuarantineFor)
+	}
 	return o
 }
 
@@ -37,4 +41,12 @@ func WithEngine(e *engine.Engine) Option {
 // WithLogger sets the logger for skipped and failed hooks.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
+}
+
+// WithQuarantine sets the Quarantine that takes runaway hooks out of
+// service (default: one of the interceptor's own, with
+// DefaultQuarantineAfter, DefaultQuarantineWindow and DefaultQuarantineFor).
+// Give the unary and the stream interceptor the same one.
+func WithQuarantine(q *Quarantine) Option {
+	return func(o *options) { o.quarantine = q }
 }

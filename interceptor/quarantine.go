@@ -1,0 +1,182 @@
+package interceptor
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// The quarantine's defaults: a hook that times out or runs out of memory 5
+// times within a minute is not run for a minute.
+const (
+	DefaultQuarantineAfter  = 5
+	DefaultQuarantineWindow = time.Minute
+	DefaultQuarantineFor    = time.Minute
+)
+
+// Quarantine keeps hooks that keep timing out, or running out of memory,
+// from running for a cool-down, so that a runaway hook cannot tie up the
+// server's hook runs call after call. While a hook is quarantined its calls
+// fail fast with UNAVAILABLE, or skip it when its onError is "continue".
+// A new version of the hook starts afresh.
+//
+// One Quarantine may serve several interceptors (WithQuarantine), so that
+// unary and streaming calls count together. It is safe for concurrent use.
+type Quarantine struct {
+	after       int
+	window, dur time.Duration
+	now         func() time.Time
+
+	// hooks holds an entry for each hook that failed lately; it is copied
+	// on write, so that calls look up their hook without a lock.
+	hooks atomic.Pointer[map[*registry.Hook]*strikes]
+	mu    sync.Mutex
+}
+
+// strikes is what a Quarantine knows of one hook.
+type strikes struct {
+	// times are the failures within the window, oldest first; guarded by
+	// Quarantine.mu.
+	times []time.Time
+	kinds []engine.Kind
+	// until is when the hook's quarantine ends (unix nanoseconds; zero
+	// when it is not quarantined), and reason says why it began.
+	until  atomic.Int64
+	reason atomic.Pointer[string]
+}
+
+// NewQuarantine returns a Quarantine that takes a hook out of service for
+// cooldown once it has timed out or run out of memory after times within
+// window. after <= 0 turns quarantine off.
+func NewQuarantine(after int, window, cooldown time.Duration) *Quarantine {
+	q := &Quarantine{after: after, window: window, dur: cooldown, now: time.Now}
+	q.hooks.Store(&map[*registry.Hook]*strikes{})
+	return q
+}
+
+// QuarantinedHook is a hook out of service.
+type QuarantinedHook struct {
+	// ID names the hook (its key without the prefix); Revision is the
+	// version that was quarantined.
+	ID       string
+	Revision int64
+	Until    time.Time
+	Reason   string
+}
+
+// List returns the hooks quarantined now, by ID.
+func (q *Quarantine) List() []QuarantinedHook {
+	now := q.now().UnixNano()
+	var out []QuarantinedHook
+	for h, s := range *q.hooks.Load() {
+		if until := s.until.Load(); until > now {
+			out = append(out, QuarantinedHook{ID: h.ID, Revision: h.Revision, Until: time.Unix(0, until), Reason: *s.reason.Load()})
+		}
+	}
+	slices.SortFunc(out, func(a, b QuarantinedHook) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// check returns why h is quarantined, or "" when it may run.
+func (q *Quarantine) check(h *registry.Hook) string {
+	s := (*q.hooks.Load())[h]
+	if s == nil {
+		return ""
+	}
+	until := s.until.Load()
+	if until == 0 {
+		return ""
+	}
+	if q.now().UnixNano() >= until {
+		return ""
+	}
+	return fmt.Sprintf("quarantined until %s after %s", time.Unix(0, until).UTC().Format(time.TimeOnly), *s.reason.Load())
+}
+
+// counts reports whether a failure of this kind counts towards quarantine.
+func counts(k engine.Kind) bool { return k == engine.Timeout }
+
+// strike records a failure of h. It returns the reason when the failure
+// puts h in quarantine, and "" otherwise.
+func (q *Quarantine) strike(h *registry.Hook, k engine.Kind) string {
+	if q.after <= 0 || !counts(k) {
+		return ""
+	}
+	now := q.now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := (*q.hooks.Load())[h]
+	if s == nil {
+		s = &strikes{}
+		q.store(h, s, now)
+	}
+	if until := s.until.Load(); until != 0 && now.UnixNano() < until {
+		return "" // abandoned runs that end while it is out of service
+	}
+	cut := 0
+	for cut < len(s.times) && now.Sub(s.times[cut]) > q.window {
+		cut++
+	}
+	s.times, s.kinds = append(s.times[cut:], now), append(s.kinds[cut:], k)
+	if len(s.times) < q.after {
+		return ""
+	}
+	reason := describeStrikes(s.kinds, q.window)
+	s.reason.Store(&reason)
+	s.until.Store(now.Add(q.dur).UnixNano())
+	s.times, s.kinds = nil, nil
+	return reason
+}
+
+// store adds h's entry, and drops those of hooks that neither failed within
+// the window nor are quarantined; q.mu is held.
+func (q *Quarantine) store(h *registry.Hook, s *strikes, now time.Time) {
+	old := *q.hooks.Load()
+	m := make(map[*registry.Hook]*strikes, len(old)+1)
+	for k, v := range old {
+		stale := v.until.Load() < now.UnixNano() &&
+			(len(v.times) == 0 || now.Sub(v.times[len(v.times)-1]) > q.window)
+		if !stale {
+			m[k] = v
+		}
+	}
+	m[h] = s
+	q.hooks.Store(&m)
+}
+
+// describeStrikes says what failures led to a quarantine: "5 timeouts
+// within 1m0s".
+func describeStrikes(kinds []engine.Kind, window time.Duration) string {
+	n := map[engine.Kind]int{}
+	for _, k := range kinds {
+		n[k]++
+	}
+	var parts []string
+	for _, k := range []engine.Kind{engine.Timeout} {
+		if n[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[k], plural(n[k], kindNoun(k))))
+		}
+	}
+	return fmt.Sprintf("%s within %v", strings.Join(parts, " and "), window)
+}
+
+func kindNoun(k engine.Kind) string {
+	switch k {
+	case engine.Timeout:
+		return "timeout"
+	}
+	return k.String()
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return noun
+	}
+	return noun + "s"
+}

@@ -1,0 +1,88 @@
+package interceptor_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor"
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// quarantineEnv serves the hooks of e through interceptors that share q.
+func quarantineEnv(t *testing.T, e *env, q *interceptor.Quarantine) eventsv1.EventServiceClient {
+	log := slog.New(slog.NewTextHandler(e.logs, nil))
+	eng := engine.New(engine.WithLogger(log), engine.WithMaxRuns(4), engine.WithQueueWait(time.Minute))
+	t.Cleanup(eng.Close)
+	opts := []interceptor.Option{interceptor.WithEngine(eng), interceptor.WithLogger(log), interceptor.WithQuarantine(q)}
+	srv := grpc.NewServer(
+		grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(e.reg, opts...)),
+		grpc.StreamInterceptor(interceptor.StreamServerInterceptor(e.reg, opts...)),
+	)
+	eventsv1.RegisterEventServiceServer(srv, e.svc)
+	return eventsv1.NewEventServiceClient(serve(t, srv))
+}
+
+func TestRunawayHooksAreQuarantined(t *testing.T) {
+	e := newEnv(t)
+	q := interceptor.NewQuarantine(3, time.Hour, time.Hour)
+	client := quarantineEnv(t, e, q)
+	loop := `module.exports = () => { for (;;) {} }`
+	e.setHooks(t, map[string]string{
+		sendEventKey + "pre/runaway":     doc(loop, `"timeout":"5ms"`),
+		"events.v1.EventService/GetEvents/pre/optional": doc(loop, `"timeout":"5ms"`, `"onError":"continue"`),
+	})
+	ctx := context.Background()
+
+	// Three timeouts within the window...
+	for i := range 3 {
+		_, err := client.SendEvent(ctx, sendRequest())
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("call %d: %v; want DEADLINE_EXCEEDED", i+1, err)
+		}
+	}
+	// ...and the hook is out of service: calls fail fast, without it.
+	_, err := client.SendEvent(ctx, sendRequest())
+	st := status.Convert(err)
+	want := "hook events.v1.EventService/SendEvent/pre/runaway not run: quarantined until "
+	if st.Code() != codes.Unavailable || !strings.HasPrefix(st.Message(), want) ||
+		!strings.HasSuffix(st.Message(), "after 3 timeouts within 1h0m0s") {
+		t.Fatalf("call after 3 timeouts: %v; want UNAVAILABLE %q... after 3 timeouts within 1h0m0s", err, want)
+	}
+	if got := q.List(); len(got) != 1 || got[0].ID != sendEventKey+"pre/runaway" || got[0].Reason != "3 timeouts within 1h0m0s" {
+		t.Fatalf("List() = %+v; want the runaway hook, for 3 timeouts", got)
+	}
+	if n := strings.Count(e.logs.String(), "hook quarantined"); n != 1 {
+		t.Fatalf("logged the quarantine %d times; want once:\n%s", n, e.logs)
+	}
+	if got := e.svc.received(); len(got) != 0 {
+		t.Fatalf("the handler received %v; want nothing", got)
+	}
+
+	// A hook that may be skipped is skipped while it is quarantined.
+	for range 3 {
+		if _, err := client.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "a"}); err != nil {
+			t.Fatalf("GetEvents with an optional runaway hook: %v; want it to go on without the hook", err)
+		}
+	}
+	if got := len(q.List()); got != 2 {
+		t.Fatalf("%d hooks quarantined; want 2", got)
+	}
+	if _, err := client.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "a"}); err != nil {
+		t.Fatalf("GetEvents with a quarantined optional hook: %v; want it to go on", err)
+	}
+
+	// A new version of the hook starts afresh.
+	e.setHooks(t, map[string]string{sendEventKey + "pre/runaway": doc(`module.exports = () => ({status: 403, message: "fixed"})`)})
+	_, err = client.SendEvent(ctx, sendRequest())
+	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != "fixed" {
+		t.Fatalf("after a new version: %v; want the new version's PERMISSION_DENIED", err)
+	}
+}
