@@ -36,7 +36,7 @@ func TestRunawayHooksAreQuarantined(t *testing.T) {
 	client := quarantineEnv(t, e, q)
 	loop := `module.exports = () => { for (;;) {} }`
 	e.setHooks(t, map[string]string{
-		sendEventKey + "pre/runaway":     doc(loop, `"timeout":"5ms"`),
+		sendEventKey + "pre/runaway":                    doc(loop, `"timeout":"5ms"`),
 		"events.v1.EventService/GetEvents/pre/optional": doc(loop, `"timeout":"5ms"`, `"onError":"continue"`),
 	})
 	ctx := context.Background()
