@@ -55,6 +55,15 @@ type Config struct {
 	Logger          *slog.Logger
 	// Ready, when set, receives the gRPC address once the daemon serves.
 	Ready func(addr net.Addr)
+	// MaxHookRuns bounds the hook runs in flight, abandoned runs included;
+	// engine.DefaultMaxRuns when zero. HookQueueWait is how long a hooked
+	// call waits for room past it before it fails with RESOURCE_EXHAUSTED.
+	MaxHookRuns   int
+	HookQueueWait time.Duration
+	// A hook that times out QuarantineAfter times within QuarantineWindow
+	// is not run for QuarantineFor; QuarantineAfter 0 turns this off.
+	QuarantineAfter                 int
+	QuarantineWindow, QuarantineFor time.Duration
 }
 
 // Run runs the daemon until ctx ends, then drains in-flight calls and stops.
@@ -68,7 +77,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer stopEtcd()
+	// stopBy is when shutdown must be over; zero until shutdown begins.
+	var stopBy time.Time
+	defer func() { stopWithin(stopEtcd, stopBy, log) }()
 	defer client.Close()
 
 	eventsSvc := events.New(client, events.WithPrefix(cfg.Prefix), events.WithLogger(log))
@@ -93,11 +104,20 @@ func Run(ctx context.Context, cfg Config) error {
 		registry.WithLogger(log),
 		registry.WithServices(hookServices...),
 	)
-	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout))
-	defer eng.Close()
+	maxRuns := cfg.MaxHookRuns
+	if maxRuns <= 0 {
+		maxRuns = engine.DefaultMaxRuns()
+	}
+	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
+		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait))
+	hookOpts := []interceptor.Option{
+		interceptor.WithEngine(eng),
+		interceptor.WithLogger(log),
+		interceptor.WithQuarantine(interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)),
+	}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
-		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
+		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
+		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 	)
 	eventsv1.RegisterEventServiceServer(srv, eventsSvc)
 	healthSrv := health.NewServer()
@@ -133,21 +153,60 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 	}
 
-	log.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)
+	stopBy = time.Now().Add(cfg.ShutdownTimeout)
+	shutdown(cfg.ShutdownTimeout, log, srv, healthSrv, eventsSvc, eng)
+	<-serveErr
+	return nil
+}
+
+// stopWithin calls stop, the embedded etcd's Close, waiting for it until
+// deadline at most (for ever when deadline is zero): past it the process
+// exits, which closes etcd's ports all the same.
+func stopWithin(stop func(), deadline time.Time, log *slog.Logger) {
+	if deadline.IsZero() {
+		stop()
+		return
+	}
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		log.Info("stopped")
+	case <-t.C:
+		log.Warn("etcd did not stop within the shutdown timeout; exiting without it")
+	}
+}
+
+// shutdown drains in-flight calls, then stops the server and abandons hook
+// runs stuck in native code, so that Run (and the etcd it started, which
+// its deferred calls close) ends within timeout. The process may exit with
+// abandoned runs still going: exiting ends them.
+func shutdown(timeout time.Duration, log *slog.Logger, srv *grpc.Server, healthSrv *health.Server, eventsSvc *events.Service, eng *engine.Engine) {
+	// Closing etcd and the rest gets a fifth of the time, at most 2s.
+	reserve := min(timeout/5, 2*time.Second)
+	log.Info("shutting down: draining in-flight calls", "timeout", timeout)
+	drainBy := time.NewTimer(timeout - reserve)
+	defer drainBy.Stop()
 	healthSrv.Shutdown()
 	eventsSvc.Close() // ends live streams, which would otherwise never drain
 	drained := make(chan struct{})
 	go func() { srv.GracefulStop(); close(drained) }()
 	select {
 	case <-drained:
-	case <-time.After(cfg.ShutdownTimeout):
+	case <-drainBy.C:
 		log.Warn("calls still running after the shutdown timeout; stopping them")
 		srv.Stop()
 		<-drained
 	}
-	<-serveErr
-	log.Info("stopped")
-	return nil
+	// Runs whose calls were stopped end at their next instruction; give
+	// them a moment, and abandon the ones stuck in native code.
+	ctx, cancel := context.WithTimeout(context.Background(), reserve/2)
+	defer cancel()
+	if err := eng.Shutdown(ctx); err != nil {
+		log.Warn("abandoning hook runs stuck in native code", "error", err)
+	}
 }
 
 // startRegistry loads the hooks, retrying while etcd does not answer.

@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 }
 
 type daemon struct {
+	// addrs are the daemon's gRPC, etcd client and etcd peer addresses.
+	addrs  []string
 	conn   *grpc.ClientConn
 	etcd   *clientv3.Client
 	cancel context.CancelFunc
@@ -39,7 +41,14 @@ type daemon struct {
 // startDaemon runs the daemon on its embedded etcd, on free ports.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	etcdAddr := etcdtest.FreeAddr(t)
+	return startDaemonWith(t, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second)
+}
+
+// startDaemonWith runs the daemon on its embedded etcd, on free ports,
+// logging to log and shutting down within shutdownTimeout.
+func startDaemonWith(t *testing.T, log *slog.Logger, shutdownTimeout time.Duration) *daemon {
+	t.Helper()
+	etcdAddr, peerAddr := etcdtest.FreeAddr(t), etcdtest.FreeAddr(t)
 	ready := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{cancel: cancel, done: make(chan error, 1)}
@@ -48,12 +57,13 @@ func startDaemon(t *testing.T) *daemon {
 			Listen:                 "127.0.0.1:0",
 			DataDir:                t.TempDir(),
 			EmbeddedEtcdListen:     etcdAddr,
-			EmbeddedEtcdPeerListen: etcdtest.FreeAddr(t),
+			EmbeddedEtcdPeerListen: peerAddr,
 			EtcdDialTimeout:        5 * time.Second,
 			Prefix:                 "/apihooks/",
 			HookTimeout:            time.Second,
-			ShutdownTimeout:        5 * time.Second,
-			Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownTimeout:        shutdownTimeout,
+			HookQueueWait:          time.Minute,
+			Logger:                 log,
 			Ready:                  func(a net.Addr) { ready <- a },
 		})
 	}()
@@ -65,6 +75,7 @@ func startDaemon(t *testing.T) *daemon {
 	case <-time.After(startTimeout):
 		t.Fatal("daemon did not start")
 	}
+	d.addrs = []string{addr.String(), etcdAddr, peerAddr}
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

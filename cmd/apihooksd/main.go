@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server"
@@ -44,7 +46,12 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...) and events")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
+	fs.IntVar(&cfg.MaxHookRuns, "max-hook-runs", engine.DefaultMaxRuns(), "hook runs in flight at once, counting runs abandoned at their timeout until they end (GOMAXPROCS - 1 by default, at least 1)")
+	fs.DurationVar(&cfg.HookQueueWait, "hook-queue-wait", engine.DefaultQueueWait, "how long a hooked call waits for room past --max-hook-runs before it fails with RESOURCE_EXHAUSTED")
+	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", interceptor.DefaultQuarantineAfter, "timeouts within --quarantine-window that take a hook out of service (0: never)")
+	fs.DurationVar(&cfg.QuarantineWindow, "quarantine-window", interceptor.DefaultQuarantineWindow, "the window in which --quarantine-after timeouts count")
+	fs.DurationVar(&cfg.QuarantineFor, "quarantine-for", interceptor.DefaultQuarantineFor, "how long a quarantined hook is not run: its calls fail fast with UNAVAILABLE, or skip it with onError continue")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM may take: draining in-flight calls, then stopping etcd")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -63,6 +70,15 @@ func run(args []string) error {
 	}
 	if cfg.HookTimeout <= 0 {
 		return fmt.Errorf("--hook-timeout %v must be positive", cfg.HookTimeout)
+	}
+	if cfg.MaxHookRuns < 1 {
+		return fmt.Errorf("--max-hook-runs %d must be at least 1", cfg.MaxHookRuns)
+	}
+	if cfg.HookQueueWait < 0 || cfg.QuarantineAfter < 0 || cfg.QuarantineWindow <= 0 || cfg.QuarantineFor <= 0 {
+		return errors.New("--hook-queue-wait, --quarantine-after, --quarantine-window and --quarantine-for must not be negative, and the two durations of quarantine must be positive")
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout %v must be positive", cfg.ShutdownTimeout)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
