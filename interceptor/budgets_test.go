@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +85,76 @@ func TestRunawayHooksAreQuarantined(t *testing.T) {
 	_, err = client.SendEvent(ctx, sendRequest())
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != "fixed" {
 		t.Fatalf("after a new version: %v; want the new version's PERMISSION_DENIED", err)
+	}
+}
+
+// stuckHandler blocks each record whose message is "stuck" until release
+// is closed, and passes the others on: a hook that logs "stuck" is stuck
+// in native code, as one inside a huge built-in operation would be.
+type stuckHandler struct {
+	slog.Handler
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h stuckHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message != "stuck" {
+		return h.Handler.Handle(ctx, r)
+	}
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	<-h.release
+	return nil
+}
+
+func (h stuckHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	h.Handler = h.Handler.WithAttrs(as)
+	return h
+}
+
+// Past the bound on hook runs in flight, hooked calls fail fast with
+// RESOURCE_EXHAUSTED, while methods without hooks never wait.
+func TestOverloadedCallsFailFast(t *testing.T) {
+	e := newEnv(t)
+	h := stuckHandler{Handler: slog.NewTextHandler(e.logs, nil), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
+	t.Cleanup(release)
+	log := slog.New(h)
+	eng := engine.New(engine.WithLogger(log), engine.WithMaxRuns(1), engine.WithQueueWait(0))
+	t.Cleanup(eng.Close)
+	t.Cleanup(release) // runs before eng.Close
+	srv := grpc.NewServer(grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(e.reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))))
+	eventsv1.RegisterEventServiceServer(srv, e.svc)
+	client := eventsv1.NewEventServiceClient(serve(t, srv))
+	e.setHooks(t, map[string]string{sendEventKey + "pre/h": doc(
+		`module.exports = (ctx) => { if (ctx.request.toUserId === "stuck") ctx.log.info("stuck") }`, `"timeout":"5s"`)})
+
+	ctx := context.Background()
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "stuck", EventType: "t"})
+		stuck <- err
+	}()
+	<-h.entered
+
+	_, err := client.SendEvent(ctx, sendRequest())
+	st := status.Convert(err)
+	want := "hook events.v1.EventService/SendEvent/pre/h: not run: the server's limit of 1 hook runs in flight was reached"
+	if st.Code() != codes.ResourceExhausted || !strings.HasPrefix(st.Message(), want) {
+		t.Fatalf("a hooked call past the limit: %v; want RESOURCE_EXHAUSTED %q...", err, want)
+	}
+	if _, err := client.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "a"}); err != nil {
+		t.Fatalf("a call without hooks while hook runs are at their limit: %v; want it served", err)
+	}
+
+	release()
+	if err := <-stuck; err != nil {
+		t.Fatalf("the stuck call, once released: %v", err)
+	}
+	if _, err := client.SendEvent(ctx, sendRequest()); err != nil {
+		t.Fatalf("a hooked call once the slot is free: %v", err)
 	}
 }
