@@ -41,12 +41,13 @@ type daemon struct {
 // startDaemon runs the daemon on its embedded etcd, on free ports.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	return startDaemonWith(t, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second)
+	return startDaemonWith(t, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second, time.Minute)
 }
 
 // startDaemonWith runs the daemon on its embedded etcd, on free ports,
-// logging to log and shutting down within shutdownTimeout.
-func startDaemonWith(t *testing.T, log *slog.Logger, shutdownTimeout time.Duration) *daemon {
+// logging to log, shutting down within shutdownTimeout, and letting hooked
+// calls wait queueWait for room.
+func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait time.Duration) *daemon {
 	t.Helper()
 	etcdAddr, peerAddr := etcdtest.FreeAddr(t), etcdtest.FreeAddr(t)
 	ready := make(chan net.Addr, 1)
@@ -62,7 +63,7 @@ func startDaemonWith(t *testing.T, log *slog.Logger, shutdownTimeout time.Durati
 			Prefix:                 "/apihooks/",
 			HookTimeout:            time.Second,
 			ShutdownTimeout:        shutdownTimeout,
-			HookQueueWait:          time.Minute,
+			HookQueueWait:          queueWait,
 			Logger:                 log,
 			Ready:                  func(a net.Addr) { ready <- a },
 		})
@@ -93,7 +94,7 @@ func startDaemonWith(t *testing.T, log *slog.Logger, shutdownTimeout time.Durati
 	return d
 }
 
-func (d *daemon) stop(t *testing.T) {
+func (d *daemon) stop(t testing.TB) {
 	d.cancel()
 	select {
 	case err := <-d.done:
