@@ -544,11 +544,31 @@ func TestEtcdOutageUnderTraffic(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
+	// callsAfter waits until n more calls were made than at its call.
+	callsAfter := func(n int) {
+		mu.Lock()
+		want := calls + n
+		mu.Unlock()
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			mu.Lock()
+			got := calls
+			mu.Unlock()
+			if got >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d calls made; want %d", got, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	callsAfter(20)
 	e.etcd.Stop()
-	time.Sleep(500 * time.Millisecond)
+	callsAfter(20)
+	time.Sleep(500 * time.Millisecond) // the outage lasts at least this long
 	e.etcd.Start()
-	time.Sleep(100 * time.Millisecond)
+	callsAfter(20)
 	stop()
 	wg.Wait()
 	if len(failures) > 0 {

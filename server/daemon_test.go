@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,20 @@ func startDaemon(t *testing.T) *daemon {
 // calls wait queueWait for room.
 func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait time.Duration) *daemon {
 	t.Helper()
+	// A port found free may be taken by another process before etcd binds
+	// it, on a busy machine: try again with others.
+	for attempt := 1; ; attempt++ {
+		d, err := tryStartDaemon(t, log, shutdownTimeout, queueWait)
+		if err == nil {
+			return d
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
+			t.Fatalf("daemon stopped: %v", err)
+		}
+	}
+}
+
+func tryStartDaemon(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait time.Duration) (*daemon, error) {
 	etcdAddr, peerAddr := etcdtest.FreeAddr(t), etcdtest.FreeAddr(t)
 	ready := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -72,7 +87,8 @@ func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait 
 	select {
 	case addr = <-ready:
 	case err := <-d.done:
-		t.Fatalf("daemon stopped: %v", err)
+		cancel()
+		return nil, err
 	case <-time.After(startTimeout):
 		t.Fatal("daemon did not start")
 	}
@@ -91,7 +107,7 @@ func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait 
 		d.etcd.Close()
 		d.stop(t)
 	})
-	return d
+	return d, nil
 }
 
 func (d *daemon) stop(t testing.TB) {
@@ -154,18 +170,23 @@ func TestDaemonServesHealthReflectionAndHooks(t *testing.T) {
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/*/*/pre/deny-all", `{"script":"({status: 403})"}`); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the global hook to be loaded", func() bool {
+		_, err := client.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "a"})
+		return status.Code(err) == codes.PermissionDenied
+	})
 	if _, err := healthpb.NewHealthClient(d.conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("health check with a global hook: %v; want it untouched", err)
 	}
 }
 
 func TestDaemonDrainsOnShutdown(t *testing.T) {
-	d := startDaemon(t)
+	entered := make(chan struct{}, 1)
+	d := startDaemonWith(t, slog.New(signalHandler{msg: "entered", c: entered}), 5*time.Second, time.Minute)
 	ctx := context.Background()
-	// A hook that takes a while, so a call is in flight at shutdown.
+	// A hook that takes a while for user a, so a call is in flight at
+	// shutdown; it answers probes at once.
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/slow",
-		`{"script":"var end = Date.now() + 300; while (Date.now() < end) {}; undefined"}`); err != nil {
+		`{"script":"module.exports = (ctx) => { if (ctx.request.toUserId !== 'a') return; ctx.log.info('entered'); var end = Date.now() + 300; while (Date.now() < end) {} }"}`); err != nil {
 		t.Fatal(err)
 	}
 	client := eventsv1.NewEventServiceClient(d.conn)
@@ -173,14 +194,33 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the hook is loaded and the stream is live
+	// The stream is live once an event sent after it opened reaches it.
+	received := make(chan error, 1)
+	go func() {
+		_, err := stream.Recv()
+		received <- err
+	}()
+	waitFor(t, "the stream to be live", func() bool {
+		if _, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "watcher", EventType: "probe"}); err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		select {
+		case err := <-received:
+			if err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
 
 	inFlight := make(chan error, 1)
 	go func() {
 		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
 		inFlight <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	<-entered
 	d.stop(t)
 	if err := <-inFlight; err != nil {
 		t.Fatalf("in-flight call at shutdown: %v; want it to complete", err)
@@ -194,5 +234,34 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 			t.Fatalf("live stream ended with %v; want UNAVAILABLE", err)
 		}
 		break
+	}
+}
+
+// signalHandler is a log handler that sends on c for each record whose
+// message is msg, and drops every record.
+type signalHandler struct {
+	msg string
+	c   chan struct{}
+}
+
+func (signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.c <- struct{}{}
+	}
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
+
+// waitFor polls cond until it holds, failing the test after startTimeout.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
