@@ -43,6 +43,8 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.EtcdDialTimeout, "etcd-dial-timeout", 5*time.Second, "timeout of connecting to etcd")
 	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...) and events")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
+	fs.DurationVar(&cfg.MaxHookTimeout, "max-hook-timeout", registry.DefaultMaxTimeout, "largest timeout a hook document may set; a document asking for more is invalid")
+	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "", "local copy of the hooks last loaded, served when etcd cannot be read at start (default <data-dir>/hooks-snapshot.json)")
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -63,6 +65,12 @@ func run(args []string) error {
 	}
 	if cfg.HookTimeout <= 0 {
 		return fmt.Errorf("--hook-timeout %v must be positive", cfg.HookTimeout)
+	}
+	if cfg.MaxHookTimeout <= 0 {
+		return fmt.Errorf("--max-hook-timeout %v must be positive", cfg.MaxHookTimeout)
+	}
+	if cfg.HookTimeout > cfg.MaxHookTimeout {
+		return fmt.Errorf("--hook-timeout %v is more than --max-hook-timeout %v", cfg.HookTimeout, cfg.MaxHookTimeout)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
