@@ -19,13 +19,14 @@ import (
 // gate holds back the compile of documents whose description is "slow"
 // until it is opened.
 type gate struct {
-	started chan struct{} // receives once per held compile
-	open    chan struct{}
+	started  chan struct{} // receives once per held compile
+	finished chan struct{} // receives once per held compile that returned
+	open     chan struct{}
 	once    sync.Once
 }
 
 func newGate(t *testing.T) *gate {
-	g := &gate{started: make(chan struct{}, 16), open: make(chan struct{})}
+	g := &gate{started: make(chan struct{}, 16), finished: make(chan struct{}, 16), open: make(chan struct{})}
 	t.Cleanup(g.release)
 	return g
 }
@@ -36,6 +37,7 @@ func (g *gate) build(k registry.Key, b []byte, maxTimeout time.Duration) (*regis
 	if strings.Contains(string(b), `"slow"`) {
 		g.started <- struct{}{}
 		<-g.open
+		defer func() { g.finished <- struct{}{} }()
 	}
 	return registry.BuildWithin(k, b, maxTimeout)
 }
@@ -114,12 +116,15 @@ func TestRegistryNewerValueWinsOverASlowerOlderOne(t *testing.T) {
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
 	waitFor(t, "v2", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a v2" })
 	g.release()
-	marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
-	waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
-	// The slow compile has returned once the registry went on with other
-	// changes on both workers; check a few times that it never wins.
+	select {
+	case <-g.finished:
+	case <-time.After(waitTimeout):
+		t.Fatal("the slow compile did not return")
+	}
+	// Its result is applied (or dropped) right after it returns; let the
+	// registry go on with other changes, then check it never won.
 	for range 3 {
-		marker = put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
+		marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
 		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
 	}
 	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "a v2" {
