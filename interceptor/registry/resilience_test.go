@@ -22,7 +22,7 @@ type gate struct {
 	started  chan struct{} // receives once per held compile
 	finished chan struct{} // receives once per held compile that returned
 	open     chan struct{}
-	once    sync.Once
+	once     sync.Once
 }
 
 func newGate(t *testing.T) *gate {
