@@ -1,12 +1,15 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -64,7 +67,19 @@ type Config struct {
 	// is not run for QuarantineFor; QuarantineAfter 0 turns this off.
 	QuarantineAfter                 int
 	QuarantineWindow, QuarantineFor time.Duration
+	// MaxHookTimeout is the largest timeout a hook document may set;
+	// registry.DefaultMaxTimeout when zero.
+	MaxHookTimeout time.Duration
+	// SnapshotFile keeps the hook documents last loaded, served when etcd
+	// cannot be read at start; DataDir/hooks-snapshot.json when empty.
+	SnapshotFile string
 }
+
+// EtcdHealthService is the health service name that is SERVING while the
+// hooks in force are synced with etcd, and NOT_SERVING while they are not:
+// before the first read, and while etcd is unreachable and the daemon serves
+// the last hooks it read (or its snapshot file).
+const EtcdHealthService = "apihooks.etcd"
 
 // Run runs the daemon until ctx ends, then drains in-flight calls and stops.
 func Run(ctx context.Context, cfg Config) error {
@@ -99,10 +114,21 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus(EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
 	reg := registry.New(client,
 		registry.WithPrefix(cfg.Prefix),
 		registry.WithLogger(log),
 		registry.WithServices(hookServices...),
+		registry.WithMaxTimeout(cmp.Or(cfg.MaxHookTimeout, registry.DefaultMaxTimeout)),
+		registry.WithSnapshotFile(cmp.Or(cfg.SnapshotFile, filepath.Join(cfg.DataDir, "hooks-snapshot.json"))),
+		registry.WithOnSync(func(synced bool) {
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if synced {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			healthSrv.SetServingStatus(EtcdHealthService, st)
+		}),
 	)
 	maxRuns := cfg.MaxHookRuns
 	if maxRuns <= 0 {
@@ -120,12 +146,12 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 	)
 	eventsv1.RegisterEventServiceServer(srv, eventsSvc)
-	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(srv, healthSrv)
 	reflection.Register(srv)
 
-	// Hooks are loaded before the port opens: no call is served without them.
-	if err := startRegistry(ctx, reg, log); err != nil {
+	// Hooks are loaded (from etcd, or else from the snapshot file) before
+	// the port opens: no call is served without them.
+	if err := startRegistry(ctx, reg, cmp.Or(cfg.EtcdDialTimeout, 5*time.Second), log); err != nil {
 		return err
 	}
 	defer reg.Close()
@@ -209,23 +235,49 @@ func shutdown(timeout time.Duration, log *slog.Logger, srv *grpc.Server, healthS
 	}
 }
 
-// startRegistry loads the hooks, retrying while etcd does not answer.
-func startRegistry(ctx context.Context, reg *registry.Registry, log *slog.Logger) error {
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := reg.Start(attempt)
-		cancel()
+// startRegistry loads the hooks from etcd, or, when etcd cannot be read
+// within firstWait, from the snapshot file, catching up with etcd in the
+// background. With neither, it retries etcd in attempts of about a second,
+// so it notices etcd returning at once.
+func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.Duration, log *slog.Logger) error {
+	attempt := func(d time.Duration) error {
+		actx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return reg.Start(actx)
+	}
+	err := attempt(firstWait)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("load hooks: %w", ctx.Err())
+	}
+	info, serr := reg.StartFromSnapshot()
+	if serr == nil {
+		log.Warn("serving hooks from the local snapshot; etcd unreachable", "revision", info.Revision,
+			"age", time.Since(info.Saved).Round(time.Second), "saved", info.Saved, "hooks", info.Hooks, "error", err)
+		return nil
+	}
+	if errors.Is(serr, fs.ErrNotExist) {
+		log.Warn("cannot load hooks yet and there is no local snapshot; retrying", "error", err)
+	} else {
+		log.Error("local hook snapshot ignored", "error", serr)
+		log.Warn("cannot load hooks yet; retrying", "error", err)
+	}
+	for {
+		err := attempt(time.Second)
 		if err == nil {
+			log.Info("etcd answers; hooks loaded")
 			return nil
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("load hooks: %w", ctx.Err())
 		}
-		log.Warn("cannot load hooks yet; retrying", "error", err, "retry_in", wait)
+		log.Debug("cannot load hooks yet; retrying", "error", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("load hooks: %w", ctx.Err())
-		case <-time.After(wait):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -263,6 +315,11 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		Password:    cfg.EtcdPassword,
 		Context:     context.WithoutCancel(ctx),
 		Logger:      zap.NewNop(),
+		// Reconnect within about half a second of etcd answering again,
+		// and notice a dead connection that no reset announces.
+		DialOptions:          registry.DialOptions(),
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
 	})
 	if err != nil {
 		stop()

@@ -45,6 +45,8 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.EtcdDialTimeout, "etcd-dial-timeout", 5*time.Second, "timeout of connecting to etcd")
 	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...) and events")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
+	fs.DurationVar(&cfg.MaxHookTimeout, "max-hook-timeout", registry.DefaultMaxTimeout, "largest timeout a hook document may set; a document asking for more is invalid")
+	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "", "local copy of the hooks last loaded, served when etcd cannot be read at start (default <data-dir>/hooks-snapshot.json)")
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
 	fs.IntVar(&cfg.MaxHookRuns, "max-hook-runs", engine.DefaultMaxRuns(), "hook runs in flight at once, counting runs abandoned at their timeout until they end (GOMAXPROCS - 1 by default, at least 1)")
 	fs.DurationVar(&cfg.HookQueueWait, "hook-queue-wait", engine.DefaultQueueWait, "how long a hooked call waits for room past --max-hook-runs before it fails with RESOURCE_EXHAUSTED")
@@ -79,6 +81,12 @@ func run(args []string) error {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		return fmt.Errorf("--shutdown-timeout %v must be positive", cfg.ShutdownTimeout)
+	}
+	if cfg.MaxHookTimeout <= 0 {
+		return fmt.Errorf("--max-hook-timeout %v must be positive", cfg.MaxHookTimeout)
+	}
+	if cfg.HookTimeout > cfg.MaxHookTimeout {
+		return fmt.Errorf("--hook-timeout %v is more than --max-hook-timeout %v", cfg.HookTimeout, cfg.MaxHookTimeout)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -41,11 +41,34 @@ type Document struct {
 	OnError OnError `json:"onError,omitempty"`
 	// Description says what the hook is for.
 	Description string `json:"description,omitempty"`
+	// Isolation is where the hook runs: "process", "inprocess", or the
+	// server's choice when empty.
+	Isolation Isolation `json:"isolation,omitempty"`
 }
 
-// DecodeDocument decodes and checks a hook document. The error names the
-// field at fault.
-func DecodeDocument(b []byte) (*Document, error) {
+// Isolation says where a hook's script runs.
+type Isolation string
+
+// The values of a document's isolation; empty leaves it to the server.
+const (
+	// InProcess runs the script inside the server's process.
+	InProcess Isolation = "inprocess"
+	// Process runs the script in a separate process, which bounds the
+	// memory and time it can take from the server.
+	Process Isolation = "process"
+)
+
+// DefaultMaxTimeout is the largest timeout a document may set unless the
+// server allows more (WithMaxTimeout, apihooksd --max-hook-timeout).
+const DefaultMaxTimeout = 5 * time.Second
+
+// DecodeDocument decodes and checks a hook document, with a timeout of at
+// most DefaultMaxTimeout. The error names the field at fault.
+func DecodeDocument(b []byte) (*Document, error) { return DecodeDocumentWithin(b, DefaultMaxTimeout) }
+
+// DecodeDocumentWithin decodes and checks a hook document whose timeout may
+// be at most maxTimeout (no limit when maxTimeout is zero).
+func DecodeDocumentWithin(b []byte, maxTimeout time.Duration) (*Document, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var d Document
@@ -55,7 +78,7 @@ func DecodeDocument(b []byte) (*Document, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("document: unexpected data after the JSON object")
 	}
-	if err := d.Validate(); err != nil {
+	if err := d.ValidateWithin(maxTimeout); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -70,7 +93,7 @@ func documentError(err error) error {
 		switch want {
 		case "int":
 			want = "an integer"
-		case "string", "registry.OnError":
+		case "string", "registry.OnError", "registry.Isolation":
 			want = "a string"
 		case "*bool", "bool":
 			want = "true or false"
@@ -87,13 +110,18 @@ func documentError(err error) error {
 		return errors.New("document: empty")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want script, params, enabled, order, timeout, onError, description)", f)
+		return fmt.Errorf("document: unknown field %s (want script, params, enabled, order, timeout, onError, description, isolation)", f)
 	}
 	return fmt.Errorf("document: %w", err)
 }
 
-// Validate checks the fields' values.
-func (d *Document) Validate() error {
+// Validate checks the fields' values, with a timeout of at most
+// DefaultMaxTimeout.
+func (d *Document) Validate() error { return d.ValidateWithin(DefaultMaxTimeout) }
+
+// ValidateWithin checks the fields' values, with a timeout of at most
+// maxTimeout (no limit when maxTimeout is zero).
+func (d *Document) ValidateWithin(maxTimeout time.Duration) error {
 	if strings.TrimSpace(d.Script) == "" {
 		return errors.New("document: field script: required")
 	}
@@ -108,11 +136,19 @@ func (d *Document) Validate() error {
 		if t <= 0 {
 			return fmt.Errorf("document: field timeout: %q must be positive", d.Timeout)
 		}
+		if maxTimeout > 0 && t > maxTimeout {
+			return fmt.Errorf("document: field timeout: %q is more than the server's limit of %v (--max-hook-timeout)", d.Timeout, maxTimeout)
+		}
 	}
 	switch d.OnError {
 	case "", Abort, Continue:
 	default:
 		return fmt.Errorf("document: field onError: %q is not %q or %q", d.OnError, Abort, Continue)
+	}
+	switch d.Isolation {
+	case "", InProcess, Process:
+	default:
+		return fmt.Errorf("document: field isolation: %q is not %q or %q", d.Isolation, Process, InProcess)
 	}
 	return nil
 }
@@ -134,7 +170,10 @@ type Hook struct {
 	// Timeout is Doc.Timeout parsed; zero means the server's default.
 	Timeout time.Duration
 	OnError OnError
-	Script  *engine.Script
+	// Isolation is Doc.Isolation: where the script runs, or the server's
+	// choice when empty.
+	Isolation Isolation
+	Script    *engine.Script
 	// Err is set when the key has no valid version: a call it covers fails
 	// with INTERNAL naming the key and Err.
 	Err error
@@ -147,9 +186,14 @@ type Hook struct {
 	suppressed     atomic.Int64
 }
 
-// Build decodes the document b stored at k and compiles its script.
-func Build(k Key, b []byte) (*Hook, error) {
-	d, err := DecodeDocument(b)
+// Build decodes the document b stored at k and compiles its script, with a
+// timeout of at most DefaultMaxTimeout.
+func Build(k Key, b []byte) (*Hook, error) { return BuildWithin(k, b, DefaultMaxTimeout) }
+
+// BuildWithin is Build with a timeout of at most maxTimeout (no limit when
+// maxTimeout is zero).
+func BuildWithin(k Key, b []byte, maxTimeout time.Duration) (*Hook, error) {
+	d, err := DecodeDocumentWithin(b, maxTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +202,7 @@ func Build(k Key, b []byte) (*Hook, error) {
 
 // Compile compiles the script of a decoded document.
 func Compile(k Key, d *Document) (*Hook, error) {
-	h := &Hook{Key: k, ID: k.String(), Doc: d, OnError: d.OnError}
+	h := &Hook{Key: k, ID: k.String(), Doc: d, OnError: d.OnError, Isolation: d.Isolation}
 	if h.OnError == "" {
 		h.OnError = Abort
 	}

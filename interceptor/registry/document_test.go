@@ -40,6 +40,28 @@ func TestDecodeDocument(t *testing.T) {
 		{name: "enabled must be a boolean", doc: `{"script":"1","enabled":"yes"}`, wantErr: "field enabled: want true or false"},
 		{name: "timeout must be a duration", doc: `{"script":"1","timeout":"100"}`, wantErr: `field timeout: "100" is not a Go duration`},
 		{name: "timeout must be positive", doc: `{"script":"1","timeout":"-1s"}`, wantErr: "must be positive"},
+		{name: "timeout at the limit is accepted", doc: `{"script":"1","timeout":"5s"}`},
+		{name: "timeout over the limit names the limit and the flag", doc: `{"script":"1","timeout":"1h"}`,
+			wantErr: `document: field timeout: "1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+		{name: "isolation process", doc: `{"script":"1","isolation":"process"}`, check: func(t *testing.T, h *Hook) {
+			if h.Isolation != Process {
+				t.Fatalf("isolation = %q; want process", h.Isolation)
+			}
+		}},
+		{name: "isolation inprocess", doc: `{"script":"1","isolation":"inprocess"}`, check: func(t *testing.T, h *Hook) {
+			if h.Isolation != InProcess {
+				t.Fatalf("isolation = %q; want inprocess", h.Isolation)
+			}
+		}},
+		{name: "isolation absent leaves the choice to the server", doc: `{"script":"1"}`, check: func(t *testing.T, h *Hook) {
+			if h.Isolation != "" {
+				t.Fatalf("isolation = %q; want empty", h.Isolation)
+			}
+		}},
+		{name: "isolation must be known", doc: `{"script":"1","isolation":"thread"}`,
+			wantErr: `document: field isolation: "thread" is not "process" or "inprocess"`},
+		{name: "isolation must be a string", doc: `{"script":"1","isolation":1}`, wantErr: "field isolation: want a string"},
+		{name: "unknown field lists isolation among the known ones", doc: `{"script":"1","x":1}`, wantErr: "description, isolation)"},
 		{name: "onError must be known", doc: `{"script":"1","onError":"ignore"}`, wantErr: `field onError: "ignore"`},
 		{name: "not JSON", doc: `script: x`, wantErr: "invalid JSON"},
 		{name: "not an object", doc: `"x"`, wantErr: "want an object"},
@@ -61,6 +83,28 @@ func TestDecodeDocument(t *testing.T) {
 			}
 			if tt.check != nil {
 				tt.check(t, h)
+			}
+		})
+	}
+}
+
+func TestBuildWithinAServerLimit(t *testing.T) {
+	k := Key{Service: "a.B", Method: "M", Phase: "pre", Name: "x"}
+	tests := []struct {
+		name    string
+		max     time.Duration
+		timeout string
+		wantErr string
+	}{
+		{name: "a higher limit admits a longer timeout", max: time.Minute, timeout: "30s"},
+		{name: "a lower limit refuses the default limit", max: time.Second, timeout: "2s", wantErr: `"2s" is more than the server's limit of 1s`},
+		{name: "zero means no limit", max: 0, timeout: "1h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := BuildWithin(k, []byte(`{"script":"1","timeout":"`+tt.timeout+`"}`), tt.max)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("BuildWithin(timeout %s, max %v) error = %v; want %q", tt.timeout, tt.max, err, tt.wantErr)
 			}
 		})
 	}

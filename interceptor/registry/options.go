@@ -7,11 +7,16 @@ import (
 )
 
 type options struct {
-	prefix   string
-	logger   *slog.Logger
-	hookable func(service string) bool
-	retryMin time.Duration
-	retryMax time.Duration
+	prefix       string
+	logger       *slog.Logger
+	hookable     func(service string) bool
+	retryMin     time.Duration
+	retryMax     time.Duration
+	maxTimeout   time.Duration
+	snapshotFile string
+	onSync       func(synced bool)
+	// build decodes and compiles a document; tests replace it.
+	build func(k Key, b []byte, maxTimeout time.Duration) (*Hook, error)
 }
 
 // Option configures a Registry.
@@ -19,11 +24,14 @@ type Option func(*options)
 
 func evaluateOptions(opts []Option) options {
 	o := options{
-		prefix:   DefaultPrefix,
-		logger:   slog.Default(),
-		hookable: DefaultHookable,
-		retryMin: 100 * time.Millisecond,
-		retryMax: 5 * time.Second,
+		prefix:     DefaultPrefix,
+		logger:     slog.Default(),
+		hookable:   DefaultHookable,
+		retryMin:   100 * time.Millisecond,
+		retryMax:   time.Second,
+		maxTimeout: DefaultMaxTimeout,
+		onSync:     func(bool) {},
+		build:      BuildWithin,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -59,4 +67,24 @@ func WithServices(services ...string) Option {
 // again after a watch broke.
 func WithRetry(minWait, maxWait time.Duration) Option {
 	return func(o *options) { o.retryMin, o.retryMax = minWait, maxWait }
+}
+
+// WithMaxTimeout sets the largest timeout a document may set (default
+// DefaultMaxTimeout); a document asking for more is invalid.
+func WithMaxTimeout(d time.Duration) Option {
+	return func(o *options) { o.maxTimeout = d }
+}
+
+// WithSnapshotFile keeps a copy of the documents in force in the file at
+// path, rewritten after each change, so StartFromSnapshot can serve them
+// while etcd is unreachable.
+func WithSnapshotFile(path string) Option {
+	return func(o *options) { o.snapshotFile = path }
+}
+
+// WithOnSync sets a function called, from the registry's goroutines, each
+// time the registry becomes synced with etcd (true) or loses etcd (false).
+// It must not block.
+func WithOnSync(f func(synced bool)) Option {
+	return func(o *options) { o.onSync = f }
 }

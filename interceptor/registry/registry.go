@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,21 +12,44 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 )
+
+// readTimeout bounds one attempt to read every hook in the background; a
+// read blocks until etcd answers, so this only paces the log lines.
+const readTimeout = 5 * time.Second
 
 // Registry follows the hooks in etcd and serves them as Snapshots.
 type Registry struct {
-	client *clientv3.Client
-	opts   options
-
+	client  *clientv3.Client
+	opts    options
 	current atomic.Pointer[Snapshot]
+	jobs    queue
+	// save is signalled after a publish the snapshot file must follow.
+	save chan struct{}
 
-	// entries is owned by the watch goroutine (and by Start before it).
+	// mu guards the fields below. The watch goroutine hands batches out
+	// under it; compile workers apply them under it.
+	mu      sync.Mutex
 	entries map[string]*entry
+	// latest is the modRev of the newest change seen for each key in this
+	// generation: an older change that finishes compiling later is dropped.
+	latest map[string]int64
+	// gen counts the full reads: a batch handed out before the last one is
+	// dropped when it completes.
+	gen          uint64
+	rev          int64
+	synced       bool
+	fromSnapshot bool
+	lastSync     time.Time
 
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	// syncMu orders the changes of synced with the calls to opts.onSync.
+	syncMu sync.Mutex
+
+	startMu sync.Mutex
+	started bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // entry is what the registry holds for one etcd key.
@@ -36,11 +60,40 @@ type entry struct {
 	// placeholder when it never had one; nil when the key covers no method
 	// or its service is not hookable.
 	hook *Hook
+	// raw is the stored value hook was built from.
+	raw []byte
 }
 
-// New returns a registry reading hooks through client. Start loads them.
+// Status is what a registry reports about itself to operators and health
+// checks.
+type Status struct {
+	// Revision is the etcd revision of the hooks in force.
+	Revision int64
+	// Synced is true while the registry has read every hook from etcd and
+	// follows its changes; false before, and while etcd is unreachable.
+	Synced bool
+	// FromSnapshot is true while the hooks in force came from the snapshot
+	// file and etcd has not been read since.
+	FromSnapshot bool
+	// LastSync is when the registry last heard from etcd: a full read or a
+	// change. Zero when it never did.
+	LastSync time.Time
+	// Broken lists the hooks whose key has no valid version, as
+	// "id: error", ordered by id.
+	Broken []string
+}
+
+// New returns a registry reading hooks through client. Start (or
+// StartFromSnapshot) loads them.
 func New(client *clientv3.Client, opts ...Option) *Registry {
-	r := &Registry{client: client, opts: evaluateOptions(opts), entries: map[string]*entry{}}
+	r := &Registry{
+		client:  client,
+		opts:    evaluateOptions(opts),
+		entries: map[string]*entry{},
+		latest:  map[string]int64{},
+		save:    make(chan struct{}, 1),
+		jobs:    queue{ready: make(chan struct{}, 1)},
+	}
 	r.current.Store(newSnapshot(0, nil, r.opts.hookable))
 	return r
 }
@@ -48,129 +101,411 @@ func New(client *clientv3.Client, opts ...Option) *Registry {
 // Snapshot returns the hooks in force. It never returns nil.
 func (r *Registry) Snapshot() *Snapshot { return r.current.Load() }
 
-// Start reads every hook, then follows changes in the background until
-// Close. ctx bounds the first read only: Start returns once it is in force,
-// or with an error when etcd could not be read before ctx ended.
-func (r *Registry) Start(ctx context.Context) error {
+// Status reports the registry's state.
+func (r *Registry) Status() Status {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done != nil {
+	s := Status{Revision: r.rev, Synced: r.synced, FromSnapshot: r.fromSnapshot, LastSync: r.lastSync}
+	r.mu.Unlock()
+	for _, h := range r.Snapshot().Hooks() {
+		if h.Err != nil {
+			s.Broken = append(s.Broken, h.ID+": "+h.Err.Error())
+		}
+	}
+	return s
+}
+
+// Start reads every hook, then follows changes in the background until
+// Close. ctx bounds reading etcd: Start returns once the hooks are in
+// force, or with an error when etcd could not be read before ctx ended; it
+// may then be called again.
+func (r *Registry) Start(ctx context.Context) error {
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
+	if r.started {
 		return errors.New("registry: already started")
 	}
-	rev, err := r.reload(ctx)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.startWorkers(rctx)
+	rev, err := r.readAll(ctx, rctx)
 	if err != nil {
+		cancel()
+		r.wg.Wait()
 		return err
 	}
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r.cancel = cancel
-	r.done = make(chan struct{})
-	go func() {
-		defer close(r.done)
-		r.follow(wctx, rev+1)
-	}()
+	r.run(rctx, cancel, rev+1)
 	return nil
 }
 
-// Close stops following etcd and waits for the watch to end. The last
-// snapshot stays in force.
-func (r *Registry) Close() {
+// SnapshotInfo describes the snapshot file StartFromSnapshot served.
+type SnapshotInfo struct {
+	// Revision is the etcd revision the file reflects.
+	Revision int64
+	// Saved is when the file was written.
+	Saved time.Time
+	// Hooks is how many documents it holds.
+	Hooks int
+}
+
+// StartFromSnapshot puts in force the hooks of the snapshot file (see
+// WithSnapshotFile), then follows etcd in the background until Close: it
+// reads every hook as soon as etcd answers, then watches. It fails, and
+// may be called again, when there is no snapshot file or it is unusable.
+func (r *Registry) StartFromSnapshot() (SnapshotInfo, error) {
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
+	if r.started {
+		return SnapshotInfo{}, errors.New("registry: already started")
+	}
+	if r.opts.snapshotFile == "" {
+		return SnapshotInfo{}, errors.New("registry: no snapshot file configured")
+	}
+	f, err := readSnapshotFile(r.opts.snapshotFile, r.opts.prefix)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r.startWorkers(rctx)
+	b := &batch{rev: f.Revision, full: true, fromFile: true, done: make(chan struct{})}
+	for _, h := range f.Hooks {
+		b.changes = append(b.changes, change{key: h.Key, value: []byte(h.Value), modRev: h.ModRevision})
+	}
+	r.dispatch(b)
+	<-b.done // workers stop only when rctx ends
 	r.mu.Lock()
-	cancel, done := r.cancel, r.done
+	r.fromSnapshot = true
 	r.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	r.run(rctx, cancel, 0)
+	return SnapshotInfo{Revision: f.Revision, Saved: f.Saved, Hooks: len(f.Hooks)}, nil
+}
+
+// run starts following etcd from rev (reading everything first when rev is
+// zero) and saving the snapshot file. startMu is held.
+func (r *Registry) run(ctx context.Context, cancel context.CancelFunc, rev int64) {
+	r.started = true
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.follow(ctx, rev)
+	}()
+	if r.opts.snapshotFile != "" {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.saveLoop(ctx)
+		}()
 	}
 }
 
-// reload reads every hook at one revision and swaps in a snapshot of them.
-func (r *Registry) reload(ctx context.Context) (int64, error) {
+// Close stops following etcd, writes the snapshot file if a change is
+// pending, and waits for every goroutine of the registry. The last
+// snapshot stays in force.
+func (r *Registry) Close() {
+	r.startMu.Lock()
+	defer r.startMu.Unlock()
+	if r.cancel != nil {
+		r.cancel()
+		r.wg.Wait()
+		r.cancel = nil
+	}
+}
+
+// readAll reads every hook at one revision (getCtx bounds the read), puts
+// them in force once compiled (ctx bounds the wait), and marks the
+// registry synced.
+func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	dir := HooksDir(r.opts.prefix)
-	resp, err := r.client.Get(ctx, dir, clientv3.WithPrefix())
+	resp, err := r.client.Get(getCtx, dir, clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("registry: read %s: %w", dir, err)
 	}
-	seen := make(map[string]bool, len(resp.Kvs))
+	b := &batch{rev: resp.Header.Revision, full: true, done: make(chan struct{})}
 	for _, kv := range resp.Kvs {
-		seen[string(kv.Key)] = true
-		r.put(string(kv.Key), kv.Value, kv.ModRevision)
+		b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
 	}
-	for k := range r.entries {
-		if !seen[k] {
-			r.remove(k)
-		}
+	r.dispatch(b)
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("registry: compile hooks: %w", ctx.Err())
 	}
-	r.publish(resp.Header.Revision)
+	r.setSynced(true)
 	return resp.Header.Revision, nil
 }
 
-// follow watches from rev until ctx ends, reading everything again whenever
-// the watch breaks (compaction, cancellation by the server).
+// follow keeps the registry in step with etcd until ctx ends: it reads
+// everything when rev is zero, then watches from rev, and reads everything
+// again whenever the watch breaks or the connection to etcd comes back.
 func (r *Registry) follow(ctx context.Context, rev int64) {
-	dir := HooksDir(r.opts.prefix)
 	backoff := r.opts.retryMin
 	for ctx.Err() == nil {
-		wch := r.client.Watch(clientv3.WithRequireLeader(ctx), dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
-		for resp := range wch {
-			if resp.CompactRevision != 0 {
+		if rev == 0 {
+			attempt, cancel := context.WithTimeout(ctx, readTimeout)
+			got, err := r.readAll(attempt, ctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.setSynced(false)
+				r.opts.logger.Warn("cannot read hooks from etcd; serving the last ones read", "error", err, "retry_in", backoff)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, r.opts.retryMax)
+				continue
+			}
+			backoff = r.opts.retryMin
+			rev = got + 1
+		}
+		rev = r.watch(ctx, rev)
+	}
+}
+
+// watch follows changes from rev until the watch breaks, etcd comes back
+// after the connection was lost, or ctx ends. It returns the revision to
+// watch from next, or zero to read everything again.
+func (r *Registry) watch(ctx context.Context, rev int64) int64 {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	back := make(chan struct{})
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.watchConnection(wctx, back)
+	}()
+	dir := HooksDir(r.opts.prefix)
+	wch := r.client.Watch(clientv3.WithRequireLeader(wctx), dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	for {
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-back:
+			r.opts.logger.Info("etcd answers again; reading every hook")
+			return 0
+		case resp, ok := <-wch:
+			switch {
+			case !ok:
+				return 0
+			case resp.CompactRevision != 0:
 				r.opts.logger.Warn("hook watch fell behind a compaction; reading every hook again",
 					"revision", rev, "compacted", resp.CompactRevision)
-				break
-			}
-			if err := resp.Err(); err != nil {
-				r.opts.logger.Warn("hook watch ended; reading every hook again", "error", err)
-				break
-			}
-			for _, ev := range resp.Events {
-				switch ev.Type {
-				case mvccpb.PUT:
-					r.put(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
-				case mvccpb.DELETE:
-					r.remove(string(ev.Kv.Key))
-					r.opts.logger.Info("hook deleted", "key", string(ev.Kv.Key))
-				}
+				return 0
+			case resp.Err() != nil:
+				r.opts.logger.Warn("hook watch ended; reading every hook again", "error", resp.Err())
+				return 0
 			}
 			if len(resp.Events) > 0 {
-				r.publish(resp.Header.Revision)
+				b := &batch{rev: resp.Header.Revision, done: make(chan struct{})}
+				for _, ev := range resp.Events {
+					b.changes = append(b.changes, change{
+						key: string(ev.Kv.Key), value: ev.Kv.Value, modRev: ev.Kv.ModRevision,
+						del: ev.Type == mvccpb.DELETE,
+					})
+				}
+				r.dispatch(b)
 			}
 			rev = resp.Header.Revision + 1
-			backoff = r.opts.retryMin
-		}
-		// The watch ended: read everything again (this also catches up
-		// after a compaction), retrying until etcd answers.
-		for ctx.Err() == nil {
-			got, err := r.reload(ctx)
-			if err == nil {
-				rev = got + 1
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			r.opts.logger.Warn("cannot read hooks from etcd; serving the last ones read", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, r.opts.retryMax)
+			r.mu.Lock()
+			r.lastSync = time.Now()
+			r.mu.Unlock()
 		}
 	}
 }
 
-// put applies one stored value. An invalid value never replaces a valid
-// version of the key; a key that never had one becomes a broken hook, so the
-// methods it covers fail instead of running without it.
-func (r *Registry) put(key string, value []byte, modRev int64) {
-	old := r.entries[key]
-	if old != nil && old.modRev == modRev {
-		return // unchanged since the last read
+// watchConnection marks the registry not synced when the connection to
+// etcd is lost, and closes back when it is ready again, so the registry
+// reads everything at once instead of waiting for the watch to resume.
+func (r *Registry) watchConnection(ctx context.Context, back chan<- struct{}) {
+	conn := r.client.ActiveConnection()
+	if conn == nil {
+		return
 	}
+	lost := false
+	for state := conn.GetState(); ; state = conn.GetState() {
+		switch state {
+		case connectivity.Ready:
+			if lost {
+				close(back)
+				return
+			}
+		case connectivity.TransientFailure, connectivity.Connecting:
+			if !lost {
+				lost = true
+				r.setSynced(false)
+				r.opts.logger.Warn("lost etcd; serving the last hooks read", "revision", r.Snapshot().Revision)
+			}
+		case connectivity.Shutdown:
+			return
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return
+		}
+	}
+}
+
+// setSynced records whether the registry is in step with etcd and tells
+// opts.onSync when that changes.
+func (r *Registry) setSynced(v bool) {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	changed := r.synced != v
+	r.synced = v
+	if v {
+		r.lastSync = time.Now()
+		r.fromSnapshot = false
+	}
+	r.mu.Unlock()
+	if changed {
+		r.opts.onSync(v)
+	}
+}
+
+// batch is the changes of one etcd transaction (one watch response), or
+// every hook of a full read: it is put in force all at once, when every
+// document in it is compiled.
+type batch struct {
+	gen uint64
+	// rev is the etcd revision the batch brings the registry to.
+	rev int64
+	// full is set for a full read: keys not in it are removed.
+	full bool
+	// fromFile is set for a full read of the snapshot file, which is not
+	// written back.
+	fromFile bool
+	changes  []change
+	pending  atomic.Int64
+	// done is closed once the batch is applied or dropped.
+	done chan struct{}
+}
+
+// change is one key's new value, or its deletion.
+type change struct {
+	key    string
+	value  []byte
+	modRev int64
+	del    bool
+	// skip is set when the key already holds this value.
+	skip bool
+	// What building the value gave.
+	k    Key
+	kerr error
+	hook *Hook
+	err  error
+}
+
+// dispatch hands the documents of b to the compile workers; the last one
+// to finish applies b. A batch with nothing to compile is applied at once.
+func (r *Registry) dispatch(b *batch) {
+	r.mu.Lock()
+	if b.full {
+		r.gen++
+		clear(r.latest)
+	}
+	b.gen = r.gen
+	var builds []int
+	for i := range b.changes {
+		c := &b.changes[i]
+		r.latest[c.key] = c.modRev
+		if c.del {
+			continue
+		}
+		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev {
+			c.skip = true // unchanged since the last read
+			continue
+		}
+		builds = append(builds, i)
+	}
+	if len(builds) == 0 {
+		r.applyLocked(b)
+		r.mu.Unlock()
+		close(b.done)
+		return
+	}
+	b.pending.Store(int64(len(builds)))
+	r.mu.Unlock()
+	for _, i := range builds {
+		r.jobs.push(job{b: b, i: i})
+	}
+}
+
+// startWorkers starts the compile workers, which stop when ctx ends.
+func (r *Registry) startWorkers(ctx context.Context) {
+	n := max(runtime.GOMAXPROCS(0), 2) // one slow document never stops all
+	for range n {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for {
+				j, ok := r.jobs.pop(ctx)
+				if !ok {
+					return
+				}
+				c := &j.b.changes[j.i]
+				c.k, c.kerr = ParseKey(r.opts.prefix, c.key)
+				if c.kerr == nil {
+					c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout)
+				}
+				if j.b.pending.Add(-1) == 0 {
+					r.mu.Lock()
+					r.applyLocked(j.b)
+					r.mu.Unlock()
+					close(j.b.done)
+				}
+			}
+		}()
+	}
+}
+
+// applyLocked puts the changes of b in force and publishes them; changes
+// that a newer one of the same key overtook are dropped. mu is held.
+func (r *Registry) applyLocked(b *batch) {
+	if b.gen != r.gen {
+		return // a full read since has replaced it
+	}
+	var seen map[string]bool
+	if b.full {
+		seen = make(map[string]bool, len(b.changes))
+	}
+	for i := range b.changes {
+		c := &b.changes[i]
+		if seen != nil {
+			seen[c.key] = true
+		}
+		if r.latest[c.key] != c.modRev {
+			continue
+		}
+		switch {
+		case c.del:
+			delete(r.entries, c.key)
+			delete(r.latest, c.key)
+			r.opts.logger.Info("hook deleted", "key", c.key, "revision", c.modRev)
+		case !c.skip:
+			r.put(c)
+		}
+	}
+	for k := range r.entries {
+		if seen != nil && !seen[k] {
+			delete(r.entries, k)
+		}
+	}
+	r.rev = max(r.rev, b.rev)
+	r.publishLocked(!b.fromFile)
+}
+
+// put applies one built value. An invalid value never replaces a valid
+// version of the key; a key that never had one becomes a broken hook, so the
+// methods it covers fail instead of running without it. mu is held.
+func (r *Registry) put(c *change) {
+	key, modRev := c.key, c.modRev
+	old := r.entries[key]
 	log := r.opts.logger.With("key", key, "revision", modRev)
-	k, err := ParseKey(r.opts.prefix, key)
+	k, err := c.k, c.kerr
 	if err == nil {
-		var h *Hook
-		if h, err = Build(k, value); err == nil {
+		if h, err := c.hook, c.err; err == nil {
 			h.Revision = modRev
 			if !r.opts.hookable(k.Service) && k.Service != Wildcard {
 				log.Warn("hook ignored: its service is not hookable on this server", "service", k.Service)
@@ -178,9 +513,10 @@ func (r *Registry) put(key string, value []byte, modRev int64) {
 			} else {
 				log.Info("hook loaded", "enabled", h.Doc.IsEnabled())
 			}
-			r.entries[key] = &entry{modRev: modRev, hook: h}
+			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value}
 			return
 		}
+		err = c.err
 	}
 	if k.Service == "" {
 		log.Error("hook key ignored: it names no method", "error", err)
@@ -200,18 +536,74 @@ func (r *Registry) put(key string, value []byte, modRev int64) {
 	}
 	log.Error("invalid hook document; calls it covers fail until it is fixed", "error", err)
 	id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
-	r.entries[key] = &entry{modRev: modRev, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
+	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
 }
 
-func (r *Registry) remove(key string) { delete(r.entries, key) }
-
-// publish swaps in a snapshot of the current entries.
-func (r *Registry) publish(rev int64) {
+// publishLocked swaps in a snapshot of the current entries and, when save
+// is set, has the snapshot file follow. mu is held.
+func (r *Registry) publishLocked(save bool) {
 	hooks := make([]*Hook, 0, len(r.entries))
 	for _, e := range r.entries {
 		if e.hook != nil {
 			hooks = append(hooks, e.hook)
 		}
 	}
-	r.current.Store(newSnapshot(rev, hooks, r.opts.hookable))
+	r.current.Store(newSnapshot(r.rev, hooks, r.opts.hookable))
+	if save && r.opts.snapshotFile != "" {
+		select {
+		case r.save <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// job is one document of a batch to compile.
+type job struct {
+	b *batch
+	i int
+}
+
+// queue is the compile workers' queue: pushing never blocks, so the watch
+// goroutine keeps reading while documents compile.
+type queue struct {
+	mu    sync.Mutex
+	items []job
+	ready chan struct{} // holds a token while items may be non-empty
+}
+
+func (q *queue) push(j job) {
+	q.mu.Lock()
+	q.items = append(q.items, j)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the next job, waiting for one until ctx ends.
+func (q *queue) pop(ctx context.Context) (job, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			j := q.items[0]
+			q.items[0] = job{}
+			q.items = q.items[1:]
+			more := len(q.items) > 0
+			q.mu.Unlock()
+			if more {
+				select {
+				case q.ready <- struct{}{}:
+				default:
+				}
+			}
+			return j, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return job{}, false
+		case <-q.ready:
+		}
+	}
 }

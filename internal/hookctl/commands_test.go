@@ -55,20 +55,20 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 	script := filepath.Join(scriptsDir, "deny-guest.js")
 
 	r := e.want(0, "put", sendEvent, "pre", "deny", "--script", script,
-		"--params", `{"blocked": "mallory"}`, "--order", "5", "--timeout", "300ms", "--description", "no mallory")
+		"--params", `{"blocked": "mallory"}`, "--order", "5", "--timeout", "300ms", "--description", "no mallory", "--isolation", "process")
 	mustContain(t, "put", r.stdout, "created "+sendEvent+" pre deny at revision")
 	doc, err := registry.DecodeDocument([]byte(e.hooks()[sendEvent+"/pre/deny"]))
 	if err != nil {
 		t.Fatalf("the registry refuses what put wrote: %v", err)
 	}
 	if doc.Script != readFile(t, script) || string(doc.Params) != `{"blocked":"mallory"}` || doc.Order != 5 ||
-		doc.Timeout != "300ms" || doc.Description != "no mallory" || doc.Enabled != nil {
+		doc.Timeout != "300ms" || doc.Description != "no mallory" || doc.Enabled != nil || doc.Isolation != registry.Process {
 		t.Errorf("document: got %+v; want the flags' values", doc)
 	}
 
 	before := e.revision()
 	r = e.want(0, "put", sendEvent, "pre", "deny", "--script", script,
-		"--params", `{ "blocked":"mallory" }`, "--order", "5", "--timeout", "300ms", "--description", "no mallory")
+		"--params", `{ "blocked":"mallory" }`, "--order", "5", "--timeout", "300ms", "--description", "no mallory", "--isolation", "process")
 	mustContain(t, "same put", r.stdout, "unchanged")
 	if e.revision() != before {
 		t.Error("a put of the same document wrote to etcd")
@@ -76,7 +76,7 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 
 	r = e.want(0, "get", sendEvent, "pre", "deny")
 	mustContain(t, "get", r.stdout, "hook:", sendEvent+" pre deny", "order:        5", "timeout:      300ms",
-		`params:       {"blocked":"mallory"}`, "--- script ---", "module.exports")
+		`params:       {"blocked":"mallory"}`, "isolation:    process", "--- script ---", "module.exports")
 	r = e.want(0, "get", sendEvent+"/pre/deny", "-o", "script")
 	if r.stdout != readFile(t, script) {
 		t.Errorf("get -o script: got %q; want the script", r.stdout)
@@ -86,7 +86,7 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &view); err != nil {
 		t.Fatalf("get -o json: %v\n%s", err, r.stdout)
 	}
-	if view["hook"] != sendEvent+" pre deny" || view["enabled"] != true || view["order"] != 5.0 {
+	if view["hook"] != sendEvent+" pre deny" || view["enabled"] != true || view["order"] != 5.0 || view["isolation"] != "process" {
 		t.Errorf("get -o json: got %v", view)
 	}
 	r = e.want(0, "get", sendEvent, "pre", "deny", "-o", "yaml")
@@ -126,7 +126,7 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 	}
 	doc2.Enabled = nil
 	if doc2.Script != doc.Script || string(doc2.Params) != string(doc.Params) || doc2.Order != doc.Order ||
-		doc2.Timeout != doc.Timeout || doc2.Description != doc.Description {
+		doc2.Timeout != doc.Timeout || doc2.Description != doc.Description || doc2.Isolation != doc.Isolation {
 		t.Errorf("disable changed more than enabled: got %+v; want %+v", doc2, doc)
 	}
 	r = e.want(0, "disable", sendEvent, "pre", "deny")
@@ -178,6 +178,8 @@ func TestPutValidatesBeforeWriting(t *testing.T) {
 		{"params that are not JSON", []string{"put", sendEvent, "pre", "x", "--script", ok, "--params", "{blocked:"}, 1, "--params: not valid JSON"},
 		{"a timeout that does not parse", []string{"put", sendEvent, "pre", "x", "--script", ok, "--timeout", "soon"}, 1, "field timeout"},
 		{"an unknown onError", []string{"put", sendEvent, "pre", "x", "--script", ok, "--on-error", "retry"}, 1, "field onError"},
+		{"an unknown isolation", []string{"put", sendEvent, "pre", "x", "--script", ok, "--isolation", "thread"}, 1, "field isolation"},
+		{"a timeout over the daemon's limit", []string{"put", sendEvent, "pre", "x", "--script", ok, "--timeout", "1h"}, 1, "more than the server's limit of 5s"},
 		{"a bad name", []string{"put", sendEvent, "pre", "X!", "--script", ok}, 1, `name "X!" does not match`},
 		{"a bad phase", []string{"put", sendEvent, "around", "x", "--script", ok}, 1, `phase "around"`},
 		{"no script", []string{"put", sendEvent, "pre", "x"}, 2, "--script FILE is required"},

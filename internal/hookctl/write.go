@@ -79,7 +79,7 @@ func (a *app) readScript(path string) (string, error) {
 func (a *app) putCommand() *cobra.Command {
 	var (
 		scriptFile, params, timeout, onError, description string
-		output                                            string
+		isolation, output                                 string
 		order                                             int
 		disabled                                          bool
 		sf                                                schemaFlags
@@ -108,7 +108,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 				return err
 			}
 			doc := &registry.Document{Script: src, Order: order, Timeout: timeout,
-				OnError: registry.OnError(onError), Description: description}
+				OnError: registry.OnError(onError), Description: description, Isolation: registry.Isolation(isolation)}
 			if params != "" {
 				if doc.Params, err = a.readJSONArg("params", params); err != nil {
 					return failed(err)
@@ -177,7 +177,9 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 	f.StringVar(&onError, "on-error", "", "what a failure of the hook does: abort (default) or continue")
 	f.BoolVar(&disabled, "disabled", false, "store the hook disabled")
 	f.StringVar(&description, "description", "", "what the hook is for")
+	f.StringVar(&isolation, "isolation", "", "where the hook runs: process or inprocess (default: the daemon's choice)")
 	_ = c.MarkFlagFilename("script", "js")
+	_ = c.RegisterFlagCompletionFunc("isolation", cobra.FixedCompletions([]string{"process", "inprocess"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("on-error", cobra.FixedCompletions([]string{"abort", "continue"}, cobra.ShellCompDirectiveNoFileComp))
 	sf.add(c, "the method")
 	outputFlag(c, &output, "text", "json", "yaml")

@@ -81,7 +81,17 @@ func FieldChanges(a, b *registry.Document) []Change {
 	}
 	add("onError", string(OnError(a)), string(OnError(b)))
 	add("description", fmt.Sprintf("%q", a.Description), fmt.Sprintf("%q", b.Description))
+	add("isolation", ShowIsolation(a.Isolation), ShowIsolation(b.Isolation))
 	return out
+}
+
+// ShowIsolation shows a document's isolation, "default" when absent (the
+// server chooses).
+func ShowIsolation(i registry.Isolation) string {
+	if i == "" {
+		return "default"
+	}
+	return string(i)
 }
 
 // OnError returns the document's onError, "abort" when absent.

@@ -42,6 +42,9 @@ func TestEqualComparesWhatTheDaemonSees(t *testing.T) {
 		{"a timeout and the default", `{"script":"1"}`, `{"script":"1","timeout":"100ms"}`, false},
 		{"onError continue", `{"script":"1"}`, `{"script":"1","onError":"continue"}`, false},
 		{"another description", `{"script":"1"}`, `{"script":"1","description":"d"}`, false},
+		{"isolation absent and process", `{"script":"1"}`, `{"script":"1","isolation":"process"}`, false},
+		{"isolation process and inprocess", `{"script":"1","isolation":"process"}`, `{"script":"1","isolation":"inprocess"}`, false},
+		{"the same isolation", `{"script":"1","isolation":"process"}`, `{"isolation":"process","script":"1"}`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,12 +57,12 @@ func TestEqualComparesWhatTheDaemonSees(t *testing.T) {
 
 func TestEncodeWritesWhatTheRegistryAccepts(t *testing.T) {
 	f := false
-	d := &registry.Document{Script: "a < b && c", Params: json.RawMessage(`{ "k" : "<v>" }`), Enabled: &f, Order: 3, Timeout: "1s", OnError: registry.Continue, Description: "d"}
+	d := &registry.Document{Script: "a < b && c", Params: json.RawMessage(`{ "k" : "<v>" }`), Enabled: &f, Order: 3, Timeout: "1s", OnError: registry.Continue, Description: "d", Isolation: registry.Process}
 	raw, err := hookdoc.Encode(key, d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"script":"a < b && c","params":{"k":"<v>"},"enabled":false,"order":3,"timeout":"1s","onError":"continue","description":"d"}`
+	want := `{"script":"a < b && c","params":{"k":"<v>"},"enabled":false,"order":3,"timeout":"1s","onError":"continue","description":"d","isolation":"process"}`
 	if string(raw) != want {
 		t.Errorf("got %s; want %s", raw, want)
 	}
@@ -79,6 +82,8 @@ func TestEncodeRefusesWhatTheDaemonWould(t *testing.T) {
 		{"a bad timeout", registry.Document{Script: "1", Timeout: "1 day"}, "field timeout"},
 		{"a negative timeout", registry.Document{Script: "1", Timeout: "-1s"}, "must be positive"},
 		{"a bad onError", registry.Document{Script: "1", OnError: "retry"}, "field onError"},
+		{"a timeout over the daemon's default limit", registry.Document{Script: "1", Timeout: "1h"}, `"1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+		{"an unknown isolation", registry.Document{Script: "1", Isolation: "thread"}, `field isolation: "thread" is not "process" or "inprocess"`},
 		{"params that are not JSON", registry.Document{Script: "1", Params: json.RawMessage(`{a}`)}, "field params"},
 	}
 	for _, tc := range cases {

@@ -17,6 +17,7 @@
 //	    onError: abort                              # optional: abort or continue
 //	    enabled: true                               # optional
 //	    description: adds campaign data to events   # optional
+//	    isolation: process                          # optional: process or inprocess
 package manifest
 
 import (
@@ -179,7 +180,7 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	return m, nil
 }
 
-var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description"}
+var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation"}
 
 // fieldInError finds the field a registry error names: "document: field
 // timeout: ...".
@@ -277,6 +278,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	if doc.Description, err = str("description", false); err != nil {
 		errs.Add(file, lineOf(err, at("description")), hook, err)
 	}
+	var isolation string
+	if isolation, err = str("isolation", false); err != nil {
+		errs.Add(file, lineOf(err, at("isolation")), hook, err)
+	}
+	doc.Isolation = registry.Isolation(isolation)
 	var raw []byte
 	if len(errs) == 0 {
 		raw, err = hookdoc.Encode(k, doc)

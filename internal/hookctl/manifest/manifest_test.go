@@ -45,6 +45,8 @@ func TestLoadReportsEveryProblem(t *testing.T) {
   - {method: a.B/C, phase: pre, name: two, script: ok.js, enabled: maybe}
   - {method: a.B/C, phase: pre, name: three, script: ok.js, params: {a: .nan}}
   - {method: a.B/C, phase: pre, name: four, script: ok.js}
+  - {method: a.B/C, phase: pre, name: five, script: ok.js, isolation: thread}
+  - {method: a.B/C, phase: pre, name: six, script: ok.js, timeout: 1h}
 `), 0o644)
 	_, err := manifest.Load(dir)
 	var list diag.List
@@ -59,6 +61,8 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		filepath.Join(dir, "bad.js") + ":2:5: hook a.B/C pre one: SyntaxError: Unexpected token =",
 		filepath.Join(dir, "hooks.yml") + ":3: hook a.B/C pre two: enabled: want true or false, got the string \"maybe\"",
 		filepath.Join(dir, "hooks.yml") + ":4: hook a.B/C pre three: params: .nan has no JSON form",
+		filepath.Join(dir, "hooks.yml") + ":6: hook a.B/C pre five: document: field isolation: \"thread\" is not \"process\" or \"inprocess\"",
+		filepath.Join(dir, "hooks.yml") + ":7: hook a.B/C pre six: document: field timeout: \"1h\" is more than the server's limit of 5s (--max-hook-timeout)",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -242,6 +242,9 @@ func describeNew(h *manifest.Hook) []string {
 	if d.Description != "" {
 		lines = append(lines, fmt.Sprintf("description: %q", d.Description))
 	}
+	if d.Isolation != "" {
+		lines = append(lines, "isolation: "+string(d.Isolation))
+	}
 	return lines
 }
 

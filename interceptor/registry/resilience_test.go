@@ -1,0 +1,290 @@
+package registry_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/etcdtest"
+)
+
+// gate holds back the compile of documents whose description is "slow"
+// until it is opened.
+type gate struct {
+	started  chan struct{} // receives once per held compile
+	finished chan struct{} // receives once per held compile that returned
+	open     chan struct{}
+	once     sync.Once
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{started: make(chan struct{}, 16), finished: make(chan struct{}, 16), open: make(chan struct{})}
+	t.Cleanup(g.release)
+	return g
+}
+
+func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
+
+func (g *gate) build(k registry.Key, b []byte, maxTimeout time.Duration) (*registry.Hook, error) {
+	if strings.Contains(string(b), `"slow"`) {
+		g.started <- struct{}{}
+		<-g.open
+		defer func() { g.finished <- struct{}{} }()
+	}
+	return registry.BuildWithin(k, b, maxTimeout)
+}
+
+func (g *gate) waitStarted(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.started:
+	case <-time.After(waitTimeout):
+		t.Fatal("the slow compile did not start")
+	}
+}
+
+// stillHeld fails the test unless no held compile has finished.
+func (g *gate) stillHeld(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.open:
+		t.Fatal("the slow compile was released early")
+	default:
+	}
+}
+
+func TestRegistrySlowDocumentDoesNotDelayOtherKeys(t *testing.T) {
+	e := etcdtest.Start(t)
+	g := newGate(t)
+	r := start(t, e.Client, registry.WithBuild(g.build))
+
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
+	g.waitStarted(t)
+	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
+	waitFor(t, "the fast key while the slow one compiles", func() bool {
+		g := preHooks(r, "/events.v1.EventService/GetEvents")
+		return len(g) == 1 && g[0] == "deny fast"
+	})
+	g.stillHeld(t)
+	if got := preHooks(r, sendEvent); len(got) != 0 {
+		t.Fatalf("SendEvent pre-hooks = %v while its document compiles; want none yet", got)
+	}
+	g.release()
+	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+}
+
+func TestRegistryAppliesATransactionWhole(t *testing.T) {
+	e := etcdtest.Start(t)
+	g := newGate(t)
+	r := start(t, e.Client, registry.WithBuild(g.build))
+
+	dir := registry.HooksDir(registry.DefaultPrefix)
+	if _, err := e.Client.Txn(context.Background()).Then(
+		clientv3.OpPut(dir+"events.v1.EventService/SendEvent/pre/a", doc("slow")),
+		clientv3.OpPut(dir+"events.v1.EventService/SendEvent/pre/b", doc("fast")),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStarted(t)
+	marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
+	waitFor(t, "a later transaction on another key", func() bool { return len(preHooks(r, "/events.v1.EventService/GetEvents")) == 1 })
+	if got := preHooks(r, sendEvent); len(got) != 0 {
+		t.Fatalf("SendEvent pre-hooks = %v while half the transaction compiles; want none", got)
+	}
+	if got := r.Snapshot().Revision; got < marker {
+		t.Fatalf("revision = %d; want at least %d", got, marker)
+	}
+	g.release()
+	waitFor(t, "the whole transaction", func() bool { return len(preHooks(r, sendEvent)) == 2 })
+}
+
+func TestRegistryNewerValueWinsOverASlowerOlderOne(t *testing.T) {
+	e := etcdtest.Start(t)
+	g := newGate(t)
+	r := start(t, e.Client, registry.WithBuild(g.build))
+
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
+	g.waitStarted(t)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
+	waitFor(t, "v2", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a v2" })
+	g.release()
+	select {
+	case <-g.finished:
+	case <-time.After(waitTimeout):
+		t.Fatal("the slow compile did not return")
+	}
+	// Its result is applied (or dropped) right after it returns; let the
+	// registry go on with other changes, then check it never won.
+	for range 3 {
+		marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
+		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
+	}
+	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "a v2" {
+		t.Fatalf("pre-hooks = %v; want the newer [a v2]", got)
+	}
+}
+
+func TestRegistryTimeoutLimit(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []registry.Option
+		timeout string
+		want    string
+	}{
+		{name: "over the default limit the key is broken", timeout: "1h",
+			want: `limit broken: document: field timeout: "1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+		{name: "a server limit admits more", opts: []registry.Option{registry.WithMaxTimeout(time.Hour)}, timeout: "1h", want: "limit ok"},
+		{name: "a server limit refuses less", opts: []registry.Option{registry.WithMaxTimeout(time.Second)}, timeout: "2s",
+			want: `limit broken: document: field timeout: "2s" is more than the server's limit of 1s`},
+	}
+	e := etcdtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := "/t" + string(rune('a'+i)) + "/"
+			if _, err := e.Client.Put(context.Background(), prefix+"hooks/events.v1.EventService/SendEvent/pre/limit",
+				`{"script":"1","description":"ok","timeout":"`+tt.timeout+`"}`); err != nil {
+				t.Fatal(err)
+			}
+			r := start(t, e.Client, append(tt.opts, registry.WithPrefix(prefix))...)
+			got := preHooks(r, sendEvent)
+			if len(got) != 1 || !strings.HasPrefix(got[0], tt.want) {
+				t.Fatalf("pre-hooks = %v; want [%s...]", got, tt.want)
+			}
+		})
+	}
+}
+
+// fastClient returns a client to endpoints with the registry's dial
+// options.
+func fastClient(t *testing.T, endpoints []string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 2 * time.Second,
+		DialOptions: registry.DialOptions(),
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRegistryChangesAfterAnEtcdRestartTakeEffectSoon(t *testing.T) {
+	e := etcdtest.Start(t)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v1"))
+	var mu sync.Mutex
+	var syncs []bool
+	c := fastClient(t, e.Endpoints())
+	r := start(t, c, registry.WithOnSync(func(s bool) { mu.Lock(); syncs = append(syncs, s); mu.Unlock() }))
+	if s := r.Status(); !s.Synced || s.FromSnapshot || s.LastSync.IsZero() {
+		t.Fatalf("status after Start = %+v; want synced", s)
+	}
+
+	e.Stop()
+	waitFor(t, "the registry to notice etcd is gone", func() bool { return !r.Status().Synced })
+	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "a v1" {
+		t.Fatalf("while etcd is down: pre-hooks = %v; want [a v1] still in force", got)
+	}
+	e.Start()
+	ready := time.Now()
+	put(t, c, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
+	putDone := time.Now()
+	waitFor(t, "the change after the restart", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a v2" })
+	t.Logf("after etcd was ready again: the put returned in %v; the change was in force %v after etcd was ready",
+		putDone.Sub(ready).Round(time.Millisecond), time.Since(ready).Round(time.Millisecond))
+	waitFor(t, "synced again", func() bool { return r.Status().Synced })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(syncs) < 3 || !syncs[0] || syncs[1] || !syncs[len(syncs)-1] {
+		t.Fatalf("OnSync calls = %v; want true, false, ..., true", syncs)
+	}
+}
+
+func TestRegistrySnapshotFile(t *testing.T) {
+	e := etcdtest.Start(t)
+	file := filepath.Join(t.TempDir(), "snap", "hooks.json")
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v1"))
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/broken", `{"script":"1","colour":"red"}`)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/b", doc("v1"))
+	r := start(t, e.Client, registry.WithSnapshotFile(file))
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/b", `{"script":"function ("}`) // b keeps v1
+	rev := put(t, e.Client, "events.v1.EventService/GetEvents/pre/c", doc("v1"))
+	waitFor(t, "the snapshot file to reach the last change", func() bool {
+		b, err := os.ReadFile(file)
+		return err == nil && strings.Contains(string(b), "GetEvents/pre/c")
+	})
+	r.Close()
+	want := preHooks(r, sendEvent)
+	if len(want) != 3 || want[0] != "a v1" || want[1] != "b v1" {
+		t.Fatalf("pre-hooks = %v; want a v1, b v1 (its last valid version), broken", want)
+	}
+
+	// etcd is unreachable: a new registry serves the file's hooks.
+	e.Stop()
+	r2 := registry.New(fastClient(t, e.Endpoints()), registry.WithLogger(quiet()), registry.WithSnapshotFile(file),
+		registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+	t.Cleanup(r2.Close)
+	info, err := r2.StartFromSnapshot()
+	if err != nil {
+		t.Fatalf("StartFromSnapshot: %v", err)
+	}
+	if info.Revision < rev || info.Hooks != 4 || time.Since(info.Saved) > time.Minute {
+		t.Fatalf("snapshot info = %+v; want revision >= %d, 4 hooks, saved just now", info, rev)
+	}
+	if got := preHooks(r2, sendEvent); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("from the snapshot: pre-hooks = %v; want %v", got, want)
+	}
+	if got := preHooks(r2, "/events.v1.EventService/GetEvents"); len(got) != 1 {
+		t.Fatalf("from the snapshot: GetEvents pre-hooks = %v; want c", got)
+	}
+	if s := r2.Status(); s.Synced || !s.FromSnapshot || len(s.Broken) != 1 || !strings.Contains(s.Broken[0], "SendEvent/pre/broken: document: unknown field") {
+		t.Fatalf("status from the snapshot = %+v; want not synced, from the snapshot, broken naming the key", s)
+	}
+
+	// etcd returns with a change: the registry catches up.
+	e.Start()
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
+	waitFor(t, "the catch-up", func() bool { g := preHooks(r2, sendEvent); return len(g) == 3 && g[0] == "a v2" })
+	waitFor(t, "synced", func() bool { s := r2.Status(); return s.Synced && !s.FromSnapshot })
+}
+
+func TestRegistryStartFromSnapshotRefusesBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name    string
+		content string // "" means no file
+		wantErr string
+	}{
+		{name: "no file", wantErr: "no such file"},
+		{name: "corrupt file", content: `{"version":1,"hooks":[`, wantErr: "unexpected end of JSON"},
+		{name: "other version", content: `{"version":9,"prefix":"/apihooks/"}`, wantErr: "version 9"},
+		{name: "other prefix", content: `{"version":1,"prefix":"/other/"}`, wantErr: `written for prefix "/other/"`},
+		{name: "key outside the prefix", content: `{"version":1,"prefix":"/apihooks/","revision":3,"hooks":[{"key":"/x","value":"{}","modRevision":2}]}`, wantErr: `bad entry "/x"`},
+	}
+	c := fastClient(t, []string{etcdtest.FreeAddr(t)})
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, string(rune('a'+i))+".json")
+			if tt.content != "" {
+				if err := os.WriteFile(file, []byte(tt.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := registry.New(c, registry.WithLogger(quiet()), registry.WithSnapshotFile(file))
+			defer r.Close()
+			if _, err := r.StartFromSnapshot(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("StartFromSnapshot error = %v; want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,208 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/server"
+)
+
+// logBuffer is a log destination tests can read while the daemon writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// launch starts the daemon against the external etcd at endpoints, keeping
+// its snapshot file in dataDir; ready receives its address once it serves.
+func launch(endpoints []string, dataDir string) (d *daemon, ready chan net.Addr, logs *logBuffer) {
+	logs = &logBuffer{}
+	ready = make(chan net.Addr, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	d = &daemon{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		d.done <- server.Run(ctx, server.Config{
+			Listen:          "127.0.0.1:0",
+			DataDir:         dataDir,
+			EtcdEndpoints:   endpoints,
+			EtcdDialTimeout: time.Second,
+			Prefix:          "/apihooks/",
+			HookTimeout:     time.Second,
+			ShutdownTimeout: 5 * time.Second,
+			Logger:          slog.New(slog.NewTextHandler(logs, nil)),
+			Ready:           func(a net.Addr) { ready <- a },
+		})
+	}()
+	return d, ready, logs
+}
+
+// runDaemon launches the daemon and waits until it serves; it stops when
+// the test ends.
+func runDaemon(t *testing.T, endpoints []string, dataDir string) (*daemon, *logBuffer) {
+	t.Helper()
+	d, ready, logs := launch(endpoints, dataDir)
+	waitServing(t, d, ready, logs)
+	return d, logs
+}
+
+func waitServing(t *testing.T, d *daemon, ready chan net.Addr, logs *logBuffer) {
+	t.Helper()
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case err := <-d.done:
+		t.Fatalf("daemon stopped: %v\n%s", err, logs)
+	case <-time.After(startTimeout):
+		d.cancel()
+		<-d.done
+		t.Fatalf("daemon did not start\n%s", logs)
+	}
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.conn = conn
+	t.Cleanup(func() {
+		conn.Close()
+		d.stop(t)
+	})
+}
+
+// waitUntil polls cond until it holds, failing the test after startTimeout.
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ok, got := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last: %s", what, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func denied(d *daemon, message string) func() (bool, string) {
+	return func() (bool, string) {
+		_, err := eventsv1.NewEventServiceClient(d.conn).SendEvent(context.Background(), &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
+		return status.Code(err) == codes.PermissionDenied && status.Convert(err).Message() == message, "SendEvent: " + status.Convert(err).String()
+	}
+}
+
+func health(d *daemon, service string, want healthpb.HealthCheckResponse_ServingStatus) func() (bool, string) {
+	return func() (bool, string) {
+		h, err := healthpb.NewHealthClient(d.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: service})
+		return err == nil && h.Status == want, "health " + service + ": " + h.GetStatus().String() + " " + status.Convert(err).String()
+	}
+}
+
+func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
+	e := etcdtest.Start(t)
+	dataDir := t.TempDir()
+	const key = "/apihooks/hooks/events.v1.EventService/SendEvent/pre/deny"
+	ctx := context.Background()
+
+	// A daemon with etcd loads a hook and keeps it in its snapshot file.
+	d, _ := runDaemon(t, e.Endpoints(), dataDir)
+	waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+	if _, err := e.Client.Put(ctx, key, `{"script":"({status: 403, message: 'v1'})"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the hook in force", denied(d, "v1"))
+	waitUntil(t, "the snapshot file", func() (bool, string) {
+		b, err := os.ReadFile(filepath.Join(dataDir, "hooks-snapshot.json"))
+		return err == nil && strings.Contains(string(b), "v1"), string(b)
+	})
+	d.stop(t)
+
+	// etcd goes down; a daemon restarted now serves the snapshot's hooks.
+	e.Stop()
+	d, logs := runDaemon(t, e.Endpoints(), dataDir)
+	if ok, got := denied(d, "v1")(); !ok {
+		t.Fatalf("with etcd down: %s; want the snapshot's hook in force (PermissionDenied v1)", got)
+	}
+	if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd unreachable") {
+		t.Fatalf("log does not say the hooks come from the snapshot:\n%s", logs)
+	}
+	if ok, got := health(d, "", healthpb.HealthCheckResponse_SERVING)(); !ok {
+		t.Fatalf("overall %s; want SERVING", got)
+	}
+	if ok, got := health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)(); !ok {
+		t.Fatalf("%s; want NOT_SERVING while etcd is down", got)
+	}
+
+	// etcd returns with a change: the daemon catches up.
+	e.Start()
+	if _, err := e.Client.Put(ctx, key, `{"script":"({status: 403, message: 'v2'})"}`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the change made after etcd returned", denied(d, "v2"))
+	waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+}
+
+func TestDaemonWithoutUsableSnapshotOrEtcdWaitsForEtcd(t *testing.T) {
+	tests := []struct {
+		name     string
+		snapshot string // "" means no file
+		wantLog  string
+	}{
+		{name: "no snapshot file", wantLog: "there is no local snapshot; retrying"},
+		{name: "a corrupt snapshot file is logged and ignored", snapshot: `{"version":1,"hooks":[{`, wantLog: "local hook snapshot ignored"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := etcdtest.Start(t)
+			e.Stop()
+			dataDir := t.TempDir()
+			if tt.snapshot != "" {
+				if err := os.WriteFile(filepath.Join(dataDir, "hooks-snapshot.json"), []byte(tt.snapshot), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d, ready, logs := launch(e.Endpoints(), dataDir)
+			waitUntil(t, "the daemon to say it waits", func() (bool, string) {
+				return strings.Contains(logs.String(), tt.wantLog), logs.String()
+			})
+			select {
+			case <-ready:
+				t.Fatal("the daemon served with neither etcd nor a usable snapshot; want it to wait for etcd")
+			case err := <-d.done:
+				t.Fatalf("daemon stopped: %v; want it to wait for etcd", err)
+			default:
+			}
+			e.Start()
+			waitServing(t, d, ready, logs)
+			waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+		})
+	}
+}
