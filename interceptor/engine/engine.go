@@ -108,6 +108,9 @@ const (
 	BadResult
 	// Crashed: the engine itself failed (a panic in native code).
 	Crashed
+	// Exhausted: the run took more memory than it may (a hook worker
+	// process killed at its limit).
+	Exhausted
 )
 
 // Error is a failed run. Deliberate rejections are not errors: they are an
@@ -227,11 +230,14 @@ func (k Kind) Code() codes.Code {
 		return codes.DeadlineExceeded
 	case Canceled:
 		return codes.Canceled
+	case Exhausted:
+		return codes.ResourceExhausted
 	}
 	return codes.Internal
 }
 
-// String names the kind: thrown, timeout, canceled, badResult, crashed.
+// String names the kind: thrown, timeout, canceled, badResult, crashed,
+// exhausted.
 func (k Kind) String() string {
 	switch k {
 	case Thrown:
@@ -244,6 +250,8 @@ func (k Kind) String() string {
 		return "badResult"
 	case Crashed:
 		return "crashed"
+	case Exhausted:
+		return "exhausted"
 	}
 	return fmt.Sprintf("kind%d", int(k))
 }
@@ -269,9 +277,10 @@ func (e *Error) Status(hookID string) *status.Status {
 
 // Skippable reports whether a hook's onError "continue" may turn a failure
 // of this kind into a logged skip: a timeout, an uncaught error, an engine
-// failure. A result that does not fit, or a cancelled call, is never skipped.
+// failure, a run killed at its memory limit. A result that does not fit,
+// or a cancelled call, is never skipped.
 func (k Kind) Skippable() bool {
-	return k == Thrown || k == Timeout || k == Crashed
+	return k == Thrown || k == Timeout || k == Crashed || k == Exhausted
 }
 
 // log writes a line a script logged, with the method and hook attached.
