@@ -66,7 +66,7 @@ func (s *syncBuffer) String() string {
 }
 
 // newPool returns a pool of this test binary's workers, closed when t ends.
-func newPool(t *testing.T, logs *syncBuffer, opts ...isolate.Option) *isolate.Pool {
+func newPool(t testing.TB, logs *syncBuffer, opts ...isolate.Option) *isolate.Pool {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

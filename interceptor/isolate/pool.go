@@ -166,12 +166,10 @@ func (p *Pool) start(parent context.Context) (*worker, error) {
 		return nil, errClosed
 	}
 	p.live[w] = struct{}{}
-	p.wg.Add(2)
+	p.wg.Add(1)
 	p.mu.Unlock()
-	go w.readStderr()
-	go w.readOutput()
+	go w.reap()
 	if err := w.setup(ctx, p.opts.memoryLimit); err != nil {
-		w.kill()
 		if perr := parent.Err(); perr != nil {
 			return nil, canceled(perr)
 		}

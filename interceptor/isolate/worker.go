@@ -19,43 +19,32 @@ import (
 	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
-// worker is the daemon's side of one worker process.
+// worker is the daemon's side of one worker process. The run holding it
+// writes to its standard input and reads its standard output itself, so
+// an answer reaches the caller with no hop through another goroutine.
 type worker struct {
 	p        *Pool
 	cmd      *exec.Cmd
 	pid      int
 	baseline int64
-	stdin    io.WriteCloser
-	stdout   io.ReadCloser
+	stdin    *os.File
+	stdout   *os.File
 	stderr   io.ReadCloser
 	in       frameWriter
+	out      *bufio.Reader
+	buf      []byte
 
-	// outputs carries what the worker answers: Ready, Result, NeedScript.
-	outputs chan *isolatev1.Output
-	// killed is set once the pool killed the worker; stopped is closed
-	// then, so the reader never blocks on outputs nobody waits for.
-	killed   atomic.Bool
-	stopOnce sync.Once
-	stopped  chan struct{}
-	// oom is set when the worker's standard error reported a fatal out of
-	// memory.
-	oom        atomic.Bool
-	stderrDone chan struct{}
+	// killed is set once the pool killed the worker.
+	killed atomic.Bool
+	// oom is set when the worker's standard error reported that memory was
+	// refused.
+	oom atomic.Bool
 	// exited is closed once the process is reaped; exitErr is its state.
 	exited  chan struct{}
 	exitErr error
 
-	// Owned by the run holding the worker.
+	// sent are the descriptor files the worker has been sent.
 	sent map[string]bool
-	// cur is the run going on, whose log lines come in.
-	cur atomic.Pointer[current]
-}
-
-// current is the run a worker is busy with.
-type current struct {
-	ctx  context.Context
-	id   uint64
-	call *engine.Call
 }
 
 func (p *Pool) command() (*exec.Cmd, error) {
@@ -81,35 +70,52 @@ func (p *Pool) newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{p: p, cmd: cmd, outputs: make(chan *isolatev1.Output, 1), stopped: make(chan struct{}),
-		stderrDone: make(chan struct{}), exited: make(chan struct{}), sent: map[string]bool{}}
-	if w.stdin, err = cmd.StdinPipe(); err != nil {
+	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]bool{}}
+	// Pipes of our own, so that reads and writes take deadlines.
+	inR, inW, err := os.Pipe()
+	if err != nil {
 		return nil, err
 	}
-	if w.stdout, err = cmd.StdoutPipe(); err != nil {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
 		return nil, err
 	}
+	cmd.Stdin, cmd.Stdout = inR, outW
 	if w.stderr, err = cmd.StderrPipe(); err != nil {
+		closeAll(inR, inW, outR, outW)
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		closeAll(inW, outR)
 		return nil, err
 	}
 	w.pid = cmd.Process.Pid
-	w.in.w = w.stdin
+	w.stdin, w.stdout = inW, outR
+	w.in.w = inW
+	w.out = bufio.NewReaderSize(outR, 64<<10)
 	return w, nil
 }
 
-// abandon reaps a worker whose reading goroutines never started.
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// abandon reaps a worker whose reaper never started.
 func (w *worker) abandon() {
-	w.stdin.Close()
+	closeAll(w.stdin, w.stdout)
 	w.cmd.Wait()
 }
 
-// kill kills the process; the reader then reaps it.
+// kill kills the process; its reaper then reaps it.
 func (w *worker) kill() {
 	w.killed.Store(true)
-	w.stopOnce.Do(func() { close(w.stopped) })
 	w.cmd.Process.Kill()
 }
 
@@ -128,41 +134,42 @@ func (w *worker) dead() bool {
 
 // setup sends the worker its settings and waits until it is ready.
 func (w *worker) setup(ctx context.Context, memoryLimit int64) error {
+	stop := context.AfterFunc(ctx, w.kill)
+	defer stop()
+	if d, ok := ctx.Deadline(); ok {
+		w.stdout.SetReadDeadline(d)
+		defer w.stdout.SetReadDeadline(time.Time{})
+	}
 	in := &isolatev1.Input{Kind: &isolatev1.Input_Setup{Setup: &isolatev1.Setup{MemoryLimit: memoryLimit}}}
 	if err := w.in.write(in); err != nil {
-		return w.deathCause(ctx, err)
+		return w.startErr(ctx, err)
 	}
-	select {
-	case out := <-w.outputs:
-		r := out.GetReady()
-		if r == nil {
-			return fmt.Errorf("worker %d answered its setup with %T", w.pid, out.Kind)
-		}
-		w.baseline = r.BaselineBytes
-		return nil
-	case <-w.exited:
-		return fmt.Errorf("worker %d exited at start: %v", w.pid, w.exitErr)
-	case <-ctx.Done():
+	var out isolatev1.Output
+	var err error
+	if w.buf, err = readFrame(w.out, w.buf, &out); err != nil {
+		return w.startErr(ctx, err)
+	}
+	r := out.GetReady()
+	if r == nil {
+		return fmt.Errorf("worker %d answered its setup with %T", w.pid, out.Kind)
+	}
+	w.baseline = r.BaselineBytes
+	return nil
+}
+
+func (w *worker) startErr(ctx context.Context, err error) error {
+	w.kill()
+	if ctx.Err() != nil {
 		return fmt.Errorf("worker %d: %w", w.pid, ctx.Err())
 	}
+	<-w.exited
+	return fmt.Errorf("worker %d exited at start (%v): %v", w.pid, w.exitErr, err)
 }
 
-// deathCause waits (within ctx) for a worker a write failed on to exit.
-func (w *worker) deathCause(ctx context.Context, err error) error {
-	select {
-	case <-w.exited:
-		return fmt.Errorf("worker %d exited: %v", w.pid, w.exitErr)
-	case <-ctx.Done():
-		return fmt.Errorf("worker %d: %w", w.pid, err)
-	}
-}
-
-// run sends in to the worker and waits for its result. It kills the worker
+// run sends in to the worker and reads its answer. It kills the worker
 // when the run times out, when ctx ends, or when the worker's answer is
 // not what the protocol allows.
 func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, call *engine.Call, timeout time.Duration) (engine.Outcome, error) {
-	w.cur.Store(&current{ctx: ctx, id: in.Id, call: call})
-	defer w.cur.Store(nil)
 	for _, md := range descriptors(call) {
 		for _, f := range w.p.files.get(md) {
 			if !w.sent[f.GetName()] {
@@ -171,62 +178,61 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 			}
 		}
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	stop := context.AfterFunc(ctx, w.kill)
+	defer stop()
+	w.stdout.SetReadDeadline(time.Now().Add(timeout))
 	msg := &isolatev1.Input{Kind: &isolatev1.Input_Run{Run: in}}
+	var out isolatev1.Output
 	for {
 		if err := w.in.write(msg); err != nil {
-			return w.died(t)
+			return w.failed(ctx, timeout, err)
 		}
-		select {
-		case out := <-w.outputs:
-			switch k := out.Kind.(type) {
-			case *isolatev1.Output_Result:
-				if k.Result.Id != in.Id {
-					w.kill()
-					return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
-						"hook worker %d answered run %d with the result of run %d; killed", w.pid, in.Id, k.Result.Id)}
-				}
-				o, err := decodeResult(k.Result, call)
-				var ee *engine.Error
-				if errors.As(err, &ee) && (ee.Kind == engine.Timeout || ee.Kind == engine.Canceled) {
-					// The script may still be busy in native code.
-					w.kill()
-				}
-				return o, err
-			case *isolatev1.Output_NeedScript:
-				if k.NeedScript.Id == in.Id && !in.HasSource {
-					in.ScriptSource, in.HasSource = s.Source(), true
-					continue
-				}
+	read:
+		out.Reset()
+		var err error
+		if w.buf, err = readFrame(w.out, w.buf, &out); err != nil {
+			return w.failed(ctx, timeout, err)
+		}
+		switch k := out.Kind.(type) {
+		case *isolatev1.Output_Log:
+			if k.Log.Id == in.Id {
+				w.p.logScript(ctx, call, k.Log)
 			}
-			w.kill()
-			return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
-				"hook worker %d answered with an unexpected %T; killed", w.pid, out.Kind)}
-		case <-w.exited:
-			return w.died(t)
-		case <-t.C:
-			w.kill()
-			return engine.Outcome{}, &engine.Error{Kind: engine.Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
-		case <-ctx.Done():
-			w.kill()
-			return engine.Outcome{}, canceled(ctx.Err())
-		case <-w.p.closing:
-			w.kill()
-			return engine.Outcome{}, errClosed
+			goto read
+		case *isolatev1.Output_Result:
+			if k.Result.Id != in.Id {
+				break
+			}
+			o, err := decodeResult(k.Result, call)
+			var ee *engine.Error
+			if errors.As(err, &ee) && (ee.Kind == engine.Timeout || ee.Kind == engine.Canceled) {
+				// The script may still be busy in native code.
+				w.kill()
+			}
+			return o, err
+		case *isolatev1.Output_NeedScript:
+			if k.NeedScript.Id == in.Id && !in.HasSource {
+				in.ScriptSource, in.HasSource = s.Source(), true
+				continue
+			}
 		}
+		w.kill()
+		return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
+			"hook worker %d answered run %d out of turn; killed", w.pid, in.Id)}
 	}
 }
 
-// died returns the error of a run whose worker died under it, once the
-// worker is reaped (or at t).
-func (w *worker) died(t *time.Timer) (engine.Outcome, error) {
-	select {
-	case <-w.exited:
-	case <-t.C:
-		w.kill()
-		return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf("hook worker %d stopped answering; killed", w.pid)}
+// failed returns the error of a run whose pipe failed: a timeout, a
+// cancelled call, a closed pool, or a worker that died under it.
+func (w *worker) failed(ctx context.Context, timeout time.Duration, err error) (engine.Outcome, error) {
+	w.kill()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return engine.Outcome{}, &engine.Error{Kind: engine.Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
+	case ctx.Err() != nil:
+		return engine.Outcome{}, canceled(ctx.Err())
 	}
+	<-w.exited // soon: it was killed
 	select {
 	case <-w.p.closing:
 		return engine.Outcome{}, errClosed
@@ -239,48 +245,10 @@ func (w *worker) died(t *time.Timer) (engine.Outcome, error) {
 	return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf("worker crashed (%v)", w.exitErr)}
 }
 
-// readOutput reads what the worker writes until it ends, then reaps it.
-func (w *worker) readOutput() {
+// reap logs what the worker writes to its standard error, noting a refused
+// allocation, and reaps the worker when it ends.
+func (w *worker) reap() {
 	defer w.p.wg.Done()
-	r := bufio.NewReaderSize(w.stdout, 64<<10)
-	var buf []byte
-	var err error
-	for {
-		out := new(isolatev1.Output)
-		if buf, err = readFrame(r, buf, out); err != nil {
-			break
-		}
-		if l := out.GetLog(); l != nil {
-			if c := w.cur.Load(); c != nil && c.id == l.Id {
-				w.p.logScript(c.ctx, c.call, l)
-			}
-			continue
-		}
-		select {
-		case w.outputs <- out:
-		case <-w.stopped:
-		}
-	}
-	killed := w.killed.Load()
-	if !errors.Is(err, io.EOF) && !killed {
-		w.p.opts.logger.Warn("hook worker: bad output; killing it", "pid", w.pid, "error", err)
-	}
-	w.kill()
-	<-w.stderrDone
-	w.stdin.Close()
-	w.exitErr = w.cmd.Wait()
-	w.p.forget(w)
-	close(w.exited)
-	if !killed || w.oom.Load() {
-		w.p.opts.logger.Warn("hook worker exited", "pid", w.pid, "state", w.exitErr, "out_of_memory", w.oom.Load())
-	}
-}
-
-// readStderr logs what the worker writes to its standard error, and notes
-// a fatal out of memory.
-func (w *worker) readStderr() {
-	defer w.p.wg.Done()
-	defer close(w.stderrDone)
 	sc := bufio.NewScanner(w.stderr)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
@@ -291,6 +259,14 @@ func (w *worker) readStderr() {
 		w.p.opts.logger.Warn("hook worker: "+line, "pid", w.pid)
 	}
 	io.Copy(io.Discard, w.stderr)
+	killed := w.killed.Load()
+	w.exitErr = w.cmd.Wait()
+	closeAll(w.stdin, w.stdout)
+	w.p.forget(w)
+	close(w.exited)
+	if !killed || w.oom.Load() {
+		w.p.opts.logger.Warn("hook worker exited", "pid", w.pid, "state", w.exitErr, "out_of_memory", w.oom.Load())
+	}
 }
 
 // outOfMemory reports whether a line of a worker's standard error says
