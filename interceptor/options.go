@@ -4,11 +4,16 @@ import (
 	"log/slog"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
 type options struct {
 	engine *engine.Engine
 	logger *slog.Logger
+	// Process isolation: see isolation.go.
+	process   Runner
+	isolation Isolation
+	isolated  func(*registry.Hook) bool
 }
 
 // Option configures the interceptors.
