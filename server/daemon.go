@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/embedetcd"
 	"github.com/apihooks/apihooks/server/events"
@@ -55,6 +57,11 @@ type Config struct {
 	Logger          *slog.Logger
 	// Ready, when set, receives the gRPC address once the daemon serves.
 	Ready func(addr net.Addr)
+	// Isolation is where hooks run: "inprocess" (default) or "process".
+	Isolation string
+	// HookMemory is the memory limit of a hook worker process, in bytes
+	// beyond its baseline; isolate.DefaultMemoryLimit when zero.
+	HookMemory int64
 }
 
 // Run runs the daemon until ctx ends, then drains in-flight calls and stops.
@@ -95,9 +102,14 @@ func Run(ctx context.Context, cfg Config) error {
 	)
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout))
 	defer eng.Close()
+	// Worker processes start only when a hook runs in one.
+	pool := isolate.New(isolate.WithLogger(log), isolate.WithTimeout(cfg.HookTimeout), isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)))
+	defer pool.Close()
+	hookOpts := []interceptor.Option{interceptor.WithEngine(eng), interceptor.WithLogger(log),
+		interceptor.WithProcessRunner(pool), interceptor.WithIsolation(interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess")))}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
-		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))),
+		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
+		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 	)
 	eventsv1.RegisterEventServiceServer(srv, eventsSvc)
 	healthSrv := health.NewServer()

@@ -15,11 +15,20 @@ import (
 	"time"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == isolate.WorkerArg {
+		// A hook worker of a daemon with process isolation.
+		if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "apihooksd:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "apihooksd:", err)
 		os.Exit(1)
@@ -30,6 +39,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("apihooksd", flag.ContinueOnError)
 	var cfg server.Config
 	var endpoints, hookServices, logLevel, logFormat string
+	var hookMemory int64
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory of the embedded etcd")
 	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (etcdctl connects here)")
@@ -45,6 +55,8 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
+	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
+	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "memory limit of a hook worker process, in MiB beyond its baseline")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +76,13 @@ func run(args []string) error {
 	if cfg.HookTimeout <= 0 {
 		return fmt.Errorf("--hook-timeout %v must be positive", cfg.HookTimeout)
 	}
+	if cfg.Isolation != "inprocess" && cfg.Isolation != "process" {
+		return fmt.Errorf("--isolation %q is not inprocess or process", cfg.Isolation)
+	}
+	if hookMemory <= 0 || hookMemory > 1<<20 {
+		return fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
+	}
+	cfg.HookMemory = hookMemory << 20
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
