@@ -18,6 +18,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -213,6 +216,38 @@ func TestDynamicMessages(t *testing.T) {
 		t.Fatalf("got a %T; want the caller's type, *dynamicpb.Message", out.Message)
 	}
 	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "toUserId": "alice", "eventType": "login", "eventData": { "level": 4, "tags": [ "a" ] } }`; got != want {
+		t.Errorf("got %s; want %s", got, want)
+	}
+}
+
+// TestTypesOnlyTheCallerKnows runs a hook on a message type that exists
+// only as a descriptor built at run time, unknown to the worker's program.
+func TestTypesOnlyTheCallerKnows(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("made/up.proto"),
+		Package: proto.String("made.up"),
+		Syntax:  proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Thing"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				{Name: proto.String("name"), JsonName: proto.String("name"), Number: proto.Int32(1), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+				{Name: proto.String("count"), JsonName: proto.String("count"), Number: proto.Int32(2), Type: descriptorpb.FieldDescriptorProto_TYPE_INT64.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+			},
+		}},
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := dynamicpb.NewMessage(fd.Messages().Get(0))
+	req.Set(fd.Messages().Get(0).Fields().ByName("name"), protoreflect.ValueOfString("a"))
+	s := compile(t, `module.exports = c => { c.request.name += "b"; c.request.count = "41" }`)
+	out, err := pool.Run(context.Background(), s, &engine.Call{Method: "/made.up.S/M", Phase: engine.Pre, Request: req, Timeout: generous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "name": "ab", "count": "41" }`; got != want {
 		t.Errorf("got %s; want %s", got, want)
 	}
 }

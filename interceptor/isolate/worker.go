@@ -20,8 +20,11 @@ import (
 )
 
 // worker is the daemon's side of one worker process. The run holding it
-// writes to its standard input and reads its standard output itself, so
-// an answer reaches the caller with no hop through another goroutine.
+// writes to its standard input and reads its standard output itself, in
+// blocking system calls: the answer wakes the caller's thread at once, with
+// no hop through another goroutine or the network poller (which a busy
+// server polls late). A run that must stop waiting kills the worker, which
+// ends the read.
 type worker struct {
 	p        *Pool
 	cmd      *exec.Cmd
@@ -71,12 +74,11 @@ func (p *Pool) newWorker() (*worker, error) {
 		return nil, err
 	}
 	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]bool{}}
-	// Pipes of our own, so that reads and writes take deadlines.
-	inR, inW, err := os.Pipe()
+	inR, inW, err := blockingPipe()
 	if err != nil {
 		return nil, err
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := blockingPipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
@@ -136,10 +138,6 @@ func (w *worker) dead() bool {
 func (w *worker) setup(ctx context.Context, memoryLimit int64) error {
 	stop := context.AfterFunc(ctx, w.kill)
 	defer stop()
-	if d, ok := ctx.Deadline(); ok {
-		w.stdout.SetReadDeadline(d)
-		defer w.stdout.SetReadDeadline(time.Time{})
-	}
 	in := &isolatev1.Input{Kind: &isolatev1.Input_Setup{Setup: &isolatev1.Setup{MemoryLimit: memoryLimit}}}
 	if err := w.in.write(in); err != nil {
 		return w.startErr(ctx, err)
@@ -180,18 +178,20 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 	}
 	stop := context.AfterFunc(ctx, w.kill)
 	defer stop()
-	w.stdout.SetReadDeadline(time.Now().Add(timeout))
+	var timedOut atomic.Bool
+	t := time.AfterFunc(timeout, func() { timedOut.Store(true); w.kill() })
+	defer t.Stop()
 	msg := &isolatev1.Input{Kind: &isolatev1.Input_Run{Run: in}}
 	var out isolatev1.Output
 	for {
 		if err := w.in.write(msg); err != nil {
-			return w.failed(ctx, timeout, err)
+			return w.failed(ctx, timeout, timedOut.Load())
 		}
 	read:
 		out.Reset()
 		var err error
 		if w.buf, err = readFrame(w.out, w.buf, &out); err != nil {
-			return w.failed(ctx, timeout, err)
+			return w.failed(ctx, timeout, timedOut.Load())
 		}
 		switch k := out.Kind.(type) {
 		case *isolatev1.Output_Log:
@@ -224,10 +224,10 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 
 // failed returns the error of a run whose pipe failed: a timeout, a
 // cancelled call, a closed pool, or a worker that died under it.
-func (w *worker) failed(ctx context.Context, timeout time.Duration, err error) (engine.Outcome, error) {
+func (w *worker) failed(ctx context.Context, timeout time.Duration, timedOut bool) (engine.Outcome, error) {
 	w.kill()
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
+	case timedOut:
 		return engine.Outcome{}, &engine.Error{Kind: engine.Timeout, Message: fmt.Sprintf("timed out after %v", timeout)}
 	case ctx.Err() != nil:
 		return engine.Outcome{}, canceled(ctx.Err())
