@@ -1,12 +1,14 @@
 package isolate_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +35,11 @@ import (
 const workerEnv = "APIHOOKS_ISOLATE_TEST_WORKER"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(parentEnv) == "1" {
+		os.Unsetenv(parentEnv)
+		os.Setenv(workerEnv, "1")
+		serveAsParent()
+	}
 	if os.Getenv(workerEnv) == "1" {
 		if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -42,6 +49,52 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv(workerEnv, "1") // for the workers this process starts
 	goleak.VerifyTestMain(m)
+}
+
+// parentEnv makes this test binary a daemon with one busy worker, for
+// TestWorkersDieWithTheDaemon.
+const parentEnv = "APIHOOKS_ISOLATE_TEST_PARENT"
+
+// serveAsParent starts a worker, prints its pid, and runs a script in it
+// until this process is killed.
+func serveAsParent() {
+	exe, _ := os.Executable()
+	pool := isolate.New(isolate.WithCommand(exe), isolate.WithWorkers(1))
+	s, _ := engine.Compile("loop.js", `module.exports = c => { c.log.warn("looping"); while (true) {} }`)
+	pool.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Timeout: time.Hour})
+	os.Exit(1)
+}
+
+// TestWorkersDieWithTheDaemon kills a daemon (SIGKILL: no Close) whose
+// worker is busy: the worker dies too.
+func TestWorkersDieWithTheDaemon(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), parentEnv+"=1", workerEnv+"=0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The parent logs the script's line with slog's default handler.
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "looping") {
+	}
+	worker := childrenOf(t, cmd.Process.Pid)
+	if len(worker) != 1 {
+		t.Fatalf("the daemon has children %v; want one worker", worker)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	waitFor(t, "the worker to die with its daemon", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", worker[0]))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
 }
 
 // waitTimeout bounds waiting for a condition; generous for busy machines.
@@ -255,12 +308,18 @@ func TestTypesOnlyTheCallerKnows(t *testing.T) {
 // children returns the pids of this process's children.
 func children(t *testing.T) []int {
 	t.Helper()
+	return childrenOf(t, os.Getpid())
+}
+
+// childrenOf returns the pids of the children of a process.
+func childrenOf(t *testing.T, parent int) []int {
+	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Skip("no /proc")
 	}
 	var out []int
-	self := os.Getpid()
+	self := parent
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
