@@ -70,6 +70,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	if i := interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess")); i != interceptor.InProcess && i != interceptor.Process {
+		return fmt.Errorf("isolation %q is not inprocess or process", cfg.Isolation)
+	}
 
 	client, stopEtcd, err := connectEtcd(ctx, cfg, log)
 	if err != nil {
