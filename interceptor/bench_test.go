@@ -60,7 +60,8 @@ type benchConfig struct {
 // benchConfigs starts, on one embedded etcd, a server for each
 // configuration the benchmarks compare: no interceptors at all ("bare"), the
 // interceptors with no hook for SendEvent, one pre-hook that sets a field,
-// and that pre-hook with a post-hook. Each configuration has a prefix of its
+// that pre-hook with a post-hook, and that pre-hook run in a worker process
+// (from a pool of GOMAXPROCS workers). Each configuration has a prefix of its
 // own, and each also has a hook on another method, so "no-hooks" goes
 // through a real lookup. Everything stops when b ends.
 func benchConfigs(b *testing.B) []benchConfig {
@@ -70,6 +71,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 		"/no-hooks/": {"GetEvents/pre/other"},
 		"/pre/":      {"GetEvents/pre/other", "SendEvent/pre/set"},
 		"/pre-post/": {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
+		"/process/":  {"GetEvents/pre/other", "SendEvent/pre/set"},
 	}
 	scripts := map[string]string{
 		"GetEvents/pre/other":  `{"script":"undefined"}`,
@@ -78,6 +80,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 	}
 	configs := []struct{ name, prefix string }{
 		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+post", "/pre-post/"},
+		{"pre(process)", "/process/"},
 	}
 	var out []benchConfig
 	for _, c := range configs {
@@ -95,7 +98,11 @@ func benchConfigs(b *testing.B) []benchConfig {
 			b.Cleanup(reg.Close)
 			eng := engine.New(engine.WithLogger(log))
 			b.Cleanup(eng.Close)
-			opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(reg, interceptor.WithEngine(eng), interceptor.WithLogger(log))))
+			iopts := []interceptor.Option{interceptor.WithEngine(eng), interceptor.WithLogger(log)}
+			if c.prefix == "/process/" {
+				iopts = append(iopts, interceptor.WithIsolation(interceptor.Process), interceptor.WithProcessRunner(testPool(b, log)))
+			}
+			opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(reg, iopts...)))
 		}
 		srv := grpc.NewServer(opts...)
 		eventsv1.RegisterEventServiceServer(srv, benchService{})

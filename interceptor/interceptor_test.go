@@ -35,6 +35,7 @@ import (
 const waitTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
+	serveWorkerIfAsked() // process isolation: see isolation_test.go
 	goleak.VerifyTestMain(m)
 }
 

@@ -139,7 +139,7 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	// was. The handler's response may be shared beyond this call, so
 	// post-hooks always change a copy.
 	call.InPlace = call.Phase == engine.Pre && hook.OnError != registry.Continue
-	out, err := h.opts.engine.Run(ctx, hook.Script, call)
+	out, err := h.runner(hook).Run(ctx, hook.Script, call)
 	if err == nil {
 		return out, nil
 	}

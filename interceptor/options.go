@@ -4,12 +4,17 @@ import (
 	"log/slog"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
 type options struct {
 	engine     *engine.Engine
 	logger     *slog.Logger
 	quarantine *Quarantine
+	// Process isolation: see isolation.go.
+	process   Runner
+	isolation Isolation
+	isolated  func(*registry.Hook) bool
 }
 
 // Option configures the interceptors.

@@ -100,7 +100,7 @@ func (q *Quarantine) check(h *registry.Hook) string {
 }
 
 // counts reports whether a failure of this kind counts towards quarantine.
-func counts(k engine.Kind) bool { return k == engine.Timeout }
+func counts(k engine.Kind) bool { return k == engine.Timeout || k == engine.Exhausted }
 
 // strike records a failure of h. It returns the reason when the failure
 // puts h in quarantine, and "" otherwise.
@@ -158,25 +158,24 @@ func describeStrikes(kinds []engine.Kind, window time.Duration) string {
 		n[k]++
 	}
 	var parts []string
-	for _, k := range []engine.Kind{engine.Timeout} {
+	for _, k := range []engine.Kind{engine.Timeout, engine.Exhausted} {
 		if n[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n[k], plural(n[k], kindNoun(k))))
+			parts = append(parts, kindNoun(k, n[k]))
 		}
 	}
 	return fmt.Sprintf("%s within %v", strings.Join(parts, " and "), window)
 }
 
-func kindNoun(k engine.Kind) string {
-	switch k {
-	case engine.Timeout:
-		return "timeout"
+// kindNoun names n failures of kind k: "5 timeouts", "1 run over its
+// memory limit".
+func kindNoun(k engine.Kind, n int) string {
+	switch {
+	case k == engine.Exhausted && n == 1:
+		return "1 run over its memory limit"
+	case k == engine.Exhausted:
+		return fmt.Sprintf("%d runs over their memory limit", n)
+	case n == 1:
+		return "1 " + k.String()
 	}
-	return k.String()
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return noun
-	}
-	return noun + "s"
+	return fmt.Sprintf("%d %ss", n, k)
 }

@@ -25,6 +25,7 @@ import (
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/embedetcd"
 	"github.com/apihooks/apihooks/server/events"
@@ -73,6 +74,11 @@ type Config struct {
 	// SnapshotFile keeps the hook documents last loaded, served when etcd
 	// cannot be read at start; DataDir/hooks-snapshot.json when empty.
 	SnapshotFile string
+	// Isolation is where hooks run: "inprocess" (default) or "process".
+	Isolation string
+	// HookMemory is the memory limit of a hook worker process, in bytes
+	// beyond its baseline; isolate.DefaultMemoryLimit when zero.
+	HookMemory int64
 }
 
 // EtcdHealthService is the health service name that is SERVING while the
@@ -86,6 +92,9 @@ func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if i := interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess")); i != interceptor.InProcess && i != interceptor.Process {
+		return fmt.Errorf("isolation %q is not inprocess or process", cfg.Isolation)
 	}
 
 	client, stopEtcd, err := connectEtcd(ctx, cfg, log)
@@ -136,10 +145,20 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
 		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait))
+	// Worker processes start only when a hook runs in one.
+	pool := isolate.New(isolate.WithLogger(log), isolate.WithTimeout(cfg.HookTimeout),
+		isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)),
+		isolate.WithWorkers(maxRuns), isolate.WithQueueWait(cfg.HookQueueWait))
+	defer pool.Close()
 	hookOpts := []interceptor.Option{
 		interceptor.WithEngine(eng),
 		interceptor.WithLogger(log),
 		interceptor.WithQuarantine(interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)),
+		interceptor.WithProcessRunner(pool),
+		interceptor.WithIsolation(interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess"))),
+		// A document may ask for a worker process; it cannot opt out of
+		// the server's --isolation process.
+		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
 	srv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),

@@ -27,6 +27,7 @@ import (
 const startTimeout = 30 * time.Second
 
 func TestMain(m *testing.M) {
+	serveWorkerIfAsked() // see isolation_test.go
 	goleak.VerifyTestMain(m)
 }
 

@@ -17,11 +17,20 @@ import (
 
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == isolate.WorkerArg {
+		// A hook worker of a daemon with process isolation.
+		if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "apihooksd:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "apihooksd:", err)
 		os.Exit(1)
@@ -32,6 +41,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("apihooksd", flag.ContinueOnError)
 	var cfg server.Config
 	var endpoints, hookServices, logLevel, logFormat string
+	var hookMemory int64
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory of the embedded etcd")
 	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (etcdctl connects here)")
@@ -54,6 +64,8 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.QuarantineWindow, "quarantine-window", interceptor.DefaultQuarantineWindow, "the window in which --quarantine-after timeouts count")
 	fs.DurationVar(&cfg.QuarantineFor, "quarantine-for", interceptor.DefaultQuarantineFor, "how long a quarantined hook is not run: its calls fail fast with UNAVAILABLE, or skip it with onError continue")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM may take: draining in-flight calls, then stopping etcd")
+	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
+	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "memory limit of a hook worker process, in MiB beyond its baseline")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -88,6 +100,13 @@ func run(args []string) error {
 	if cfg.HookTimeout > cfg.MaxHookTimeout {
 		return fmt.Errorf("--hook-timeout %v is more than --max-hook-timeout %v", cfg.HookTimeout, cfg.MaxHookTimeout)
 	}
+	if cfg.Isolation != "inprocess" && cfg.Isolation != "process" {
+		return fmt.Errorf("--isolation %q is not inprocess or process", cfg.Isolation)
+	}
+	if hookMemory <= 0 || hookMemory > 1<<20 {
+		return fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
+	}
+	cfg.HookMemory = hookMemory << 20
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

@@ -112,6 +112,9 @@ const (
 	// Overloaded: the run never started, because the engine's runs in
 	// flight were at their limit for longer than the queue wait.
 	Overloaded
+	// Exhausted: the run took more memory than it may (a hook worker
+	// process killed at its limit).
+	Exhausted
 )
 
 // Error is a failed run. Deliberate rejections are not errors: they are an
@@ -223,7 +226,7 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	r.done = w.done
 	start := time.Now()
 	e.workers.do(r)
-	ceiling := wallCeiling(timeout)
+	ceiling := WallCeiling(timeout)
 	w.timer.Reset(timeout)
 	for {
 		select {
@@ -261,8 +264,9 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	}
 }
 
-// wallCeiling is the wall-clock time a run with this time limit may take.
-func wallCeiling(timeout time.Duration) time.Duration {
+// WallCeiling is the wall-clock time a run with this time limit may take:
+// ten times the limit, at least a second.
+func WallCeiling(timeout time.Duration) time.Duration {
 	return max(10*timeout, time.Second)
 }
 
@@ -338,13 +342,14 @@ func (k Kind) Code() codes.Code {
 		return codes.DeadlineExceeded
 	case Canceled:
 		return codes.Canceled
-	case Overloaded:
+	case Overloaded, Exhausted:
 		return codes.ResourceExhausted
 	}
 	return codes.Internal
 }
 
-// String names the kind: thrown, timeout, canceled, badResult, crashed.
+// String names the kind: thrown, timeout, canceled, badResult, crashed,
+// exhausted.
 func (k Kind) String() string {
 	switch k {
 	case Thrown:
@@ -359,6 +364,8 @@ func (k Kind) String() string {
 		return "crashed"
 	case Overloaded:
 		return "overloaded"
+	case Exhausted:
+		return "exhausted"
 	}
 	return fmt.Sprintf("kind%d", int(k))
 }
@@ -384,10 +391,10 @@ func (e *Error) Status(hookID string) *status.Status {
 
 // Skippable reports whether a hook's onError "continue" may turn a failure
 // of this kind into a logged skip: a timeout, an uncaught error, an engine
-// failure, a run the server had no room for. A result that does not fit, or
-// a cancelled call, is never skipped.
+// failure, a run the server had no room for, a run killed at its memory
+// limit. A result that does not fit, or a cancelled call, is never skipped.
 func (k Kind) Skippable() bool {
-	return k == Thrown || k == Timeout || k == Crashed || k == Overloaded
+	return k == Thrown || k == Timeout || k == Crashed || k == Overloaded || k == Exhausted
 }
 
 // log writes a line a script logged, with the method and hook attached.

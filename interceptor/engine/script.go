@@ -14,7 +14,9 @@ import (
 // Script is a compiled hook script. It is immutable and safe for concurrent
 // use by any number of runs.
 type Script struct {
-	name    string
+	name string
+	// source is the text the script was compiled from.
+	source  string
 	program *goja.Program
 	module  bool
 	// bareExports is set when a module may use exports itself rather than
@@ -49,7 +51,7 @@ func Compile(name, src string) (s *Script, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	s = &Script{name: name, module: isModule(file)}
+	s = &Script{name: name, source: src, module: isModule(file)}
 	if fn := exportedFunction(file); fn != nil {
 		s.direct = true
 		file.Body[len(file.Body)-1] = &ast.ExpressionStatement{Expression: fn}
@@ -83,6 +85,9 @@ var bareExports = regexp.MustCompile(`(^|[^\w$])exports($|[^\w$])`)
 
 // Name returns the name the script was compiled with.
 func (s *Script) Name() string { return s.name }
+
+// Source returns the source the script was compiled from.
+func (s *Script) Source() string { return s.source }
 
 // IsModule reports whether the script exports a function through
 // module.exports rather than producing its result as a completion value.

@@ -1,0 +1,572 @@
+package isolate_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
+)
+
+// workerEnv makes this test binary a hook worker.
+const workerEnv = "APIHOOKS_ISOLATE_TEST_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(parentEnv) == "1" {
+		os.Unsetenv(parentEnv)
+		os.Setenv(workerEnv, "1")
+		serveAsParent()
+	}
+	if os.Getenv(workerEnv) == "1" {
+		if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Setenv(workerEnv, "1") // for the workers this process starts
+	goleak.VerifyTestMain(m)
+}
+
+// parentEnv makes this test binary a daemon with one busy worker, for
+// TestWorkersDieWithTheDaemon.
+const parentEnv = "APIHOOKS_ISOLATE_TEST_PARENT"
+
+// serveAsParent starts a worker, prints its pid, and runs a script in it
+// until this process is killed.
+func serveAsParent() {
+	exe, _ := os.Executable()
+	pool := isolate.New(isolate.WithCommand(exe), isolate.WithWorkers(1))
+	s, _ := engine.Compile("loop.js", `module.exports = c => { c.log.warn("looping"); while (true) {} }`)
+	pool.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Timeout: time.Hour})
+	os.Exit(1)
+}
+
+// TestWorkersDieWithTheDaemon kills a daemon (SIGKILL: no Close) whose
+// worker is busy: the worker dies too.
+func TestWorkersDieWithTheDaemon(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), parentEnv+"=1", workerEnv+"=0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The parent logs the script's line with slog's default handler.
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "looping") {
+	}
+	worker := childrenOf(t, cmd.Process.Pid)
+	if len(worker) != 1 {
+		t.Fatalf("the daemon has children %v; want one worker", worker)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	waitFor(t, "the worker to die with its daemon", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", worker[0]))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
+}
+
+// waitTimeout bounds waiting for a condition; generous for busy machines.
+const waitTimeout = 30 * time.Second
+
+// generous is the timeout of hooks in tests that are not about timeouts.
+const generous = 20 * time.Second
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newPool returns a pool of this test binary's workers, closed when t ends.
+func newPool(t testing.TB, logs *syncBuffer, opts ...isolate.Option) *isolate.Pool {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := isolate.New(append([]isolate.Option{isolate.WithCommand(exe), isolate.WithLogger(log)}, opts...)...)
+	t.Cleanup(p.Close)
+	return p
+}
+
+func compile(t *testing.T, src string) *engine.Script {
+	t.Helper()
+	s, err := engine.Compile("test.js", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func request() *eventsv1.SendEventRequest {
+	data, _ := structpb.NewStruct(map[string]any{"level": 3, "tags": []any{"a"}})
+	return &eventsv1.SendEventRequest{ToUserId: "alice", EventType: "login", EventData: data}
+}
+
+// describe renders an outcome or error for comparison.
+func describe(out engine.Outcome, err error) string {
+	if err != nil {
+		var ee *engine.Error
+		if errors.As(err, &ee) {
+			return fmt.Sprintf("error %v: %s", ee.Kind, ee.Message)
+		}
+		return "error: " + err.Error()
+	}
+	s := fmt.Sprintf("action %d", out.Action)
+	if out.Status != nil {
+		s += fmt.Sprintf(" status %v %q", out.Status.Code(), out.Status.Message())
+	}
+	if out.Message != nil {
+		s += " message " + strings.Join(strings.Fields(protojson.Format(out.Message)), " ")
+	}
+	return s
+}
+
+// logLines returns the log lines with time and level stripped, sorted as
+// written.
+func logLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if l == "" || strings.Contains(l, "hook worker") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, " level=")
+		out = append(out, rest)
+	}
+	return out
+}
+
+// TestSameAsInProcess runs each script in the engine and in a worker: the
+// outcome, the error and the log lines must be the same.
+func TestSameAsInProcess(t *testing.T) {
+	var poolLogs, engLogs syncBuffer
+	pool := newPool(t, &poolLogs, isolate.WithWorkers(2))
+	eng := engine.New(engine.WithLogger(slog.New(slog.NewTextHandler(&engLogs, nil))))
+	t.Cleanup(eng.Close)
+	tests := []struct {
+		name   string
+		script string
+		phase  engine.Phase
+		params any
+	}{
+		{"nothing goes on unchanged", `undefined`, engine.Pre, nil},
+		{"a changed request goes on", `module.exports = c => { c.request.eventType = "changed"; c.request.eventData.tags.push(c.params.tag) }`, engine.Pre, map[string]any{"tag": "b"}},
+		{"an override replaces the request", `({messageOverride: {toUserId: "bob"}})`, engine.Pre, nil},
+		{"a rejection carries its code and message", `({status: 403, message: "no " + ctx.request.toUserId})`, engine.Pre, nil},
+		{"a thrown error with a code rejects", `module.exports = () => { const e = new Error("slow down"); e.code = "RESOURCE_EXHAUSTED"; throw e }`, engine.Pre, nil},
+		{"a pre-hook answers in the handler's place", `({response: {eventId: "cached"}})`, engine.Pre, nil},
+		{"a post-hook changes the response", `module.exports = c => { c.response.eventId = "evt-" + c.response.eventId }`, engine.Post, nil},
+		{"a thrown error fails with its message", `throw new Error("boom")`, engine.Pre, nil},
+		{"a bad result names the field", `({colour: 1})`, engine.Pre, nil},
+		{"an override that does not fit names the field", `({messageOverride: {noSuchField: 1}})`, engine.Pre, nil},
+		{"metadata and params are seen", `module.exports = c => ({status: 400, message: c.metadata["x-tenant"][0] + "/" + c.params.n + "/" + c.hook + "/" + c.method})`, engine.Pre, map[string]any{"n": 1.5}},
+		{"logs carry method, hook and value", `module.exports = c => { c.log.info("hello", {a: [1, "x"]}); c.log.warn("plain"); bridge.logError("never") }`, engine.Pre, nil},
+		{"body scripts log through bridge", `bridge.logInfoJson("seen", data.message); bridge.logWarning("w")`, engine.Pre, nil},
+		{"a timeout names its limit", `while (true) {}`, engine.Pre, nil},
+	}
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-tenant", "acme"))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := compile(t, tt.script)
+			timeout := generous
+			if strings.Contains(tt.name, "timeout") {
+				timeout = 300 * time.Millisecond
+			}
+			call := func() *engine.Call {
+				c := &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: tt.phase, Hook: "h", ID: "events.v1.EventService/SendEvent/pre/h",
+					Params: tt.params, Request: request(), Timeout: timeout,
+					ResponseType: (&eventsv1.SendEventResponse{}).ProtoReflect().Type()}
+				if tt.phase == engine.Post {
+					c.Response = &eventsv1.SendEventResponse{EventId: "e1"}
+					c.ResponseType = nil
+				}
+				return c
+			}
+			inCall, outCall := call(), call()
+			before := proto.Clone(outCall.Request)
+			want := describe(eng.Run(ctx, s, inCall))
+			got := describe(pool.Run(ctx, s, outCall))
+			if got != want {
+				t.Errorf("in a worker: %s\nin process: %s", got, want)
+			}
+			if !proto.Equal(outCall.Request, before) {
+				t.Errorf("the worker's run changed the caller's request: %v", outCall.Request)
+			}
+			if g, w := logLines(poolLogs.String()), logLines(engLogs.String()); strings.Join(g, "\n") != strings.Join(w, "\n") {
+				t.Errorf("logs in a worker:\n%s\nin process:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
+			}
+			poolLogs.mu.Lock()
+			poolLogs.b.Reset()
+			poolLogs.mu.Unlock()
+			engLogs.mu.Lock()
+			engLogs.b.Reset()
+			engLogs.mu.Unlock()
+		})
+	}
+}
+
+// TestDynamicMessages runs a hook on dynamicpb messages, whose types the
+// worker knows only from the descriptors the pool sends.
+func TestDynamicMessages(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	md := (&eventsv1.SendEventRequest{}).ProtoReflect().Descriptor()
+	req := dynamicpb.NewMessage(md)
+	b, _ := proto.Marshal(request())
+	if err := proto.Unmarshal(b, req); err != nil {
+		t.Fatal(err)
+	}
+	s := compile(t, `module.exports = c => { c.request.eventData.level += 1 }`)
+	out, err := pool.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out.Message.(*dynamicpb.Message); !ok {
+		t.Fatalf("got a %T; want the caller's type, *dynamicpb.Message", out.Message)
+	}
+	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "toUserId": "alice", "eventType": "login", "eventData": { "level": 4, "tags": [ "a" ] } }`; got != want {
+		t.Errorf("got %s; want %s", got, want)
+	}
+}
+
+// TestTypesOnlyTheCallerKnows runs a hook on a message type that exists
+// only as a descriptor built at run time, unknown to the worker's program.
+func TestTypesOnlyTheCallerKnows(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	fdp := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("made/up.proto"),
+		Package: proto.String("made.up"),
+		Syntax:  proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Thing"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				{Name: proto.String("name"), JsonName: proto.String("name"), Number: proto.Int32(1), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+				{Name: proto.String("count"), JsonName: proto.String("count"), Number: proto.Int32(2), Type: descriptorpb.FieldDescriptorProto_TYPE_INT64.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+			},
+		}},
+	}
+	fd, err := protodesc.NewFile(fdp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := dynamicpb.NewMessage(fd.Messages().Get(0))
+	req.Set(fd.Messages().Get(0).Fields().ByName("name"), protoreflect.ValueOfString("a"))
+	s := compile(t, `module.exports = c => { c.request.name += "b"; c.request.count = "41" }`)
+	out, err := pool.Run(context.Background(), s, &engine.Call{Method: "/made.up.S/M", Phase: engine.Pre, Request: req, Timeout: generous})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "name": "ab", "count": "41" }`; got != want {
+		t.Errorf("got %s; want %s", got, want)
+	}
+}
+
+// children returns the pids of this process's children.
+func children(t *testing.T) []int {
+	t.Helper()
+	return childrenOf(t, os.Getpid())
+}
+
+// childrenOf returns the pids of the children of a process.
+func childrenOf(t *testing.T, parent int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var out []int
+	self := parent
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		_, rest, ok := strings.Cut(string(b), ") ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == strconv.Itoa(self) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runErr(t *testing.T, pool *isolate.Pool, ctx context.Context, src string, timeout time.Duration) (engine.Outcome, *engine.Error) {
+	t.Helper()
+	out, err := pool.Run(ctx, compile(t, src), &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Hook: "h", Request: request(), Timeout: timeout})
+	if err == nil {
+		return out, nil
+	}
+	var ee *engine.Error
+	if !errors.As(err, &ee) {
+		t.Fatalf("got %T %v; want an *engine.Error", err, err)
+	}
+	return out, ee
+}
+
+// TestMemoryHogsKillOnlyTheirWorker runs allocations that would kill an
+// in-process server, each beside runs of a healthy hook.
+func TestMemoryHogsKillOnlyTheirWorker(t *testing.T) {
+	logs := &syncBuffer{}
+	pool := newPool(t, logs, isolate.WithWorkers(2))
+	for _, hog := range []string{`"x".repeat(2**45)`, `new ArrayBuffer(2**45)`, `new Array(5e7).fill(0)`} {
+		t.Run(hog, func(t *testing.T) {
+			var wg sync.WaitGroup
+			healthy := make(chan error, 20)
+			stop := make(chan struct{})
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					out, ee := runErr(t, pool, context.Background(), `({messageOverride: {toUserId: "ok"}})`, generous)
+					if ee != nil {
+						healthy <- ee
+						return
+					}
+					if out.Message == nil {
+						healthy <- errors.New("no message")
+						return
+					}
+				}
+			})
+			_, ee := runErr(t, pool, context.Background(), hog, generous)
+			close(stop)
+			wg.Wait()
+			close(healthy)
+			for err := range healthy {
+				t.Errorf("a healthy run beside it failed: %v", err)
+			}
+			if ee == nil || ee.Kind != engine.Exhausted || ee.Message != "worker exceeded its memory limit of 64 MiB; killed" {
+				t.Fatalf("got %v; want Exhausted: worker exceeded its memory limit of 64 MiB; killed", ee)
+			}
+			if got := ee.Status("events.v1.EventService/SendEvent/pre/x").String(); !strings.Contains(got, "ResourceExhausted") ||
+				!strings.Contains(got, "hook events.v1.EventService/SendEvent/pre/x: worker exceeded its memory limit of 64 MiB; killed") {
+				t.Errorf("status %s; want RESOURCE_EXHAUSTED naming the hook", got)
+			}
+			if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+				t.Errorf("a run after it: %v", ee)
+			}
+		})
+	}
+	if !strings.Contains(logs.String(), "fatal error") {
+		t.Errorf("the workers' standard error is not in the log:\n%s", logs.String())
+	}
+}
+
+// TestKilledWorkerIsReplaced kills a busy worker with SIGKILL: its run
+// fails naming the crash, and the next run gets a new worker.
+func TestKilledWorkerIsReplaced(t *testing.T) {
+	logs := &syncBuffer{}
+	pool := newPool(t, logs, isolate.WithWorkers(1))
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+		t.Fatal(ee)
+	}
+	kids := children(t)
+	if len(kids) != 1 {
+		t.Fatalf("%d workers; want 1", len(kids))
+	}
+	done := make(chan *engine.Error, 1)
+	go func() {
+		_, ee := runErr(t, pool, context.Background(), `module.exports = c => { c.log.info("looping"); while (true) {} }`, generous)
+		done <- ee
+	}()
+	waitFor(t, "the run to start", func() bool { return strings.Contains(logs.String(), "looping") })
+	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ee := <-done
+	if ee == nil || ee.Kind != engine.Crashed || ee.Message != "worker crashed (signal: killed)" {
+		t.Fatalf("got %v; want Crashed: worker crashed (signal: killed)", ee)
+	}
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+		t.Fatalf("the run after the crash: %v", ee)
+	}
+	if now := children(t); len(now) != 1 || now[0] == kids[0] {
+		t.Errorf("workers %v after the crash; want one new one (the old was %d)", now, kids[0])
+	}
+}
+
+// TestAbandonedRunsKillTheirWorker: a run that times out or whose context
+// ends returns at once, and its worker is killed and reaped.
+func TestAbandonedRunsKillTheirWorker(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		cancel   bool
+		timeout  time.Duration
+		wantKind engine.Kind
+		wantMsg  string
+	}{
+		{name: "timeout", timeout: 300 * time.Millisecond, wantKind: engine.Timeout, wantMsg: "timed out after 300ms of CPU time"},
+		{name: "cancelled call", cancel: true, timeout: generous, wantKind: engine.Canceled, wantMsg: "context canceled"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			pool := newPool(t, logs, isolate.WithWorkers(1))
+			if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+				t.Fatal(ee)
+			}
+			old := children(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				go func() {
+					waitFor(t, "the run to start", func() bool { return strings.Contains(logs.String(), "looping") })
+					cancel()
+				}()
+			}
+			_, ee := runErr(t, pool, ctx, `module.exports = c => { c.log.info("looping"); new Array(5e6).fill(0); while (true) {} }`, tt.timeout)
+			if ee == nil || ee.Kind != tt.wantKind || ee.Message != tt.wantMsg {
+				t.Fatalf("got %v; want %v: %s", ee, tt.wantKind, tt.wantMsg)
+			}
+			waitFor(t, "the worker to be reaped", func() bool {
+				_, err := os.Stat(fmt.Sprintf("/proc/%d", old[0]))
+				return err != nil
+			})
+			if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+				t.Fatalf("the run after: %v", ee)
+			}
+		})
+	}
+}
+
+// TestWaitingForAWorkerHonoursContext: with every worker busy, a run
+// waits, and gives up when its context ends, or at the queue wait.
+func TestWaitingForAWorkerHonoursContext(t *testing.T) {
+	logs := &syncBuffer{}
+	pool := newPool(t, logs, isolate.WithWorkers(1), isolate.WithQueueWait(time.Minute))
+	busy := make(chan *engine.Error, 1)
+	bctx, bcancel := context.WithCancel(context.Background())
+	defer bcancel()
+	go func() {
+		_, ee := runErr(t, pool, bctx, `module.exports = c => { c.log.info("looping"); while (true) {} }`, generous)
+		busy <- ee
+	}()
+	waitFor(t, "the run to start", func() bool { return strings.Contains(logs.String(), "looping") })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, ee := runErr(t, pool, ctx, `undefined`, generous); ee == nil || ee.Kind != engine.Canceled || !errors.Is(ee, context.DeadlineExceeded) {
+		t.Errorf("got %v; want Canceled by the context's deadline", ee)
+	}
+	short := newPool(t, logs, isolate.WithWorkers(1), isolate.WithQueueWait(0))
+	sctx, scancel := context.WithCancel(context.Background())
+	defer scancel()
+	second := make(chan struct{})
+	go func() {
+		defer close(second)
+		runErr(t, short, sctx, `module.exports = c => { c.log.info("looping too"); while (true) {} }`, generous)
+	}()
+	waitFor(t, "the second pool's run to start", func() bool { return strings.Contains(logs.String(), "looping too") })
+	if _, ee := runErr(t, short, context.Background(), `undefined`, generous); ee == nil || ee.Kind != engine.Overloaded ||
+		ee.Message != "not run: all 1 hook worker processes were busy for 0s" {
+		t.Errorf("got %v; want Overloaded at once", ee)
+	}
+	scancel()
+	<-second
+	bcancel()
+	if ee := <-busy; ee == nil || ee.Kind != engine.Canceled {
+		t.Errorf("the busy run: %v; want Canceled", ee)
+	}
+}
+
+// TestCloseReapsEveryWorker closes a pool with busy and idle workers: each
+// is gone, no zombie is left, and the busy runs return.
+func TestCloseReapsEveryWorker(t *testing.T) {
+	logs := &syncBuffer{}
+	exe, _ := os.Executable()
+	pool := isolate.New(isolate.WithCommand(exe), isolate.WithWorkers(3), isolate.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	var wg sync.WaitGroup
+	errs := make(chan *engine.Error, 2)
+	for range 2 {
+		wg.Go(func() {
+			_, ee := runErr(t, pool, context.Background(), `module.exports = c => { c.log.info("looping"); while (true) {} }`, generous)
+			errs <- ee
+		})
+	}
+	waitFor(t, "both runs to start", func() bool { return strings.Count(logs.String(), "looping") == 2 })
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+		t.Fatal(ee)
+	}
+	if n := len(children(t)); n != 3 {
+		t.Fatalf("%d workers; want 3", n)
+	}
+	pool.Close()
+	wg.Wait()
+	close(errs)
+	for ee := range errs {
+		if ee == nil || ee.Message != "hook worker pool is closed" {
+			t.Errorf("a busy run: %v; want: hook worker pool is closed", ee)
+		}
+	}
+	if kids := children(t); len(kids) != 0 {
+		t.Errorf("children %v after Close; want none (not even zombies)", kids)
+	}
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee == nil || ee.Message != "hook worker pool is closed" {
+		t.Errorf("a run after Close: %v; want: hook worker pool is closed", ee)
+	}
+}

@@ -1,0 +1,52 @@
+package isolate
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// limitMemory caps the process's private writable memory (RLIMIT_DATA,
+// what /proc/self/status shows as VmData) at what it has now plus limit,
+// and returns what it has now. The Go runtime maps its heap as such memory,
+// and treats a mapping the kernel refuses as a fatal "out of memory": the
+// process ends at once. It also asks the garbage collector to keep the heap
+// under the same amount, so that garbage left by earlier runs is collected
+// before the limit is reached. A limit of zero or less sets nothing.
+func limitMemory(limit int64) (int64, error) {
+	base, err := vmData()
+	if err != nil || limit <= 0 {
+		return base, err
+	}
+	debug.SetMemoryLimit(heapNow() + limit*7/8)
+	max := uint64(base + limit)
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: max, Max: max}); err != nil {
+		return base, fmt.Errorf("set RLIMIT_DATA: %w", err)
+	}
+	return base, nil
+}
+
+// vmData returns the process's VmData, in bytes.
+func vmData() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range bytes.Lines(b) {
+		v, ok := bytes.CutPrefix(line, []byte("VmData:"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmData: %w", err)
+		}
+		return n << 10, nil
+	}
+	return 0, fmt.Errorf("no VmData in /proc/self/status")
+}

@@ -1,0 +1,307 @@
+package isolate
+
+import (
+	"bufio"
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// scriptCacheSize bounds how many compiled scripts a worker keeps.
+const scriptCacheSize = 256
+
+// ServeWorker is the worker side of a Pool: it reads runs from r and writes
+// their results and log lines to w until r ends, running each script in an
+// engine of its own. A worker process calls it with its standard input and
+// output (apihooksd does so when its first argument is "hook-worker"); the
+// first message sets the worker's memory limit, which it applies to itself
+// (on Linux, RLIMIT_DATA: going over it is a fatal error of the process).
+// Nothing else may write to w.
+func ServeWorker(r io.Reader, w io.Writer) error {
+	s := &server{
+		in:      bufio.NewReaderSize(r, 64<<10),
+		out:     &frameWriter{w: w},
+		scripts: newScriptCache(scriptCacheSize),
+		files:   new(protoregistry.Files),
+		types:   map[protoreflect.FullName]protoreflect.MessageType{},
+		linked:  map[string]bool{},
+	}
+	var in isolatev1.Input
+	var buf []byte
+	var err error
+	if buf, err = readFrame(s.in, buf, &in); err != nil {
+		return fmt.Errorf("hook worker: read setup: %w", err)
+	}
+	setup := in.GetSetup()
+	if setup == nil {
+		return errors.New("hook worker: the first message is not a setup")
+	}
+	baseline, err := limitMemory(setup.MemoryLimit)
+	if err != nil {
+		return fmt.Errorf("hook worker: %w", err)
+	}
+	ready := &isolatev1.Output{Kind: &isolatev1.Output_Ready{Ready: &isolatev1.Ready{
+		Pid: int32(os.Getpid()), BaselineBytes: baseline}}}
+	if err := s.out.write(ready); err != nil {
+		return fmt.Errorf("hook worker: %w", err)
+	}
+	s.eng = engine.New(engine.WithLogger(slog.New(&forwarder{s: s})))
+	// A run abandoned in native code would make Close wait for it; the
+	// process ends soon after anyway.
+	defer func() { go s.eng.Close() }()
+	for {
+		in.Reset()
+		if buf, err = readFrame(s.in, buf, &in); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("hook worker: read: %w", err)
+		}
+		run := in.GetRun()
+		if run == nil {
+			return errors.New("hook worker: a message other than a run after setup")
+		}
+		if err := s.out.write(s.run(run)); err != nil {
+			return fmt.Errorf("hook worker: write: %w", err)
+		}
+	}
+}
+
+// server is the state of one worker.
+type server struct {
+	in      *bufio.Reader
+	out     *frameWriter
+	eng     *engine.Engine
+	scripts *scriptCache
+	files   *protoregistry.Files
+	types   map[protoreflect.FullName]protoreflect.MessageType
+	// linked are the files sent that this program has compiled in, the
+	// same to the byte.
+	linked map[string]bool
+	// cur is the ID of the run going on, for its log lines.
+	cur atomic.Uint64
+}
+
+// run runs one script and returns its Result, or NeedScript.
+func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
+	key := string(in.ScriptHash)
+	script := s.scripts.get(key)
+	if script == nil {
+		if !in.HasSource {
+			return &isolatev1.Output{Kind: &isolatev1.Output_NeedScript{NeedScript: &isolatev1.NeedScript{Id: in.Id}}}
+		}
+		var err error
+		if script, err = engine.Compile(in.ScriptName, in.ScriptSource); err != nil {
+			return failure(in.Id, engine.Crashed, "hook worker: "+err.Error())
+		}
+		s.scripts.add(key, script)
+	}
+	call, err := s.call(in)
+	if err != nil {
+		return failure(in.Id, engine.Crashed, "hook worker: "+err.Error())
+	}
+	s.cur.Store(in.Id)
+	out, err := s.eng.Run(context.Background(), script, call)
+	if err != nil {
+		var ee *engine.Error
+		if errors.As(err, &ee) {
+			return failure(in.Id, ee.Kind, ee.Message)
+		}
+		return failure(in.Id, engine.Crashed, err.Error())
+	}
+	res := &isolatev1.Result{Id: in.Id}
+	switch out.Action {
+	case engine.Continue:
+		res.Action = isolatev1.Action_ACTION_CONTINUE
+	case engine.Reject:
+		res.Action = isolatev1.Action_ACTION_REJECT
+		res.StatusCode = int32(out.Status.Code())
+		res.StatusMessage = out.Status.Message()
+	case engine.Respond:
+		res.Action = isolatev1.Action_ACTION_RESPOND
+	}
+	if out.Message != nil {
+		b, err := proto.Marshal(out.Message)
+		if err != nil {
+			return failure(in.Id, engine.BadResult, "encode the hook's message: "+err.Error())
+		}
+		res.Message = b
+		if res.Message == nil {
+			res.Message = []byte{}
+		}
+	}
+	return &isolatev1.Output{Kind: &isolatev1.Output_Result{Result: res}}
+}
+
+// call builds the engine's Call from a Run.
+func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
+	for _, f := range in.Files {
+		if _, err := s.files.FindFileByPath(f.GetName()); err == nil {
+			continue
+		}
+		fd, err := protodesc.NewFile(f, s.files)
+		if err != nil {
+			return nil, fmt.Errorf("descriptor %s: %w", f.GetName(), err)
+		}
+		if err := s.files.RegisterFile(fd); err != nil {
+			return nil, fmt.Errorf("descriptor %s: %w", f.GetName(), err)
+		}
+		if g, err := protoregistry.GlobalFiles.FindFileByPath(f.GetName()); err == nil &&
+			proto.Equal(protodesc.ToFileDescriptorProto(g), f) {
+			s.linked[f.GetName()] = true
+		}
+	}
+	call := &engine.Call{
+		Method:   in.Method,
+		Phase:    engine.Phase(in.Phase),
+		Hook:     in.Hook,
+		ID:       in.HookId,
+		Metadata: make(map[string][]string, len(in.Metadata)),
+		Timeout:  time.Duration(in.TimeoutNanos),
+		// The worker owns its copies of the messages.
+		InPlace: true,
+	}
+	if len(in.ParamsJson) > 0 {
+		if err := json.Unmarshal(in.ParamsJson, &call.Params); err != nil {
+			return nil, fmt.Errorf("params: %w", err)
+		}
+	}
+	for k, v := range in.Metadata {
+		call.Metadata[k] = v.Values
+	}
+	var err error
+	if call.Request, err = s.message(in.RequestType, in.Request); err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	if call.Response, err = s.message(in.ResponseType, in.Response); err != nil {
+		return nil, fmt.Errorf("response: %w", err)
+	}
+	if in.AnswerType != "" {
+		if call.ResponseType, err = s.messageType(in.AnswerType); err != nil {
+			return nil, fmt.Errorf("response type: %w", err)
+		}
+	}
+	return call, nil
+}
+
+// message decodes a message of the named type; nil when name is empty.
+func (s *server) message(name string, b []byte) (proto.Message, error) {
+	if name == "" {
+		return nil, nil
+	}
+	mt, err := s.messageType(name)
+	if err != nil {
+		return nil, err
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+func (s *server) messageType(name string) (protoreflect.MessageType, error) {
+	fn := protoreflect.FullName(name)
+	if mt, ok := s.types[fn]; ok {
+		return mt, nil
+	}
+	d, err := s.files.FindDescriptorByName(fn)
+	if err != nil {
+		return nil, fmt.Errorf("message type %s: %w", name, err)
+	}
+	md, ok := d.(protoreflect.MessageDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a message type", name)
+	}
+	var mt protoreflect.MessageType = dynamicpb.NewMessageType(md)
+	if s.linked[md.ParentFile().Path()] {
+		// The same type is compiled into this program: its generated code
+		// is several times faster than dynamicpb.
+		if g, err := protoregistry.GlobalTypes.FindMessageByName(fn); err == nil {
+			mt = g
+		}
+	}
+	s.types[fn] = mt
+	return mt, nil
+}
+
+func failure(id uint64, k engine.Kind, msg string) *isolatev1.Output {
+	return &isolatev1.Output{Kind: &isolatev1.Output_Result{Result: &isolatev1.Result{
+		Id: id, ErrorKind: int32(k), ErrorMessage: msg}}}
+}
+
+// forwarder is the slog.Handler of a worker's engine: it sends each line a
+// script logs to the daemon, which logs it through its own logger with the
+// method and hook attached.
+type forwarder struct{ s *server }
+
+func (f *forwarder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (f *forwarder) Handle(_ context.Context, r slog.Record) error {
+	l := &isolatev1.Log{Id: f.s.cur.Load(), Level: int32(r.Level), Message: r.Message}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "value" {
+			return true
+		}
+		b, err := json.Marshal(a.Value.Any())
+		if err != nil {
+			b, _ = json.Marshal(fmt.Sprint(a.Value.Any()))
+		}
+		l.ValueJson, l.HasValue = b, true
+		return false
+	})
+	return f.s.out.write(&isolatev1.Output{Kind: &isolatev1.Output_Log{Log: l}})
+}
+
+func (f *forwarder) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f *forwarder) WithGroup(string) slog.Handler      { return f }
+
+// scriptCache is a least-recently-used cache of compiled scripts.
+type scriptCache struct {
+	max   int
+	order *list.List
+	items map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key    string
+	script *engine.Script
+}
+
+func newScriptCache(max int) *scriptCache {
+	return &scriptCache{max: max, order: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *scriptCache) get(key string) *engine.Script {
+	e, ok := c.items[key]
+	if !ok {
+		return nil
+	}
+	c.order.MoveToFront(e)
+	return e.Value.(*cacheEntry).script
+}
+
+func (c *scriptCache) add(key string, s *engine.Script) {
+	c.items[key] = c.order.PushFront(&cacheEntry{key: key, script: s})
+	for c.order.Len() > c.max {
+		e := c.order.Back()
+		c.order.Remove(e)
+		delete(c.items, e.Value.(*cacheEntry).key)
+	}
+}

@@ -1,0 +1,357 @@
+package isolate
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// worker is the daemon's side of one worker process. The run holding it
+// writes to its standard input and reads its standard output itself, in
+// blocking system calls: the answer wakes the caller's thread at once, with
+// no hop through another goroutine or the network poller (which a busy
+// server polls late). A run that must stop waiting kills the worker, which
+// ends the read.
+type worker struct {
+	p        *Pool
+	cmd      *exec.Cmd
+	pid      int
+	baseline int64
+	stdin    *os.File
+	stdout   *os.File
+	stderr   io.ReadCloser
+	in       frameWriter
+	out      *bufio.Reader
+	buf      []byte
+
+	// killed is set once the pool killed the worker.
+	killed atomic.Bool
+	// oom is set when the worker's standard error reported that memory was
+	// refused.
+	oom atomic.Bool
+	// exited is closed once the process is reaped; exitErr is its state.
+	exited  chan struct{}
+	exitErr error
+
+	// sent are the descriptor files the worker has been sent.
+	sent map[string]bool
+}
+
+func (p *Pool) command() (*exec.Cmd, error) {
+	path := p.opts.path
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find this program: %w", err)
+		}
+		path = exe
+	}
+	cmd := exec.Command(path, p.opts.args...)
+	// One core per worker: one run at a time needs no more, and a worker
+	// cannot take the daemon's other cores.
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	childAttr(cmd)
+	return cmd, nil
+}
+
+// newWorker starts a worker process. Call it on the spawner's thread.
+func (p *Pool) newWorker() (*worker, error) {
+	cmd, err := p.command()
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]bool{}}
+	inR, inW, err := blockingPipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := blockingPipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	cmd.Stdin, cmd.Stdout = inR, outW
+	if w.stderr, err = cmd.StderrPipe(); err != nil {
+		closeAll(inR, inW, outR, outW)
+		return nil, err
+	}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		closeAll(inW, outR)
+		return nil, err
+	}
+	w.pid = cmd.Process.Pid
+	w.stdin, w.stdout = inW, outR
+	w.in.w = inW
+	w.out = bufio.NewReaderSize(outR, 64<<10)
+	return w, nil
+}
+
+func closeAll(fs ...*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// abandon reaps a worker whose reaper never started.
+func (w *worker) abandon() {
+	closeAll(w.stdin, w.stdout)
+	w.cmd.Wait()
+}
+
+// kill kills the process; its reaper then reaps it.
+func (w *worker) kill() {
+	w.killed.Store(true)
+	w.cmd.Process.Kill()
+}
+
+// dead reports whether the worker was killed or has exited.
+func (w *worker) dead() bool {
+	if w.killed.Load() {
+		return true
+	}
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// setup sends the worker its settings and waits until it is ready.
+func (w *worker) setup(ctx context.Context, memoryLimit int64) error {
+	stop := context.AfterFunc(ctx, w.kill)
+	defer stop()
+	in := &isolatev1.Input{Kind: &isolatev1.Input_Setup{Setup: &isolatev1.Setup{MemoryLimit: memoryLimit}}}
+	if err := w.in.write(in); err != nil {
+		return w.startErr(ctx, err)
+	}
+	var out isolatev1.Output
+	var err error
+	if w.buf, err = readFrame(w.out, w.buf, &out); err != nil {
+		return w.startErr(ctx, err)
+	}
+	r := out.GetReady()
+	if r == nil {
+		return fmt.Errorf("worker %d answered its setup with %T", w.pid, out.Kind)
+	}
+	w.baseline = r.BaselineBytes
+	return nil
+}
+
+func (w *worker) startErr(ctx context.Context, err error) error {
+	w.kill()
+	if ctx.Err() != nil {
+		return fmt.Errorf("worker %d: %w", w.pid, ctx.Err())
+	}
+	<-w.exited
+	return fmt.Errorf("worker %d exited at start (%v): %v", w.pid, w.exitErr, err)
+}
+
+// run sends in to the worker and reads its answer. It kills the worker
+// when the run times out, when ctx ends, or when the worker's answer is
+// not what the protocol allows.
+func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, call *engine.Call, timeout time.Duration) (engine.Outcome, error) {
+	for _, md := range descriptors(call) {
+		for _, f := range w.p.files.get(md) {
+			if !w.sent[f.GetName()] {
+				in.Files = append(in.Files, f)
+				w.sent[f.GetName()] = true
+			}
+		}
+	}
+	stop := context.AfterFunc(ctx, w.kill)
+	defer stop()
+	// The worker's engine ends the run at its time limit, in CPU time; a
+	// worker still busy at the wall-clock ceiling is killed.
+	var timedOut atomic.Bool
+	t := time.AfterFunc(engine.WallCeiling(timeout), func() { timedOut.Store(true); w.kill() })
+	defer t.Stop()
+	msg := &isolatev1.Input{Kind: &isolatev1.Input_Run{Run: in}}
+	var out isolatev1.Output
+	for {
+		if err := w.in.write(msg); err != nil {
+			return w.failed(ctx, timeout, timedOut.Load())
+		}
+	read:
+		out.Reset()
+		var err error
+		if w.buf, err = readFrame(w.out, w.buf, &out); err != nil {
+			return w.failed(ctx, timeout, timedOut.Load())
+		}
+		switch k := out.Kind.(type) {
+		case *isolatev1.Output_Log:
+			if k.Log.Id == in.Id {
+				w.p.logScript(ctx, call, k.Log)
+			}
+			goto read
+		case *isolatev1.Output_Result:
+			if k.Result.Id != in.Id {
+				break
+			}
+			o, err := decodeResult(k.Result, call)
+			var ee *engine.Error
+			if errors.As(err, &ee) && (ee.Kind == engine.Timeout || ee.Kind == engine.Canceled) {
+				// The script may still be busy in native code.
+				w.kill()
+			}
+			return o, err
+		case *isolatev1.Output_NeedScript:
+			if k.NeedScript.Id == in.Id && !in.HasSource {
+				in.ScriptSource, in.HasSource = s.Source(), true
+				continue
+			}
+		}
+		w.kill()
+		return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
+			"hook worker %d answered run %d out of turn; killed", w.pid, in.Id)}
+	}
+}
+
+// failed returns the error of a run whose pipe failed: a timeout, a
+// cancelled call, a closed pool, or a worker that died under it.
+func (w *worker) failed(ctx context.Context, timeout time.Duration, timedOut bool) (engine.Outcome, error) {
+	w.kill()
+	switch {
+	case timedOut:
+		return engine.Outcome{}, &engine.Error{Kind: engine.Timeout, Message: fmt.Sprintf(
+			"timed out: still running after %v (ten times its time limit of %v); worker killed", engine.WallCeiling(timeout), timeout)}
+	case ctx.Err() != nil:
+		return engine.Outcome{}, canceled(ctx.Err())
+	}
+	<-w.exited // soon: it was killed
+	select {
+	case <-w.p.closing:
+		return engine.Outcome{}, errClosed
+	default:
+	}
+	if w.oom.Load() {
+		return engine.Outcome{}, &engine.Error{Kind: engine.Exhausted, Message: fmt.Sprintf(
+			"worker exceeded its memory limit of %s; killed", formatBytes(w.p.opts.memoryLimit))}
+	}
+	return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf("worker crashed (%v)", w.exitErr)}
+}
+
+// reap logs what the worker writes to its standard error, noting a refused
+// allocation, and reaps the worker when it ends.
+func (w *worker) reap() {
+	defer w.p.wg.Done()
+	sc := bufio.NewScanner(w.stderr)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if outOfMemory(line) {
+			w.oom.Store(true)
+		}
+		w.p.opts.logger.Warn("hook worker: "+line, "pid", w.pid)
+	}
+	io.Copy(io.Discard, w.stderr)
+	killed := w.killed.Load()
+	w.exitErr = w.cmd.Wait()
+	closeAll(w.stdin, w.stdout)
+	w.p.forget(w)
+	close(w.exited)
+	if !killed || w.oom.Load() {
+		w.p.opts.logger.Warn("hook worker exited", "pid", w.pid, "state", w.exitErr, "out_of_memory", w.oom.Load())
+	}
+}
+
+// outOfMemory reports whether a line of a worker's standard error says
+// that memory was refused: the Go runtime's fatal errors, and those of the
+// race detector's runtime, when a mapping goes over RLIMIT_DATA.
+func outOfMemory(line string) bool {
+	for _, s := range []string{"out of memory", "cannot allocate memory", "(errno: 12)", "address space collisions for -race mode"} {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonValue decodes a logged value.
+func jsonValue(b []byte) any {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return string(b)
+	}
+	return v
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n%(1<<30) == 0 && n > 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n%(1<<20) == 0 && n > 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// spawner starts worker processes from one goroutine locked to its thread
+// for the pool's life. A worker's parent-death signal fires when the thread
+// that started it ends, and a thread ends when a goroutine that locked it
+// returns without unlocking: a thread that only the spawner ever uses ends
+// only with the process.
+type spawner struct {
+	once sync.Once
+	reqs chan chan spawned
+	done chan struct{}
+}
+
+type spawned struct {
+	w   *worker
+	err error
+}
+
+func (s *spawner) start(p *Pool) (*worker, error) {
+	s.once.Do(func() {
+		s.reqs = make(chan chan spawned)
+		s.done = make(chan struct{})
+		go func() {
+			defer close(s.done)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for {
+				select {
+				case reply := <-s.reqs:
+					w, err := p.newWorker()
+					reply <- spawned{w, err}
+				case <-p.closing:
+					return
+				}
+			}
+		}()
+	})
+	reply := make(chan spawned, 1)
+	select {
+	case s.reqs <- reply:
+	case <-p.closing:
+		return nil, errClosed
+	}
+	r := <-reply
+	return r.w, r.err
+}
+
+// stop waits for the spawner to end; the pool is closing.
+func (s *spawner) stop() {
+	s.once.Do(func() {}) // orders this read of done after start's write
+	if s.done != nil {
+		<-s.done
+	}
+}
