@@ -43,18 +43,17 @@ type daemon struct {
 // startDaemon runs the daemon on its embedded etcd, on free ports.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	return startDaemonWith(t, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second, time.Minute)
+	return startDaemonWith(t, nil)
 }
 
-// startDaemonWith runs the daemon on its embedded etcd, on free ports,
-// logging to log, shutting down within shutdownTimeout, and letting hooked
-// calls wait queueWait for room.
-func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait time.Duration) *daemon {
+// startDaemonWith runs the daemon on its embedded etcd, on free ports, with
+// the configuration of startDaemon as configure changes it.
+func startDaemonWith(t testing.TB, configure func(*server.Config)) *daemon {
 	t.Helper()
 	// A port found free may be taken by another process before etcd binds
 	// it, on a busy machine: try again with others.
 	for attempt := 1; ; attempt++ {
-		d, err := tryStartDaemon(t, log, shutdownTimeout, queueWait)
+		d, err := tryStartDaemon(t, configure)
 		if err == nil {
 			return d
 		}
@@ -64,26 +63,28 @@ func startDaemonWith(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait 
 	}
 }
 
-func tryStartDaemon(t testing.TB, log *slog.Logger, shutdownTimeout, queueWait time.Duration) (*daemon, error) {
+func tryStartDaemon(t testing.TB, configure func(*server.Config)) (*daemon, error) {
 	etcdAddr, peerAddr := etcdtest.FreeAddr(t), etcdtest.FreeAddr(t)
+	cfg := server.Config{
+		Listen:                 "127.0.0.1:0",
+		DataDir:                t.TempDir(),
+		EmbeddedEtcdListen:     etcdAddr,
+		EmbeddedEtcdPeerListen: peerAddr,
+		EtcdDialTimeout:        5 * time.Second,
+		Prefix:                 "/apihooks/",
+		HookTimeout:            time.Second,
+		ShutdownTimeout:        5 * time.Second,
+		HookQueueWait:          time.Minute,
+		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
 	ready := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		d.done <- server.Run(ctx, server.Config{
-			Listen:                 "127.0.0.1:0",
-			DataDir:                t.TempDir(),
-			EmbeddedEtcdListen:     etcdAddr,
-			EmbeddedEtcdPeerListen: peerAddr,
-			EtcdDialTimeout:        5 * time.Second,
-			Prefix:                 "/apihooks/",
-			HookTimeout:            time.Second,
-			ShutdownTimeout:        shutdownTimeout,
-			HookQueueWait:          queueWait,
-			Logger:                 log,
-			Ready:                  func(a net.Addr) { ready <- a },
-		})
-	}()
+	cfg.Ready = func(a net.Addr) { ready <- a }
+	go func() { d.done <- server.Run(ctx, cfg) }()
 	var addr net.Addr
 	select {
 	case addr = <-ready:
@@ -182,7 +183,7 @@ func TestDaemonServesHealthReflectionAndHooks(t *testing.T) {
 
 func TestDaemonDrainsOnShutdown(t *testing.T) {
 	entered := make(chan struct{}, 1)
-	d := startDaemonWith(t, slog.New(signalHandler{msg: "entered", c: entered}), 5*time.Second, time.Minute)
+	d := startDaemonWith(t, func(c *server.Config) { c.Logger = slog.New(signalHandler{msg: "entered", c: entered}) })
 	ctx := context.Background()
 	// A hook that takes a while for user a, so a call is in flight at
 	// shutdown; it answers probes at once.

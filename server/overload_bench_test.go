@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server"
 )
 
 // BenchmarkOverload is the overload of a hook that keeps the CPU busy: 200
@@ -29,7 +28,7 @@ func BenchmarkOverload(b *testing.B) {
 		callers = 200
 		period  = 5 * time.Second
 	)
-	d := startDaemonWith(b, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second, 100*time.Millisecond)
+	d := startDaemonWith(b, func(c *server.Config) { c.HookQueueWait = 100 * time.Millisecond })
 	ctx := context.Background()
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/busy",
 		`{"script": "module.exports = () => { const end = Date.now() + 50; while (Date.now() < end) {} }"}`); err != nil {
@@ -92,7 +91,7 @@ func BenchmarkOverload(b *testing.B) {
 // fills an array of 5e7 elements, and reports the process's peak resident
 // memory (VmHWM) once they have ended.
 func BenchmarkRunawayAllocations(b *testing.B) {
-	d := startDaemonWith(b, slog.New(slog.NewTextHandler(io.Discard, nil)), 5*time.Second, time.Minute)
+	d := startDaemonWith(b, nil)
 	ctx := context.Background()
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/fill",
 		`{"script": "module.exports = () => { new Array(5e7).fill(0) }"}`); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server"
 )
 
 // stuckHandler is a log handler that blocks each record whose message is
@@ -44,7 +45,7 @@ func TestShutdownAbandonsRunsStuckInNativeCode(t *testing.T) {
 	// Released only once the daemon has stopped, so that the leak check
 	// at the end finds the run's goroutine gone.
 	t.Cleanup(func() { close(h.release) })
-	d := startDaemonWith(t, slog.New(h), 3*time.Second, time.Minute)
+	d := startDaemonWith(t, func(c *server.Config) { c.Logger, c.ShutdownTimeout = slog.New(h), 3*time.Second })
 	ctx := context.Background()
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stuck",
 		`{"script": "module.exports = (ctx) => { ctx.log.info('stuck') }", "timeout": "5s"}`); err != nil {
