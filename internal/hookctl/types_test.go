@@ -41,14 +41,14 @@ func TestPutTypeScriptStoresLangTs(t *testing.T) {
 }
 
 func TestTestAndValidateRunTypeScriptHooksOffline(t *testing.T) {
-	r := runHookctl(t, []string{"test", "-f", "../../scripts/"})
+	r := runHookctl(t, []string{"test", "-f", "../../scripts/typescript/"})
 	if r.code != 0 {
-		t.Fatalf("hookctl test -f scripts/: %v", r)
+		t.Fatalf("hookctl test -f scripts/typescript/: %v", r)
 	}
 	mustContain(t, "test -f scripts/", r.stdout, "hide-events.test.yaml", "0 failed")
-	r = runHookctl(t, []string{"validate", "-f", "../../scripts/"})
+	r = runHookctl(t, []string{"validate", "-f", "../../scripts/typescript/"})
 	if r.code != 0 {
-		t.Fatalf("hookctl validate -f scripts/: %v", r)
+		t.Fatalf("hookctl validate -f scripts/typescript/: %v", r)
 	}
 	mustContain(t, "validate -f scripts/", r.stdout, "hide-events.ts")
 }
@@ -92,7 +92,7 @@ func TestTypesCheckHooksWithTheTypeScriptCompiler(t *testing.T) {
 		}
 	}
 	good := map[string]string{
-		"hide-events.ts": readFile(t, "../../scripts/hide-events.ts"),
+		"hide-events.ts": readFile(t, "../../scripts/typescript/hide-events.ts"),
 		"pre.ts": `import * as T from 'types';
 const hook: T.Hook<"events.v1.EventService/SendEvent"> = async (ctx) => {
   ctx.request.toUserId = ctx.request.toUserId?.toLowerCase();

@@ -1,7 +1,7 @@
 // A post-hook on GetEvents, in TypeScript: drops the events of the types
 // params.hidden lists. The shape is the API Maker seed's (import the types,
 // an async main, module.exports = main), with ctx in place of g.
-// `hookctl types -o scripts/types` writes the declarations an editor needs.
+// `hookctl types -o scripts/typescript` writes the declarations an editor needs.
 import * as T from 'types';
 
 interface Params {
