@@ -27,8 +27,10 @@ const (
 // Document is a hook's value in etcd, a JSON object. Unknown fields are
 // rejected.
 type Document struct {
-	// Script is the JavaScript source (required).
+	// Script is the script's source (required).
 	Script string `json:"script"`
+	// Lang is the script's language: "js" (when empty) or "ts".
+	Lang engine.Lang `json:"lang,omitempty"`
 	// Params are the hook's own parameters, any JSON ({} when absent).
 	Params json.RawMessage `json:"params,omitempty"`
 	// Enabled is true when absent; a disabled hook is not run.
@@ -93,7 +95,7 @@ func documentError(err error) error {
 		switch want {
 		case "int":
 			want = "an integer"
-		case "string", "registry.OnError", "registry.Isolation":
+		case "string", "registry.OnError", "registry.Isolation", "engine.Lang":
 			want = "a string"
 		case "*bool", "bool":
 			want = "true or false"
@@ -110,7 +112,7 @@ func documentError(err error) error {
 		return errors.New("document: empty")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want script, params, enabled, order, timeout, onError, description, isolation)", f)
+		return fmt.Errorf("document: unknown field %s (want script, lang, params, enabled, order, timeout, onError, description, isolation)", f)
 	}
 	return fmt.Errorf("document: %w", err)
 }
@@ -124,6 +126,11 @@ func (d *Document) Validate() error { return d.ValidateWithin(DefaultMaxTimeout)
 func (d *Document) ValidateWithin(maxTimeout time.Duration) error {
 	if strings.TrimSpace(d.Script) == "" {
 		return errors.New("document: field script: required")
+	}
+	switch d.Lang {
+	case "", engine.JS, engine.TS:
+	default:
+		return fmt.Errorf("document: field lang: %q is not %q or %q", d.Lang, engine.JS, engine.TS)
 	}
 	if len(d.Params) > 0 && !json.Valid(d.Params) {
 		return errors.New("document: field params: not valid JSON")
@@ -215,7 +222,7 @@ func Compile(k Key, d *Document) (*Hook, error) {
 			return nil, fmt.Errorf("document: field params: %w", err)
 		}
 	}
-	s, err := engine.Compile(h.ID, d.Script)
+	s, err := engine.CompileLang(h.ID, d.Script, d.Lang)
 	if err != nil {
 		return nil, fmt.Errorf("document: field script: %w", err)
 	}

@@ -31,6 +31,16 @@ func TestDecodeDocument(t *testing.T) {
 					t.Fatalf("params = %#v", h.Params)
 				}
 			}},
+		{name: "lang ts compiles TypeScript", doc: `{"script":"export default (ctx: any): void => {}","lang":"ts"}`, check: func(t *testing.T, h *Hook) {
+			if h.Doc.Lang != "ts" || !h.Script.IsModule() {
+				t.Fatalf("lang %q module %v; want ts and a module", h.Doc.Lang, h.Script.IsModule())
+			}
+		}},
+		{name: "TypeScript without lang ts is a JavaScript syntax error", doc: `{"script":"let x: number = 1"}`, wantErr: "field script: compile"},
+		{name: "a TypeScript syntax error names the key and the TypeScript line and column", doc: `{"script":"let a = 1;\nlet x: number = ;","lang":"ts"}`,
+			wantErr: `document: field script: a.B/M/pre/x:2:17: Unexpected ";"`},
+		{name: "lang must be js or ts", doc: `{"script":"1","lang":"python"}`, wantErr: `field lang: "python" is not "js" or "ts"`},
+		{name: "lang must be a string", doc: `{"script":"1","lang":1}`, wantErr: `field lang: want a string`},
 		{name: "params may be any JSON", doc: `{"script":"1","params":[1,"x"]}`},
 		{name: "null params mean {}", doc: `{"script":"1","params":null}`},
 		{name: "unknown field is named", doc: `{"script":"1","enable":true}`, wantErr: `unknown field "enable"`},

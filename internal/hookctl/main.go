@@ -272,7 +272,7 @@ written).`,
 		c.GroupID = "hooks"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand()} {
+	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand(), a.typesCommand()} {
 		c.GroupID = "manifest"
 		root.AddCommand(c)
 	}

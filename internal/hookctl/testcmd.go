@@ -15,13 +15,14 @@ import (
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
 	"github.com/apihooks/apihooks/internal/hookctl/hookname"
 	"github.com/apihooks/apihooks/internal/hookctl/hooktest"
+	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 )
 
 func (a *app) testCommand() *cobra.Command {
 	var (
 		file, scriptFile, method, phase, name string
 		request, response, params, timeout    string
-		onError, output                       string
+		onError, output, lang                 string
 		metadata                              []string
 		hookTimeout                           time.Duration
 		sf                                    schemaFlags
@@ -86,7 +87,7 @@ events.v1.EventService is built in.`,
 				return usageErrorf("give -f DIR, or --script FILE, --method SERVICE/METHOD and --phase pre|post")
 			}
 			if file != "" {
-				for _, f := range []string{"request", "response", "params", "metadata", "name", "timeout", "on-error"} {
+				for _, f := range []string{"request", "response", "params", "metadata", "name", "timeout", "on-error", "lang"} {
 					if cmd.Flags().Changed(f) {
 						return usageErrorf("--%s goes with --script; with -f, cases set it", f)
 					}
@@ -115,7 +116,10 @@ events.v1.EventService is built in.`,
 			if err != nil {
 				return err
 			}
-			doc := &registry.Document{Script: script, Timeout: timeout, OnError: registry.OnError(onError)}
+			doc := &registry.Document{Script: script, Timeout: timeout, OnError: registry.OnError(onError), Lang: manifest.LangOf(scriptFile)}
+			if lang != "" {
+				doc.Lang = engine.Lang(lang)
+			}
 			if params != "" {
 				if doc.Params, err = a.readJSONArg("params", params); err != nil {
 					return err
@@ -170,6 +174,7 @@ events.v1.EventService is built in.`,
 	f.StringArrayVar(&metadata, "metadata", nil, "incoming metadata as key=value (repeat for more)")
 	f.StringVar(&timeout, "timeout", "", "the hook's own timeout, as in its document")
 	f.StringVar(&onError, "on-error", "", "the hook's onError: abort (default) or continue")
+	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
 	f.DurationVar(&hookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks that set none, as the daemon's --hook-timeout")
 	_ = c.MarkFlagFilename("script", "js")
 	_ = c.RegisterFlagCompletionFunc("phase", cobra.FixedCompletions([]string{"pre", "post"}, cobra.ShellCompDirectiveNoFileComp))

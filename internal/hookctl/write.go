@@ -10,10 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
 	"github.com/apihooks/apihooks/internal/hookctl/hookname"
+	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 	"github.com/apihooks/apihooks/internal/hookctl/schema"
 	"github.com/apihooks/apihooks/internal/hookctl/store"
 )
@@ -79,7 +81,7 @@ func (a *app) readScript(path string) (string, error) {
 func (a *app) putCommand() *cobra.Command {
 	var (
 		scriptFile, params, timeout, onError, description string
-		isolation, output                                 string
+		isolation, output, lang                           string
 		order                                             int
 		disabled                                          bool
 		sf                                                schemaFlags
@@ -108,7 +110,11 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 				return err
 			}
 			doc := &registry.Document{Script: src, Order: order, Timeout: timeout,
-				OnError: registry.OnError(onError), Description: description, Isolation: registry.Isolation(isolation)}
+				OnError: registry.OnError(onError), Description: description, Isolation: registry.Isolation(isolation),
+				Lang: manifest.LangOf(scriptFile)}
+			if lang != "" {
+				doc.Lang = engine.Lang(lang)
+			}
 			if params != "" {
 				if doc.Params, err = a.readJSONArg("params", params); err != nil {
 					return failed(err)
@@ -177,6 +183,8 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 	f.StringVar(&onError, "on-error", "", "what a failure of the hook does: abort (default) or continue")
 	f.BoolVar(&disabled, "disabled", false, "store the hook disabled")
 	f.StringVar(&description, "description", "", "what the hook is for")
+	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
+	_ = c.RegisterFlagCompletionFunc("lang", cobra.FixedCompletions([]string{"js", "ts"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringVar(&isolation, "isolation", "", "where the hook runs: process or inprocess (default: the daemon's choice)")
 	_ = c.MarkFlagFilename("script", "js")
 	_ = c.RegisterFlagCompletionFunc("isolation", cobra.FixedCompletions([]string{"process", "inprocess"}, cobra.ShellCompDirectiveNoFileComp))

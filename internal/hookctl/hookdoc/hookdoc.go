@@ -18,6 +18,7 @@ import (
 	"github.com/dop251/goja"
 	"github.com/dop251/goja/parser"
 
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
@@ -82,7 +83,16 @@ func FieldChanges(a, b *registry.Document) []Change {
 	add("onError", string(OnError(a)), string(OnError(b)))
 	add("description", fmt.Sprintf("%q", a.Description), fmt.Sprintf("%q", b.Description))
 	add("isolation", ShowIsolation(a.Isolation), ShowIsolation(b.Isolation))
+	add("lang", ShowLang(a.Lang), ShowLang(b.Lang))
 	return out
+}
+
+// ShowLang shows a document's script language, "js" when absent.
+func ShowLang(l engine.Lang) string {
+	if l == "" {
+		return string(engine.JS)
+	}
+	return string(l)
 }
 
 // ShowIsolation shows a document's isolation, "default" when absent (the
@@ -227,7 +237,14 @@ func ScriptPosition(err error) (ScriptError, bool) {
 	var one *parser.Error
 	var syntax *goja.CompilerSyntaxError
 	var ref *goja.CompilerReferenceError
+	var ts *engine.TranspileError
 	switch {
+	case errors.As(err, &ts):
+		msg := ts.Msg
+		if ts.More > 0 {
+			msg += fmt.Sprintf(" (and %d more errors)", ts.More)
+		}
+		return ScriptError{Line: ts.Line, Column: ts.Column, Msg: "SyntaxError: " + msg}, true
 	case errors.As(err, &list) && len(list) > 0:
 		e := list[0]
 		msg := e.Message

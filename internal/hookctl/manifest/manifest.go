@@ -10,7 +10,7 @@
 //	  - method: events.v1.EventService/SendEvent   # or SERVICE/*, */*
 //	    phase: pre                                  # pre or post
 //	    name: addvalue
-//	    script: addvalue.js
+//	    script: addvalue.js                         # .js or .ts (TypeScript)
 //	    params: {extradata: {source: hook}}         # optional, any YAML
 //	    order: 10                                   # optional
 //	    timeout: 250ms                              # optional
@@ -18,6 +18,7 @@
 //	    enabled: true                               # optional
 //	    description: adds campaign data to events   # optional
 //	    isolation: process                          # optional: process or inprocess
+//	    lang: ts                                    # optional: js or ts; the default comes from the script file's extension
 package manifest
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
@@ -180,7 +182,7 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	return m, nil
 }
 
-var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation"}
+var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation", "lang"}
 
 // fieldInError finds the field a registry error names: "document: field
 // timeout: ...".
@@ -236,15 +238,15 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		switch {
 		case filepath.IsAbs(scriptRel):
 			errs.Addf(file, at("script"), hook, "script: %q: want a path relative to the manifest", scriptRel)
-		case filepath.Ext(scriptRel) != ".js":
-			errs.Addf(file, at("script"), hook, "script: %q: want a .js file", scriptRel)
+		case filepath.Ext(scriptRel) != ".js" && filepath.Ext(scriptRel) != ".ts":
+			errs.Addf(file, at("script"), hook, "script: %q: want a .js or .ts file", scriptRel)
 		default:
 			h.Script = filepath.Join(m.Dir, filepath.FromSlash(scriptRel))
 			src, err := os.ReadFile(h.Script)
 			if err != nil {
 				errs.Addf(file, at("script"), hook, "script: %v", err)
 			} else {
-				doc.Script = string(src)
+				doc.Script, doc.Lang = string(src), LangOf(scriptRel)
 			}
 		}
 	}
@@ -283,6 +285,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		errs.Add(file, lineOf(err, at("isolation")), hook, err)
 	}
 	doc.Isolation = registry.Isolation(isolation)
+	if lang, err := str("lang", false); err != nil {
+		errs.Add(file, lineOf(err, at("lang")), hook, err)
+	} else if lang != "" {
+		doc.Lang = engine.Lang(lang)
+	}
 	var raw []byte
 	if len(errs) == 0 {
 		raw, err = hookdoc.Encode(k, doc)
@@ -310,6 +317,15 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	}
 	h.Doc, h.Raw, h.Compiled = compiled.Doc, raw, compiled
 	return h, nil
+}
+
+// LangOf is the language of a script file, by its extension: TypeScript
+// for .ts, else empty (JavaScript, the default, which a document leaves out).
+func LangOf(path string) engine.Lang {
+	if strings.EqualFold(filepath.Ext(path), ".ts") {
+		return engine.TS
+	}
+	return ""
 }
 
 func lineOf(err error, fallback int) int {

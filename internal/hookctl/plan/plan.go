@@ -245,6 +245,9 @@ func describeNew(h *manifest.Hook) []string {
 	if d.Isolation != "" {
 		lines = append(lines, "isolation: "+string(d.Isolation))
 	}
+	if d.Lang != "" {
+		lines = append(lines, "lang: "+string(d.Lang))
+	}
 	return lines
 }
 
