@@ -561,8 +561,10 @@ func TestModuleForms(t *testing.T) {
 		{name: "a top-level declaration is the module's, not a global",
 			script:   `const tag = "local"; module.exports = function (ctx) { ctx.request.eventType = tag + " " + typeof globalThis.tag }`,
 			wantType: "local undefined"},
-		{name: "exports.main is not a hook",
-			script: `exports.main = function (ctx) {}`, wantErr: "module.exports is not a function"},
+		{name: "exports.main is the hook, as export function main is",
+			script: `exports.main = function (ctx) { ctx.request.eventType = "main" }`, wantType: "main"},
+		{name: "exports.default is the hook, as export default is",
+			script: `exports.default = (ctx) => { ctx.request.eventType = "default" }`, wantType: "default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -176,7 +176,17 @@ func (r *run) callModule(body goja.Value) (goja.Value, error) {
 func (r *run) callMain(exported goja.Value) (goja.Value, error) {
 	main, ok := goja.AssertFunction(exported)
 	if !ok {
-		return nil, &Error{Kind: BadResult, Message: "module.exports is not a function"}
+		// exports.main = function ... (or exports.default).
+		if obj, isObj := exported.(*goja.Object); isObj {
+			for _, name := range []string{"default", "main"} {
+				if main, ok = goja.AssertFunction(obj.Get(name)); ok {
+					break
+				}
+			}
+		}
+	}
+	if !ok {
+		return nil, &Error{Kind: BadResult, Message: "module.exports is not a function, nor an object with a function main or default"}
 	}
 	return main(goja.Undefined(), r.jsCtx)
 }
