@@ -79,6 +79,10 @@ type Config struct {
 	// HookMemory is the memory limit of a hook worker process, in bytes
 	// beyond its baseline; isolate.DefaultMemoryLimit when zero.
 	HookMemory int64
+	// HookHeapLimit is the heap size past which in-process hook runs are
+	// interrupted, longest-running first: engine.DefaultHeapLimit when
+	// zero, none when negative.
+	HookHeapLimit int64
 }
 
 // EtcdHealthService is the health service name that is SERVING while the
@@ -144,7 +148,8 @@ func Run(ctx context.Context, cfg Config) error {
 		maxRuns = engine.DefaultMaxRuns()
 	}
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
-		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait))
+		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait),
+		engine.WithHeapLimit(cmp.Or(cfg.HookHeapLimit, engine.DefaultHeapLimit)))
 	// Worker processes start only when a hook runs in one.
 	pool := isolate.New(isolate.WithLogger(log), isolate.WithTimeout(cfg.HookTimeout),
 		isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)),

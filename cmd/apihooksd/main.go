@@ -41,7 +41,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("apihooksd", flag.ContinueOnError)
 	var cfg server.Config
 	var endpoints, hookServices, logLevel, logFormat string
-	var hookMemory int64
+	var hookMemory, heapLimit int64
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory of the embedded etcd")
 	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (etcdctl connects here)")
@@ -66,6 +66,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM may take: draining in-flight calls, then stopping etcd")
 	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
 	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "memory limit of a hook worker process, in MiB beyond its baseline")
+	fs.Int64Var(&heapLimit, "hook-heap-limit", engine.DefaultHeapLimit>>20, "heap size, in MiB, past which in-process hook runs are interrupted, longest-running first (0: never)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -107,6 +108,13 @@ func run(args []string) error {
 		return fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
 	}
 	cfg.HookMemory = hookMemory << 20
+	if heapLimit < 0 {
+		return fmt.Errorf("--hook-heap-limit %d must not be negative", heapLimit)
+	}
+	cfg.HookHeapLimit = heapLimit << 20
+	if heapLimit == 0 {
+		cfg.HookHeapLimit = -1
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

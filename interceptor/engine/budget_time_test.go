@@ -195,3 +195,23 @@ func isKind(err error, k engine.Kind) bool {
 	var ee *engine.Error
 	return errors.As(err, &ee) && ee.Kind == k
 }
+
+// A run that grows the heap with what no built-in's budget sees (here the +
+// operator doubling a string) is interrupted once the process's heap is
+// over the engine's heap limit, and ends with Kind Exhausted.
+func TestHeapLimitInterruptsTheLongestRun(t *testing.T) {
+	e := newEngine(t, engine.WithHeapLimit(128<<20), engine.WithMaxRuns(4))
+	call := preCall(t)
+	call.Timeout = time.Minute
+	_, err := e.Run(context.Background(), compile(t, `module.exports = () => { let s = "x"; for (;;) s += s }`), call)
+	var ee *engine.Error
+	if !errors.As(err, &ee) || ee.Kind != engine.Exhausted || ee.Kind.Code() != codes.ResourceExhausted ||
+		!strings.Contains(ee.Message, "hook heap limit of 128 MiB") {
+		t.Fatalf("Run() error = %v; want Exhausted at the heap limit of 128 MiB", err)
+	}
+	// Runs go on as before.
+	out, err := e.Run(context.Background(), compile(t, `({status: 403})`), preCall(t))
+	if err != nil || out.Action != engine.Reject {
+		t.Fatalf("after the heap limit: Run() = %+v, %v; want a rejection", out, err)
+	}
+}

@@ -138,6 +138,9 @@ type Engine struct {
 	// slots holds a token for each run in flight, abandoned runs included,
 	// until the run really ends.
 	slots chan struct{}
+	// heap interrupts runs while the heap is over its limit; nil when
+	// there is no limit.
+	heap *heapWatch
 }
 
 // New returns an engine.
@@ -148,7 +151,11 @@ func New(opts ...Option) *Engine {
 			regexp2.DefaultMatchTimeout = regexpMatchTimeout
 		}
 	})
-	return &Engine{opts: o, workers: newWorkers(), slots: make(chan struct{}, o.maxRuns)}
+	e := &Engine{opts: o, workers: newWorkers(), slots: make(chan struct{}, o.maxRuns)}
+	if o.heapLimit > 0 {
+		e.heap = newHeapWatch(uint64(o.heapLimit))
+	}
+	return e
 }
 
 // DefaultMaxRuns is the default bound on runs in flight: one fewer than
@@ -322,10 +329,12 @@ func (r *run) execute() {
 	var res result
 	runtime.LockOSThread()
 	r.startCPU()
+	r.e.heap.add(r)
 	defer func() {
 		if p := recover(); p != nil {
 			res = result{err: &Error{Kind: Crashed, Message: fmt.Sprintf("script engine failed: %v", p)}}
 		}
+		r.e.heap.remove(r)
 		runtime.UnlockOSThread()
 		r.e.release()
 		r.done <- res

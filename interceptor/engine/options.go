@@ -11,6 +11,7 @@ type options struct {
 	maxStack  int
 	maxRuns   int
 	queueWait time.Duration
+	heapLimit int64
 }
 
 // DefaultQueueWait is how long a run waits for room by default when the
@@ -21,6 +22,7 @@ var defaultOptions = options{
 	timeout:   DefaultTimeout,
 	maxStack:  10000,
 	queueWait: DefaultQueueWait,
+	heapLimit: DefaultHeapLimit,
 }
 
 // Option configures an Engine.
@@ -64,4 +66,13 @@ func WithMaxRuns(n int) Option {
 // DefaultQueueWait; zero fails at once).
 func WithQueueWait(d time.Duration) Option {
 	return func(o *options) { o.queueWait = d }
+}
+
+// WithHeapLimit sets the size of the process's heap past which the engine
+// interrupts the longest-running run, again every few milliseconds while
+// the heap stays over it (default DefaultHeapLimit; zero or less turns
+// this off). It bounds what no built-in's budget sees, such as a string
+// doubled with the + operator.
+func WithHeapLimit(bytes int64) Option {
+	return func(o *options) { o.heapLimit = bytes }
 }

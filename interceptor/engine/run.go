@@ -201,6 +201,9 @@ func (r *run) failed(err error) (Outcome, error) {
 	var overflow *goja.StackOverflowError
 	switch {
 	case errors.As(err, &interrupted):
+		if interrupted.Value() == errHeapLimit {
+			return Outcome{}, heapLimitError(r.e.heap.limit)
+		}
 		if _, ok := interrupted.Value().(error); ok && r.ctx.Err() != nil {
 			return Outcome{}, canceled(r.ctx.Err())
 		}

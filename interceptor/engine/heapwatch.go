@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"runtime/metrics"
+	"sync"
+	"time"
+)
+
+// DefaultHeapLimit is the heap size past which the engine interrupts runs,
+// by default: see WithHeapLimit.
+const DefaultHeapLimit = 1 << 30
+
+// heapCheckEvery is how often the heap is read while runs are going.
+const heapCheckEvery = 5 * time.Millisecond
+
+// errHeapLimit is the value a run is interrupted with when the process's
+// heap is over the limit.
+var errHeapLimit = errors.New("heap limit")
+
+// heapWatch bounds what runs can make the process's heap grow to with
+// operations no built-in budget sees (the + operator doubling a string,
+// values built in a loop): while runs are going, it reads the heap's size
+// every few milliseconds and, whenever it is over the limit, interrupts the
+// run that has been going longest, which ends with Kind Exhausted at its
+// next instruction. A heap that is over the limit for other reasons costs
+// the oldest run its call too: set the limit well above the heap the
+// process needs without hooks.
+type heapWatch struct {
+	limit uint64
+
+	mu      sync.Mutex
+	runs    map[*run]time.Time
+	running bool
+	sample  []metrics.Sample
+}
+
+func newHeapWatch(limit uint64) *heapWatch {
+	return &heapWatch{limit: limit, runs: map[*run]time.Time{},
+		sample: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}}
+}
+
+// add watches r from now on, starting the watch when it is idle.
+func (h *heapWatch) add(r *run) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.runs[r] = time.Now()
+	if !h.running {
+		h.running = true
+		go h.watch()
+	}
+	h.mu.Unlock()
+}
+
+// remove stops watching r.
+func (h *heapWatch) remove(r *run) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.runs, r)
+	h.mu.Unlock()
+}
+
+// watch checks the heap until no run is left to watch.
+func (h *heapWatch) watch() {
+	t := time.NewTicker(heapCheckEvery)
+	defer t.Stop()
+	for range t.C {
+		h.mu.Lock()
+		if len(h.runs) == 0 {
+			h.running = false
+			h.mu.Unlock()
+			return
+		}
+		metrics.Read(h.sample)
+		if h.sample[0].Value.Uint64() > h.limit {
+			h.interruptOldest()
+		}
+		h.mu.Unlock()
+	}
+}
+
+// interruptOldest interrupts the run that has been going longest and was
+// not interrupted yet; h.mu is held.
+func (h *heapWatch) interruptOldest() {
+	var oldest *run
+	var since time.Time
+	for r, t := range h.runs {
+		if oldest == nil || t.Before(since) {
+			oldest, since = r, t
+		}
+	}
+	if oldest == nil {
+		return
+	}
+	delete(h.runs, oldest)
+	oldest.vm.Interrupt(errHeapLimit)
+}
+
+// heapLimitError is the failure of a run interrupted by the heap watch.
+func heapLimitError(limit uint64) *Error {
+	return &Error{Kind: Exhausted, Message: fmt.Sprintf(
+		"interrupted: the server's heap went over its hook heap limit of %d MiB while this was its longest-running hook", limit>>20)}
+}
