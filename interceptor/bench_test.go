@@ -61,7 +61,9 @@ type benchConfig struct {
 // configuration the benchmarks compare: no interceptors at all ("bare"), the
 // interceptors with no hook for SendEvent, one pre-hook that sets a field,
 // that pre-hook with a post-hook, and that pre-hook run in a worker process
-// (from a pool of GOMAXPROCS workers). Each configuration has a prefix of its
+// (from a pool of GOMAXPROCS workers), and the pre-hook and post-hook behind
+// a response cache, which answers every call but the first ("cached"). Each
+// configuration has a prefix of its
 // own, and each also has a hook on another method, so "no-hooks" goes
 // through a real lookup. Everything stops when b ends.
 func benchConfigs(b *testing.B) []benchConfig {
@@ -72,6 +74,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 		"/pre/":      {"GetEvents/pre/other", "SendEvent/pre/set"},
 		"/pre-post/": {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
 		"/process/":  {"GetEvents/pre/other", "SendEvent/pre/set"},
+		"/cached/":   {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
 	}
 	scripts := map[string]string{
 		"GetEvents/pre/other":  `{"script":"undefined"}`,
@@ -80,7 +83,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 	}
 	configs := []struct{ name, prefix string }{
 		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+post", "/pre-post/"},
-		{"pre(process)", "/process/"},
+		{"pre(process)", "/process/"}, {"cached", "/cached/"},
 	}
 	var out []benchConfig
 	for _, c := range configs {
@@ -88,6 +91,11 @@ func benchConfigs(b *testing.B) []benchConfig {
 		if c.prefix != "" {
 			for _, k := range hooks[c.prefix] {
 				if _, err := e.Client.Put(context.Background(), registry.HooksDir(c.prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.prefix == "/cached/" {
+				if _, err := e.Client.Put(context.Background(), registry.CacheDir(c.prefix)+"events.v1.EventService/SendEvent", `{"ttl":"1h"}`); err != nil {
 					b.Fatal(err)
 				}
 			}
