@@ -262,3 +262,20 @@ func TestStreamsAreNeverCached(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorHookAnswersAreNotCached: a response an error hook gave in place
+// of the handler's error is never stored.
+func TestErrorHookAnswersAreNotCached(t *testing.T) {
+	e := newEnv(t)
+	e.setHooks(t, map[string]string{sendEventKey + "error/fallback": doc(`({response: {eventId: "fallback"}})`)})
+	e.setCache(t, map[string]string{"events.v1.EventService/SendEvent": `{"ttl":"1h"}`})
+	for i := range 2 {
+		resp, err := e.client.SendEvent(context.Background(), &eventsv1.SendEventRequest{ToUserId: "fail"})
+		if err != nil || resp.EventId != "fallback" {
+			t.Fatalf("call %d: got %v, %v; want the error hook's answer", i, resp, err)
+		}
+		if got := e.svc.received(); len(got) != 1 {
+			t.Fatalf("call %d: the handler received %q; want the call to reach it", i, got)
+		}
+	}
+}
