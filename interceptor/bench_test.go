@@ -61,7 +61,9 @@ type benchConfig struct {
 // configuration the benchmarks compare: no interceptors at all ("bare"), the
 // interceptors with no hook for SendEvent, one pre-hook that sets a field,
 // that pre-hook with a post-hook, and that pre-hook run in a worker process
-// (from a pool of GOMAXPROCS workers). Each configuration has a prefix of its
+// (from a pool of GOMAXPROCS workers), and the pre-hook and post-hook behind
+// a response cache, which answers every call but the first ("cached"). Each
+// configuration has a prefix of its
 // own, and each also has a hook on another method, so "no-hooks" goes
 // through a real lookup. Everything stops when b ends.
 func benchConfigs(b *testing.B) []benchConfig {
@@ -72,6 +74,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 		"/pre/":      {"GetEvents/pre/other", "SendEvent/pre/set"},
 		"/pre-post/": {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
 		"/process/":  {"GetEvents/pre/other", "SendEvent/pre/set"},
+		"/cached/":   {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
 	}
 	scripts := map[string]string{
 		"GetEvents/pre/other":  `{"script":"undefined"}`,
@@ -80,7 +83,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 	}
 	configs := []struct{ name, prefix string }{
 		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+post", "/pre-post/"},
-		{"pre(process)", "/process/"},
+		{"pre(process)", "/process/"}, {"cached", "/cached/"},
 	}
 	var out []benchConfig
 	for _, c := range configs {
@@ -88,6 +91,11 @@ func benchConfigs(b *testing.B) []benchConfig {
 		if c.prefix != "" {
 			for _, k := range hooks[c.prefix] {
 				if _, err := e.Client.Put(context.Background(), registry.HooksDir(c.prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.prefix == "/cached/" {
+				if _, err := e.Client.Put(context.Background(), registry.CacheDir(c.prefix)+"events.v1.EventService/SendEvent", `{"ttl":"1h"}`); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -208,5 +216,37 @@ func BenchmarkInterceptorNoHooks(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		unary(ctx, req, info, handler)
+	}
+}
+
+// BenchmarkInterceptorCacheHit measures the interceptor alone, called
+// directly, answering from a method's response cache.
+func BenchmarkInterceptorCacheHit(b *testing.B) {
+	e := etcdtest.Start(b)
+	if _, err := e.Client.Put(context.Background(), registry.CacheDir(registry.DefaultPrefix)+"events.v1.EventService/SendEvent", `{"ttl":"1h"}`); err != nil {
+		b.Fatal(err)
+	}
+	reg := registry.New(e.Client, registry.WithLogger(slog.New(slog.DiscardHandler)))
+	if err := reg.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer reg.Close()
+	unary := interceptor.UnaryServerInterceptor(reg)
+	info := &grpc.UnaryServerInfo{FullMethod: "/events.v1.EventService/SendEvent"}
+	calls := 0
+	handler := func(context.Context, any) (any, error) {
+		calls++
+		return &eventsv1.SendEventResponse{EventId: "0190d7a2-6c1e-7b4c-9d1e-user-8c1e2f4a9b7d"}, nil
+	}
+	req := benchRequest(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := unary(ctx, req, info, handler); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if calls != 1 {
+		b.Fatalf("the handler ran %d times; want once", calls)
 	}
 }

@@ -17,6 +17,10 @@ type hooks struct {
 	// write, so reads take no lock.
 	responseTypes atomic.Pointer[map[string]protoreflect.MessageType]
 	mu            sync.Mutex
+
+	// caches holds the response cache of each cache configuration in use,
+	// by weak pointer to it: see cacheFor.
+	caches sync.Map
 }
 
 func newHooks(o *options) *hooks {

@@ -20,7 +20,10 @@ type Source interface {
 }
 
 // UnaryServerInterceptor returns an interceptor that runs the pre-hooks,
-// the handler, then the post-hooks of each unary call.
+// the handler, then the post-hooks of each unary call, and the error hooks
+// when the handler or a post-hook ended the call with an error. A method
+// with a response cache configuration is answered from its cache, without
+// hooks or handler, while the cache holds a response to the same request.
 func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerInterceptor {
 	h := newHooks(evaluateOptions(opts))
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -33,7 +36,8 @@ func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerIntercep
 }
 
 // StreamServerInterceptor returns an interceptor that runs the pre-hooks on
-// every message a client sends on a stream. Post-hooks never run on streams.
+// every message a client sends on a stream. Post-hooks and error hooks never
+// run on streams, and streams are never cached.
 func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterceptor {
 	h := newHooks(evaluateOptions(opts))
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -44,6 +48,12 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 		for _, hook := range chain.Post {
 			if hook.FirstStreamSkip() {
 				h.opts.logger.Warn("post-hook skipped: post-hooks never run on streams",
+					"method", info.FullMethod, "hook", hook.ID)
+			}
+		}
+		for _, hook := range chain.Error {
+			if hook.FirstStreamSkip() {
+				h.opts.logger.Warn("error hook skipped: error hooks never run on streams",
 					"method", info.FullMethod, "hook", hook.ID)
 			}
 		}
@@ -67,25 +77,75 @@ func (h *hooks) unary(ctx context.Context, req any, method string, handler grpc.
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, req)
 	}
-	call := engine.Call{Method: method, Phase: engine.Pre, ResponseType: h.responseType(method)}
-	msg, answer, err := h.runHooks(ctx, chain.Pre, call, msg)
-	if err != nil || answer != nil {
-		return answer, err
+	if chain.Cache != nil {
+		return h.cached(ctx, msg, method, handler, chain)
 	}
-	resp, err := handler(ctx, msg)
-	if err != nil || len(chain.Post) == 0 {
-		return resp, err
+	resp, _, err := h.call(ctx, msg, method, handler, chain)
+	return resp, err
+}
+
+// call runs a unary call through its hooks: pre-hooks, handler, post-hooks,
+// and error hooks when the handler or a post-hook ended it with an error.
+// A pre-hook's rejection or failure ends the call as it is: the pre-hook
+// chose the status. rescued reports a response an error hook gave in place
+// of an error.
+func (h *hooks) call(ctx context.Context, msg proto.Message, method string, handler grpc.UnaryHandler, chain *registry.Chain) (resp any, rescued bool, err error) {
+	if len(chain.Pre) > 0 {
+		call := engine.Call{Method: method, Phase: engine.Pre, ResponseType: h.responseType(method)}
+		next, answer, err := h.runHooks(ctx, chain.Pre, call, msg)
+		if err != nil || answer != nil {
+			return answer, false, err
+		}
+		msg = next
 	}
+	resp, err = handler(ctx, msg)
+	if err == nil && len(chain.Post) > 0 {
+		resp, err = h.post(ctx, method, msg, resp, chain.Post)
+	}
+	if err != nil && len(chain.Error) > 0 {
+		return h.onError(ctx, method, msg, chain.Error, err)
+	}
+	return resp, false, err
+}
+
+// post runs the post-hooks on the handler's response.
+func (h *hooks) post(ctx context.Context, method string, req proto.Message, resp any, hooks []*registry.Hook) (any, error) {
 	respMsg, ok := resp.(proto.Message)
 	if !ok {
 		return nil, status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", method, resp)
 	}
-	call = engine.Call{Method: method, Phase: engine.Post, Request: msg}
-	respMsg, answer, err = h.runHooks(ctx, chain.Post, call, respMsg)
+	call := engine.Call{Method: method, Phase: engine.Post, Request: req}
+	respMsg, answer, err := h.runHooks(ctx, hooks, call, respMsg)
 	if err != nil || answer != nil {
 		return answer, err
 	}
 	return respMsg, nil
+}
+
+// onError runs the error hooks on callErr, the error the handler or a
+// post-hook ended the call with. Each hook sees the status so far and may
+// replace it, answer in its place, or leave it. A hook that fails never
+// hides the call's error: run logs the failure, and the call ends with the
+// status as it stood before that hook (later error hooks do not run),
+// unless the hook's onError is "continue", which skips it.
+func (h *hooks) onError(ctx context.Context, method string, req proto.Message, hooks []*registry.Hook, callErr error) (resp any, rescued bool, err error) {
+	err = callErr
+	st := status.Convert(callErr)
+	for _, hook := range hooks {
+		call := engine.Call{Method: method, Phase: engine.ErrorPhase, Request: req, ResponseType: h.responseType(method), Status: st}
+		out, failed := h.run(ctx, hook, &call)
+		if failed != nil {
+			return nil, false, err
+		}
+		switch out.Action {
+		case engine.Reject:
+			st = out.Status
+			err = st.Err()
+		case engine.Respond:
+			return out.Message, true, nil
+		}
+	}
+	return nil, false, err
 }
 
 // runHooks runs hooks in order on msg, the request (pre) or the response
@@ -121,6 +181,12 @@ func (h *hooks) runHooks(ctx context.Context, hooks []*registry.Hook, call engin
 // whose onError is "continue", as a logged Continue that changes nothing.
 func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, error) {
 	if hook.Err != nil {
+		if call.Phase == engine.ErrorPhase {
+			if log, suppressed := hook.LogFailure(time.Now()); log {
+				h.opts.logger.WarnContext(ctx, "error hook not run: its document is invalid; the call keeps its error status",
+					"method", call.Method, "hook", hook.ID, "error", hook.Err, "failures_not_logged", suppressed)
+			}
+		}
 		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
 	}
 	if why := h.opts.quarantine.check(hook); why != "" {
@@ -154,8 +220,11 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	skip := hook.OnError == registry.Continue && ee.Kind.Skippable()
 	if log, suppressed := hook.LogFailure(time.Now()); log {
 		msg := "hook failed; call aborted"
-		if skip {
+		switch {
+		case skip:
 			msg = "hook failed; going on without it (onError: continue)"
+		case call.Phase == engine.ErrorPhase:
+			msg = "error hook failed; the call ends with the error status it had"
 		}
 		h.opts.logger.WarnContext(ctx, msg, "method", call.Method, "hook", hook.ID,
 			"error", ee.Message, "failures_not_logged", suppressed)

@@ -47,7 +47,8 @@ type Config struct {
 	EtcdCACert, EtcdCert, EtcdKey, EtcdUser, EtcdPassword string
 	// EtcdDialTimeout bounds connecting to etcd.
 	EtcdDialTimeout time.Duration
-	// Prefix is the etcd prefix of hooks and events.
+	// Prefix is the etcd prefix of hooks, response cache configurations
+	// and events.
 	Prefix string
 	// HookTimeout is the timeout of hooks whose document names none.
 	HookTimeout time.Duration

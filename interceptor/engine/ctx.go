@@ -19,10 +19,11 @@ const (
 	propRequest
 	propResponse
 	propLog
+	propError
 	numProps
 )
 
-var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log"}
+var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error"}
 
 func propIndex(key string) int {
 	for i, n := range propNames {
@@ -91,6 +92,8 @@ func (c *ctxObject) build(i int) goja.Value {
 		log.Set("warn", c.r.logFunc(levelWarn, false))
 		log.Set("error", c.r.logFunc(levelError, false))
 		return log
+	case propError:
+		return c.r.errorValue()
 	}
 	return goja.Undefined()
 }
@@ -131,7 +134,7 @@ func (c *ctxObject) Delete(key string) bool {
 func (c *ctxObject) Keys() []string {
 	keys := make([]string, 0, numProps+len(c.extra))
 	for i, n := range propNames {
-		if !c.deleted[i] {
+		if !c.deleted[i] && (i != propError || c.r.call.Phase == ErrorPhase) {
 			keys = append(keys, n)
 		}
 	}

@@ -34,13 +34,17 @@ type Phase string
 const (
 	Pre  Phase = "pre"
 	Post Phase = "post"
+	// ErrorPhase hooks run on a unary call that ended with an error
+	// status (Call.Status): see errorphase.go. (Error is the type of a
+	// failed run.)
+	ErrorPhase Phase = "error"
 )
 
 // Call is what one run of a script sees.
 type Call struct {
 	// Method is the full gRPC method, "/events.v1.EventService/SendEvent".
 	Method string
-	// Phase is Pre or Post.
+	// Phase is Pre, Post or ErrorPhase.
 	Phase Phase
 	// Hook is the hook's name, shown to the script as ctx.hook.
 	Hook string
@@ -69,6 +73,9 @@ type Call struct {
 	ResponseType protoreflect.MessageType
 	// Timeout bounds the run; the engine's default when zero.
 	Timeout time.Duration
+	// Status is the status the call ends with so far, for error hooks,
+	// shown to the script as ctx.error.
+	Status *status.Status
 }
 
 // Action is what the caller does after a hook.

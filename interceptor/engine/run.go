@@ -236,6 +236,9 @@ var resultKeys = []string{"status", "message", "messageOverride", "response"}
 
 // decode reads a script's result.
 func (r *run) decode(v goja.Value) (Outcome, error) {
+	if r.call.Phase == ErrorPhase {
+		return r.decodeError(v)
+	}
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return r.goOnLive()
 	}

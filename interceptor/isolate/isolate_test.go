@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -208,6 +210,9 @@ func TestSameAsInProcess(t *testing.T) {
 		{"logs carry method, hook and value", `module.exports = c => { c.log.info("hello", {a: [1, "x"]}); c.log.warn("plain"); bridge.logError("never") }`, engine.Pre, nil},
 		{"body scripts log through bridge", `bridge.logInfoJson("seen", data.message); bridge.logWarning("w")`, engine.Pre, nil},
 		{"a timeout names its limit", `while (true) {}`, engine.Pre, nil},
+		{"an error hook sees the call's error and replaces it", `module.exports = c => ({status: "UNAVAILABLE", message: [c.phase, c.error.code, c.error.codeNumber, c.error.message].join(" ")})`, engine.ErrorPhase, nil},
+		{"an error hook answers", `module.exports = c => ({response: {eventId: "fallback-" + c.request.toUserId}})`, engine.ErrorPhase, nil},
+		{"an error hook goes on", `module.exports = c => { c.request.toUserId = "x" }`, engine.ErrorPhase, nil},
 	}
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-tenant", "acme"))
 	for _, tt := range tests {
@@ -224,6 +229,9 @@ func TestSameAsInProcess(t *testing.T) {
 				if tt.phase == engine.Post {
 					c.Response = &eventsv1.SendEventResponse{EventId: "e1"}
 					c.ResponseType = nil
+				}
+				if tt.phase == engine.ErrorPhase {
+					c.Status = status.New(codes.NotFound, "no such event")
 				}
 				return c
 			}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -196,6 +198,9 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		if call.ResponseType, err = s.messageType(in.AnswerType); err != nil {
 			return nil, fmt.Errorf("response type: %w", err)
 		}
+	}
+	if in.HasStatus {
+		call.Status = status.New(codes.Code(in.StatusCode), in.StatusMessage)
 	}
 	return call, nil
 }

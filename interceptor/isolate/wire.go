@@ -58,6 +58,9 @@ func (p *Pool) encodeRun(ctx context.Context, s *engine.Script, call *engine.Cal
 	if call.ResponseType != nil {
 		in.AnswerType = string(call.ResponseType.Descriptor().FullName())
 	}
+	if call.Status != nil {
+		in.HasStatus, in.StatusCode, in.StatusMessage = true, int32(call.Status.Code()), call.Status.Message()
+	}
 	return in, nil
 }
 

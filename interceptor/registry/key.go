@@ -78,8 +78,8 @@ func (k Key) validTarget() error {
 }
 
 func (k Key) validHook() error {
-	if k.Phase != engine.Pre && k.Phase != engine.Post {
-		return fmt.Errorf("phase %q is not %q or %q", k.Phase, engine.Pre, engine.Post)
+	if k.Phase != engine.Pre && k.Phase != engine.Post && k.Phase != engine.ErrorPhase {
+		return fmt.Errorf("phase %q is not %q, %q or %q", k.Phase, engine.Pre, engine.Post, engine.ErrorPhase)
 	}
 	if !namePattern.MatchString(k.Name) {
 		return fmt.Errorf("name %q does not match %s", k.Name, namePattern)
@@ -95,3 +95,57 @@ func (k Key) String() string {
 
 // Path returns the key's etcd key under prefix.
 func (k Key) Path(prefix string) string { return HooksDir(prefix) + k.String() }
+
+// CacheDir returns the etcd prefix of every response cache configuration
+// under prefix.
+func CacheDir(prefix string) string { return prefix + "cache/" }
+
+// CacheKey identifies a method's response cache configuration, stored at
+// <prefix>cache/<service>/<method>. It names one method: there is no
+// wildcard.
+type CacheKey struct {
+	// Service is the fully qualified service, "events.v1.EventService".
+	Service string
+	// Method is the method name, "GetEvents".
+	Method string
+}
+
+// ParseCacheKey parses an etcd key under CacheDir(prefix).
+func ParseCacheKey(prefix, key string) (CacheKey, error) {
+	rest, ok := strings.CutPrefix(key, CacheDir(prefix))
+	if !ok {
+		return CacheKey{}, fmt.Errorf("key %q is not under %q", key, CacheDir(prefix))
+	}
+	svc, method, ok := strings.Cut(rest, "/")
+	if !ok || strings.Contains(method, "/") {
+		return CacheKey{}, fmt.Errorf("key %q: want %s<service>/<method>", key, CacheDir(prefix))
+	}
+	k := CacheKey{Service: svc, Method: method}
+	if err := k.Validate(); err != nil {
+		return CacheKey{}, fmt.Errorf("key %q: %w", key, err)
+	}
+	return k, nil
+}
+
+// Validate reports what is wrong with k, if anything.
+func (k CacheKey) Validate() error {
+	switch {
+	case k.Service == Wildcard || k.Method == Wildcard:
+		return fmt.Errorf("a response cache is configured for one method at a time: %q is not allowed", Wildcard)
+	case !servicePattern.MatchString(k.Service):
+		return fmt.Errorf("service %q is not a fully qualified service name", k.Service)
+	case !methodPattern.MatchString(k.Method):
+		return fmt.Errorf("method %q is not a method name", k.Method)
+	}
+	return nil
+}
+
+// String returns the key without its prefix,
+// "events.v1.EventService/GetEvents".
+func (k CacheKey) String() string { return k.Service + "/" + k.Method }
+
+// FullMethod returns the gRPC full method, "/events.v1.EventService/GetEvents".
+func (k CacheKey) FullMethod() string { return "/" + k.String() }
+
+// Path returns the key's etcd key under prefix.
+func (k CacheKey) Path(prefix string) string { return CacheDir(prefix) + k.String() }

@@ -60,7 +60,10 @@ type entry struct {
 	// placeholder when it never had one; nil when the key covers no method
 	// or its service is not hookable.
 	hook *Hook
-	// raw is the stored value hook was built from.
+	// cache is in force for a key under CacheDir: its latest valid
+	// version; nil when it never had one.
+	cache *CacheConfig
+	// raw is the stored value hook or cache was built from.
 	raw []byte
 }
 
@@ -94,7 +97,7 @@ func New(client *clientv3.Client, opts ...Option) *Registry {
 		save:    make(chan struct{}, 1),
 		jobs:    queue{ready: make(chan struct{}, 1)},
 	}
-	r.current.Store(newSnapshot(0, nil, r.opts.hookable))
+	r.current.Store(newSnapshot(0, nil, nil, r.opts.hookable))
 	return r
 }
 
@@ -214,14 +217,20 @@ func (r *Registry) Close() {
 // them in force once compiled (ctx bounds the wait), and marks the
 // registry synced.
 func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
-	dir := HooksDir(r.opts.prefix)
-	resp, err := r.client.Get(getCtx, dir, clientv3.WithPrefix())
+	// One transaction reads hooks and caches at one revision.
+	dirs := r.dirs()
+	resp, err := r.client.Txn(getCtx).Then(
+		clientv3.OpGet(dirs[0], clientv3.WithPrefix()),
+		clientv3.OpGet(dirs[1], clientv3.WithPrefix()),
+	).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("registry: read %s: %w", dir, err)
+		return 0, fmt.Errorf("registry: read %s and %s: %w", dirs[0], dirs[1], err)
 	}
 	b := &batch{rev: resp.Header.Revision, full: true, done: make(chan struct{})}
-	for _, kv := range resp.Kvs {
-		b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
+	for _, op := range resp.Responses {
+		for _, kv := range op.GetResponseRange().Kvs {
+			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
+		}
 	}
 	r.dispatch(b)
 	select {
@@ -231,6 +240,12 @@ func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	}
 	r.setSynced(true)
 	return resp.Header.Revision, nil
+}
+
+// dirs returns the etcd prefixes the registry follows: hooks, then response
+// cache configurations.
+func (r *Registry) dirs() [2]string {
+	return [2]string{HooksDir(r.opts.prefix), CacheDir(r.opts.prefix)}
 }
 
 // follow keeps the registry in step with etcd until ctx ends: it reads
@@ -276,42 +291,49 @@ func (r *Registry) watch(ctx context.Context, rev int64) int64 {
 		defer r.wg.Done()
 		r.watchConnection(wctx, back)
 	}()
-	dir := HooksDir(r.opts.prefix)
-	wch := r.client.Watch(clientv3.WithRequireLeader(wctx), dir, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	// One watch per prefix, from the same revision, on one stream. A
+	// transaction that changes both prefixes arrives as two batches.
+	dirs := r.dirs()
+	lctx := clientv3.WithRequireLeader(wctx)
+	hooksCh := r.client.Watch(lctx, dirs[0], clientv3.WithPrefix(), clientv3.WithRev(rev))
+	cacheCh := r.client.Watch(lctx, dirs[1], clientv3.WithPrefix(), clientv3.WithRev(rev))
 	for {
+		var resp clientv3.WatchResponse
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return 0
 		case <-back:
 			r.opts.logger.Info("etcd answers again; reading every hook")
 			return 0
-		case resp, ok := <-wch:
-			switch {
-			case !ok:
-				return 0
-			case resp.CompactRevision != 0:
-				r.opts.logger.Warn("hook watch fell behind a compaction; reading every hook again",
-					"revision", rev, "compacted", resp.CompactRevision)
-				return 0
-			case resp.Err() != nil:
-				r.opts.logger.Warn("hook watch ended; reading every hook again", "error", resp.Err())
-				return 0
-			}
-			if len(resp.Events) > 0 {
-				b := &batch{rev: resp.Header.Revision, done: make(chan struct{})}
-				for _, ev := range resp.Events {
-					b.changes = append(b.changes, change{
-						key: string(ev.Kv.Key), value: ev.Kv.Value, modRev: ev.Kv.ModRevision,
-						del: ev.Type == mvccpb.DELETE,
-					})
-				}
-				r.dispatch(b)
-			}
-			rev = resp.Header.Revision + 1
-			r.mu.Lock()
-			r.lastSync = time.Now()
-			r.mu.Unlock()
+		case resp, ok = <-hooksCh:
+		case resp, ok = <-cacheCh:
 		}
+		switch {
+		case !ok:
+			return 0
+		case resp.CompactRevision != 0:
+			r.opts.logger.Warn("hook watch fell behind a compaction; reading every hook again",
+				"revision", rev, "compacted", resp.CompactRevision)
+			return 0
+		case resp.Err() != nil:
+			r.opts.logger.Warn("hook watch ended; reading every hook again", "error", resp.Err())
+			return 0
+		}
+		if len(resp.Events) > 0 {
+			b := &batch{rev: resp.Header.Revision, done: make(chan struct{})}
+			for _, ev := range resp.Events {
+				b.changes = append(b.changes, change{
+					key: string(ev.Kv.Key), value: ev.Kv.Value, modRev: ev.Kv.ModRevision,
+					del: ev.Type == mvccpb.DELETE,
+				})
+			}
+			r.dispatch(b)
+		}
+		rev = max(rev, resp.Header.Revision+1)
+		r.mu.Lock()
+		r.lastSync = time.Now()
+		r.mu.Unlock()
 	}
 }
 
@@ -395,6 +417,10 @@ type change struct {
 	kerr error
 	hook *Hook
 	err  error
+	// For a key under CacheDir.
+	isCache bool
+	ck      CacheKey
+	cache   *CacheConfig
 }
 
 // dispatch hands the documents of b to the compile workers; the last one
@@ -445,8 +471,12 @@ func (r *Registry) startWorkers(ctx context.Context) {
 					return
 				}
 				c := &j.b.changes[j.i]
-				c.k, c.kerr = ParseKey(r.opts.prefix, c.key)
-				if c.kerr == nil {
+				if c.isCache = strings.HasPrefix(c.key, CacheDir(r.opts.prefix)); c.isCache {
+					c.ck, c.kerr = ParseCacheKey(r.opts.prefix, c.key)
+					if c.kerr == nil {
+						c.cache, c.err = BuildCache(c.ck, c.value)
+					}
+				} else if c.k, c.kerr = ParseKey(r.opts.prefix, c.key); c.kerr == nil {
 					c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout)
 				}
 				if j.b.pending.Add(-1) == 0 {
@@ -482,8 +512,15 @@ func (r *Registry) applyLocked(b *batch) {
 		case c.del:
 			delete(r.entries, c.key)
 			delete(r.latest, c.key)
-			r.opts.logger.Info("hook deleted", "key", c.key, "revision", c.modRev)
-		case !c.skip:
+			what := "hook deleted"
+			if strings.HasPrefix(c.key, CacheDir(r.opts.prefix)) {
+				what = "response cache configuration deleted; the method is not cached"
+			}
+			r.opts.logger.Info(what, "key", c.key, "revision", c.modRev)
+		case c.skip:
+		case c.isCache:
+			r.putCache(c)
+		default:
 			r.put(c)
 		}
 	}
@@ -539,16 +576,55 @@ func (r *Registry) put(c *change) {
 	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
 }
 
+// putCache applies one built cache configuration. As for hooks, an invalid
+// value never replaces a valid version of the key; a key that never had one
+// leaves the method uncached. mu is held.
+func (r *Registry) putCache(c *change) {
+	key, modRev := c.key, c.modRev
+	old := r.entries[key]
+	log := r.opts.logger.With("key", key, "revision", modRev)
+	switch {
+	case c.kerr != nil:
+		log.Error("response cache key ignored", "error", c.kerr)
+		r.entries[key] = &entry{modRev: modRev}
+		return
+	case !r.opts.hookable(c.ck.Service):
+		log.Warn("response cache ignored: its service is not hookable on this server", "service", c.ck.Service)
+		r.entries[key] = &entry{modRev: modRev}
+		return
+	case c.err == nil:
+		c.cache.Revision = modRev
+		log.Info("response cache configuration loaded", "ttl", c.cache.TTL, "max_entries", c.cache.MaxEntries,
+			"max_bytes", c.cache.MaxBytes, "key_metadata", c.cache.KeyMetadata)
+		r.entries[key] = &entry{modRev: modRev, cache: c.cache, raw: c.value}
+		return
+	case old != nil && old.cache != nil:
+		log.Error("invalid response cache document; the previous version stays in force",
+			"error", c.err, "running_revision", old.cache.Revision)
+		old.modRev = modRev
+		return
+	}
+	log.Error("invalid response cache document; the method is not cached until it is fixed", "error", c.err)
+	r.entries[key] = &entry{modRev: modRev}
+}
+
 // publishLocked swaps in a snapshot of the current entries and, when save
 // is set, has the snapshot file follow. mu is held.
 func (r *Registry) publishLocked(save bool) {
 	hooks := make([]*Hook, 0, len(r.entries))
+	var caches map[string]*CacheConfig
 	for _, e := range r.entries {
 		if e.hook != nil {
 			hooks = append(hooks, e.hook)
 		}
+		if e.cache != nil {
+			if caches == nil {
+				caches = map[string]*CacheConfig{}
+			}
+			caches[e.cache.Key.FullMethod()] = e.cache
+		}
 	}
-	r.current.Store(newSnapshot(r.rev, hooks, r.opts.hookable))
+	r.current.Store(newSnapshot(r.rev, hooks, caches, r.opts.hookable))
 	if save && r.opts.snapshotFile != "" {
 		select {
 		case r.save <- struct{}{}:

@@ -20,7 +20,7 @@ const snapshotFileVersion = 1
 const saveDelay = 100 * time.Millisecond
 
 // snapshotFile is the content of the snapshot file: the raw documents in
-// force, as etcd stored them.
+// force, as etcd stored them (hooks and response cache configurations).
 type snapshotFile struct {
 	Version  int            `json:"version"`
 	Prefix   string         `json:"prefix"`
@@ -53,9 +53,9 @@ func readSnapshotFile(path, prefix string) (*snapshotFile, error) {
 	case f.Prefix != prefix:
 		return nil, fmt.Errorf("registry: snapshot file %s: written for prefix %q; want %q", path, f.Prefix, prefix)
 	}
-	dir := HooksDir(prefix)
 	for _, h := range f.Hooks {
-		if !strings.HasPrefix(h.Key, dir) || h.ModRevision <= 0 || h.ModRevision > f.Revision {
+		under := strings.HasPrefix(h.Key, HooksDir(prefix)) || strings.HasPrefix(h.Key, CacheDir(prefix))
+		if !under || h.ModRevision <= 0 || h.ModRevision > f.Revision {
 			return nil, fmt.Errorf("registry: snapshot file %s: bad entry %q at revision %d", path, h.Key, h.ModRevision)
 		}
 	}
@@ -96,8 +96,11 @@ func (r *Registry) saveNow() {
 	r.mu.Lock()
 	f.Revision = r.rev
 	for key, e := range r.entries {
-		if e.hook != nil {
+		switch {
+		case e.hook != nil:
 			f.Hooks = append(f.Hooks, snapshotHook{Key: key, Value: string(e.raw), ModRevision: e.hook.Revision})
+		case e.cache != nil:
+			f.Hooks = append(f.Hooks, snapshotHook{Key: key, Value: string(e.raw), ModRevision: e.cache.Revision})
 		}
 	}
 	r.mu.Unlock()

@@ -8,11 +8,15 @@ import (
 	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
-// Chain is the ordered hooks of one method. It is shared and read-only.
+// Chain is the ordered hooks of one method, and its response cache
+// configuration. It is shared and read-only.
 type Chain struct {
-	// Pre and Post are the hooks to run, in order: ascending Order, ties
-	// broken by key. Disabled hooks are left out; broken ones are in.
-	Pre, Post []*Hook
+	// Pre, Post and Error are the hooks to run, in order: ascending Order,
+	// ties broken by key. Disabled hooks are left out; broken ones are in.
+	Pre, Post, Error []*Hook
+	// Cache is the method's response cache configuration, or nil when its
+	// responses are not cached.
+	Cache *CacheConfig
 }
 
 // Snapshot is an immutable view of every hook at one etcd revision.
@@ -24,12 +28,14 @@ type Snapshot struct {
 	global   *Chain
 	hookable func(service string) bool
 	hooks    []*Hook
+	caches   map[string]*CacheConfig // by full method
 }
 
-// Lookup returns the hooks of a full method ("/events.v1.EventService/SendEvent"),
-// or nil when it has none. It takes no lock and does not allocate.
+// Lookup returns the hooks and cache configuration of a full method
+// ("/events.v1.EventService/SendEvent"), or nil when it has neither. It
+// takes no lock and does not allocate.
 func (s *Snapshot) Lookup(fullMethod string) *Chain {
-	if s == nil || len(s.hooks) == 0 {
+	if s == nil || (len(s.hooks) == 0 && len(s.caches) == 0) {
 		return nil
 	}
 	if c, ok := s.methods[fullMethod]; ok {
@@ -49,6 +55,15 @@ func (s *Snapshot) Lookup(fullMethod string) *Chain {
 // ordered by key. The slice must not be changed.
 func (s *Snapshot) Hooks() []*Hook { return s.hooks }
 
+// Cache returns the response cache configuration of a full method, or nil
+// when its responses are not cached.
+func (s *Snapshot) Cache(fullMethod string) *CacheConfig {
+	if s == nil {
+		return nil
+	}
+	return s.caches[fullMethod]
+}
+
 // serviceOf returns the service of "/svc/Method".
 func serviceOf(fullMethod string) string {
 	fullMethod = strings.TrimPrefix(fullMethod, "/")
@@ -58,8 +73,9 @@ func serviceOf(fullMethod string) string {
 	return fullMethod
 }
 
-// newSnapshot builds a snapshot of hooks, which hookable has filtered.
-func newSnapshot(rev int64, hooks []*Hook, hookable func(string) bool) *Snapshot {
+// newSnapshot builds a snapshot of hooks and caches (by full method), which
+// hookable has filtered.
+func newSnapshot(rev int64, hooks []*Hook, caches map[string]*CacheConfig, hookable func(string) bool) *Snapshot {
 	slices.SortFunc(hooks, func(a, b *Hook) int { return strings.Compare(a.ID, b.ID) })
 	s := &Snapshot{
 		Revision: rev,
@@ -67,6 +83,7 @@ func newSnapshot(rev int64, hooks []*Hook, hookable func(string) bool) *Snapshot
 		services: map[string]*Chain{},
 		hookable: hookable,
 		hooks:    hooks,
+		caches:   caches,
 	}
 	var global []*Hook
 	byService := map[string][]*Hook{}
@@ -95,6 +112,16 @@ func newSnapshot(rev int64, hooks []*Hook, hookable func(string) bool) *Snapshot
 	if len(global) > 0 {
 		s.global = newChain(global)
 	}
+	// A cached method has a chain of its own, so that Lookup still finds
+	// everything in one map lookup.
+	for m, cfg := range caches {
+		c, ok := s.methods[m]
+		if !ok {
+			c = newChain(byService[serviceOf(m)], global)
+		}
+		c.Cache = cfg
+		s.methods[m] = c
+	}
 	return s
 }
 
@@ -103,9 +130,12 @@ func newChain(lists ...[]*Hook) *Chain {
 	c := &Chain{}
 	for _, l := range lists {
 		for _, h := range l {
-			if h.Key.Phase == engine.Post {
+			switch h.Key.Phase {
+			case engine.Post:
 				c.Post = append(c.Post, h)
-			} else {
+			case engine.ErrorPhase:
+				c.Error = append(c.Error, h)
+			default:
 				c.Pre = append(c.Pre, h)
 			}
 		}
@@ -115,6 +145,7 @@ func newChain(lists ...[]*Hook) *Chain {
 	}
 	slices.SortFunc(c.Pre, byOrder)
 	slices.SortFunc(c.Post, byOrder)
+	slices.SortFunc(c.Error, byOrder)
 	return c
 }
 

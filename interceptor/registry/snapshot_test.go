@@ -40,7 +40,7 @@ func TestSnapshotLookup(t *testing.T) {
 		hook(t, "other.v1.Other/Call/pre/x", doc(0)),
 	}
 	hookable := func(s string) bool { return s != "grpc.health.v1.Health" }
-	s := newSnapshot(7, hooks, hookable)
+	s := newSnapshot(7, hooks, nil, hookable)
 
 	tests := []struct {
 		name     string
@@ -84,7 +84,7 @@ func TestSnapshotLookup(t *testing.T) {
 }
 
 func TestSnapshotLookupWithoutHooksDoesNotAllocate(t *testing.T) {
-	s := newSnapshot(1, []*Hook{hook(t, "events.v1.EventService/SendEvent/pre/a", `{"script":"1"}`)}, DefaultHookable)
+	s := newSnapshot(1, []*Hook{hook(t, "events.v1.EventService/SendEvent/pre/a", `{"script":"1"}`)}, nil, DefaultHookable)
 	allocs := testing.AllocsPerRun(100, func() {
 		if s.Lookup("/events.v1.EventService/GetEvents") != nil {
 			t.Fatal("unexpected hooks")

@@ -95,14 +95,15 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 	e.want(0, "put", "events.v1.EventService/*", "pre", "audit", "--script", filepath.Join(scriptsDir, "deny-guest.js"), "--order", "1")
 	e.want(0, "put", "events.v1.EventService/GetEvents", "pre", "other", "--script", filepath.Join(scriptsDir, "deny-guest.js"))
 	e.want(0, "put", "*/*", "post", "last", "--script", filepath.Join(scriptsDir, "deny-guest.js"), "--order", "-1")
+	e.want(0, "put", sendEvent, "error", "fallback", "--script", filepath.Join(scriptsDir, "deny-guest.js"), "--order", "-5")
 	r = e.want(0, "list")
 	mustContain(t, "list", r.stdout, "METHOD", "PHASE", "NAME", "ORDER", "ENABLED", "TIMEOUT", "ON-ERROR", "REVISION", "DESCRIPTION",
 		"no mallory", "300ms", "abort")
 	r = e.want(0, "list", sendEvent)
-	mustContain(t, "list SendEvent", r.stdout, "audit", "deny")
+	mustContain(t, "list SendEvent", r.stdout, "audit", "deny", "fallback")
 	mustNotContain(t, "list SendEvent", r.stdout, "other")
-	if a, d, l := strings.Index(r.stdout, "audit"), strings.Index(r.stdout, "deny"), strings.Index(r.stdout, "last"); !(a < d && d < l) {
-		t.Errorf("list SendEvent: got\n%s\nwant audit (pre, order 1), deny (pre, order 5), then last (post, order -1)", r.stdout)
+	if a, d, l, f := strings.Index(r.stdout, "audit"), strings.Index(r.stdout, "deny"), strings.Index(r.stdout, "last"), strings.Index(r.stdout, "fallback"); !(a < d && d < l && l < f) {
+		t.Errorf("list SendEvent: got\n%s\nwant audit (pre, order 1), deny (pre, order 5), last (post, order -1), then fallback (error, order -5)", r.stdout)
 	}
 	r = e.want(0, "list", "-o", "json")
 	var listed struct {
@@ -111,8 +112,8 @@ func TestPutGetListEnableDisableDelete(t *testing.T) {
 			Hook string `json:"hook"`
 		} `json:"hooks"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Hooks) != 4 || listed.Revision == 0 {
-		t.Errorf("list -o json: got %s (%v); want 4 hooks and the revision", r.stdout, err)
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Hooks) != 5 || listed.Revision == 0 {
+		t.Errorf("list -o json: got %s (%v); want 5 hooks and the revision", r.stdout, err)
 	}
 
 	r = e.want(0, "disable", sendEvent, "pre", "deny")

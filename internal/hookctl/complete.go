@@ -50,7 +50,7 @@ func (a *app) completeHook(cmd *cobra.Command, args []string, toComplete string)
 			}
 		}
 	case 1:
-		out = []string{"pre", "post"}
+		out = []string{"pre", "post", "error"}
 	case 2:
 		for _, e := range a.completionEntries() {
 			if e.KeyErr == nil && hookname.Method(e.Key) == args[0] && string(e.Key.Phase) == args[1] {

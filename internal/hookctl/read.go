@@ -119,7 +119,7 @@ ascending order, ties broken by key).`,
 				}
 				shown = append(shown, e)
 			}
-			// In the order a call runs them: by method, pre before post, then
+			// In the order a call runs them: by method, pre, post, error, then
 			// ascending order, ties broken by key.
 			slices.SortStableFunc(shown, func(x, y *store.Entry) int {
 				if x.KeyErr != nil || y.KeyErr != nil {
@@ -183,12 +183,16 @@ func boolRank(b bool) int {
 	return 0
 }
 
-// phaseRank puts pre-hooks before post-hooks, as a call runs them.
+// phaseRank puts pre-hooks before post-hooks before error hooks, as a call
+// runs them.
 func phaseRank(e *store.Entry) int {
-	if e.Key.Phase == engine.Pre {
+	switch e.Key.Phase {
+	case engine.Pre:
 		return 0
+	case engine.Post:
+		return 1
 	}
-	return 1
+	return 2
 }
 
 func orderOf(e *store.Entry) int {

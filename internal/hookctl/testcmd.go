@@ -22,13 +22,13 @@ func (a *app) testCommand() *cobra.Command {
 	var (
 		file, scriptFile, method, phase, name string
 		request, response, params, timeout    string
-		onError, output, lang                 string
+		onError, output, lang, callError      string
 		metadata                              []string
 		hookTimeout                           time.Duration
 		sf                                    schemaFlags
 	)
 	c := &cobra.Command{
-		Use:   "test (-f DIR | --script FILE --method SERVICE/METHOD --phase pre|post)",
+		Use:   "test (-f DIR | --script FILE --method SERVICE/METHOD --phase pre|post|error)",
 		Short: "Run hooks locally, with the daemon's engine and no etcd",
 		Long: `Run a hook locally, with the engine the daemon uses and no etcd.
 
@@ -84,7 +84,7 @@ events.v1.EventService is built in.`,
 				return usageErrorf("-f runs case files; --script, --method and --phase run one hook: give one or the other")
 			}
 			if file == "" && (scriptFile == "" || method == "" || phase == "") {
-				return usageErrorf("give -f DIR, or --script FILE, --method SERVICE/METHOD and --phase pre|post")
+				return usageErrorf("give -f DIR, or --script FILE, --method SERVICE/METHOD and --phase pre|post|error")
 			}
 			if file != "" {
 				for _, f := range []string{"request", "response", "params", "metadata", "name", "timeout", "on-error", "lang"} {
@@ -146,6 +146,10 @@ events.v1.EventService is built in.`,
 					return err
 				}
 			}
+			if callError != "" {
+				code, msg, _ := strings.Cut(callError, ":")
+				in.Error = &hooktest.Status{Code: strings.TrimSpace(code), Message: strings.TrimSpace(msg)}
+			}
 			if in.Metadata, err = parseMetadata(metadata); err != nil {
 				return usageErrorf("%v", err)
 			}
@@ -166,7 +170,8 @@ events.v1.EventService is built in.`,
 	f.StringVarP(&file, "filename", "f", "", "run the case files (*.test.yaml) beside this manifest (a hooks.yaml, or its directory)")
 	f.StringVar(&scriptFile, "script", "", "the script to run (- for standard input)")
 	f.StringVar(&method, "method", "", "the method called, SERVICE/METHOD")
-	f.StringVar(&phase, "phase", "", "pre or post")
+	f.StringVar(&phase, "phase", "", "pre, post or error")
+	f.StringVar(&callError, "error", "", "the call's error status, CODE or CODE:MESSAGE, for error hooks (default: UNKNOWN)")
 	f.StringVar(&name, "name", "", "the hook's name, as the script sees it in ctx.hook (default: from the script's file name)")
 	f.StringVar(&request, "request", "", "the request as protojson, or @FILE (default: an empty message)")
 	f.StringVar(&response, "response", "", "the response as protojson, or @FILE, for post-hooks (default: an empty message)")
@@ -177,7 +182,7 @@ events.v1.EventService is built in.`,
 	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
 	f.DurationVar(&hookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks that set none, as the daemon's --hook-timeout")
 	_ = c.MarkFlagFilename("script", "js")
-	_ = c.RegisterFlagCompletionFunc("phase", cobra.FixedCompletions([]string{"pre", "post"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = c.RegisterFlagCompletionFunc("phase", cobra.FixedCompletions([]string{"pre", "post", "error"}, cobra.ShellCompDirectiveNoFileComp))
 	sf.add(c, "the method")
 	c.Flags().Lookup("server").Usage = "take message types from the server at ADDR (gRPC server reflection, plaintext)"
 	c.Flags().Lookup("descriptor-set").Usage = "take message types from a FileDescriptorSet FILE"

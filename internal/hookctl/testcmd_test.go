@@ -110,6 +110,8 @@ func TestTestRunsOneScript(t *testing.T) {
 	writeFile(t, slow, `while (true) {}`)
 	req := filepath.Join(dir, "req.json")
 	writeFile(t, req, `{"toUserId":"mallory","eventType":"login"}`)
+	mapErr := filepath.Join(dir, "map.js")
+	writeFile(t, mapErr, `module.exports = c => c.error.code === "NOT_FOUND" ? {response: {eventId: "none"}} : {status: "UNAVAILABLE", message: c.error.code + " " + c.error.message}`)
 	cases := []struct {
 		name string
 		args []string
@@ -130,6 +132,13 @@ func TestTestRunsOneScript(t *testing.T) {
 				"error": map[string]any{"kind": "thrown", "message": "boom"}}},
 		{"a thrown error with onError continue", []string{"--script", throws, "--phase", "pre", "--on-error", "continue"}, 0,
 			map[string]any{"action": "continue", "request": map[string]any{}, "skipped": map[string]any{"kind": "thrown", "message": "boom"}}},
+		{"an error hook replaces the status", []string{"--script", mapErr, "--phase", "error", "--error", "INTERNAL: disk full"}, 0,
+			map[string]any{"action": "reject", "status": map[string]any{"code": "UNAVAILABLE", "message": "INTERNAL disk full"}}},
+		{"an error hook answers", []string{"--script", mapErr, "--phase", "error", "--error", "not_found"}, 0,
+			map[string]any{"action": "respond", "response": map[string]any{"eventId": "none"}}},
+		{"an error hook that fails keeps the call's status", []string{"--script", throws, "--phase", "error", "--error", "ABORTED:conflict"}, 1,
+			map[string]any{"action": "error", "status": map[string]any{"code": "ABORTED", "message": "conflict"},
+				"error": map[string]any{"kind": "thrown", "message": "boom"}}},
 		{"a timeout", []string{"--script", slow, "--phase", "pre", "--timeout", "50ms"}, 1,
 			map[string]any{"action": "error", "status": map[string]any{"code": "DEADLINE_EXCEEDED", "message": "hook " + sendEvent + "/pre/slow timed out after 50ms of CPU time"},
 				"error": map[string]any{"kind": "timeout", "message": "timed out after 50ms of CPU time"}}},
@@ -168,6 +177,8 @@ func TestTestRefusesWhatCannotRun(t *testing.T) {
 		want string
 	}{
 		{"a post-hook on a stream", []string{"--script", stamp, "--method", "events.v1.EventService/StreamEvents", "--phase", "post"}, 1, "post-hooks never run on streams"},
+		{"an error hook on a stream", []string{"--script", stamp, "--method", "events.v1.EventService/PublishEvents", "--phase", "error"}, 1, "error hooks never run on streams"},
+		{"an error that is OK", []string{"--script", stamp, "--method", sendEvent, "--phase", "error", "--error", "OK"}, 1, `error: "OK" is not a gRPC code name other than OK`},
 		{"an unknown method", []string{"--script", stamp, "--method", "events.v1.EventService/Nope", "--phase", "pre"}, 1, "has no method Nope"},
 		{"a request of the wrong shape", []string{"--script", stamp, "--method", sendEvent, "--phase", "pre", "--request", `{"nope":1}`}, 1, "request: not a events.v1.SendEventRequest"},
 		{"a script that does not compile", []string{"--script", bad, "--method", sendEvent, "--phase", "pre"}, 1, bad + ":3:5: hook"},

@@ -87,7 +87,7 @@ func Covers(k registry.Key, service, method string) bool {
 }
 
 // Compare orders keys as people read them: by service and method, pre-hooks
-// before post-hooks, then by name.
+// before post-hooks before error hooks, then by name.
 func Compare(a, b registry.Key) int {
 	return cmp.Or(
 		strings.Compare(a.Service, b.Service),
@@ -104,6 +104,8 @@ func phaseRank(p engine.Phase) int {
 		return 0
 	case engine.Post:
 		return 1
+	case engine.ErrorPhase:
+		return 2
 	}
-	return 2
+	return 3
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -72,6 +73,9 @@ type Input struct {
 	Metadata        map[string][]string
 	// Request and Response are protojson; empty means an empty message.
 	Request, Response json.RawMessage
+	// Error is the status the call failed with, for an error hook
+	// (UNKNOWN with no message when nil).
+	Error *Status
 }
 
 // Status is a gRPC status as a result shows it.
@@ -174,8 +178,21 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 	if err != nil {
 		return nil, &InputError{err}
 	}
-	if h.Key.Phase == engine.Post && schema.Streaming(t.Method) != "" {
-		return nil, &InputError{fmt.Errorf("post-hooks never run on streams, and %s/%s is %s", in.Service, in.Method, schema.Streaming(t.Method))}
+	if h.Key.Phase != engine.Pre && schema.Streaming(t.Method) != "" {
+		return nil, &InputError{fmt.Errorf("%s never run on streams, and %s/%s is %s", schema.PhaseHooks(h.Key.Phase), in.Service, in.Method, schema.Streaming(t.Method))}
+	}
+	var callErr *status.Status
+	if h.Key.Phase == engine.ErrorPhase {
+		callErr = status.New(codes.Unknown, "")
+		if in.Error != nil {
+			c, ok := ParseCode(in.Error.Code)
+			if !ok || c == codes.OK {
+				return nil, &InputError{fmt.Errorf("error: %q is not a gRPC code name other than OK", in.Error.Code)}
+			}
+			callErr = status.New(c, in.Error.Message)
+		}
+	} else if in.Error != nil {
+		return nil, &InputError{errors.New("error: only an error hook sees the call's error")}
 	}
 	req, err := r.Parse(t.Request, in.Request)
 	if err != nil {
@@ -190,6 +207,7 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		Metadata: in.Metadata,
 		Request:  req,
 		Timeout:  h.Timeout,
+		Status:   callErr,
 	}
 	if call.Metadata == nil {
 		call.Metadata = map[string][]string{}
@@ -204,7 +222,8 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		current = resp
 	} else {
 		if len(bytes.TrimSpace(in.Response)) > 0 {
-			return nil, &InputError{errors.New("response: a pre-hook runs before the handler and sees no response")}
+			return nil, &InputError{fmt.Errorf("response: a%s sees no response", map[engine.Phase]string{
+				engine.Pre: " pre-hook runs before the handler and", engine.ErrorPhase: "n error hook runs on a failed call and"}[h.Key.Phase])}
 		}
 		call.ResponseType = t.Response
 	}
@@ -220,7 +239,14 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 			return nil, err
 		}
 		f := &Failure{Kind: ee.Kind.String(), Message: ee.Message}
-		if h.OnError == registry.Continue && ee.Kind.Skippable() {
+		if h.Key.Phase == engine.ErrorPhase {
+			// An error hook's failure never hides the call's error.
+			res.Action, res.Error = ActionError, f
+			if h.OnError == registry.Continue && ee.Kind.Skippable() {
+				res.Action, res.Error, res.Skipped = ActionContinue, nil, f
+			}
+			res.Status = &Status{Code: CodeName(callErr.Code()), Message: callErr.Message()}
+		} else if h.OnError == registry.Continue && ee.Kind.Skippable() {
 			res.Action, res.Skipped = ActionContinue, f
 			res.setMessage(r, h.Key.Phase, current)
 		} else {
@@ -232,6 +258,10 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		switch out.Action {
 		case engine.Continue:
 			res.Action = ActionContinue
+			if h.Key.Phase == engine.ErrorPhase {
+				res.Status = &Status{Code: CodeName(callErr.Code()), Message: callErr.Message()}
+				break
+			}
 			m := out.Message
 			if m == nil {
 				m = current

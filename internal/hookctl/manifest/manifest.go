@@ -8,7 +8,7 @@
 //
 //	hooks:
 //	  - method: events.v1.EventService/SendEvent   # or SERVICE/*, */*
-//	    phase: pre                                  # pre or post
+//	    phase: pre                                  # pre, post or error
 //	    name: addvalue
 //	    script: addvalue.js                         # .js or .ts (TypeScript)
 //	    params: {extradata: {source: hook}}         # optional, any YAML

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
@@ -282,9 +283,19 @@ func Streaming(md protoreflect.MethodDescriptor) string {
 	return ""
 }
 
+// PhaseHooks names the hooks of a phase: "pre-hooks", "post-hooks", "error
+// hooks".
+func PhaseHooks(p engine.Phase) string {
+	if p == engine.ErrorPhase {
+		return "error hooks"
+	}
+	return string(p) + "-hooks"
+}
+
 // CheckHook reports what is wrong with a hook at k for this source: a
 // service or method it does not have, a service hooks never apply to
-// (grpc.*), or a post-hook on a streaming method, where it would never run.
+// (grpc.*), or a post-hook or error hook on a streaming method, where it
+// would never run.
 func (s *Source) CheckHook(k registry.Key) error {
 	if k.Service == registry.Wildcard {
 		return nil
@@ -297,7 +308,7 @@ func (s *Source) CheckHook(k registry.Key) error {
 		if err != nil {
 			return err
 		}
-		if k.Phase == "post" {
+		if k.Phase == engine.Post || k.Phase == engine.ErrorPhase {
 			unary := false
 			for i := range sd.Methods().Len() {
 				if Streaming(sd.Methods().Get(i)) == "" {
@@ -305,7 +316,7 @@ func (s *Source) CheckHook(k registry.Key) error {
 				}
 			}
 			if !unary {
-				return fmt.Errorf("post-hooks never run on streams, and every method of %s streams: this hook would never run", k.Service)
+				return fmt.Errorf("%s never run on streams, and every method of %s streams: this hook would never run", PhaseHooks(k.Phase), k.Service)
 			}
 		}
 		return nil
@@ -314,9 +325,13 @@ func (s *Source) CheckHook(k registry.Key) error {
 	if err != nil {
 		return err
 	}
-	if st := Streaming(md); st != "" && k.Phase == "post" {
+	if st := Streaming(md); st != "" && k.Phase == engine.Post {
 		return fmt.Errorf("post-hooks never run on streams: %s/%s is %s, so the daemon would skip this hook on every call; "+
 			"use a pre-hook, which runs on a server stream's request and on each message a client streams", k.Service, k.Method, st)
+	}
+	if st := Streaming(md); st != "" && k.Phase == engine.ErrorPhase {
+		return fmt.Errorf("error hooks never run on streams: %s/%s is %s, so the daemon would skip this hook on every call",
+			k.Service, k.Method, st)
 	}
 	return nil
 }

@@ -242,8 +242,12 @@ type Run struct {
 	Response     []byte `protobuf:"bytes,16,opt,name=response,proto3" json:"response,omitempty"`
 	// Answer type is engine.Call.ResponseType: the type a pre-hook may answer
 	// with; empty when it may not.
-	AnswerType    string `protobuf:"bytes,17,opt,name=answer_type,json=answerType,proto3" json:"answer_type,omitempty"`
-	TimeoutNanos  int64  `protobuf:"varint,18,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	AnswerType   string `protobuf:"bytes,17,opt,name=answer_type,json=answerType,proto3" json:"answer_type,omitempty"`
+	TimeoutNanos int64  `protobuf:"varint,18,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// The call's error status, for an error hook (engine.Call.Status).
+	HasStatus     bool   `protobuf:"varint,19,opt,name=has_status,json=hasStatus,proto3" json:"has_status,omitempty"`
+	StatusCode    int32  `protobuf:"varint,20,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	StatusMessage string `protobuf:"bytes,21,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +406,27 @@ func (x *Run) GetTimeoutNanos() int64 {
 		return x.TimeoutNanos
 	}
 	return 0
+}
+
+func (x *Run) GetHasStatus() bool {
+	if x != nil {
+		return x.HasStatus
+	}
+	return false
+}
+
+func (x *Run) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *Run) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
 }
 
 // Values are the values of one metadata key.
@@ -851,7 +876,7 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x03run\x18\x02 \x01(\v2\x18.apihooks.isolate.v1.RunH\x00R\x03runB\x06\n" +
 	"\x04kind\"*\n" +
 	"\x05Setup\x12!\n" +
-	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\xb5\x05\n" +
+	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\x9c\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
 	"\vscript_hash\x18\x02 \x01(\fR\n" +
@@ -876,7 +901,12 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\bresponse\x18\x10 \x01(\fR\bresponse\x12\x1f\n" +
 	"\vanswer_type\x18\x11 \x01(\tR\n" +
 	"answerType\x12#\n" +
-	"\rtimeout_nanos\x18\x12 \x01(\x03R\ftimeoutNanos\x1aX\n" +
+	"\rtimeout_nanos\x18\x12 \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
+	"\n" +
+	"has_status\x18\x13 \x01(\bR\thasStatus\x12\x1f\n" +
+	"\vstatus_code\x18\x14 \x01(\x05R\n" +
+	"statusCode\x12%\n" +
+	"\x0estatus_message\x18\x15 \x01(\tR\rstatusMessage\x1aX\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ValuesR\x05value:\x028\x01\" \n" +

@@ -1,0 +1,155 @@
+package interceptor
+
+import (
+	"container/list"
+	"context"
+	"encoding/binary"
+	"runtime"
+	"sync"
+	"time"
+	"weak"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// cached answers a call of a method with a response cache: from the cache
+// when it holds a response to the same request (and the same values of the
+// configuration's metadata keys), without running hooks or the handler;
+// otherwise through call, storing the response when the call succeeds.
+// Errors are never stored, nor a response an error hook gave in place of
+// one.
+func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, handler grpc.UnaryHandler, chain *registry.Chain) (any, error) {
+	c := h.cacheFor(chain.Cache)
+	// The key is taken before any hook runs, since a pre-hook may change
+	// the request in place.
+	key, err := c.key(ctx, msg)
+	if err != nil {
+		resp, _, err := h.call(ctx, msg, method, handler, chain)
+		return resp, err
+	}
+	if resp, ok := c.get(key, time.Now()); ok {
+		return resp, nil
+	}
+	resp, rescued, err := h.call(ctx, msg, method, handler, chain)
+	if err == nil && !rescued {
+		if m, ok := resp.(proto.Message); ok && m != nil && m.ProtoReflect().IsValid() {
+			c.put(key, m, time.Now())
+		}
+	}
+	return resp, err
+}
+
+// cacheFor returns the response cache of a configuration, made on first
+// use. A cache lives as long as its configuration: once no snapshot refers
+// to it (its document changed or was deleted), the cache is dropped.
+func (h *hooks) cacheFor(cfg *registry.CacheConfig) *responseCache {
+	wp := weak.Make(cfg)
+	if c, ok := h.caches.Load(wp); ok {
+		return c.(*responseCache)
+	}
+	c, loaded := h.caches.LoadOrStore(wp, newResponseCache(cfg))
+	if !loaded {
+		runtime.AddCleanup(cfg, func(wp weak.Pointer[registry.CacheConfig]) { h.caches.Delete(wp) }, wp)
+	}
+	return c.(*responseCache)
+}
+
+// responseCache holds the responses of one method, least recently used
+// first out, within a bound on entries and on their encoded size. It is
+// safe for concurrent use.
+type responseCache struct {
+	ttl         time.Duration
+	maxEntries  int
+	maxBytes    int64
+	keyMetadata []string
+
+	mu    sync.Mutex
+	items map[string]*list.Element // of *cacheEntry
+	lru   list.List                // most recently used at the front
+	bytes int64
+}
+
+// cacheEntry is one stored response. resp is never changed once stored:
+// callers get clones of it.
+type cacheEntry struct {
+	key     string
+	resp    proto.Message
+	size    int64
+	expires time.Time
+}
+
+func newResponseCache(cfg *registry.CacheConfig) *responseCache {
+	return &responseCache{
+		ttl: cfg.TTL, maxEntries: cfg.MaxEntries, maxBytes: cfg.MaxBytes, keyMetadata: cfg.KeyMetadata,
+		items: map[string]*list.Element{},
+	}
+}
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+// key returns the cache key of a call: the values of the configured
+// metadata keys, each length-prefixed, then the request's deterministic
+// encoding.
+func (c *responseCache) key(ctx context.Context, msg proto.Message) ([]byte, error) {
+	var b []byte
+	for _, k := range c.keyMetadata {
+		vals := metadata.ValueFromIncomingContext(ctx, k)
+		b = binary.AppendUvarint(b, uint64(len(vals)))
+		for _, v := range vals {
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
+		}
+	}
+	return deterministic.MarshalAppend(b, msg)
+}
+
+// get returns a copy of the response stored under key, if it has not
+// expired at now.
+func (c *responseCache) get(key []byte, now time.Time) (proto.Message, bool) {
+	c.mu.Lock()
+	el, ok := c.items[string(key)]
+	if !ok {
+		c.mu.Unlock()
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !now.Before(e.expires) {
+		c.removeLocked(el)
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	c.mu.Unlock()
+	return proto.Clone(e.resp), true
+}
+
+// put stores a copy of resp under key until now + ttl, and evicts the least
+// recently used responses beyond the bounds. A response larger than the
+// whole byte bound is not stored.
+func (c *responseCache) put(key []byte, resp proto.Message, now time.Time) {
+	size := int64(len(key) + proto.Size(resp))
+	if size > c.maxBytes {
+		return
+	}
+	e := &cacheEntry{key: string(key), resp: proto.Clone(resp), size: size, expires: now.Add(c.ttl)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.items[e.key]; ok {
+		c.removeLocked(old)
+	}
+	c.items[e.key] = c.lru.PushFront(e)
+	c.bytes += size
+	for c.lru.Len() > c.maxEntries || c.bytes > c.maxBytes {
+		c.removeLocked(c.lru.Back())
+	}
+}
+
+func (c *responseCache) removeLocked(el *list.Element) {
+	e := c.lru.Remove(el).(*cacheEntry)
+	delete(c.items, e.key)
+	c.bytes -= e.size
+}

@@ -1,0 +1,161 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The bounds of a response cache configuration.
+const (
+	// MaxCacheTTL is the longest ttl a cache document may set.
+	MaxCacheTTL = 24 * time.Hour
+	// DefaultCacheMaxEntries is a cache's bound on entries when its
+	// document sets none; MaxCacheMaxEntries is the largest it may set.
+	DefaultCacheMaxEntries = 1000
+	MaxCacheMaxEntries     = 100_000
+	// DefaultCacheMaxBytes bounds the stored responses of one method's cache
+	// (their encoded size) when its document sets no maxBytes;
+	// MaxCacheMaxBytes is the largest it may set.
+	DefaultCacheMaxBytes = 64 << 20
+	MaxCacheMaxBytes     = 1 << 30
+)
+
+// metadataKeyPattern is what gRPC allows in a metadata key, lower case.
+var metadataKeyPattern = regexp.MustCompile(`^[0-9a-z_.-]+$`)
+
+// CacheDocument is a response cache configuration's value in etcd, a JSON
+// object. Unknown fields are rejected.
+type CacheDocument struct {
+	// TTL is how long a stored response is served, a Go duration
+	// (required, positive, at most MaxCacheTTL).
+	TTL string `json:"ttl"`
+	// MaxEntries bounds the responses stored (DefaultCacheMaxEntries when
+	// absent); the least recently used go first.
+	MaxEntries *int `json:"maxEntries,omitempty"`
+	// MaxBytes bounds the encoded size of the responses stored
+	// (DefaultCacheMaxBytes when absent).
+	MaxBytes *int64 `json:"maxBytes,omitempty"`
+	// KeyMetadata lists the incoming metadata keys, lower case, whose
+	// values are part of the cache key besides the request.
+	KeyMetadata []string `json:"keyMetadata,omitempty"`
+}
+
+// CacheConfig is a method's response cache configuration, decoded and
+// checked. It is immutable once built; a changed document builds a new one.
+type CacheConfig struct {
+	Key CacheKey
+	// Revision is the etcd revision that last modified the key.
+	Revision int64
+	// TTL is how long a stored response is served.
+	TTL time.Duration
+	// MaxEntries and MaxBytes bound what the cache holds.
+	MaxEntries int
+	MaxBytes   int64
+	// KeyMetadata lists the metadata keys whose values are part of the
+	// cache key, in the document's order.
+	KeyMetadata []string
+}
+
+// DecodeCacheDocument decodes and checks a cache document. The error names
+// the field at fault.
+func DecodeCacheDocument(b []byte) (*CacheDocument, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var d CacheDocument
+	if err := dec.Decode(&d); err != nil {
+		return nil, cacheDocumentError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("document: unexpected data after the JSON object")
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func cacheDocumentError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		want := typeErr.Type.String()
+		switch want {
+		case "int", "int64", "*int", "*int64":
+			want = "an integer"
+		case "string":
+			want = "a string"
+		case "[]string":
+			want = "a list of strings"
+		case "registry.CacheDocument":
+			want = "an object"
+		}
+		if typeErr.Field == "" {
+			return fmt.Errorf("document: want an object, got %s", typeErr.Value)
+		}
+		return fmt.Errorf("document: field %s: want %s, got %s", typeErr.Field, want, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Errorf("document: invalid JSON at byte %d: %v", syntaxErr.Offset, err)
+	case errors.Is(err, io.EOF):
+		return errors.New("document: empty")
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("document: unknown field %s (want ttl, maxEntries, maxBytes, keyMetadata)", f)
+	}
+	return fmt.Errorf("document: %w", err)
+}
+
+// Validate checks the fields' values.
+func (d *CacheDocument) Validate() error {
+	if d.TTL == "" {
+		return errors.New("document: field ttl: required (a Go duration such as 30s)")
+	}
+	ttl, err := time.ParseDuration(d.TTL)
+	switch {
+	case err != nil:
+		return fmt.Errorf("document: field ttl: %q is not a Go duration such as 30s", d.TTL)
+	case ttl <= 0:
+		return fmt.Errorf("document: field ttl: %q must be positive", d.TTL)
+	case ttl > MaxCacheTTL:
+		return fmt.Errorf("document: field ttl: %q is more than %v", d.TTL, MaxCacheTTL)
+	}
+	if n := d.MaxEntries; n != nil && (*n < 1 || *n > MaxCacheMaxEntries) {
+		return fmt.Errorf("document: field maxEntries: %d is not between 1 and %d", *n, MaxCacheMaxEntries)
+	}
+	if n := d.MaxBytes; n != nil && (*n < 1 || *n > MaxCacheMaxBytes) {
+		return fmt.Errorf("document: field maxBytes: %d is not between 1 and %d", *n, MaxCacheMaxBytes)
+	}
+	for i, k := range d.KeyMetadata {
+		switch {
+		case !metadataKeyPattern.MatchString(k):
+			return fmt.Errorf("document: field keyMetadata: %q is not a lower-case metadata key", k)
+		case slices.Contains(d.KeyMetadata[:i], k):
+			return fmt.Errorf("document: field keyMetadata: %q is listed twice", k)
+		}
+	}
+	return nil
+}
+
+// BuildCache decodes the cache document b stored at k.
+func BuildCache(k CacheKey, b []byte) (*CacheConfig, error) {
+	d, err := DecodeCacheDocument(b)
+	if err != nil {
+		return nil, err
+	}
+	c := &CacheConfig{Key: k, MaxEntries: DefaultCacheMaxEntries, MaxBytes: DefaultCacheMaxBytes, KeyMetadata: d.KeyMetadata}
+	c.TTL, _ = time.ParseDuration(d.TTL) // validated
+	if d.MaxEntries != nil {
+		c.MaxEntries = *d.MaxEntries
+	}
+	if d.MaxBytes != nil {
+		c.MaxBytes = *d.MaxBytes
+	}
+	return c, nil
+}
