@@ -282,4 +282,3 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
-
