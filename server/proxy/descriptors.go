@@ -205,7 +205,7 @@ func reflect(ctx context.Context, cc grpc.ClientConnInterface, method string) (*
 			return nil, err
 		}
 		if e := resp.GetErrorResponse(); e != nil {
-			return nil, fmt.Errorf("%s (code %d)", e.GetErrorMessage(), e.GetErrorCode())
+			return nil, refused{fmt.Errorf("%s (code %d)", e.GetErrorMessage(), e.GetErrorCode())}
 		}
 		return resp, nil
 	}
@@ -232,6 +232,12 @@ func reflect(ctx context.Context, cc grpc.ClientConnInterface, method string) (*
 		resp, err := ask(&rpb.ServerReflectionRequest{
 			MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: svc},
 		})
+		var r refused
+		if errors.As(err, &r) {
+			// A service the backend lists but cannot describe (often its
+			// reflection itself): its calls go through, unhooked.
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reflection: service %s: %w", svc, err)
 		}
@@ -276,6 +282,11 @@ func reflect(ctx context.Context, cc grpc.ClientConnInterface, method string) (*
 	}
 	return t, nil
 }
+
+// refused is an error the backend's reflection answered with.
+type refused struct{ error }
+
+func (r refused) Unwrap() error { return r.error }
 
 func missingImports(byName map[string]*descriptorpb.FileDescriptorProto) []string {
 	var missing []string
