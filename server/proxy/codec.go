@@ -3,6 +3,8 @@ package proxy
 import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/dynamicpb"
 
 	// The proto codec is the one every other message goes through.
 	_ "google.golang.org/grpc/encoding/proto"
@@ -25,8 +27,18 @@ func newCodec() codec {
 }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
-	if f, ok := v.(*frame); ok {
-		return mem.BufferSlice{mem.SliceBuffer(f.b)}, nil
+	switch m := v.(type) {
+	case *frame:
+		return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
+	case *dynamicpb.Message:
+		// A dynamic message of a backend's: proto3 or not, it is the
+		// backend's to check required fields, as it would without the
+		// proxy. Skipping the check saves a walk through the message.
+		b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
 	return c.proto.Marshal(v)
 }

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
-	"io"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,10 +34,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	}
 
 	var f frame
-	if err := ss.RecvMsg(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return status.Errorf(codes.Internal, "%s: the client sent no request", fullMethod)
-		}
+	if err := recvRequest(ss, fullMethod, &f); err != nil {
 		return err
 	}
 	req, err := p.decode(ctx, fullMethod, false, f.b, true)
@@ -109,7 +104,7 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 			mt = m.out
 		}
 		msg := mt.New().Interface()
-		if err := proto.Unmarshal(b, msg); err != nil {
+		if err := unmarshal.Unmarshal(b, msg); err != nil {
 			return nil, status.Errorf(codes.Internal, "%s: the %s does not decode against its descriptor %s: %v",
 				fullMethod, what, mt.Descriptor().FullName(), err)
 		}
@@ -128,11 +123,19 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 	}
 }
 
+// unmarshal decodes the backend's messages, leaving required fields to the
+// backend to check, as it would without the proxy.
+var unmarshal = proto.UnmarshalOptions{AllowPartial: true}
+
 // hasUnknown reports whether m, or a message in it, has fields its
-// descriptor does not describe.
+// descriptor does not describe. Well-known types (google.protobuf.*) never
+// change, so it does not look into them.
 func hasUnknown(m protoreflect.Message) bool {
 	if len(m.GetUnknown()) > 0 {
 		return true
+	}
+	if m.Descriptor().ParentFile().Package() == "google.protobuf" {
+		return false
 	}
 	found := false
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -177,7 +180,7 @@ func (s *decodingStream) RecvMsg(m any) error {
 		return err
 	}
 	msg := m.(proto.Message)
-	if err := proto.Unmarshal(f.b, msg); err != nil {
+	if err := unmarshal.Unmarshal(f.b, msg); err != nil {
 		return status.Errorf(codes.Internal, "%s: a request does not decode against its descriptor %s: %v",
 			s.method, msg.ProtoReflect().Descriptor().FullName(), err)
 	}

@@ -28,9 +28,9 @@ func startInterop(tb testing.TB) string {
 	return serve(tb, srv)
 }
 
-// interopDescriptors is the descriptor set of grpc/testing/test.proto and
-// its imports, as `protoc --include_imports -o` would write it.
-func interopDescriptors() *descriptorpb.FileDescriptorSet {
+// descriptorSet is the descriptor set of file and its imports, as
+// `protoc --include_imports -o` would write it.
+func descriptorSet(file protoreflect.FileDescriptor) *descriptorpb.FileDescriptorSet {
 	set := &descriptorpb.FileDescriptorSet{}
 	seen := map[string]bool{}
 	var add func(f protoreflect.FileDescriptor)
@@ -44,7 +44,7 @@ func interopDescriptors() *descriptorpb.FileDescriptorSet {
 		}
 		set.File = append(set.File, protodesc.ToFileDescriptorProto(f))
 	}
-	add(testgrpc.File_grpc_testing_test_proto)
+	add(file)
 	return set
 }
 
@@ -53,7 +53,7 @@ func interopDescriptors() *descriptorpb.FileDescriptorSet {
 func newInteropWorld(tb testing.TB) *world {
 	return newWorld(tb, startInterop(tb),
 		[]registry.Option{registry.WithServices("grpc.testing.TestService")},
-		proxy.WithDescriptorSet(interopDescriptors()))
+		proxy.WithDescriptorSet(descriptorSet(testgrpc.File_grpc_testing_test_proto)))
 }
 
 // interopCases are grpc-go's interop client test cases over plaintext.

@@ -148,7 +148,41 @@ func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
 	if chain := p.src.Snapshot().Lookup(fullMethod); chain != nil {
 		return p.hooked(ss, fullMethod, chain)
 	}
+	if m := p.desc.current().methods[fullMethod]; m != nil && !m.streaming() {
+		return forwardUnary(ss, p.cc, fullMethod)
+	}
 	return forward(ss, p.cc, fullMethod, newFrame)
+}
+
+// forwardUnary carries a call of a method known to be unary: one message
+// each way, with no goroutine of its own.
+func forwardUnary(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string) error {
+	in := new(frame)
+	if err := recvRequest(ss, fullMethod, in); err != nil {
+		return err
+	}
+	var header, trailer metadata.MD
+	out := new(frame)
+	err := cc.Invoke(outgoing(ss.Context()), fullMethod, in, out, grpc.Header(&header), grpc.Trailer(&trailer))
+	if len(header) > 0 {
+		if err := ss.SetHeader(header); err != nil {
+			return err
+		}
+	}
+	ss.SetTrailer(trailer)
+	if err != nil {
+		return err
+	}
+	return ss.SendMsg(out)
+}
+
+// recvRequest receives the one request of a unary call.
+func recvRequest(ss grpc.ServerStream, fullMethod string, m any) error {
+	err := ss.RecvMsg(m)
+	if errors.Is(err, io.EOF) {
+		return status.Errorf(codes.Internal, "%s: the client sent no request", fullMethod)
+	}
+	return err
 }
 
 func newFrame() any { return new(frame) }
@@ -243,8 +277,7 @@ func down(cs grpc.ClientStream, ss grpc.ServerStream) error {
 // outgoing makes the client's metadata the metadata of the call to the
 // backend.
 func outgoing(ctx context.Context) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	md = md.Copy()
+	md, _ := metadata.FromIncomingContext(ctx) // a copy
 	delete(md, ":authority")
 	return metadata.NewOutgoingContext(ctx, md)
 }
