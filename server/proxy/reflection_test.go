@@ -169,6 +169,12 @@ func TestHooksOnABackendKnownByReflection(t *testing.T) {
 	if got, err := say(ctx, w.conn, newMsg("bob", "")); err != nil || got != "hello bob" {
 		t.Fatalf("Say with a pre-hook: %q, %v; want hello bob", got, err)
 	}
+	// The answer's type comes from the learned descriptors: echo.v1 is
+	// linked into no program here.
+	w.setHooks(t, map[string]string{sayKey + "pre/answer": doc(`module.exports = c => ({response: {name: "answered " + c.request.name}})`)})
+	if got, err := say(ctx, w.conn, newMsg("fail", "")); err != nil || got != "answered fail" {
+		t.Fatalf("Say with a pre-hook that answers: %q, %v; want %q (the backend, which fails, not called)", got, err, "answered fail")
+	}
 
 	t.Run("the proxy's health answers", func(t *testing.T) {
 		resp, err := healthpb.NewHealthClient(w.conn).Check(ctx, &healthpb.HealthCheckRequest{})
