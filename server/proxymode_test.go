@@ -22,8 +22,17 @@ import (
 // proxy learns the service from the first one's reflection, forwards its
 // calls, and runs its hook.
 func TestDaemonProxiesAnotherServer(t *testing.T) {
+	for _, isolation := range []string{"inprocess", "process"} {
+		t.Run("hooks run "+isolation, func(t *testing.T) { testDaemonProxies(t, isolation) })
+	}
+}
+
+func testDaemonProxies(t *testing.T, isolation string) {
 	backend := startDaemon(t)
-	front := startDaemonWith(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend.addrs[0]} })
+	front := startDaemonWith(t, func(c *server.Config) {
+		c.Proxy = proxy.Backend{Target: backend.addrs[0]}
+		c.Isolation = isolation
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := eventsv1.NewEventServiceClient(front.conn)
