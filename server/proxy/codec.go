@@ -6,6 +6,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	// Clients and backends may compress messages with gzip.
+	_ "google.golang.org/grpc/encoding/gzip"
 	// The proto codec is the one every other message goes through.
 	_ "google.golang.org/grpc/encoding/proto"
 )

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
@@ -281,4 +282,27 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestCompressedCallsPassThrough: calls compressed with gzip go through,
+// with hooks on the method or not.
+func TestCompressedCallsPassThrough(t *testing.T) {
+	w := newInteropWorld(t)
+	check := func(t *testing.T) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("large_unary with gzip: %v", r)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		interop.DoLargeUnaryCall(ctx, testgrpc.NewTestServiceClient(w.conn), grpc.UseCompressor(gzip.Name))
+		interop.DoPingPong(ctx, testgrpc.NewTestServiceClient(w.conn), grpc.UseCompressor(gzip.Name))
+	}
+	t.Run("without hooks", check)
+	w.setHooks(t, map[string]string{
+		"grpc.testing.TestService/UnaryCall/pre/look":      doc(`module.exports = c => {}`),
+		"grpc.testing.TestService/FullDuplexCall/pre/look": doc(`module.exports = c => {}`),
+	})
+	t.Run("with pre-hooks", check)
 }

@@ -244,23 +244,21 @@ func up(ss grpc.ServerStream, cs grpc.ClientStream, newIn func() any) error {
 	}
 }
 
-// down sends the backend's headers and messages to the client until the
-// backend ends the call, and returns its status.
+// down sends the backend's headers, as soon as they come, and its messages
+// to the client until the backend ends the call, and returns its status.
 func down(cs grpc.ClientStream, ss grpc.ServerStream) error {
-	for first := true; ; first = false {
+	// An error here (no headers: the backend failed the call at once)
+	// comes again from RecvMsg, with the status.
+	if md, err := cs.Header(); err == nil && len(md) > 0 {
+		if err := ss.SendHeader(md); err != nil {
+			return err
+		}
+	}
+	for {
 		f := new(frame)
 		err := cs.RecvMsg(f)
 		if err != nil {
 			ss.SetTrailer(cs.Trailer())
-		}
-		if first {
-			// Headers go out before the first message, or with the status
-			// when there is none.
-			if md, herr := cs.Header(); herr == nil && len(md) > 0 {
-				if err := ss.SetHeader(md); err != nil {
-					return err
-				}
-			}
 		}
 		if errors.Is(err, io.EOF) {
 			return nil

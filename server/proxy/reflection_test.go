@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	rgrpc "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -83,7 +84,7 @@ func nameOf(m proto.Message) string {
 
 // startEcho serves the echo backend of a version, with server reflection,
 // on lis. Say answers a message named "fail" with FAILED_PRECONDITION and
-// a detail.
+// a detail; Chat sends headers as it opens.
 func startEcho(tb testing.TB, version int, lis net.Listener) (addr string, stop func()) {
 	tb.Helper()
 	file := echoFile(version)
@@ -104,6 +105,10 @@ func startEcho(tb testing.TB, version int, lis net.Listener) (addr string, stop 
 			return in, nil
 		}}},
 		Streams: []grpc.StreamDesc{{StreamName: "Chat", ClientStreams: true, ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			// The chat opens with headers, before any message.
+			if err := ss.SendHeader(metadata.Pairs("x-chat", "open")); err != nil {
+				return err
+			}
 			for {
 				in := dynamicpb.NewMessage(md)
 				if err := ss.RecvMsg(in); err != nil {
@@ -328,4 +333,29 @@ func TestStreamsOfABackendKnownByReflection(t *testing.T) {
 	if !slices.Equal(got, []string{"A", "B"}) {
 		t.Fatalf("answers %v; want [A B]", got)
 	}
+}
+
+// TestHeadersGoOutAsTheyCome: a backend's headers reach the client before
+// any message does, with hooks on the method or not.
+func TestHeadersGoOutAsTheyCome(t *testing.T) {
+	addr, _ := startEcho(t, 1, listen(t, "127.0.0.1:0"))
+	w := newWorld(t, addr, nil)
+	check := func(t *testing.T) {
+		ctx := callCtx(t)
+		chat, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, chatMethod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := chat.Header()
+		if err != nil || !slices.Equal(md.Get("x-chat"), []string{"open"}) {
+			t.Fatalf("headers before any message: %v, %v; want x-chat: open", md, err)
+		}
+		chat.CloseSend()
+		if err := chat.RecvMsg(dynamicpb.NewMessage(echoMsg(2))); !errors.Is(err, io.EOF) {
+			t.Fatalf("end of the stream: %v; want OK", err)
+		}
+	}
+	t.Run("without hooks", check)
+	w.setHooks(t, map[string]string{"echo.v1.Echo/Chat/pre/look": doc(`module.exports = c => {}`)})
+	t.Run("with a pre-hook", check)
 }
