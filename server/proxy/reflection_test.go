@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ func echoFile(version int) protoreflect.FileDescriptor {
 			{Name: proto.String("Say"), InputType: proto.String(".echo.v1.Msg"), OutputType: proto.String(".echo.v1.Msg")},
 			{Name: proto.String("Chat"), InputType: proto.String(".echo.v1.Msg"), OutputType: proto.String(".echo.v1.Msg"),
 				ClientStreaming: proto.Bool(true), ServerStreaming: proto.Bool(true)},
+			{Name: proto.String("Flood"), InputType: proto.String(".echo.v1.Msg"), OutputType: proto.String(".echo.v1.Msg"),
+				ServerStreaming: proto.Bool(true)},
 		}}},
 	}, nil)
 	if err != nil {
@@ -81,6 +84,15 @@ func nameOf(m proto.Message) string {
 	r := m.ProtoReflect()
 	return r.Get(r.Descriptor().Fields().ByName("name")).String()
 }
+
+// Flood sends floodCount messages of floodSize bytes, counting them in
+// flooded as they go out.
+const (
+	floodCount = 400
+	floodSize  = 256 << 10
+)
+
+var flooded atomic.Int64
 
 // startEcho serves the echo backend of a version, with server reflection,
 // on lis. Say answers a message named "fail" with FAILED_PRECONDITION and
@@ -121,6 +133,20 @@ func startEcho(tb testing.TB, version int, lis net.Listener) (addr string, stop 
 					return err
 				}
 			}
+		}}, {StreamName: "Flood", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			in := dynamicpb.NewMessage(md)
+			if err := ss.RecvMsg(in); err != nil {
+				return err
+			}
+			out := dynamicpb.NewMessage(md)
+			out.Set(md.Fields().ByName("name"), protoreflect.ValueOfString(strings.Repeat("x", floodSize)))
+			for range floodCount {
+				if err := ss.SendMsg(out); err != nil {
+					return err
+				}
+				flooded.Add(1)
+			}
+			return nil
 		}}},
 	}, struct{}{})
 	files, err := protodesc.NewFiles(&descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{protodesc.ToFileDescriptorProto(file)}})
@@ -358,4 +384,53 @@ func TestHeadersGoOutAsTheyCome(t *testing.T) {
 	t.Run("without hooks", check)
 	w.setHooks(t, map[string]string{"echo.v1.Echo/Chat/pre/look": doc(`module.exports = c => {}`)})
 	t.Run("with a pre-hook", check)
+}
+
+// TestFlowControlHoldsThroughTheProxy: a client that does not read holds
+// up the backend that writes to it (the proxy forwards message by message
+// and buffers no stream); once the client reads, every message arrives.
+func TestFlowControlHoldsThroughTheProxy(t *testing.T) {
+	addr, _ := startEcho(t, 1, listen(t, "127.0.0.1:0"))
+	w := newWorld(t, addr, nil)
+	flooded.Store(0)
+	ctx := callCtx(t)
+	flood, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/echo.v1.Echo/Flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flood.SendMsg(newMsg("go", "")); err != nil {
+		t.Fatal(err)
+	}
+	flood.CloseSend()
+	// Wait until the backend stops making progress: it is held up by
+	// flow control, or done.
+	deadline := time.Now().Add(waitTimeout)
+	for last, since := int64(-1), time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		n := flooded.Load()
+		if n == floodCount {
+			t.Fatalf("the backend sent all %d messages of %d KiB to a client that read none: the proxy buffered them", n, floodSize>>10)
+		}
+		if n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backend kept sending for %v to a client that read nothing", waitTimeout)
+		}
+	}
+	got := 0
+	for {
+		err := flood.RecvMsg(dynamicpb.NewMessage(echoMsg(2)))
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d messages: %v", got, err)
+		}
+		got++
+	}
+	if got != floodCount {
+		t.Fatalf("the client got %d messages; want %d", got, floodCount)
+	}
 }
