@@ -30,8 +30,12 @@ func newHooks(o *options) *hooks {
 }
 
 // responseType returns the response type of a full method, from the
-// descriptors linked into the program, or nil when it is not known there.
+// descriptors linked into the program (or from WithResponseTypes), or nil
+// when it is not known there.
 func (h *hooks) responseType(method string) protoreflect.MessageType {
+	if h.opts.responseTypes != nil {
+		return h.opts.responseTypes(method)
+	}
 	if mt, ok := (*h.responseTypes.Load())[method]; ok {
 		return mt
 	}

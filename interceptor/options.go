@@ -3,6 +3,8 @@ package interceptor
 import (
 	"log/slog"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
@@ -15,6 +17,9 @@ type options struct {
 	process   Runner
 	isolation Isolation
 	isolated  func(*registry.Hook) bool
+	// responseTypes, when set, replaces the lookup of response types in
+	// the descriptors linked into the program.
+	responseTypes func(method string) protoreflect.MessageType
 }
 
 // Option configures the interceptors.
@@ -54,4 +59,14 @@ func WithLogger(l *slog.Logger) Option {
 // Give the unary and the stream interceptor the same one.
 func WithQuarantine(q *Quarantine) Option {
 	return func(o *options) { o.quarantine = q }
+}
+
+// WithResponseTypes sets where the response type of a method comes from,
+// the type of a pre-hook's or an error hook's response answer: types(method)
+// is called on each hooked call and returns nil when the method is not
+// known. By default the type is looked up, once per method, in the
+// descriptors linked into the program. A proxy that learns its
+// descriptors at run time supplies its own.
+func WithResponseTypes(types func(fullMethod string) protoreflect.MessageType) Option {
+	return func(o *options) { o.responseTypes = types }
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/embedetcd"
 	"github.com/apihooks/apihooks/server/events"
+	"github.com/apihooks/apihooks/server/proxy"
 )
 
 // Config is the daemon's configuration; cmd/apihooksd fills it from flags.
@@ -84,6 +85,13 @@ type Config struct {
 	// interrupted, longest-running first: engine.DefaultHeapLimit when
 	// zero, none when negative.
 	HookHeapLimit int64
+	// Proxy, when its Target is set, makes the daemon a proxy in front of
+	// that backend instead of serving the example EventService.
+	Proxy proxy.Backend
+	// DescriptorSet is a FileDescriptorSet file describing the backend's
+	// services; without it the proxy learns them from the backend's
+	// server reflection.
+	DescriptorSet string
 }
 
 // EtcdHealthService is the health service name that is SERVING while the
@@ -115,6 +123,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer eventsSvc.Close()
 	services := []*grpc.ServiceDesc{&eventsv1.EventService_ServiceDesc}
 	hookServices := cfg.HookServices
+	if cfg.Proxy.Target != "" {
+		// The backend's services are learned, and may change.
+		services = nil
+	}
 	if len(hookServices) == 0 {
 		for _, d := range services {
 			if registry.DefaultHookable(d.ServiceName) {
@@ -123,6 +135,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	for _, s := range hookServices {
+		if services == nil {
+			break
+		}
 		if !slices.ContainsFunc(services, func(d *grpc.ServiceDesc) bool { return d.ServiceName == s }) {
 			log.Warn("--hook-services names a service this server does not serve", "service", s)
 		}
@@ -130,10 +145,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus(EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
-	reg := registry.New(client,
-		registry.WithPrefix(cfg.Prefix),
-		registry.WithLogger(log),
-		registry.WithServices(hookServices...),
+	regOpts := []registry.Option{registry.WithPrefix(cfg.Prefix), registry.WithLogger(log)}
+	if len(hookServices) > 0 {
+		// Without, as a proxy with no --hook-services: every service but
+		// grpc.*.
+		regOpts = append(regOpts, registry.WithServices(hookServices...))
+	}
+	reg := registry.New(client, append(regOpts,
 		registry.WithMaxTimeout(cmp.Or(cfg.MaxHookTimeout, registry.DefaultMaxTimeout)),
 		registry.WithSnapshotFile(cmp.Or(cfg.SnapshotFile, filepath.Join(cfg.DataDir, "hooks-snapshot.json"))),
 		registry.WithOnSync(func(synced bool) {
@@ -143,7 +161,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			healthSrv.SetServingStatus(EtcdHealthService, st)
 		}),
-	)
+	)...)
 	maxRuns := cfg.MaxHookRuns
 	if maxRuns <= 0 {
 		maxRuns = engine.DefaultMaxRuns()
@@ -166,13 +184,23 @@ func Run(ctx context.Context, cfg Config) error {
 		// the server's --isolation process.
 		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
-	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
-		grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
-	)
-	eventsv1.RegisterEventServiceServer(srv, eventsSvc)
+	var srv *grpc.Server
+	var backend *proxy.Proxy
+	if cfg.Proxy.Target == "" {
+		srv = grpc.NewServer(
+			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
+			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
+		)
+		eventsv1.RegisterEventServiceServer(srv, eventsSvc)
+		reflection.Register(srv)
+	} else {
+		var closeBackend func()
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, log); err != nil {
+			return err
+		}
+		defer closeBackend()
+	}
 	healthpb.RegisterHealthServer(srv, healthSrv)
-	reflection.Register(srv)
 
 	// Hooks are loaded (from etcd, or else from the snapshot file) before
 	// the port opens: no call is served without them.
@@ -189,6 +217,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	for name := range srv.GetServiceInfo() {
 		healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	if backend != nil {
+		for _, name := range backend.Services() {
+			healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		}
 	}
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "address", lis.Addr().String())

@@ -1,6 +1,7 @@
 // Command apihooksd serves the example EventService behind apihooks'
 // interceptors, with hooks read from etcd: an embedded one by default, or an
-// existing cluster with --etcd-endpoints.
+// existing cluster with --etcd-endpoints. With --proxy-to it serves another
+// gRPC server's methods instead, as a proxy that runs the same hooks.
 package main
 
 import (
@@ -67,6 +68,13 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
 	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "memory limit of a hook worker process, in MiB beyond its baseline")
 	fs.Int64Var(&heapLimit, "hook-heap-limit", engine.DefaultHeapLimit>>20, "heap size, in MiB, past which in-process hook runs are interrupted, longest-running first (0: never)")
+	fs.StringVar(&cfg.Proxy.Target, "proxy-to", "", "proxy mode: serve and forward every method of the gRPC server at this address, with hooks, instead of the example EventService")
+	fs.BoolVar(&cfg.Proxy.TLS, "proxy-tls", false, "proxy mode: connect to the backend with TLS")
+	fs.StringVar(&cfg.Proxy.CACert, "proxy-cacert", "", "proxy mode: CA bundle to verify the backend's certificate (default: the system's)")
+	fs.StringVar(&cfg.Proxy.Cert, "proxy-cert", "", "proxy mode: client certificate for the backend")
+	fs.StringVar(&cfg.Proxy.Key, "proxy-key", "", "proxy mode: client key for the backend")
+	fs.StringVar(&cfg.Proxy.Authority, "proxy-authority", "", "proxy mode: :authority of calls to the backend, and the name its certificate must have")
+	fs.StringVar(&cfg.DescriptorSet, "descriptor-set", "", "proxy mode: FileDescriptorSet of the backend's services (buf build -o, protoc --include_imports -o) instead of its server reflection")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +122,15 @@ func run(args []string) error {
 	cfg.HookHeapLimit = heapLimit << 20
 	if heapLimit == 0 {
 		cfg.HookHeapLimit = -1
+	}
+	if cfg.Proxy.Target == "" && (cfg.Proxy.TLS || cfg.Proxy.CACert != "" || cfg.Proxy.Cert != "" || cfg.Proxy.Key != "" || cfg.Proxy.Authority != "" || cfg.DescriptorSet != "") {
+		return errors.New("--proxy-tls, --proxy-cacert, --proxy-cert, --proxy-key, --proxy-authority and --descriptor-set need --proxy-to")
+	}
+	if !cfg.Proxy.TLS && (cfg.Proxy.CACert != "" || cfg.Proxy.Cert != "" || cfg.Proxy.Key != "") {
+		return errors.New("--proxy-cacert, --proxy-cert and --proxy-key need --proxy-tls")
+	}
+	if (cfg.Proxy.Cert == "") != (cfg.Proxy.Key == "") {
+		return errors.New("--proxy-cert and --proxy-key go together")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

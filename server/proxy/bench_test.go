@@ -1,0 +1,188 @@
+package proxy_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor"
+	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/server/proxy"
+)
+
+// benchService answers SendEvent without storing anything, as in
+// interceptor's benchmarks, so the benchmarks measure calls and hooks only.
+type benchService struct {
+	eventsv1.UnimplementedEventServiceServer
+}
+
+func (benchService) SendEvent(_ context.Context, req *eventsv1.SendEventRequest) (*eventsv1.SendEventResponse, error) {
+	return &eventsv1.SendEventResponse{EventId: "0190d7a2-6c1e-7b4c-9d1e-" + req.ToUserId}, nil
+}
+
+// benchRequest is interceptor's benchmark request: a SendEventRequest of
+// about 250 bytes on the wire.
+func benchRequest(b *testing.B) *eventsv1.SendEventRequest {
+	data, err := structpb.NewStruct(map[string]any{
+		"title":    "Weekly summary of your account activity",
+		"score":    1250,
+		"tags":     []any{"summary", "weekly", "account"},
+		"level":    7,
+		"location": map[string]any{"city": "Lisbon", "country": "PT"},
+		"campaign": "autumn-2026-newsletter-retention-segment-b",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &eventsv1.SendEventRequest{ToUserId: "user-8c1e2f4a9b7d", EventType: "notification.weekly_summary", EventData: data}
+}
+
+// benchConfigs starts, on one embedded etcd, each configuration the proxy
+// benchmark compares: the backend called directly; the built-in server
+// (the backend with the interceptors in it) with no hook for SendEvent,
+// and with one pre-hook; the proxy in front of the bare backend with no
+// hook for SendEvent, with one pre-hook, and with a pre- and a post-hook.
+// The hooks are interceptor's benchmark hooks. Every configuration with
+// interceptors also has a hook on another method, so "no hooks" goes
+// through a real lookup.
+func benchConfigs(b *testing.B) []benchConfig {
+	e := etcdtest.Start(b)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	scripts := map[string]string{
+		"GetEvents/pre/other":  `{"script":"undefined"}`,
+		"SendEvent/pre/set":    `{"script":"module.exports = function (ctx) { ctx.request.eventType = 'checked' }"}`,
+		"SendEvent/post/stamp": `{"script":"module.exports = function (ctx) { ctx.response.eventId = 'evt-' + ctx.response.eventId }"}`,
+	}
+	registryWith := func(prefix string, hooks ...string) *registry.Registry {
+		for _, k := range append(hooks, "GetEvents/pre/other") {
+			if _, err := e.Client.Put(context.Background(), registry.HooksDir(prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reg := registry.New(e.Client, registry.WithPrefix(prefix), registry.WithLogger(log))
+		if err := reg.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(reg.Close)
+		return reg
+	}
+	engineFor := func() *engine.Engine {
+		// A busy machine must not fail a call: a second, not 100ms.
+		eng := engine.New(engine.WithLogger(log), engine.WithTimeout(time.Second), engine.WithQueueWait(time.Minute))
+		b.Cleanup(eng.Close)
+		return eng
+	}
+	client := func(addr string) eventsv1.EventServiceClient { return eventsv1.NewEventServiceClient(dial(b, addr)) }
+
+	bare := grpc.NewServer()
+	eventsv1.RegisterEventServiceServer(bare, benchService{})
+	backend := serve(b, bare)
+	out := []benchConfig{{name: "direct", client: client(backend)}}
+
+	for _, c := range []struct {
+		name, prefix string
+		hooks        []string
+	}{{"builtin-no-hooks", "/b-none/", nil}, {"builtin-pre", "/b-pre/", []string{"SendEvent/pre/set"}}} {
+		eng := engineFor()
+		srv := grpc.NewServer(grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(registryWith(c.prefix, c.hooks...),
+			interceptor.WithEngine(eng), interceptor.WithLogger(log))))
+		eventsv1.RegisterEventServiceServer(srv, benchService{})
+		out = append(out, benchConfig{name: c.name, client: client(serve(b, srv))})
+	}
+
+	for _, c := range []struct {
+		name, prefix string
+		hooks        []string
+	}{
+		{"proxy-no-hooks", "/p-none/", nil},
+		{"proxy-pre", "/p-pre/", []string{"SendEvent/pre/set"}},
+		{"proxy-pre+post", "/p-pre-post/", []string{"SendEvent/pre/set", "SendEvent/post/stamp"}},
+	} {
+		cc, err := proxy.Dial(proxy.Backend{Target: backend})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cc.Close() })
+		p, err := proxy.New(cc, registryWith(c.prefix, c.hooks...), proxy.WithLogger(log), proxy.WithDescriptorSet(descriptorSet(eventsv1.File_events_v1_events_proto)),
+			proxy.WithInterceptorOptions(interceptor.WithEngine(engineFor()), interceptor.WithLogger(log)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, benchConfig{name: c.name, client: client(serve(b, grpc.NewServer(p.ServerOptions()...)))})
+	}
+	return out
+}
+
+type benchConfig struct {
+	name   string
+	client eventsv1.EventServiceClient
+}
+
+// interleaveRound is how many calls each caller makes to one configuration
+// before the benchmark moves on to the next, so that all of them run under
+// the same conditions.
+const interleaveRound = 200
+
+// BenchmarkProxy measures SendEvent over loopback, client, proxy and
+// backend in one process, in every configuration of benchConfigs, taking
+// turns between them every few hundred calls: "latency" with one caller,
+// "callers=20" with twenty. b.N calls go to each configuration. It reports
+// each configuration's time per call ("<name>-ns/call"), the proxy's
+// passthrough over a direct call ("passthrough-x"), and what a pre-hook
+// adds to a call through the proxy and in the built-in server
+// ("proxy-pre-added-ns", "builtin-pre-added-ns").
+func BenchmarkProxy(b *testing.B) {
+	req := benchRequest(b)
+	configs := benchConfigs(b)
+	for _, c := range configs {
+		if _, err := c.client.SendEvent(context.Background(), req); err != nil {
+			b.Fatalf("%s: %v", c.name, err)
+		}
+	}
+	for _, callers := range []int{1, 20} {
+		name := "latency"
+		if callers > 1 {
+			name = "callers=20"
+		}
+		b.Run(name, func(b *testing.B) {
+			spent := make(map[string]time.Duration, len(configs))
+			for done := 0; done < b.N; {
+				n := min(interleaveRound*callers, b.N-done)
+				for _, c := range configs {
+					start := time.Now()
+					var wg sync.WaitGroup
+					for k := range callers {
+						wg.Go(func() {
+							for j := k; j < n; j += callers {
+								if _, err := c.client.SendEvent(context.Background(), req); err != nil {
+									b.Errorf("%s: %v", c.name, err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					spent[c.name] += time.Since(start)
+				}
+				done += n
+			}
+			per := func(name string) float64 { return float64(spent[name].Nanoseconds()) / float64(b.N) }
+			for _, c := range configs {
+				b.ReportMetric(per(c.name), c.name+"-ns/call")
+			}
+			b.ReportMetric(per("proxy-no-hooks")/per("direct"), "passthrough-x")
+			b.ReportMetric(per("proxy-pre")-per("proxy-no-hooks"), "proxy-pre-added-ns")
+			b.ReportMetric(per("builtin-pre")-per("builtin-no-hooks"), "builtin-pre-added-ns")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

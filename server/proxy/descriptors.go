@@ -1,0 +1,304 @@
+package proxy
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// table is one generation of learned descriptors. It is never changed once
+// built: a refresh builds a new one and swaps it in.
+type table struct {
+	files    *protoregistry.Files
+	types    *dynamicpb.Types
+	services []string
+	methods  map[string]*method // by full method name, "/pkg.Service/Method"
+	// set is the deterministic encoding of the descriptors, to tell an
+	// unchanged refresh from a new one.
+	set []byte
+}
+
+// method is what the proxy knows of one method of the backend.
+type method struct {
+	desc    protoreflect.MethodDescriptor
+	in, out protoreflect.MessageType
+}
+
+// streaming reports whether the method is not unary.
+func (m *method) streaming() bool { return m.desc.IsStreamingClient() || m.desc.IsStreamingServer() }
+
+// newTable builds a table from files, which hold each import of each file.
+// services are the services the backend serves; all those the files
+// declare when nil.
+func newTable(fds []*descriptorpb.FileDescriptorProto, services []string) (*table, error) {
+	fds = slices.Clone(fds)
+	slices.SortFunc(fds, func(a, b *descriptorpb.FileDescriptorProto) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	set := &descriptorpb.FileDescriptorSet{File: fds}
+	files, err := protodesc.NewFiles(set)
+	if err != nil {
+		return nil, err
+	}
+	key, err := proto.MarshalOptions{Deterministic: true}.Marshal(set)
+	if err != nil {
+		return nil, err
+	}
+	t := &table{files: files, types: dynamicpb.NewTypes(files), methods: map[string]*method{}, set: key}
+	if services == nil {
+		files.RangeFiles(func(f protoreflect.FileDescriptor) bool {
+			for i := range f.Services().Len() {
+				services = append(services, string(f.Services().Get(i).FullName()))
+			}
+			return true
+		})
+	}
+	for _, name := range services {
+		d, err := files.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			// Listed but not described: its calls go through, unhooked.
+			continue
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			continue
+		}
+		t.services = append(t.services, name)
+		for i := range sd.Methods().Len() {
+			md := sd.Methods().Get(i)
+			t.methods["/"+name+"/"+string(md.Name())] = &method{
+				desc: md,
+				in:   dynamicpb.NewMessageType(md.Input()),
+				out:  dynamicpb.NewMessageType(md.Output()),
+			}
+		}
+	}
+	slices.Sort(t.services)
+	return t, nil
+}
+
+// ReadDescriptorSet reads a FileDescriptorSet, as `buf build -o` or
+// `protoc --include_imports -o` write it, and checks that it describes
+// each import of each file.
+func ReadDescriptorSet(path string) (*descriptorpb.FileDescriptorSet, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor set: %w", err)
+	}
+	set := new(descriptorpb.FileDescriptorSet)
+	if err := proto.Unmarshal(b, set); err != nil {
+		return nil, fmt.Errorf("descriptor set %s: not a FileDescriptorSet: %w", path, err)
+	}
+	if _, err := newTable(set.GetFile(), nil); err != nil {
+		return nil, fmt.Errorf("descriptor set %s: %w (build it with its imports: buf build -o, or protoc --include_imports -o)", path, err)
+	}
+	return set, nil
+}
+
+// descriptors holds the descriptors in force, and learns them again from
+// the backend when asked, at most once per interval.
+type descriptors struct {
+	cur atomic.Pointer[table]
+	// fetch learns the descriptors; nil when they were given once for all.
+	fetch    func(ctx context.Context) (*table, error)
+	interval time.Duration
+	timeout  time.Duration
+
+	// lock is held by the refresh in flight; last is when it began.
+	lock chan struct{}
+	last time.Time
+}
+
+func newDescriptors(fetch func(context.Context) (*table, error), interval, timeout time.Duration) *descriptors {
+	d := &descriptors{fetch: fetch, interval: interval, timeout: timeout, lock: make(chan struct{}, 1)}
+	empty, _ := newTable(nil, nil)
+	d.cur.Store(empty)
+	return d
+}
+
+func (d *descriptors) current() *table { return d.cur.Load() }
+
+// refresh learns the descriptors again unless that was done within the
+// interval (or force), and reports whether they changed. Callers that come
+// while a refresh is in flight wait for it.
+func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, err error) {
+	if d.fetch == nil {
+		return false, nil
+	}
+	select {
+	case d.lock <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-d.lock }()
+	if !force && time.Since(d.last) < d.interval {
+		return false, nil
+	}
+	d.last = time.Now()
+	fctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	t, err := d.fetch(fctx)
+	if err != nil {
+		return false, err
+	}
+	if bytes.Equal(t.set, d.cur.Load().set) {
+		return false, nil
+	}
+	d.cur.Store(t)
+	return true, nil
+}
+
+// Methods of server reflection, newest first: a backend may serve only the
+// older one.
+var reflectionMethods = []string{
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+}
+
+// fromReflection learns the backend's services and their descriptors
+// through its server reflection.
+func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, error) {
+	return func(ctx context.Context) (*table, error) {
+		var err error
+		for _, m := range reflectionMethods {
+			var t *table
+			t, err = reflect(ctx, cc, m)
+			if status.Code(err) != codes.Unimplemented {
+				return t, err
+			}
+		}
+		return nil, fmt.Errorf("the backend serves no server reflection (give its descriptors with a descriptor set): %w", err)
+	}
+}
+
+// reflect asks the backend's reflection at method; v1 and v1alpha share
+// their messages on the wire.
+func reflect(ctx context.Context, cc grpc.ClientConnInterface, method string) (*table, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
+	if err != nil {
+		return nil, err
+	}
+	ask := func(req *rpb.ServerReflectionRequest) (*rpb.ServerReflectionResponse, error) {
+		if err := stream.SendMsg(req); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		resp := new(rpb.ServerReflectionResponse)
+		if err := stream.RecvMsg(resp); err != nil {
+			return nil, err
+		}
+		if e := resp.GetErrorResponse(); e != nil {
+			return nil, refused{fmt.Errorf("%s (code %d)", e.GetErrorMessage(), e.GetErrorCode())}
+		}
+		return resp, nil
+	}
+	resp, err := ask(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}})
+	if err != nil {
+		return nil, err
+	}
+	var services []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		services = append(services, s.GetName())
+	}
+	byName := map[string]*descriptorpb.FileDescriptorProto{}
+	add := func(resp *rpb.ServerReflectionResponse) error {
+		for _, b := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+			fd := new(descriptorpb.FileDescriptorProto)
+			if err := proto.Unmarshal(b, fd); err != nil {
+				return fmt.Errorf("a file descriptor: %w", err)
+			}
+			byName[fd.GetName()] = fd
+		}
+		return nil
+	}
+	for _, svc := range services {
+		resp, err := ask(&rpb.ServerReflectionRequest{
+			MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: svc},
+		})
+		var r refused
+		if errors.As(err, &r) {
+			// A service the backend lists but cannot describe (often its
+			// reflection itself): its calls go through, unhooked.
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reflection: service %s: %w", svc, err)
+		}
+		if err := add(resp); err != nil {
+			return nil, fmt.Errorf("reflection: service %s: %w", svc, err)
+		}
+	}
+	// A server sends each file once per stream: ask for imports still
+	// missing, and take the ones it does not have from the program.
+	for {
+		missing := missingImports(byName)
+		if len(missing) == 0 {
+			break
+		}
+		for _, name := range missing {
+			resp, err := ask(&rpb.ServerReflectionRequest{
+				MessageRequest: &rpb.ServerReflectionRequest_FileByFilename{FileByFilename: name},
+			})
+			if err == nil {
+				err = add(resp)
+			}
+			if _, ok := byName[name]; ok {
+				continue
+			}
+			if f, gerr := protoregistry.GlobalFiles.FindFileByPath(name); gerr == nil {
+				byName[name] = protodesc.ToFileDescriptorProto(f)
+				continue
+			}
+			if err == nil {
+				err = errors.New("not sent")
+			}
+			return nil, fmt.Errorf("reflection: file %s: %w", name, err)
+		}
+	}
+	fds := make([]*descriptorpb.FileDescriptorProto, 0, len(byName))
+	for _, fd := range byName {
+		fds = append(fds, fd)
+	}
+	t, err := newTable(fds, services)
+	if err != nil {
+		return nil, fmt.Errorf("reflection: %w", err)
+	}
+	return t, nil
+}
+
+// refused is an error the backend's reflection answered with.
+type refused struct{ error }
+
+func (r refused) Unwrap() error { return r.error }
+
+func missingImports(byName map[string]*descriptorpb.FileDescriptorProto) []string {
+	var missing []string
+	seen := map[string]bool{}
+	for _, fd := range byName {
+		for _, dep := range fd.GetDependency() {
+			if _, ok := byName[dep]; !ok && !seen[dep] {
+				seen[dep] = true
+				missing = append(missing, dep)
+			}
+		}
+	}
+	slices.Sort(missing)
+	return missing
+}

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// hooked serves a call of a method with hooks: its messages are decoded
+// with the backend's descriptors and go through the same interceptors as a
+// Go service's. Unary calls get pre-, post- and error hooks; streams get
+// pre-hooks on each message the client sends.
+func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.Chain) error {
+	ctx := ss.Context()
+	m := p.method(ctx, fullMethod)
+	if m == nil {
+		return status.Errorf(codes.Unimplemented,
+			"%s has hooks, but the backend's descriptors do not describe it: its hooks cannot run", fullMethod)
+	}
+	if m.streaming() {
+		info := &grpc.StreamServerInfo{FullMethod: fullMethod,
+			IsClientStream: m.desc.IsStreamingClient(), IsServerStream: m.desc.IsStreamingServer()}
+		ds := &decodingStream{ServerStream: ss, p: p, method: fullMethod}
+		return p.stream(nil, ds, info, func(_ any, hs grpc.ServerStream) error {
+			return forward(hs, p.cc, fullMethod, func() any { return m.in.New().Interface() })
+		})
+	}
+
+	var f frame
+	if err := recvRequest(ss, fullMethod, &f); err != nil {
+		return err
+	}
+	req, err := p.decode(ctx, fullMethod, false, f.b, true)
+	if err != nil {
+		return err
+	}
+	// Post-hooks and response caches need the response decoded; other
+	// calls pass it back as it came.
+	decodeResponse := len(chain.Post) > 0 || chain.Cache != nil
+	handler := func(ctx context.Context, req any) (any, error) {
+		var header, trailer metadata.MD
+		out := new(frame)
+		err := p.cc.Invoke(outgoing(ctx), fullMethod, req, out, grpc.Header(&header), grpc.Trailer(&trailer))
+		if len(header) > 0 {
+			if err := ss.SetHeader(header); err != nil {
+				return nil, err
+			}
+		}
+		ss.SetTrailer(trailer)
+		if err != nil {
+			return nil, err
+		}
+		if !decodeResponse {
+			if c := p.src.Snapshot().Lookup(fullMethod); c == nil || (len(c.Post) == 0 && c.Cache == nil) {
+				return out, nil
+			}
+		}
+		return p.decode(ctx, fullMethod, true, out.b, true)
+	}
+	resp, err := p.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: fullMethod}, handler)
+	if err != nil {
+		return err
+	}
+	return ss.SendMsg(resp)
+}
+
+// method returns what the proxy knows of a method, learning the backend's
+// descriptors again (at most once per interval) when it knows nothing.
+func (p *Proxy) method(ctx context.Context, fullMethod string) *method {
+	if m := p.desc.current().methods[fullMethod]; m != nil {
+		return m
+	}
+	if changed, err := p.desc.refresh(ctx, false); err != nil {
+		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", "method", fullMethod, "error", err)
+	} else if changed {
+		p.log.InfoContext(ctx, "learned the backend's descriptors again", "services", len(p.desc.current().services))
+	}
+	return p.desc.current().methods[fullMethod]
+}
+
+// decode decodes b, a request or a response of a method, with the
+// descriptors in force. When it carries fields they do not describe and
+// refresh is set, the backend's descriptors are learned again (at most once
+// per interval) and b decoded with the new ones.
+func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b []byte, refresh bool) (proto.Message, error) {
+	what := "request"
+	if response {
+		what = "response"
+	}
+	for retried := false; ; retried = true {
+		m := p.desc.current().methods[fullMethod]
+		if m == nil {
+			return nil, status.Errorf(codes.Internal, "%s: the backend's descriptors no longer describe it", fullMethod)
+		}
+		mt := m.in
+		if response {
+			mt = m.out
+		}
+		msg := mt.New().Interface()
+		if err := unmarshal.Unmarshal(b, msg); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: the %s does not decode against its descriptor %s: %v",
+				fullMethod, what, mt.Descriptor().FullName(), err)
+		}
+		if retried || !refresh || !hasUnknown(msg.ProtoReflect()) {
+			return msg, nil
+		}
+		changed, err := p.desc.refresh(ctx, false)
+		if err != nil {
+			p.log.WarnContext(ctx, "cannot learn the backend's descriptors", "method", fullMethod, "error", err)
+		}
+		if !changed {
+			return msg, nil
+		}
+		p.log.InfoContext(ctx, "learned the backend's descriptors again: a message had fields they did not describe",
+			"method", fullMethod, "services", len(p.desc.current().services))
+	}
+}
+
+// unmarshal decodes the backend's messages, leaving required fields to the
+// backend to check, as it would without the proxy.
+var unmarshal = proto.UnmarshalOptions{AllowPartial: true}
+
+// hasUnknown reports whether m, or a message in it, has fields its
+// descriptor does not describe. Well-known types (google.protobuf.*) never
+// change, so it does not look into them.
+func hasUnknown(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	if m.Descriptor().ParentFile().Package() == "google.protobuf" {
+		return false
+	}
+	found := false
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Message() == nil {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := range l.Len() {
+				if found = hasUnknown(l.Get(i).Message()); found {
+					return false
+				}
+			}
+		case fd.IsMap():
+			if fd.MapValue().Message() != nil {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					found = hasUnknown(mv.Message())
+					return !found
+				})
+			}
+		default:
+			found = hasUnknown(v.Message())
+		}
+		return !found
+	})
+	return found
+}
+
+// decodingStream decodes the client's messages itself, so a message that
+// does not fit its descriptor ends the call with a status that names the
+// method.
+type decodingStream struct {
+	grpc.ServerStream
+	p      *Proxy
+	method string
+}
+
+func (s *decodingStream) RecvMsg(m any) error {
+	var f frame
+	if err := s.ServerStream.RecvMsg(&f); err != nil {
+		return err
+	}
+	msg := m.(proto.Message)
+	if err := unmarshal.Unmarshal(f.b, msg); err != nil {
+		return status.Errorf(codes.Internal, "%s: a request does not decode against its descriptor %s: %v",
+			s.method, msg.ProtoReflect().Descriptor().FullName(), err)
+	}
+	if hasUnknown(msg.ProtoReflect()) {
+		// This stream goes on with the descriptors it began with; the
+		// next calls get the new ones.
+		if _, err := s.p.desc.refresh(s.Context(), false); err != nil {
+			s.p.log.WarnContext(s.Context(), "cannot learn the backend's descriptors", "method", s.method, "error", err)
+		}
+	}
+	return nil
+}

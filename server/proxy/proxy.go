@@ -1,0 +1,281 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	"github.com/apihooks/apihooks/interceptor"
+)
+
+// Defaults of a Proxy's options.
+const (
+	// DefaultRefreshInterval is how often, at most, the proxy asks the
+	// backend's reflection again.
+	DefaultRefreshInterval = 2 * time.Second
+	// DefaultRefreshTimeout bounds one round of questions to the
+	// backend's reflection.
+	DefaultRefreshTimeout = 10 * time.Second
+)
+
+// Proxy forwards calls to a backend, running hooks on the methods that have
+// some. It is safe for concurrent use.
+type Proxy struct {
+	cc     grpc.ClientConnInterface
+	src    interceptor.Source
+	desc   *descriptors
+	log    *slog.Logger
+	unary  grpc.UnaryServerInterceptor
+	stream grpc.StreamServerInterceptor
+}
+
+type options struct {
+	set             *descriptorpb.FileDescriptorSet
+	logger          *slog.Logger
+	hookOpts        []interceptor.Option
+	refreshInterval time.Duration
+	refreshTimeout  time.Duration
+}
+
+// Option configures a Proxy.
+type Option func(*options)
+
+// WithDescriptorSet gives the backend's descriptors once for all, instead of
+// learning them from its server reflection.
+func WithDescriptorSet(set *descriptorpb.FileDescriptorSet) Option {
+	return func(o *options) { o.set = set }
+}
+
+// WithLogger sets the logger for descriptor refreshes.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithInterceptorOptions sets the options of the interceptors that run the
+// hooks (engine, logger, quarantine, isolation). The proxy adds its own
+// WithResponseTypes.
+func WithInterceptorOptions(opts ...interceptor.Option) Option {
+	return func(o *options) { o.hookOpts = append(o.hookOpts, opts...) }
+}
+
+// WithRefresh sets how often, at most, the backend's reflection is asked
+// again (default DefaultRefreshInterval), and how long one round of
+// questions may take (default DefaultRefreshTimeout).
+func WithRefresh(interval, timeout time.Duration) Option {
+	return func(o *options) { o.refreshInterval, o.refreshTimeout = interval, timeout }
+}
+
+// New returns a proxy to the backend behind cc, with the hooks src hands
+// out. cc must be made with DialOptions (Dial does). New does no I/O: call
+// Refresh to learn the descriptors before serving.
+func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*Proxy, error) {
+	o := options{logger: slog.Default(), refreshInterval: DefaultRefreshInterval, refreshTimeout: DefaultRefreshTimeout}
+	for _, f := range opts {
+		f(&o)
+	}
+	p := &Proxy{cc: cc, src: src, log: o.logger}
+	if o.set != nil {
+		t, err := newTable(o.set.GetFile(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("descriptor set: %w", err)
+		}
+		p.desc = newDescriptors(nil, 0, 0)
+		p.desc.cur.Store(t)
+	} else {
+		p.desc = newDescriptors(fromReflection(cc), o.refreshInterval, o.refreshTimeout)
+	}
+	hookOpts := append(append([]interceptor.Option(nil), o.hookOpts...), interceptor.WithResponseTypes(p.responseType))
+	p.unary = interceptor.UnaryServerInterceptor(src, hookOpts...)
+	p.stream = interceptor.StreamServerInterceptor(src, hookOpts...)
+	return p, nil
+}
+
+// Refresh learns the backend's descriptors from its server reflection now.
+// With a descriptor set it does nothing.
+func (p *Proxy) Refresh(ctx context.Context) error {
+	if _, err := p.desc.refresh(ctx, true); err != nil {
+		return fmt.Errorf("learn the backend's descriptors: %w", err)
+	}
+	return nil
+}
+
+// Services returns the backend's services the proxy knows descriptors of.
+func (p *Proxy) Services() []string { return p.desc.current().services }
+
+// ServerOptions returns the options that make a grpc.Server a proxy: every
+// method it does not serve itself goes to the backend. Give that server no
+// hook interceptors: the proxy runs them itself.
+func (p *Proxy) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.UnknownServiceHandler(p.handle),
+		grpc.ForceServerCodecV2(newCodec()),
+	}
+}
+
+// DialOptions are the options a connection to the backend needs, beside
+// its credentials.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(
+		grpc.ForceCodecV2(newCodec()),
+		// The client that called enforces its own limit.
+		grpc.MaxCallRecvMsgSize(1<<31-1),
+	)}
+}
+
+func (p *Proxy) responseType(fullMethod string) protoreflect.MessageType {
+	if m := p.desc.current().methods[fullMethod]; m != nil {
+		return m.out
+	}
+	return nil
+}
+
+// handle serves one call of the backend's.
+func (p *Proxy) handle(_ any, ss grpc.ServerStream) error {
+	fullMethod, ok := grpc.MethodFromServerStream(ss)
+	if !ok {
+		return status.Error(codes.Internal, "proxy: no method in the call's context")
+	}
+	if chain := p.src.Snapshot().Lookup(fullMethod); chain != nil {
+		return p.hooked(ss, fullMethod, chain)
+	}
+	if m := p.desc.current().methods[fullMethod]; m != nil && !m.streaming() {
+		return forwardUnary(ss, p.cc, fullMethod)
+	}
+	return forward(ss, p.cc, fullMethod, newFrame)
+}
+
+// forwardUnary carries a call of a method known to be unary: one message
+// each way, with no goroutine of its own.
+func forwardUnary(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string) error {
+	in := new(frame)
+	if err := recvRequest(ss, fullMethod, in); err != nil {
+		return err
+	}
+	var header, trailer metadata.MD
+	out := new(frame)
+	err := cc.Invoke(outgoing(ss.Context()), fullMethod, in, out, grpc.Header(&header), grpc.Trailer(&trailer))
+	if len(header) > 0 {
+		if err := ss.SetHeader(header); err != nil {
+			return err
+		}
+	}
+	ss.SetTrailer(trailer)
+	if err != nil {
+		return err
+	}
+	return ss.SendMsg(out)
+}
+
+// recvRequest receives the one request of a unary call.
+func recvRequest(ss grpc.ServerStream, fullMethod string, m any) error {
+	err := ss.RecvMsg(m)
+	if errors.Is(err, io.EOF) {
+		return status.Errorf(codes.Internal, "%s: the client sent no request", fullMethod)
+	}
+	return err
+}
+
+func newFrame() any { return new(frame) }
+
+var streamDesc = grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// forward carries one call to the backend and back, message by message:
+// the client's messages come from ss.RecvMsg into newIn(), the backend's go
+// back as frames. It returns the backend's status, or the error that ended
+// the client's side.
+func forward(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string, newIn func() any) error {
+	ctx, cancel := context.WithCancel(outgoing(ss.Context()))
+	defer cancel()
+	cs, err := cc.NewStream(ctx, &streamDesc, fullMethod)
+	if err != nil {
+		return err
+	}
+	// up carries the client's messages; it ends on the client's half
+	// close, or ends the call on a client error (or a hook's answer).
+	upErr := make(chan error, 1)
+	go func() {
+		err := up(ss, cs, newIn)
+		upErr <- err
+		if err != nil {
+			cancel()
+		}
+	}()
+	err = down(cs, ss)
+	if err != nil {
+		select {
+		case uerr := <-upErr:
+			if uerr != nil {
+				return uerr
+			}
+		default:
+		}
+	}
+	return err
+}
+
+// up sends the client's messages to the backend until the client half
+// closes.
+func up(ss grpc.ServerStream, cs grpc.ClientStream, newIn func() any) error {
+	for {
+		m := newIn()
+		if err := ss.RecvMsg(m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return cs.CloseSend()
+			}
+			return err
+		}
+		if err := cs.SendMsg(m); err != nil {
+			// io.EOF: the backend ended the call; down reports how.
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// down sends the backend's headers, as soon as they come, and its messages
+// to the client until the backend ends the call, and returns its status.
+func down(cs grpc.ClientStream, ss grpc.ServerStream) error {
+	// An error here (no headers: the backend failed the call at once)
+	// comes again from RecvMsg, with the status.
+	if md, err := cs.Header(); err == nil && len(md) > 0 {
+		if err := ss.SendHeader(md); err != nil {
+			return err
+		}
+	}
+	for {
+		f := new(frame)
+		err := cs.RecvMsg(f)
+		if err != nil {
+			ss.SetTrailer(cs.Trailer())
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := ss.SendMsg(f); err != nil {
+			return err
+		}
+	}
+}
+
+// outgoing makes the client's metadata the metadata of the call to the
+// backend.
+func outgoing(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx) // a copy
+	delete(md, ":authority")
+	return metadata.NewOutgoingContext(ctx, md)
+}
