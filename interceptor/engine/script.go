@@ -37,6 +37,11 @@ type Script struct {
 // traces.) The common module that only exports a function, and whose
 // function cannot tell the difference, is compiled to that function alone,
 // positions unchanged.
+//
+// Compile refuses, before parsing, a source larger than MaxScriptSize or
+// nested deeper than MaxNesting brackets or MaxExprDepth tokens of one
+// expression: goja's parser and compiler recurse once per level, and a
+// stack overflow ends the process.
 func Compile(name, src string) (s *Script, err error) {
 	defer func() {
 		// A script must never take its caller down, even through a fault
@@ -45,6 +50,9 @@ func Compile(name, src string) (s *Script, err error) {
 			s, err = nil, fmt.Errorf("compile: %s: %v", name, p)
 		}
 	}()
+	if err := checkSource(src); err != nil {
+		return nil, fmt.Errorf("compile: %s: %w", name, err)
+	}
 	file, err := parser.ParseFile(nil, name, src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
