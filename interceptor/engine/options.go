@@ -9,11 +9,13 @@ type options struct {
 	logger   *slog.Logger
 	timeout  time.Duration
 	maxStack int
+	memory   int64
 }
 
 var defaultOptions = options{
 	timeout:  DefaultTimeout,
 	maxStack: 10000,
+	memory:   DefaultMemoryBudget,
 }
 
 // Option configures an Engine.
@@ -42,4 +44,12 @@ func WithTimeout(d time.Duration) Option {
 // recursion throws a RangeError.
 func WithMaxCallStackSize(n int) Option {
 	return func(o *options) { o.maxStack = n }
+}
+
+// WithMemoryBudget bounds what the built-in functions that allocate in
+// proportion to an argument ("x".repeat(n), new ArrayBuffer(n),
+// JSON.stringify...) may build in one run, in bytes (DefaultMemoryBudget
+// by default); past it they throw a RangeError. See budget for the list.
+func WithMemoryBudget(bytes int64) Option {
+	return func(o *options) { o.memory = bytes }
 }
