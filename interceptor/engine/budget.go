@@ -33,8 +33,9 @@ const maxNativeNesting = MaxNesting
 //     String.fromCharCode, fromCodePoint and raw;
 //   - Array.prototype.join (also behind toString and String(array)),
 //     fill, concat, flat, flatMap, push, unshift, splice, slice, map,
-//     filter, toReversed, toSorted, toSpliced, with; Array.from and
-//     Array.of;
+//     filter, toReversed, toSorted, toSpliced, with, and the ones that walk
+//     every index natively: sort, reverse, includes, indexOf, lastIndexOf,
+//     copyWithin; Array.from and Array.of; new Set(array);
 //   - Function.prototype.apply, Reflect.apply and Reflect.construct
 //     (their argument list);
 //   - ArrayBuffer and every typed array constructor, however reached
@@ -54,8 +55,11 @@ const maxNativeNesting = MaxNesting
 // string on every step), spreading a sparse array of huge length ([...a]
 // after a.length = 2**32-1), and values a script's own toString or toJSON
 // return (they are counted only where a guarded built-in makes them).
-// These are bounded only by the run's timeout and, finally, by the
-// process.
+// Nor does it cover RegExp.prototype[Symbol.replace] and [Symbol.split]
+// called directly, Promise.all and its kin over a sparse array, or native
+// loops over a huge sparse array that allocate nothing (they take time, not
+// memory). These are bounded only by the run's timeout, for what runs as
+// JavaScript, and, finally, by the process.
 type budget struct {
 	limit int64
 	used  int64
@@ -449,6 +453,9 @@ func guardBuiltins() {
 		for _, name := range []string{"map", "filter", "toReversed", "toSorted", "toSpliced", "with"} {
 			guardMethod(arr, name, guardCopy("Array.prototype."+name))
 		}
+		for _, name := range []string{"sort", "reverse", "includes", "indexOf", "lastIndexOf", "copyWithin"} {
+			guardMethod(arr, name, guardWalk("Array.prototype."+name))
+		}
 		guardObject(arr, "constructor", guardArrayCtor)
 
 		guardMethod(getFunctionProtoTemplate(), "apply", guardApply("Function.prototype.apply", 1))
@@ -458,6 +465,7 @@ func guardBuiltins() {
 		guardObject(g, "Array", guardArrayCtor)
 		guardObject(g, "JSON", guardJSON)
 		guardObject(g, "Reflect", guardReflect)
+		guardObject(g, "Set", guardSetCtor)
 		factories := map[string]func(*goja.Runtime) goja.Value{}
 		for _, name := range typedArrayNames {
 			factories[name] = g.props[unistring.String(name)]
@@ -800,6 +808,35 @@ func guardCopy(what string) methodGuard {
 		b.charge(vm, what, mul(toLength(o.Get("length")), valueSize))
 		return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
 	}
+}
+
+// guardWalk bounds the methods that walk every index below length in
+// native code, holes included, and that a timeout cannot stop: sort (which
+// also copies them), reverse, includes, indexOf, lastIndexOf, copyWithin.
+// Their length, as elements, has to fit in what is left of the budget.
+func guardWalk(what string) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if !coercible(call.This) {
+			return orig(call)
+		}
+		o := call.This.ToObject(vm)
+		b.fit(vm, what, mul(toLength(o.Get("length")), valueSize))
+		return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+	}
+}
+
+// guardSetCtor bounds new Set(array), which walks every index of the array.
+func guardSetCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	guardConstruct(ctor, func(f nativeConstruct) nativeConstruct {
+		return func(args []goja.Value, newTarget *goja.Object) *goja.Object {
+			if len(args) > 0 {
+				if o, ok := args[0].(*goja.Object); ok && o.ClassName() == "Array" {
+					b.fit(vm, "Set", mul(toLength(o.Get("length")), valueSize))
+				}
+			}
+			return f(args, newTarget)
+		}
+	})
 }
 
 // guardArrayCtor guards Array.from and Array.of.
