@@ -68,9 +68,7 @@ type budget struct {
 	// err is the last error the budget threw, so that the run can report
 	// it as a RangeError.
 	err *goja.Object
-	// typedArrays is set once the typed array constructors are guarded.
-	typedArrays bool
-	// ctors are the constructors (String, Array) guarded in this runtime.
+	// ctors are the built-in objects guarded in this runtime.
 	ctors map[*goja.Object]bool
 }
 
@@ -216,6 +214,9 @@ func strLen(s goja.Value) (n, width int64) {
 
 // toLength converts v as ToLength does, to a count in [0, 2**53-1].
 func toLength(v goja.Value) int64 {
+	if v == nil {
+		return 0 // an absent property
+	}
 	f := v.ToFloat()
 	switch {
 	case math.IsNaN(f) || f <= 0:
@@ -228,6 +229,9 @@ func toLength(v goja.Value) int64 {
 
 // toInteger converts v as ToIntegerOrInfinity does, saturated to int64.
 func toInteger(v goja.Value) int64 {
+	if v == nil {
+		return 0
+	}
 	f := v.ToFloat()
 	switch {
 	case math.IsNaN(f):
@@ -309,19 +313,54 @@ func nativeField(fn *goja.Object, name string) reflect.Value {
 	if fn == nil {
 		return reflect.Value{}
 	}
-	self := reflect.ValueOf(fn).Elem().FieldByName("self")
-	if !self.IsValid() || self.IsNil() {
+	self := reflect.ValueOf(fn).Elem().Field(selfIndex)
+	if self.IsNil() {
 		return reflect.Value{}
 	}
 	impl := self.Elem()
 	if impl.Kind() != reflect.Pointer {
 		return reflect.Value{}
 	}
-	f := impl.Elem().FieldByName(name)
-	if !f.IsValid() {
+	f, ok := fieldOf(impl.Elem(), name)
+	if !ok {
 		return reflect.Value{}
 	}
 	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
+}
+
+// selfIndex is the index of goja.Object's field self, its implementation.
+var selfIndex = func() int {
+	f, ok := reflect.TypeFor[goja.Object]().FieldByName("self")
+	if !ok || len(f.Index) != 1 {
+		panic("engine: goja.Object has no field self")
+	}
+	return f.Index[0]
+}()
+
+// fieldIndexes caches the index of a field by struct type and name:
+// FieldByName searches embedded structs every time.
+var fieldIndexes sync.Map // fieldKey → []int, nil when absent
+
+type fieldKey struct {
+	t    reflect.Type
+	name string
+}
+
+func fieldOf(v reflect.Value, name string) (reflect.Value, bool) {
+	k := fieldKey{v.Type(), name}
+	idx, ok := fieldIndexes.Load(k)
+	if !ok {
+		var index []int
+		if f, found := v.Type().FieldByName(name); found {
+			index = f.Index
+		}
+		idx, _ = fieldIndexes.LoadOrStore(k, index)
+	}
+	index := idx.([]int)
+	if index == nil {
+		return reflect.Value{}, false
+	}
+	return v.FieldByIndex(index), true
 }
 
 // guardCall replaces fn's native call with wrap(the original).
@@ -356,8 +395,11 @@ func propObject(v goja.Value) *goja.Object {
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return nil
 	}
-	f := rv.Elem().FieldByName("value")
-	if !f.IsValid() {
+	if rv.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	f, ok := fieldOf(rv.Elem(), "value")
+	if !ok {
 		return nil
 	}
 	val, _ := reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Interface().(goja.Value)
@@ -471,8 +513,12 @@ func guardBuiltins() {
 			factories[name] = g.props[unistring.String(name)]
 		}
 		for _, name := range typedArrayNames {
-			guardObject(g, name, func(b *budget, vm *goja.Runtime, _ *goja.Object) {
-				guardTypedArrays(b, vm, factories)
+			guardObject(g, name, func(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+				guardTypedArray(b, vm, name, ctor)
+				if ab := propObject(factories["ArrayBuffer"](vm)); !b.ctors[ab] {
+					b.ctors[ab] = true
+					guardTypedArray(b, vm, "ArrayBuffer", ab)
+				}
 			})
 		}
 	})
@@ -976,59 +1022,46 @@ func (e *jsonEstimate) size(v goja.Value, depth int64) int64 {
 	return total
 }
 
-// guardTypedArrays guards ArrayBuffer and every typed array constructor of
-// the runtime, all at once when a script first reaches one of them: they
-// reach each other (.buffer.constructor, Object.getPrototypeOf), and a
-// script can reach none of them but through the global object.
-func guardTypedArrays(b *budget, vm *goja.Runtime, factories map[string]func(*goja.Runtime) goja.Value) {
-	if b.typedArrays {
-		return
+// guardTypedArray guards the constructor of binary data name. A script
+// can reach one only through the global object, or ArrayBuffer through a
+// typed array's buffer: the first time a typed array constructor is
+// reached, ArrayBuffer is guarded with it.
+func guardTypedArray(b *budget, vm *goja.Runtime, name string, ctor *goja.Object) {
+	var bytesPer int64
+	switch name {
+	case "DataView":
+		return // a view of a buffer: allocates nothing
+	case "ArrayBuffer":
+		bytesPer = 1
+	default:
+		bytesPer = toLength(ctor.Get("BYTES_PER_ELEMENT"))
 	}
-	b.typedArrays = true
-	for _, name := range typedArrayNames {
-		ctor := propObject(factories[name](vm))
-		what := name
-		var bytesPer int64
-		switch name {
-		case "DataView":
-			continue // a view of a buffer: allocates nothing
-		case "ArrayBuffer":
-			bytesPer = 1
+	// check counts what the arguments ask for: a length, or the length of
+	// an array-like to copy (a buffer to view has none).
+	check := func(args []goja.Value) {
+		if len(args) == 0 || goja.IsUndefined(args[0]) {
+			return
+		}
+		a, isObj := args[0].(*goja.Object)
+		switch {
+		case isObj && name == "ArrayBuffer":
+			b.charge(vm, name, a.ToNumber().ToInteger())
+		case isObj:
+			b.charge(vm, name, mul(toLength(a.Get("length")), bytesPer))
 		default:
-			bytesPer = toLength(ctor.Get("BYTES_PER_ELEMENT"))
+			b.charge(vm, name, mul(toLength(args[0]), bytesPer))
 		}
-		check := func(args []goja.Value) {
-			if len(args) == 0 {
-				return
-			}
-			switch a := args[0].(type) {
-			case *goja.Object:
-				if bytesPer == 1 && name == "ArrayBuffer" {
-					b.charge(vm, what, a.ToNumber().ToInteger())
-					return
-				}
-				if _, isBuffer := a.Export().(goja.ArrayBuffer); isBuffer {
-					return // a view of a buffer
-				}
-				b.charge(vm, what, mul(toLength(a.Get("length")), bytesPer))
-			default:
-				if goja.IsUndefined(a) {
-					return
-				}
-				b.charge(vm, what, mul(toLength(a), bytesPer))
-			}
-		}
-		guardConstruct(ctor, func(f nativeConstruct) nativeConstruct {
-			return func(args []goja.Value, newTarget *goja.Object) *goja.Object {
-				check(args)
-				return f(args, newTarget)
-			}
-		})
-		guardCall(ctor, func(f nativeCall) nativeCall {
-			return func(call goja.FunctionCall) goja.Value {
-				check(call.Arguments)
-				return f(call)
-			}
-		})
 	}
+	guardConstruct(ctor, func(f nativeConstruct) nativeConstruct {
+		return func(args []goja.Value, newTarget *goja.Object) *goja.Object {
+			check(args)
+			return f(args, newTarget)
+		}
+	})
+	guardCall(ctor, func(f nativeCall) nativeCall {
+		return func(call goja.FunctionCall) goja.Value {
+			check(call.Arguments)
+			return f(call)
+		}
+	})
 }

@@ -167,3 +167,28 @@ func TestGuardedBuiltinsBehaveAsBefore(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRunGuardedBuiltins is a run that reaches guarded built-ins for
+// the first time in its runtime, as every run does: each is guarded when
+// first reached, typed arrays all at once.
+func BenchmarkRunGuardedBuiltins(b *testing.B) {
+	e := newEngine(b)
+	for _, tc := range []struct{ name, body string }{
+		{"strings", `c.request.eventType = "ab".repeat(2).padEnd(6, "-")`},
+		{"json", `c.request.eventType = JSON.stringify(JSON.parse('{"a":[1,2]}'))`},
+		{"arrays", `c.request.eventType = [1, 2, 3].map(x => x * 2).join("+")`},
+		{"typed arrays", `c.request.eventType = String(new Uint8Array(4).length)`},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := compile(b, "module.exports = c => { "+tc.body+" }")
+			call := preCall(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Run(ctx, s, call); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
