@@ -69,6 +69,18 @@ func TestBudgetTurnsProcessKillersIntoRangeErrors(t *testing.T) {
 		{"JSON.stringify of a deep object", `let o = {}; for (let i = 0; i < 1e5; i++) o = {a: o}; JSON.stringify(o)`, "JSON.stringify: nesting deeper than 1000 levels"},
 		{"String of a deep array", `let a = []; for (let i = 0; i < 1e5; i++) a = [a]; String(a)`, "Array.prototype.join: nesting deeper than 1000 levels"},
 		{"flat of a deep array", `let a = []; for (let i = 0; i < 1e5; i++) a = [a]; a.flat(Infinity)`, "Array.prototype.flat: nesting deeper than 1000 levels"},
+		{"direct eval of 300k nested parentheses", `eval("(".repeat(3e5) + "1" + ")".repeat(3e5))`, "eval: nesting deeper than 1000 levels at line 1 col 1002"},
+		{"indirect eval of a long chain", `(0, eval)("1+".repeat(3e5) + "1")`, "eval: expression deeper than 4000 tokens"},
+		{"eval reached by a computed name", `globalThis["ev" + "al"]("[".repeat(3e5))`, "eval: nesting deeper than 1000 levels"},
+		{"a direct eval inside eval", `const s = "(".repeat(3e5); eval("eval(s)")`, "eval: code compiled at run time may not call eval directly"},
+		{"new Function of deep nesting", `new Function("return " + "(".repeat(3e5) + "1" + ")".repeat(3e5))`, "Function: nesting deeper than 1000 levels"},
+		{"Function reached through a function's constructor", `(() => 1).constructor("[".repeat(3e5))`, "Function: nesting deeper than 1000 levels"},
+		{"AsyncFunction reached through an async function", `(async () => 1).constructor("[".repeat(3e5))`, "AsyncFunction: nesting deeper than 1000 levels"},
+		{"GeneratorFunction reached through a generator", `(function* () {}).constructor("[".repeat(3e5))`, "GeneratorFunction: nesting deeper than 1000 levels"},
+		{"AsyncFunction reached through code compiled at run time", `new Function("return (async () => 1).constructor")()("[".repeat(3e5))`, "AsyncFunction: nesting deeper than 1000 levels"},
+		{"new RegExp of deeply nested groups", `new RegExp("(?=a)" + "(".repeat(1e6) + "a" + ")".repeat(1e6))`, "RegExp: pattern nested deeper than 1000 groups"},
+		{"RegExp reached through a literal", `/x/.constructor("(?=a)" + "(".repeat(1e6))`, "RegExp: pattern nested deeper than 1000 groups"},
+		{"match with a pattern string", `"a".match("(?=a)" + "(".repeat(1e6) + "a" + ")".repeat(1e6))`, "String.prototype.match: pattern nested deeper than 1000 groups"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := runModule(t, e, tc.body)
@@ -142,6 +154,8 @@ func TestGuardedBuiltinsBehaveAsBefore(t *testing.T) {
 		{`JSON.stringify([[1].concat([2], 3, [[4]]), [1, [2, [3, [4]]]].flat(2), [1, 2].flatMap(x => [x, x * 2])])`, `"[[1,2,3,[4]],[1,2,3,[4]],[1,2,2,4]]"`},
 		{`(() => { const a = [3, 1, 2]; a.push(4, 5); a.unshift(0); a.splice(1, 1, "s"); return JSON.stringify([a, a.slice(1, -1), a.map(x => x + 1), a.filter(x => x > 2), a.toReversed(), a.toSorted(), a.toSpliced(0, 1), a.with(0, "w")]) })()`, `"[[0,\"s\",1,2,4,5],[\"s\",1,2,4],[1,\"s1\",2,3,5,6],[4,5],[5,4,2,1,\"s\",0],[0,1,2,4,5,\"s\"],[\"s\",1,2,4,5],[\"w\",\"s\",1,2,4,5]]"`},
 		{`(() => { const a = [3, 1, 2]; return JSON.stringify([a.includes(2), a.indexOf(1), a.lastIndexOf(3), [...new Set([1, 1, 2])], [1, 2, 3, 4].copyWithin(0, 2), a.slice().sort(), a.slice().reverse()]) })()`, `"[true,1,0,[1,2],[3,4,3,4],[1,2,3],[2,1,3]]"`},
+		{`[eval("1 + 2"), (0, eval)("typeof ctx"), new Function("a", "b", "return a + b")(1, 2), Function("return this")() === globalThis, RegExp("a+", "g").test("caa"), new RegExp(/b/).source, "abc".match("b").index, "abc".search("c"), [..."abab".matchAll("b")].length].join()`, `"3,undefined,3,true,true,b,1,2,2"`},
+		{`(() => { const AsyncFunction = (async () => {}).constructor; const GeneratorFunction = (function* () {}).constructor; return [typeof AsyncFunction("return 1"), [...GeneratorFunction("yield 1; yield 2")()].join("+")].join() })()`, `"function,1+2"`},
 		{`Math.max.apply(null, [1, 3, 2]) + Reflect.apply(Math.min, null, [4, 5]) + Reflect.construct(Date, [0]).getTime()`, `7`},
 		{`JSON.stringify(JSON.parse('{"a": [1, {"b": "c"}], "d": null}', (k, v) => v === "c" ? "C" : v))`, `"{\"a\":[1,{\"b\":\"C\"}],\"d\":null}"`},
 		{`JSON.stringify({a: [1, "x"], b: {toJSON() { return "B" }}, c: undefined}, null, 2)`, `"{\n  \"a\": [\n    1,\n    \"x\"\n  ],\n  \"b\": \"B\"\n}"`},

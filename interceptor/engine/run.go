@@ -96,6 +96,15 @@ func (r *run) exec() (Outcome, error) {
 	r.budget.limit = r.e.opts.memory
 	attachBudget(r.vm, &r.budget)
 	defer detachBudget(r.vm)
+	if u := r.script.uses; u.regexp || u.async || u.generator {
+		guardCompilers(&r.budget, r.vm, u)
+	}
+	if r.script.directEval {
+		err := r.vm.GlobalObject().DefineDataProperty(evalGuardName, evalSourceChecker(&r.budget, r.vm), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE)
+		if err != nil {
+			return r.failed(err)
+		}
+	}
 	v, err := r.vm.RunProgram(r.script.program)
 	if err != nil {
 		return r.failed(err)

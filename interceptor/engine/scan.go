@@ -29,12 +29,26 @@ const (
 // regular expression or a division, it counts the characters up to the next
 // slash as if they were code (every opening bracket as one more level, every
 // other character as a token), so that nothing it skips can hide nesting.
-func checkSource(src string) error {
+//
+// It also reports what the source may use that gives a script a way to
+// compile code at run time: see sourceUses.
+func checkSource(src string) (sourceUses, error) {
 	if len(src) > MaxScriptSize {
-		return fmt.Errorf("source is %s, more than the limit of %s", byteSize(int64(len(src))), byteSize(MaxScriptSize))
+		return sourceUses{}, fmt.Errorf("source is %s, more than the limit of %s", byteSize(int64(len(src))), byteSize(MaxScriptSize))
 	}
 	s := scanner{src: src, line: 1, lineStart: 0}
-	return s.scan()
+	err := s.scan()
+	return s.uses, err
+}
+
+// sourceUses says which objects that compile code at run time a source may
+// reach without the global object: the RegExp constructor through a
+// regular expression literal, AsyncFunction through an async function,
+// GeneratorFunction through a generator; and whether it may call eval
+// directly (it names eval, or spells a word with an escape). Each errs on
+// the side of yes.
+type sourceUses struct {
+	regexp, async, generator, eval, with bool
 }
 
 // frame is an open bracket.
@@ -75,6 +89,10 @@ type scanner struct {
 	header bool
 	// newline is set when a line break came after the last token.
 	newline bool
+	// dot is set when the last token was a dot: a word after it is a
+	// property name.
+	dot  bool
+	uses sourceUses
 }
 
 // slashKind is what a slash after a token is, as goja's parser sees it.
@@ -130,7 +148,7 @@ func (s *scanner) token(startsNew bool) error {
 	if s.newline && startsNew && s.operand && !s.header {
 		s.seg = 0
 	}
-	s.newline, s.operand, s.header, s.prevWord, s.forAwait = false, false, false, "", false
+	s.newline, s.operand, s.header, s.prevWord, s.forAwait, s.dot = false, false, false, "", false, false
 	s.seg++
 	return s.checkDepth()
 }
@@ -228,6 +246,16 @@ func (s *scanner) scan() error {
 			}
 			s.pos = min(s.pos, len(src))
 			w := src[start:s.pos]
+			switch {
+			case strings.Contains(w, "\\"):
+				s.uses.eval = true
+			case w == "eval" && !s.dot:
+				s.uses.eval = true
+			case w == "async":
+				s.uses.async = true
+			case w == "with":
+				s.uses.with = true
+			}
 			forAwait := w == "await" && s.prevWord == "for"
 			err = s.token(!continuations[w])
 			s.forAwait = forAwait
@@ -278,18 +306,29 @@ func (s *scanner) scan() error {
 				s.pos++
 				s.slash = slashRegexp
 			case slashRegexp:
+				s.uses.regexp = true
 				if err = s.token(true); err == nil {
 					err = s.regexp()
 				}
 				s.slash, s.operand = slashDivision, true
 			default:
+				s.uses.regexp = true
 				err = s.unknownSlash()
 			}
 		default:
 			// A punctuator: one token per character over-counts, which
 			// is on the safe side.
 			postfix := (c == '+' || c == '-') && s.pos+1 < len(src) && src[s.pos+1] == c && s.operand && !s.newline
+			if c == '*' {
+				s.uses.generator = true
+			}
 			if err = s.token(false); err != nil {
+				break
+			}
+			s.dot = c == '.' && src[max(s.pos-1, 0)] != '.' && (s.pos+1 >= len(src) || src[s.pos+1] != '.')
+			if s.dot {
+				s.pos++
+				s.slash = slashRegexp
 				break
 			}
 			if postfix {

@@ -42,6 +42,7 @@ func TestCompileRefusesSourcesTooDeepForTheParser(t *testing.T) {
 		{"nested labels", strings.Repeat("l:\n", n) + ";", "expression deeper than 4000 tokens"},
 		{"nesting hidden after a slash that may divide",
 			"function f(){} / \"/\" + " + nest("(", "1", ")", n), "cannot tell whether / starts a regular expression or divides; add parentheses or a semicolon at line 1 col 16"},
+		{"a direct eval beside a with statement", "with ({}) { eval('1') }", "a script that calls eval directly may not use with"},
 		{"a source over 1 MiB", "//" + strings.Repeat("x", 1<<20), "source is 1 MiB, more than the limit of 1 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
