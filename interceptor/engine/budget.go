@@ -45,6 +45,11 @@ const maxNativeNesting = MaxNesting
 //   - JSON.parse (the text's size and nesting) and JSON.stringify (the
 //     estimated size and the nesting of the value).
 //
+// eval (direct or not), Function, AsyncFunction, GeneratorFunction and
+// RegExp (with match, matchAll and search given a string) measure the code
+// or pattern they compile as Compile does, and throw a RangeError instead
+// of overflowing the stack; see checkCode.
+//
 // New strings, arrays and buffers count against the budget for the rest of
 // the run; operations that may reuse storage (fill, join's walk) only have
 // to fit in what is left. Nesting deeper than MaxNesting in join,
