@@ -319,7 +319,9 @@ func (s *scanner) scan() error {
 			// A punctuator: one token per character over-counts, which
 			// is on the safe side.
 			postfix := (c == '+' || c == '-') && s.pos+1 < len(src) && src[s.pos+1] == c && s.operand && !s.newline
-			if c == '*' {
+			if c == '*' && src[max(s.pos-1, 0)] != '*' &&
+				(!s.operand || s.prevWord == "static" || s.prevWord == "async") {
+				// Not a multiplication: function*, a generator method, yield*.
 				s.uses.generator = true
 			}
 			if err = s.token(false); err != nil {
