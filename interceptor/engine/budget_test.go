@@ -184,7 +184,8 @@ func TestGuardedBuiltinsBehaveAsBefore(t *testing.T) {
 
 // BenchmarkRunGuardedBuiltins is a run that reaches guarded built-ins for
 // the first time in its runtime, as every run does: each is guarded when
-// first reached, typed arrays all at once.
+// first reached. An async function or a regular expression literal makes
+// the run guard AsyncFunction or RegExp before the script starts.
 func BenchmarkRunGuardedBuiltins(b *testing.B) {
 	e := newEngine(b)
 	for _, tc := range []struct{ name, body string }{
@@ -192,9 +193,10 @@ func BenchmarkRunGuardedBuiltins(b *testing.B) {
 		{"json", `c.request.eventType = JSON.stringify(JSON.parse('{"a":[1,2]}'))`},
 		{"arrays", `c.request.eventType = [1, 2, 3].map(x => x * 2).join("+")`},
 		{"typed arrays", `c.request.eventType = String(new Uint8Array(4).length)`},
+		{"async and a regular expression", `await 1; c.request.eventType = String(/a/.test("a"))`},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			s := compile(b, "module.exports = c => { "+tc.body+" }")
+			s := compile(b, "module.exports = async c => { "+tc.body+" }")
 			call := preCall(b)
 			ctx := context.Background()
 			b.ReportAllocs()
