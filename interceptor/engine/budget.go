@@ -39,7 +39,9 @@ const maxNativeNesting = MaxNesting
 //     (new, .constructor, subclasses, Reflect.construct, species, from,
 //     of);
 //   - JSON.parse (the text's size and nesting) and JSON.stringify (the
-//     estimated size and the nesting of the value).
+//     estimated size and the nesting of the value);
+//   - Promise.all, allSettled, any and race over an array;
+//     RegExp.prototype[Symbol.replace] called directly with a string.
 //
 // eval (direct or not), Function, AsyncFunction, GeneratorFunction and
 // RegExp (with match, matchAll and search given a string) measure the code
@@ -57,11 +59,11 @@ const maxNativeNesting = MaxNesting
 // string on every step), spreading a sparse array of huge length ([...a]
 // after a.length = 2**32-1), and values a script's own toString or toJSON
 // return (they are counted only where a guarded built-in makes them).
-// Nor does it cover RegExp.prototype[Symbol.replace] and [Symbol.split]
-// called directly, Promise.all and its kin over a sparse array, or native
-// loops over a huge sparse array that allocate nothing (they take time, not
-// memory). These are bounded only by the run's timeout, for what runs as
-// JavaScript, and, finally, by the process.
+// Nor does it cover RegExp.prototype[Symbol.replace] called directly with
+// a function, or native loops over a huge sparse array that allocate
+// nothing (they take time, not memory). These are bounded only by the
+// run's timeout, for what runs as JavaScript, and, finally, by the
+// process.
 type budget struct {
 	limit int64
 	used  int64

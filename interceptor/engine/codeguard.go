@@ -46,6 +46,8 @@ func guardCompilers(b *budget, vm *goja.Runtime, uses sourceUses) {
 	}
 	if uses.async {
 		once(gojaAsyncFunction(vm), guardFunctionCtor("AsyncFunction"))
+		// An async function's promise leads to Promise.
+		once(gojaPromise(vm), guardPromiseCtor)
 	}
 	if uses.generator {
 		once(gojaGeneratorFunction(vm), guardFunctionCtor("GeneratorFunction"))
@@ -161,6 +163,22 @@ func guardRegExpCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 			return f(goja.FunctionCall{This: call.This, Arguments: check(call.Arguments)})
 		}
 	})
+	// RegExp.prototype[Symbol.replace], called directly, with a string
+	// replacement: String.prototype.replace counts what it makes.
+	if proto, ok := ctor.Get("prototype").(*goja.Object); ok {
+		fn, _ := proto.GetSymbol(goja.SymReplace).(*goja.Object)
+		guardCall(fn, func(f nativeCall) nativeCall {
+			return func(call goja.FunctionCall) goja.Value {
+				repl := call.Argument(1)
+				if _, isFn := goja.AssertFunction(repl); isFn || goja.IsUndefined(call.Argument(0)) {
+					return f(call)
+				}
+				s, r := call.Argument(0).ToString(), repl.ToString()
+				b.fit(vm, "RegExp.prototype[Symbol.replace]", replaceBound(s, r, true))
+				return f(goja.FunctionCall{This: call.This, Arguments: []goja.Value{s, r}})
+			}
+		})
+	}
 }
 
 // guardPattern guards match, matchAll and search, which compile a pattern

@@ -52,6 +52,9 @@ func gojaRangeError(r *goja.Runtime) *goja.Object
 //go:linkname gojaRegExp github.com/dop251/goja.(*Runtime).getRegExp
 func gojaRegExp(r *goja.Runtime) *goja.Object
 
+//go:linkname gojaPromise github.com/dop251/goja.(*Runtime).getPromise
+func gojaPromise(r *goja.Runtime) *goja.Object
+
 //go:linkname gojaAsyncFunction github.com/dop251/goja.(*Runtime).getAsyncFunction
 func gojaAsyncFunction(r *goja.Runtime) *goja.Object
 

@@ -69,6 +69,7 @@ func guardBuiltins() {
 		guardObject(g, "Function", guardFunctionCtor("Function"))
 		guardObject(g, "eval", guardEval)
 		guardObject(g, "RegExp", guardRegExpCtor)
+		guardObject(g, "Promise", guardPromiseCtor)
 		factories := map[string]func(*goja.Runtime) goja.Value{}
 		for _, name := range typedArrayNames {
 			factories[name] = g.props[unistring.String(name)]
@@ -193,6 +194,15 @@ func replaceBounded(b *budget, vm *goja.Runtime, orig nativeCall, what string, s
 		return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, wrapped}})
 	}
 	repl = repl.ToString()
+	b.charge(vm, what, replaceBound(s, repl, all))
+	return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, repl}})
+}
+
+// replaceBound bounds the bytes of s with every match (at most one a
+// character, and one more, when all) replaced by repl, each of whose $
+// patterns may insert the whole of s.
+func replaceBound(s, repl goja.Value, all bool) int64 {
+	n, w := strLen(s)
 	rn, rw := strLen(repl)
 	matches := int64(1)
 	if all {
@@ -208,8 +218,7 @@ func replaceBounded(b *budget, vm *goja.Runtime, orig nativeCall, what string, s
 		}
 		per = add(per, mul(dollars, n))
 	}
-	b.charge(vm, what, mul(add(n, mul(matches, per)), max(w, rw)))
-	return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, repl}})
+	return mul(add(n, mul(matches, per)), max(w, rw))
 }
 
 // guardCase bounds normalize and the case conversions: a character may
@@ -623,4 +632,22 @@ func guardTypedArray(b *budget, vm *goja.Runtime, name string, ctor *goja.Object
 			return f(call)
 		}
 	})
+}
+
+// promiseSize bounds what Promise.all and its kin keep for an element: a
+// promise, its reaction and its result.
+const promiseSize = 256
+
+// guardPromiseCtor bounds Promise.all, allSettled, any and race over an
+// array, which walk every index natively and make a promise for each.
+func guardPromiseCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	for _, name := range []string{"all", "allSettled", "any", "race"} {
+		what := "Promise." + name
+		guardStatic(b, vm, ctor, name, func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+			if o, ok := call.Argument(0).(*goja.Object); ok && o.ClassName() == "Array" {
+				b.charge(vm, what, mul(toLength(o.Get("length")), promiseSize))
+			}
+			return orig(call)
+		})
+	}
 }

@@ -522,7 +522,7 @@ func byteSize(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	f := float64(n)
 	i := 0
-	for f >= 1024 && i < len(units)-1 {
+	for f >= 1024-0.05 && i < len(units)-1 { // what would round to 1024
 		f /= 1024
 		i++
 	}
