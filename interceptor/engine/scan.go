@@ -253,7 +253,7 @@ func (s *scanner) scan() error {
 				s.uses.eval = true
 			case w == "async":
 				s.uses.async = true
-			case w == "with":
+			case w == "with" && !s.dot:
 				s.uses.with = true
 			}
 			forAwait := w == "await" && s.prevWord == "for"

@@ -23,6 +23,7 @@ func TestSourceUsesErrsOnTheSideOfYes(t *testing.T) {
 		{"ev\\u0061l(s)", sourceUses{eval: true}},
 		{"x.eval(s); y?.eval(s)", sourceUses{}},
 		{"with (o) {}", sourceUses{with: true}},
+		{"a.with(0, 1)", sourceUses{}},
 	} {
 		got, err := checkSource(tc.src)
 		if err != nil || got != tc.want {
