@@ -32,7 +32,8 @@ const maxNativeNesting = MaxNesting
 //     fill, concat, flat, flatMap, push, unshift, splice, slice, map,
 //     filter, toReversed, toSorted, toSpliced, with, and the ones that walk
 //     every index natively: sort, reverse, includes, indexOf, lastIndexOf,
-//     copyWithin; Array.from and Array.of; new Set(array);
+//     copyWithin, forEach, some, every, reduce, reduceRight; Array.from
+//     and Array.of; new Set(array);
 //   - Function.prototype.apply, Reflect.apply and Reflect.construct
 //     (their argument list);
 //   - ArrayBuffer and every typed array constructor, however reached

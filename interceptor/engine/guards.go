@@ -46,12 +46,13 @@ func guardBuiltins() {
 		guardMethod(arr, "flatMap", guardFlat("flatMap"))
 		guardMethod(arr, "push", guardArgs("Array.prototype.push"))
 		guardMethod(arr, "unshift", guardArgs("Array.prototype.unshift"))
-		guardMethod(arr, "splice", guardArgs("Array.prototype.splice"))
+		guardMethod(arr, "splice", guardSplice)
 		guardMethod(arr, "slice", guardSlice)
 		for _, name := range []string{"map", "filter", "toReversed", "toSorted", "toSpliced", "with"} {
 			guardMethod(arr, name, guardCopy("Array.prototype."+name))
 		}
-		for _, name := range []string{"sort", "reverse", "includes", "indexOf", "lastIndexOf", "copyWithin"} {
+		for _, name := range []string{"sort", "reverse", "includes", "indexOf", "lastIndexOf", "copyWithin",
+			"forEach", "some", "every", "reduce", "reduceRight"} {
 			guardMethod(arr, name, guardWalk("Array.prototype."+name))
 		}
 		guardObject(arr, "constructor", guardArrayCtor)
@@ -392,6 +393,18 @@ func guardFlat(name string) methodGuard {
 	}
 }
 
+// guardSplice counts the elements splice adds, and bounds the elements it
+// may move or remove by what is left.
+func guardSplice(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	b.fit(vm, "Array.prototype.splice", mul(toLength(o.Get("length")), valueSize))
+	b.charge(vm, "Array.prototype.splice", mul(int64(len(call.Arguments)), valueSize))
+	return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+}
+
 // guardArgs counts the elements push, unshift and splice add.
 func guardArgs(what string) methodGuard {
 	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
@@ -426,7 +439,9 @@ func guardCopy(what string) methodGuard {
 
 // guardWalk bounds the methods that walk every index below length in
 // native code, holes included, and that a timeout cannot stop: sort (which
-// also copies them), reverse, includes, indexOf, lastIndexOf, copyWithin.
+// also copies them), reverse, includes, indexOf, lastIndexOf, copyWithin,
+// and forEach, some, every, reduce and reduceRight, which call no
+// JavaScript for a hole.
 // Their length, as elements, has to fit in what is left of the budget.
 func guardWalk(what string) methodGuard {
 	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
