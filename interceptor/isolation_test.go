@@ -167,11 +167,16 @@ func TestUntrustedHooksCannotHurtTheServer(t *testing.T) {
 		wantCode     codes.Code
 		wantMsg      string
 	}{
+		// The budget of the worker's own engine refuses what built-ins
+		// would allocate...
 		{"a huge string", `"x".repeat(2**45)`, codes.ResourceExhausted,
-			"hook events.v1.EventService/SendEvent/pre/untrusted: worker exceeded its memory limit of 64 MiB; killed"},
+			"hook events.v1.EventService/SendEvent/pre/untrusted: RangeError: hook memory budget of 64 MiB exceeded: String.prototype.repeat would allocate 32 TiB"},
 		{"a huge buffer", `new ArrayBuffer(2**45)`, codes.ResourceExhausted,
-			"hook events.v1.EventService/SendEvent/pre/untrusted: worker exceeded its memory limit of 64 MiB; killed"},
+			"hook events.v1.EventService/SendEvent/pre/untrusted: RangeError: hook memory budget of 64 MiB exceeded: ArrayBuffer would allocate 32 TiB"},
 		{"a huge array filled", `new Array(5e7).fill(0)`, codes.ResourceExhausted,
+			"hook events.v1.EventService/SendEvent/pre/untrusted: RangeError: hook memory budget of 64 MiB exceeded: Array.prototype.fill would allocate 762.9 MiB"},
+		// ...and the worker's memory limit stops what no budget sees.
+		{"a string doubled with +", `let s = "x"; for (;;) s += s`, codes.ResourceExhausted,
 			"hook events.v1.EventService/SendEvent/pre/untrusted: worker exceeded its memory limit of 64 MiB; killed"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

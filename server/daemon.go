@@ -78,8 +78,10 @@ type Config struct {
 	SnapshotFile string
 	// Isolation is where hooks run: "inprocess" (default) or "process".
 	Isolation string
-	// HookMemory is the memory limit of a hook worker process, in bytes
-	// beyond its baseline; isolate.DefaultMemoryLimit when zero.
+	// HookMemory bounds what one hook run may allocate, in bytes: in
+	// process, what its built-ins may build (engine.WithMemoryBudget); in a
+	// worker process, also the worker's memory beyond its baseline.
+	// engine.DefaultMemoryBudget when zero.
 	HookMemory int64
 	// HookHeapLimit is the heap size past which in-process hook runs are
 	// interrupted, longest-running first: engine.DefaultHeapLimit when
@@ -168,7 +170,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
 		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait),
-		engine.WithHeapLimit(cmp.Or(cfg.HookHeapLimit, engine.DefaultHeapLimit)))
+		engine.WithHeapLimit(cmp.Or(cfg.HookHeapLimit, engine.DefaultHeapLimit)),
+		engine.WithMemoryBudget(cmp.Or(cfg.HookMemory, engine.DefaultMemoryBudget)))
 	// Worker processes start only when a hook runs in one.
 	pool := isolate.New(isolate.WithLogger(log), isolate.WithTimeout(cfg.HookTimeout),
 		isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)),

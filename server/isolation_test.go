@@ -36,7 +36,7 @@ func TestDaemonIsolatesHooksInProcesses(t *testing.T) {
 	d := startDaemonWith(t, func(c *server.Config) { c.Isolation, c.HookMemory = "process", 32<<20 })
 	conn, etcd := d.conn, d.etcd
 	hooks := map[string]string{
-		"SendEvent/pre/hog":   `{"script":"module.exports = c => { if (c.request.toUserId === 'hog') 'x'.repeat(2**45) }"}`,
+		"SendEvent/pre/hog":   `{"script":"module.exports = c => { if (c.request.toUserId !== 'hog') return; let s = 'x'; for (;;) s += s }", "timeout": "5s"}`,
 		"GetEvents/pre/label": `{"script":"module.exports = c => ({status: 403, message: 'seen ' + c.request.userId})"}`,
 	}
 	for k, v := range hooks {
@@ -70,7 +70,7 @@ func TestDaemonIsolatesHooksInProcesses(t *testing.T) {
 func TestDocumentAsksForAWorkerProcess(t *testing.T) {
 	d := startDaemonWith(t, func(c *server.Config) { c.HookMemory = 32 << 20 })
 	if _, err := d.etcd.Put(context.Background(), "/apihooks/hooks/events.v1.EventService/SendEvent/pre/hog",
-		`{"script":"module.exports = c => { if (c.request.toUserId === 'hog') 'x'.repeat(2**45); else c.request.eventType = 'in-worker' }", "isolation": "process"}`); err != nil {
+		`{"script":"module.exports = c => { if (c.request.toUserId !== 'hog') { c.request.eventType = 'in-worker'; return } let s = 'x'; for (;;) s += s }", "isolation": "process", "timeout": "5s"}`); err != nil {
 		t.Fatal(err)
 	}
 	client := eventsv1.NewEventServiceClient(d.conn)

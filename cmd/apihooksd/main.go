@@ -66,7 +66,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.QuarantineFor, "quarantine-for", interceptor.DefaultQuarantineFor, "how long a quarantined hook is not run: its calls fail fast with UNAVAILABLE, or skip it with onError continue")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM may take: draining in-flight calls, then stopping etcd")
 	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
-	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "memory limit of a hook worker process, in MiB beyond its baseline")
+	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "what one hook run may allocate, in MiB: the memory budget of built-ins in process, and a worker process's memory beyond its baseline")
 	fs.Int64Var(&heapLimit, "hook-heap-limit", engine.DefaultHeapLimit>>20, "heap size, in MiB, past which in-process hook runs are interrupted, longest-running first (0: never)")
 	fs.StringVar(&cfg.Proxy.Target, "proxy-to", "", "proxy mode: serve and forward every method of the gRPC server at this address, with hooks, instead of the example EventService")
 	fs.BoolVar(&cfg.Proxy.TLS, "proxy-tls", false, "proxy mode: connect to the backend with TLS")

@@ -119,8 +119,9 @@ const (
 	// Overloaded: the run never started, because the engine's runs in
 	// flight were at their limit for longer than the queue wait.
 	Overloaded
-	// Exhausted: the run took more memory than it may (a hook worker
-	// process killed at its limit).
+	// Exhausted: the run took more memory than it may: a built-in over the
+	// run's memory budget (an uncaught RangeError), the process's heap over
+	// the heap limit, or a hook worker process killed at its limit.
 	Exhausted
 )
 

@@ -12,6 +12,7 @@ type options struct {
 	maxRuns   int
 	queueWait time.Duration
 	heapLimit int64
+	memory    int64
 }
 
 // DefaultQueueWait is how long a run waits for room by default when the
@@ -23,6 +24,7 @@ var defaultOptions = options{
 	maxStack:  10000,
 	queueWait: DefaultQueueWait,
 	heapLimit: DefaultHeapLimit,
+	memory:    DefaultMemoryBudget,
 }
 
 // Option configures an Engine.
@@ -75,4 +77,12 @@ func WithQueueWait(d time.Duration) Option {
 // doubled with the + operator.
 func WithHeapLimit(bytes int64) Option {
 	return func(o *options) { o.heapLimit = bytes }
+}
+
+// WithMemoryBudget bounds what the built-in functions that allocate in
+// proportion to an argument ("x".repeat(n), new ArrayBuffer(n),
+// JSON.stringify...) may build in one run, in bytes (DefaultMemoryBudget
+// by default); past it they throw a RangeError. See budget for the list.
+func WithMemoryBudget(bytes int64) Option {
+	return func(o *options) { o.memory = bytes }
 }

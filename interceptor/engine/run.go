@@ -37,6 +37,8 @@ type run struct {
 	// live is the ctx property this phase may change: propRequest (pre)
 	// or propResponse (post).
 	live int
+	// budget bounds what the run's built-ins allocate.
+	budget budget
 	// views are the live views of the request and the response (indexed
 	// from propRequest), once the script asked for them.
 	views [2]messageView
@@ -126,6 +128,18 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 
 // exec runs the script and turns its result into an outcome.
 func (r *run) exec() (Outcome, error) {
+	r.budget.limit = r.e.opts.memory
+	attachBudget(r.vm, &r.budget)
+	defer detachBudget(r.vm)
+	if u := r.script.uses; u.regexp || u.async || u.generator {
+		guardCompilers(&r.budget, r.vm, u)
+	}
+	if r.script.directEval {
+		err := r.vm.GlobalObject().DefineDataProperty(evalGuardName, evalSourceChecker(&r.budget, r.vm), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE)
+		if err != nil {
+			return r.failed(err)
+		}
+	}
 	v, err := r.vm.RunProgram(r.script.program)
 	if err != nil {
 		return r.failed(err)
@@ -223,6 +237,11 @@ func (r *run) thrown(v goja.Value) (Outcome, error) {
 	if obj, ok := v.(*goja.Object); ok {
 		if m := obj.Get("message"); m != nil && !goja.IsUndefined(m) {
 			msg = m.String()
+		}
+		if obj == r.budget.err {
+			// The budget's own RangeError, uncaught: the run asked for
+			// more memory than it may have.
+			return Outcome{}, &Error{Kind: Exhausted, Message: "RangeError: " + msg}
 		}
 		if c, ok := ParseCode(obj.Get("code")); ok && c != codes.OK {
 			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -25,6 +26,11 @@ type Script struct {
 	// direct is set when a module's program evaluates to the function it
 	// exports, with no module wrapper: see exportedFunction.
 	direct bool
+	// uses says which code compilers a run must guard before the script
+	// starts; directEval, that it calls eval directly and its runs must
+	// define the function its calls check their source with.
+	uses       sourceUses
+	directEval bool
 }
 
 // Compile parses and compiles src. name appears in stack traces and error
@@ -39,6 +45,11 @@ type Script struct {
 // traces.) The common module that only exports a function, and whose
 // function cannot tell the difference, is compiled to that function alone,
 // positions unchanged.
+//
+// Compile refuses, before parsing, a source larger than MaxScriptSize or
+// nested deeper than MaxNesting brackets or MaxExprDepth tokens of one
+// expression: goja's parser and compiler recurse once per level, and a
+// stack overflow ends the process.
 func Compile(name, src string) (s *Script, err error) {
 	defer func() {
 		// A script must never take its caller down, even through a fault
@@ -47,11 +58,15 @@ func Compile(name, src string) (s *Script, err error) {
 			s, err = nil, fmt.Errorf("compile: %s: %v", name, p)
 		}
 	}()
+	uses, err := checkSource(src)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %s: %w", name, err)
+	}
 	file, err := parser.ParseFile(nil, name, src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	s = &Script{name: name, source: src, module: isModule(file)}
+	s = &Script{name: name, source: src, module: isModule(file), uses: uses}
 	if fn := exportedFunction(file); fn != nil {
 		s.direct = true
 		file.Body[len(file.Body)-1] = &ast.ExpressionStatement{Expression: fn}
@@ -66,6 +81,12 @@ func Compile(name, src string) (s *Script, err error) {
 			return nil, fmt.Errorf("compile: %w", err)
 		}
 		s.bareExports = bareExports.MatchString(strings.ReplaceAll(src, "module.exports", ""))
+	}
+	if uses.eval && guardDirectEval(file) {
+		if uses.with {
+			return nil, fmt.Errorf("compile: %s: a script that calls eval directly may not use with", name)
+		}
+		s.directEval = true
 	}
 	if s.program, err = goja.CompileAST(file, false); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
@@ -203,3 +224,79 @@ var (
 	wrapperNames = regexp.MustCompile(`(^|[^\w$])(module|exports|eval)($|[^\w$])`)
 	arrowNames   = regexp.MustCompile(`(^|[^\w$])(arguments|this|target)($|[^\w$])`)
 )
+
+// evalGuardName names the global function that a direct eval's source
+// goes through first (see guardDirectEval); no script can spell it as an
+// identifier.
+const evalGuardName = "%checkEvalSource%"
+
+// guardDirectEval rewrites every direct call of eval in file, eval(src),
+// into eval(%checkEvalSource%(src)), so that the source is measured before
+// goja's parser sees it, as Compile measures a script. It reports whether
+// there was one. (A with statement could put another function under that
+// name: Compile refuses with in a script that calls eval directly.)
+func guardDirectEval(file *ast.Program) bool {
+	found := false
+	w := astWalker{seen: map[astNode]bool{}}
+	w.walk(reflect.ValueOf(file), func(call *ast.CallExpression) {
+		id, ok := call.Callee.(*ast.Identifier)
+		if !ok || id.Name != "eval" || len(call.ArgumentList) == 0 {
+			return
+		}
+		found = true
+		call.ArgumentList[0] = &ast.CallExpression{
+			Callee:           &ast.Identifier{Name: evalGuardName, Idx: id.Idx},
+			LeftParenthesis:  call.LeftParenthesis,
+			ArgumentList:     []ast.Expression{call.ArgumentList[0]},
+			RightParenthesis: call.RightParenthesis,
+		}
+	})
+	return found
+}
+
+// astWalker visits goja's syntax tree (whose depth Compile has bounded),
+// every node once: a function's declarations are in its body too.
+type astWalker struct{ seen map[astNode]bool }
+
+type astNode struct {
+	t reflect.Type
+	p uintptr
+}
+
+// walk calls visit with every call expression under v.
+func (w astWalker) walk(v reflect.Value, visit func(*ast.CallExpression)) {
+	switch v.Kind() {
+	case reflect.Interface:
+		if !v.IsNil() {
+			w.walk(v.Elem(), visit)
+		}
+	case reflect.Pointer:
+		if v.IsNil() || v.Elem().Kind() != reflect.Struct {
+			return
+		}
+		n := astNode{v.Type(), v.Pointer()}
+		if w.seen[n] {
+			return
+		}
+		w.seen[n] = true
+		if c, ok := v.Interface().(*ast.CallExpression); ok {
+			visit(c)
+		}
+		w.walk(v.Elem(), visit)
+	case reflect.Struct:
+		if v.Type().PkgPath() != astPkg {
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				w.walk(v.Field(i), visit)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			w.walk(v.Index(i), visit)
+		}
+	}
+}
+
+var astPkg = reflect.TypeFor[ast.Program]().PkgPath()

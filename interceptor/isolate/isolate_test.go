@@ -375,12 +375,17 @@ func runErr(t *testing.T, pool *isolate.Pool, ctx context.Context, src string, t
 	return out, ee
 }
 
-// TestMemoryHogsKillOnlyTheirWorker runs allocations that would kill an
-// in-process server, each beside runs of a healthy hook.
+// TestMemoryHogsKillOnlyTheirWorker runs allocations that no built-in's
+// memory budget sees, and that would grow an in-process server without
+// bound, each beside runs of a healthy hook.
 func TestMemoryHogsKillOnlyTheirWorker(t *testing.T) {
 	logs := &syncBuffer{}
 	pool := newPool(t, logs, isolate.WithWorkers(2))
-	for _, hog := range []string{`"x".repeat(2**45)`, `new ArrayBuffer(2**45)`, `new Array(5e7).fill(0)`} {
+	for _, hog := range []string{
+		`let s = "x"; for (;;) s += s`,
+		"let s = 'x'; for (;;) s = `${s}${s}`",
+		`const s = "x".repeat(1 << 20); const a = []; for (;;) a.push(s + a.length)`,
+	} {
 		t.Run(hog, func(t *testing.T) {
 			var wg sync.WaitGroup
 			healthy := make(chan error, 20)
@@ -422,8 +427,16 @@ func TestMemoryHogsKillOnlyTheirWorker(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(logs.String(), "fatal error") {
-		t.Errorf("the workers' standard error is not in the log:\n%s", logs.String())
+	// What built-ins would allocate is refused by the worker's engine, as
+	// in process, with the pool's memory limit as its budget.
+	for _, hog := range []string{`"x".repeat(2**45)`, `new ArrayBuffer(2**45)`, `new Array(5e7).fill(0)`} {
+		_, ee := runErr(t, pool, context.Background(), hog, generous)
+		if ee == nil || ee.Kind != engine.Exhausted || !strings.HasPrefix(ee.Message, "RangeError: hook memory budget of 64 MiB exceeded") {
+			t.Errorf("%s: got %v; want Exhausted: RangeError: hook memory budget of 64 MiB exceeded...", hog, ee)
+		}
+	}
+	if !strings.Contains(logs.String(), "out_of_memory=true") {
+		t.Errorf("no worker was logged as out of memory:\n%s", logs.String())
 	}
 }
 
@@ -488,7 +501,7 @@ func TestAbandonedRunsKillTheirWorker(t *testing.T) {
 					cancel()
 				}()
 			}
-			_, ee := runErr(t, pool, ctx, `module.exports = c => { c.log.info("looping"); new Array(5e6).fill(0); while (true) {} }`, tt.timeout)
+			_, ee := runErr(t, pool, ctx, `module.exports = c => { c.log.info("looping"); new Array(2e6).fill(0); while (true) {} }`, tt.timeout)
 			if ee == nil || ee.Kind != tt.wantKind || ee.Message != tt.wantMsg {
 				t.Fatalf("got %v; want %v: %s", ee, tt.wantKind, tt.wantMsg)
 			}

@@ -63,7 +63,16 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 	if err := s.out.write(ready); err != nil {
 		return fmt.Errorf("hook worker: %w", err)
 	}
-	s.eng = engine.New(engine.WithLogger(slog.New(&forwarder{s: s})))
+	// The worker's runs have the memory budget the process has beyond its
+	// baseline, so a built-in over it throws as it would in the daemon;
+	// the kernel's limit is the ceiling of the rest, so the heap watch is
+	// off.
+	budget := setup.MemoryLimit
+	if budget <= 0 {
+		budget = engine.DefaultMemoryBudget
+	}
+	s.eng = engine.New(engine.WithLogger(slog.New(&forwarder{s: s})),
+		engine.WithMemoryBudget(budget), engine.WithHeapLimit(0))
 	// A run abandoned in native code would make Close wait for it; the
 	// process ends soon after anyway.
 	defer func() { go s.eng.Close() }()

@@ -1,0 +1,668 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"sync"
+
+	"github.com/dop251/goja"
+	"github.com/dop251/goja/unistring"
+)
+
+// typedArrayNames are the global constructors of binary data.
+var typedArrayNames = []string{
+	"ArrayBuffer", "DataView", "Uint8Array", "Uint8ClampedArray", "Int8Array", "Uint16Array",
+	"Int16Array", "Uint32Array", "Int32Array", "Float32Array", "Float64Array",
+	"BigInt64Array", "BigUint64Array",
+}
+
+var installGuards sync.Once
+
+// guardBuiltins installs the guards in goja's templates. It runs once,
+// before the first runtime of the engine is made.
+func guardBuiltins() {
+	installGuards.Do(func() {
+		str := getStringProtoTemplate()
+		guardMethod(str, "repeat", guardRepeat)
+		guardMethod(str, "padStart", guardPad("padStart"))
+		guardMethod(str, "padEnd", guardPad("padEnd"))
+		guardMethod(str, "concat", guardConcat)
+		guardMethod(str, "replace", guardReplace("replace"))
+		guardMethod(str, "replaceAll", guardReplace("replaceAll"))
+		for _, name := range []string{"normalize", "toUpperCase", "toLowerCase", "toLocaleUpperCase", "toLocaleLowerCase"} {
+			guardMethod(str, name, guardCase(name))
+		}
+		guardObject(str, "constructor", guardStringCtor)
+		for _, name := range []string{"match", "matchAll", "search"} {
+			guardMethod(str, name, guardPattern("String.prototype."+name))
+		}
+
+		arr := getArrayProtoTemplate()
+		guardMethod(arr, "join", guardJoin)
+		guardMethod(arr, "fill", guardFill)
+		guardMethod(arr, "concat", guardArrayConcat)
+		guardMethod(arr, "flat", guardFlat("flat"))
+		guardMethod(arr, "flatMap", guardFlat("flatMap"))
+		guardMethod(arr, "push", guardArgs("Array.prototype.push"))
+		guardMethod(arr, "unshift", guardArgs("Array.prototype.unshift"))
+		guardMethod(arr, "splice", guardSplice)
+		guardMethod(arr, "slice", guardSlice)
+		for _, name := range []string{"map", "filter", "toReversed", "toSorted", "toSpliced", "with"} {
+			guardMethod(arr, name, guardCopy("Array.prototype."+name))
+		}
+		for _, name := range []string{"sort", "reverse", "includes", "indexOf", "lastIndexOf", "copyWithin",
+			"forEach", "some", "every", "reduce", "reduceRight"} {
+			guardMethod(arr, name, guardWalk("Array.prototype."+name))
+		}
+		guardObject(arr, "constructor", guardArrayCtor)
+
+		fn := getFunctionProtoTemplate()
+		guardMethod(fn, "apply", guardApply("Function.prototype.apply", 1))
+		guardObject(fn, "constructor", guardFunctionCtor("Function"))
+
+		g := getGlobalObjectTemplate()
+		guardObject(g, "String", guardStringCtor)
+		guardObject(g, "Array", guardArrayCtor)
+		guardObject(g, "JSON", guardJSON)
+		guardObject(g, "Reflect", guardReflect)
+		guardObject(g, "Set", guardSetCtor)
+		guardObject(g, "Function", guardFunctionCtor("Function"))
+		guardObject(g, "eval", guardEval)
+		guardObject(g, "RegExp", guardRegExpCtor)
+		guardObject(g, "Promise", guardPromiseCtor)
+		factories := map[string]func(*goja.Runtime) goja.Value{}
+		for _, name := range typedArrayNames {
+			factories[name] = g.props[unistring.String(name)]
+		}
+		for _, name := range typedArrayNames {
+			guardObject(g, name, func(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+				guardTypedArray(b, vm, name, ctor)
+				if ab := propObject(factories["ArrayBuffer"](vm)); !b.ctors[ab] {
+					b.ctors[ab] = true
+					guardTypedArray(b, vm, "ArrayBuffer", ab)
+				}
+			})
+		}
+	})
+}
+
+func init() { guardBuiltins() }
+
+// thisString converts call.This to a string as a String.prototype method
+// does, once, so that the original sees a primitive and converts nothing
+// again.
+func thisString(call goja.FunctionCall) (goja.Value, bool) {
+	if !coercible(call.This) {
+		return nil, false // the original throws the TypeError
+	}
+	return call.This.ToString(), true
+}
+
+func guardRepeat(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	s, ok := thisString(call)
+	if !ok {
+		return orig(call)
+	}
+	count := call.Argument(0).ToNumber()
+	n, w := strLen(s)
+	if c := count.ToFloat(); !math.IsInf(c, 1) && c >= 1 && n > 0 {
+		b.charge(vm, "String.prototype.repeat", mul(mul(n, w), toInteger(count)))
+	}
+	return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{count}})
+}
+
+func guardPad(name string) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		s, ok := thisString(call)
+		if !ok {
+			return orig(call)
+		}
+		maxLen := call.Argument(0).ToNumber()
+		args := []goja.Value{maxLen}
+		fill := call.Argument(1)
+		if !goja.IsUndefined(fill) {
+			fill = fill.ToString()
+			args = append(args, fill)
+		}
+		n, w := strLen(s)
+		if m := toLength(maxLen); m > n {
+			if !goja.IsUndefined(fill) {
+				if _, fw := strLen(fill); fw > w {
+					w = fw
+				}
+			}
+			b.charge(vm, "String.prototype."+name, mul(m, w))
+		}
+		return orig(goja.FunctionCall{This: s, Arguments: args})
+	}
+}
+
+func guardConcat(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	s, ok := thisString(call)
+	if !ok {
+		return orig(call)
+	}
+	total, w := strLen(s)
+	args := make([]goja.Value, len(call.Arguments))
+	for i, a := range call.Arguments {
+		args[i] = a.ToString()
+		n, aw := strLen(args[i])
+		total = add(total, n)
+		w = max(w, aw)
+	}
+	b.charge(vm, "String.prototype.concat", mul(total, w))
+	return orig(goja.FunctionCall{This: s, Arguments: args})
+}
+
+// guardReplace bounds what replace and replaceAll build: every match (at
+// most one a character, and one more) replaced by the replacement, each of
+// whose $ patterns may insert the whole string. A function's replacements
+// are counted as it returns them.
+func guardReplace(name string) methodGuard {
+	what := "String.prototype." + name
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if !coercible(call.This) {
+			return orig(call)
+		}
+		pattern, repl := call.Argument(0), call.Argument(1)
+		if _, isObj := pattern.(*goja.Object); isObj {
+			// A RegExp (or any object with Symbol.replace) replaces; the
+			// string is then converted by it. Bound it the same way.
+			s := call.This.ToString()
+			return replaceBounded(b, vm, orig, what, s, pattern, repl, true)
+		}
+		s := call.This.ToString()
+		pattern = pattern.ToString()
+		return replaceBounded(b, vm, orig, what, s, pattern, repl, name == "replaceAll")
+	}
+}
+
+func replaceBounded(b *budget, vm *goja.Runtime, orig nativeCall, what string, s, pattern, repl goja.Value, all bool) goja.Value {
+	n, w := strLen(s)
+	if fn, ok := goja.AssertFunction(repl); ok {
+		wrapped := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+			v, err := fn(call.This, call.Arguments...)
+			if err != nil {
+				panic(err)
+			}
+			str := v.ToString()
+			rn, rw := strLen(str)
+			b.charge(vm, what, mul(rn, max(rw, w)))
+			return str
+		})
+		b.charge(vm, what, mul(n, w))
+		return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, wrapped}})
+	}
+	repl = repl.ToString()
+	b.charge(vm, what, replaceBound(s, repl, all))
+	return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, repl}})
+}
+
+// replaceBound bounds the bytes of s with every match (at most one a
+// character, and one more, when all) replaced by repl, each of whose $
+// patterns may insert the whole of s.
+func replaceBound(s, repl goja.Value, all bool) int64 {
+	n, w := strLen(s)
+	rn, rw := strLen(repl)
+	matches := int64(1)
+	if all {
+		matches = n + 1
+	}
+	per := rn
+	if rs := repl.String(); len(rs) > 0 {
+		dollars := int64(0)
+		for i := 0; i < len(rs); i++ {
+			if rs[i] == '$' {
+				dollars++
+			}
+		}
+		per = add(per, mul(dollars, n))
+	}
+	return mul(add(n, mul(matches, per)), max(w, rw))
+}
+
+// guardCase bounds normalize and the case conversions: a character may
+// become three (toUpperCase) or eighteen (normalize with NFKD).
+func guardCase(name string) methodGuard {
+	factor := int64(3)
+	if name == "normalize" {
+		factor = 18
+	}
+	what := "String.prototype." + name
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		s, ok := thisString(call)
+		if !ok {
+			return orig(call)
+		}
+		n, _ := strLen(s)
+		b.charge(vm, what, mul(n, 2*factor))
+		return orig(goja.FunctionCall{This: s, Arguments: call.Arguments})
+	}
+}
+
+// guardStringCtor guards String's static methods.
+func guardStringCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	args := func(name string) methodGuard {
+		return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+			b.charge(vm, "String."+name, mul(int64(len(call.Arguments)), 4))
+			return orig(call)
+		}
+	}
+	guardStatic(b, vm, ctor, "fromCharCode", args("fromCharCode"))
+	guardStatic(b, vm, ctor, "fromCodePoint", args("fromCodePoint"))
+	guardStatic(b, vm, ctor, "raw", func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		// raw reads raw[0..length) and converts each, "undefined" when
+		// missing: count nine characters a segment.
+		if cooked, ok := call.Argument(0).(*goja.Object); ok {
+			if raw, ok := cooked.Get("raw").(*goja.Object); ok {
+				b.fit(vm, "String.raw", mul(toLength(raw.Get("length")), 9))
+			}
+		}
+		return orig(call)
+	})
+}
+
+// guardJoin bounds join (and so toString and String(array)): it walks the
+// elements and adds their lengths, converting none (an element that is an
+// object is counted by its own join, or not at all), and it bounds nested
+// joins' depth.
+func guardJoin(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	n := toLength(o.Get("length"))
+	sep := call.Argument(0)
+	sepLen, w := int64(1), int64(1)
+	if !goja.IsUndefined(sep) {
+		sep = sep.ToString()
+		sepLen, w = strLen(sep)
+	}
+	// Every element costs at least a step; the separators are certain.
+	b.fit(vm, "Array.prototype.join", add(mul(n, w*sepLen), n))
+	total := mul(max(n-1, 0), sepLen*w)
+	for i := int64(0); i < n && total <= b.limit-b.used; i++ {
+		switch v := o.Get(itoa(i)); {
+		case v == nil || goja.IsUndefined(v) || goja.IsNull(v):
+		case isString(v):
+			l, lw := strLen(v)
+			total = add(total, mul(l, max(lw, w)))
+		case isObject(v):
+		default:
+			total = add(total, numberChars)
+		}
+	}
+	b.fit(vm, "Array.prototype.join", total)
+	b.enter(vm, "Array.prototype.join")
+	defer b.exit()
+	res := orig(goja.FunctionCall{This: o, Arguments: []goja.Value{sep}})
+	l, lw := strLen(res)
+	b.charge(vm, "Array.prototype.join", mul(l, lw))
+	return res
+}
+
+func isString(v goja.Value) bool { _, ok := v.(goja.String); return ok }
+
+func isObject(v goja.Value) bool { _, ok := v.(*goja.Object); return ok }
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+// guardFill bounds fill by the elements it sets.
+func guardFill(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	n := toLength(o.Get("length"))
+	start := relIndex(call.Argument(1), n, 0)
+	end := relIndex(call.Argument(2), n, n)
+	b.fit(vm, "Array.prototype.fill", mul(max(end-start, 0), valueSize))
+	return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+}
+
+func guardArrayConcat(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	total := lengthIfSpreadable(vm, o)
+	for _, a := range call.Arguments {
+		total = add(total, lengthIfSpreadable(vm, a))
+	}
+	b.charge(vm, "Array.prototype.concat", mul(total, valueSize))
+	return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+}
+
+// lengthIfSpreadable is the number of elements concat takes from v.
+func lengthIfSpreadable(vm *goja.Runtime, v goja.Value) int64 {
+	o, ok := v.(*goja.Object)
+	if !ok {
+		return 1
+	}
+	if sp := o.GetSymbol(goja.SymIsConcatSpreadable); sp != nil && !goja.IsUndefined(sp) {
+		if !sp.ToBoolean() {
+			return 1
+		}
+		return toLength(o.Get("length"))
+	}
+	if o.ClassName() == "Array" {
+		return toLength(o.Get("length"))
+	}
+	return 1
+}
+
+// guardFlat bounds flat and flatMap: it walks the arrays to the depth
+// flat would, counting elements, and refuses nesting deeper than
+// MaxNesting.
+func guardFlat(name string) methodGuard {
+	what := "Array.prototype." + name
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if !coercible(call.This) {
+			return orig(call)
+		}
+		o := call.This.ToObject(vm)
+		depth := int64(1)
+		if name == "flat" && !goja.IsUndefined(call.Argument(0)) {
+			depth = toInteger(call.Argument(0))
+		}
+		var count func(o *goja.Object, d int64) int64
+		count = func(o *goja.Object, d int64) int64 {
+			n := toLength(o.Get("length"))
+			if d <= 0 || n > (b.limit-b.used)/valueSize {
+				return n
+			}
+			b.enter(vm, what)
+			defer b.exit()
+			total := int64(0)
+			for i := int64(0); i < n && total <= (b.limit-b.used)/valueSize; i++ {
+				if e, ok := o.Get(itoa(i)).(*goja.Object); ok && e.ClassName() == "Array" {
+					total = add(total, count(e, d-1))
+				} else {
+					total++
+				}
+			}
+			return total
+		}
+		if name == "flat" {
+			b.charge(vm, what, mul(count(o, depth), valueSize))
+		} else {
+			b.fit(vm, what, mul(toLength(o.Get("length")), valueSize))
+		}
+		return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+	}
+}
+
+// guardSplice counts the elements splice adds, and bounds the elements it
+// may move or remove by what is left.
+func guardSplice(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	b.fit(vm, "Array.prototype.splice", mul(toLength(o.Get("length")), valueSize))
+	b.charge(vm, "Array.prototype.splice", mul(int64(len(call.Arguments)), valueSize))
+	return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+}
+
+// guardArgs counts the elements push, unshift and splice add.
+func guardArgs(what string) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		b.charge(vm, what, mul(int64(len(call.Arguments)), valueSize))
+		return orig(call)
+	}
+}
+
+func guardSlice(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+	if !coercible(call.This) {
+		return orig(call)
+	}
+	o := call.This.ToObject(vm)
+	n := toLength(o.Get("length"))
+	start := relIndex(call.Argument(0), n, 0)
+	end := relIndex(call.Argument(1), n, n)
+	b.charge(vm, "Array.prototype.slice", mul(max(end-start, 0), valueSize))
+	return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+}
+
+// guardCopy bounds the methods that make an array as long as this one.
+func guardCopy(what string) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if !coercible(call.This) {
+			return orig(call)
+		}
+		o := call.This.ToObject(vm)
+		b.charge(vm, what, mul(toLength(o.Get("length")), valueSize))
+		return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+	}
+}
+
+// guardWalk bounds the methods that walk every index below length in
+// native code, holes included, and that a timeout cannot stop: sort (which
+// also copies them), reverse, includes, indexOf, lastIndexOf, copyWithin,
+// and forEach, some, every, reduce and reduceRight, which call no
+// JavaScript for a hole.
+// Their length, as elements, has to fit in what is left of the budget.
+func guardWalk(what string) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if !coercible(call.This) {
+			return orig(call)
+		}
+		o := call.This.ToObject(vm)
+		b.fit(vm, what, mul(toLength(o.Get("length")), valueSize))
+		return orig(goja.FunctionCall{This: o, Arguments: call.Arguments})
+	}
+}
+
+// guardSetCtor bounds new Set(array), which walks every index of the array.
+func guardSetCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	guardConstruct(ctor, func(f nativeConstruct) nativeConstruct {
+		return func(args []goja.Value, newTarget *goja.Object) *goja.Object {
+			if len(args) > 0 {
+				if o, ok := args[0].(*goja.Object); ok && o.ClassName() == "Array" {
+					b.fit(vm, "Set", mul(toLength(o.Get("length")), valueSize))
+				}
+			}
+			return f(args, newTarget)
+		}
+	})
+}
+
+// guardArrayCtor guards Array.from and Array.of.
+func guardArrayCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	guardStatic(b, vm, ctor, "from", func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if o, ok := call.Argument(0).(*goja.Object); ok {
+			if it := o.GetSymbol(goja.SymIterator); it == nil || goja.IsUndefined(it) || goja.IsNull(it) {
+				b.charge(vm, "Array.from", mul(toLength(o.Get("length")), valueSize))
+			} else if o.ClassName() == "Array" {
+				b.charge(vm, "Array.from", mul(toLength(o.Get("length")), valueSize))
+			}
+		}
+		return orig(call)
+	})
+	guardStatic(b, vm, ctor, "of", guardArgs("Array.of"))
+}
+
+// guardApply bounds the argument list apply builds from an array-like.
+func guardApply(what string, arg int) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		if o, ok := call.Argument(arg).(*goja.Object); ok {
+			b.fit(vm, what, mul(toLength(o.Get("length")), valueSize))
+		}
+		return orig(call)
+	}
+}
+
+func guardReflect(b *budget, vm *goja.Runtime, reflectObj *goja.Object) {
+	guardStatic(b, vm, reflectObj, "apply", guardApply("Reflect.apply", 2))
+	guardStatic(b, vm, reflectObj, "construct", guardApply("Reflect.construct", 1))
+}
+
+// guardJSON guards JSON.parse and JSON.stringify.
+func guardJSON(b *budget, vm *goja.Runtime, json *goja.Object) {
+	guardStatic(b, vm, json, "parse", func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		text := call.Argument(0).ToString()
+		n, w := strLen(text)
+		// A parsed value takes a few times its text.
+		b.charge(vm, "JSON.parse", mul(mul(n, w), 4))
+		if d, at := jsonDepth(text.String()); d > maxNativeNesting {
+			b.throw(vm, fmt.Sprintf("JSON.parse: nesting deeper than %d levels at position %d", maxNativeNesting, at))
+		}
+		args := append([]goja.Value{text}, call.Arguments[min(1, len(call.Arguments)):]...)
+		return orig(goja.FunctionCall{This: call.This, Arguments: args})
+	})
+	guardStatic(b, vm, json, "stringify", func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		est := jsonEstimate{b: b, vm: vm, seen: map[*goja.Object]int64{}}
+		indent := int64(0)
+		switch sp := call.Argument(2).(type) {
+		case goja.String:
+			indent = min(int64(sp.Length()), 10)
+		default:
+			if sp != nil && !goja.IsUndefined(sp) && !isObject(sp) {
+				indent = min(max(toInteger(sp), 0), 10)
+			}
+		}
+		est.indent = indent
+		size := est.size(call.Argument(0), 0)
+		b.fitAtLeast(vm, "JSON.stringify", size, true)
+		b.used += size
+		return orig(call)
+	})
+}
+
+// jsonDepth returns the deepest nesting of brackets in a JSON text, outside
+// strings, and where it is reached.
+func jsonDepth(s string) (depth, at int) {
+	d := 0
+	inStr := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inStr:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '[' || c == '{':
+			d++
+			if d > depth {
+				depth, at = d, i
+			}
+		case c == ']' || c == '}':
+			d--
+		}
+	}
+	return depth, at
+}
+
+// jsonEstimate estimates the size of JSON.stringify's output from the
+// value's own enumerable properties (not calling toJSON or a replacer),
+// once for every object however often it is referenced, and refuses
+// nesting deeper than MaxNesting.
+type jsonEstimate struct {
+	b      *budget
+	vm     *goja.Runtime
+	seen   map[*goja.Object]int64
+	indent int64
+}
+
+func (e *jsonEstimate) size(v goja.Value, depth int64) int64 {
+	switch {
+	case v == nil || goja.IsUndefined(v) || goja.IsNull(v):
+		return 4
+	case isString(v):
+		n, _ := strLen(v)
+		return n + 2
+	}
+	o, ok := v.(*goja.Object)
+	if !ok {
+		return numberChars
+	}
+	if _, isFn := goja.AssertFunction(o); isFn {
+		return 0
+	}
+	if s, ok := e.seen[o]; ok {
+		return s // a repeat, or a cycle (stringify throws)
+	}
+	if depth >= maxNativeNesting {
+		e.b.throw(e.vm, fmt.Sprintf("JSON.stringify: nesting deeper than %d levels", maxNativeNesting))
+	}
+	e.seen[o] = 0
+	total := int64(2)
+	pad := mul(depth+1, e.indent) + 1
+	limit := e.b.limit - e.b.used
+	for _, k := range o.Keys() {
+		total = add(total, add(add(int64(len(k))+4, pad), e.size(o.Get(k), depth+1)))
+		if total > limit {
+			break
+		}
+	}
+	e.seen[o] = total
+	return total
+}
+
+// guardTypedArray guards the constructor of binary data name. A script
+// can reach one only through the global object, or ArrayBuffer through a
+// typed array's buffer: the first time a typed array constructor is
+// reached, ArrayBuffer is guarded with it.
+func guardTypedArray(b *budget, vm *goja.Runtime, name string, ctor *goja.Object) {
+	var bytesPer int64
+	switch name {
+	case "DataView":
+		return // a view of a buffer: allocates nothing
+	case "ArrayBuffer":
+		bytesPer = 1
+	default:
+		bytesPer = toLength(ctor.Get("BYTES_PER_ELEMENT"))
+	}
+	// check counts what the arguments ask for: a length, or the length of
+	// an array-like to copy (a buffer to view has none).
+	check := func(args []goja.Value) {
+		if len(args) == 0 || goja.IsUndefined(args[0]) {
+			return
+		}
+		a, isObj := args[0].(*goja.Object)
+		switch {
+		case isObj && name == "ArrayBuffer":
+			b.charge(vm, name, a.ToNumber().ToInteger())
+		case isObj:
+			b.charge(vm, name, mul(toLength(a.Get("length")), bytesPer))
+		default:
+			b.charge(vm, name, mul(toLength(args[0]), bytesPer))
+		}
+	}
+	guardConstruct(ctor, func(f nativeConstruct) nativeConstruct {
+		return func(args []goja.Value, newTarget *goja.Object) *goja.Object {
+			check(args)
+			return f(args, newTarget)
+		}
+	})
+	guardCall(ctor, func(f nativeCall) nativeCall {
+		return func(call goja.FunctionCall) goja.Value {
+			check(call.Arguments)
+			return f(call)
+		}
+	})
+}
+
+// promiseSize bounds what Promise.all and its kin keep for an element: a
+// promise, its reaction and its result.
+const promiseSize = 256
+
+// guardPromiseCtor bounds Promise.all, allSettled, any and race over an
+// array, which walk every index natively and make a promise for each.
+func guardPromiseCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	for _, name := range []string{"all", "allSettled", "any", "race"} {
+		what := "Promise." + name
+		guardStatic(b, vm, ctor, name, func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+			if o, ok := call.Argument(0).(*goja.Object); ok && o.ClassName() == "Array" {
+				b.charge(vm, what, mul(toLength(o.Get("length")), promiseSize))
+			}
+			return orig(call)
+		})
+	}
+}
