@@ -8,12 +8,18 @@ import (
 	"time"
 )
 
-// DefaultHeapLimit is the heap size past which the engine interrupts runs,
-// by default: see WithHeapLimit.
-const DefaultHeapLimit = 1 << 30
+// DefaultHeapLimit is a heap size to give WithHeapLimit for a process that
+// mostly runs hooks, as apihooksd does: far above what such a process needs
+// without them.
+const DefaultHeapLimit = 512 << 20
 
 // heapCheckEvery is how often the heap is read while runs are going.
 const heapCheckEvery = 5 * time.Millisecond
+
+// heapMinAge is how long a run must have been going before the heap watch
+// may interrupt it: hooks that end at once never cost their call because
+// the heap is large for other reasons.
+const heapMinAge = 20 * time.Millisecond
 
 // errHeapLimit is the value a run is interrupted with when the process's
 // heap is over the limit.
@@ -23,9 +29,12 @@ var errHeapLimit = errors.New("heap limit")
 // operations no built-in budget sees (the + operator doubling a string,
 // values built in a loop): while runs are going, it reads the heap's size
 // every few milliseconds and, whenever it is over the limit, interrupts the
-// run that has been going longest, which ends with Kind Exhausted at its
-// next instruction. A heap that is over the limit for other reasons costs
-// the oldest run its call too: set the limit well above the heap the
+// run that has been going longest (and for at least heapMinAge), which ends
+// with Kind Exhausted at its next instruction. The bound is loose: a native
+// operation such as copying a string of hundreds of megabytes runs to its
+// end first, and holds up the watch meanwhile, so the heap may reach a few
+// times the limit. A heap that is over the limit for other reasons costs a
+// long-running hook its call too: set the limit well above the heap the
 // process needs without hooks.
 type heapWatch struct {
 	limit uint64
@@ -94,7 +103,7 @@ func (h *heapWatch) interruptOldest() {
 			oldest, since = r, t
 		}
 	}
-	if oldest == nil {
+	if oldest == nil || time.Since(since) < heapMinAge {
 		return
 	}
 	delete(h.runs, oldest)

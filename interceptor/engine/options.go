@@ -23,7 +23,6 @@ var defaultOptions = options{
 	timeout:   DefaultTimeout,
 	maxStack:  10000,
 	queueWait: DefaultQueueWait,
-	heapLimit: DefaultHeapLimit,
 	memory:    DefaultMemoryBudget,
 }
 
@@ -72,9 +71,9 @@ func WithQueueWait(d time.Duration) Option {
 
 // WithHeapLimit sets the size of the process's heap past which the engine
 // interrupts the longest-running run, again every few milliseconds while
-// the heap stays over it (default DefaultHeapLimit; zero or less turns
-// this off). It bounds what no built-in's budget sees, such as a string
-// doubled with the + operator.
+// the heap stays over it (none by default; zero or less turns it off). It
+// bounds, loosely, what no built-in's budget sees, such as a string doubled
+// with the + operator; see DefaultHeapLimit.
 func WithHeapLimit(bytes int64) Option {
 	return func(o *options) { o.heapLimit = bytes }
 }
