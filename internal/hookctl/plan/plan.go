@@ -58,7 +58,10 @@ type Plan struct {
 	// Unmanaged are hooks in etcd that the manifest does not list and that
 	// stay, since the plan does not prune.
 	Unmanaged []string
-	// guards are the mod revisions of the keys the plan depends on.
+	// guards are the mod revisions of the keys the plan changes or
+	// removes, which catch their deletion meanwhile; one compare over the
+	// directory catches every other change, so a plan costs etcd compares
+	// for its changes only.
 	guards map[string]int64
 }
 
@@ -80,8 +83,8 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 			p.Items = append(p.Items, Item{Action: Add, Path: path, Name: h.Name(), Desired: h})
 			continue
 		}
-		p.guards[path] = cur.ModRevision
 		if cur.DocErr != nil {
+			p.guards[path] = cur.ModRevision
 			p.Items = append(p.Items, Item{Action: Change, Path: path, Name: h.Name(), Current: cur, Desired: h,
 				Changes: []hookdoc.Change{{Field: "document", From: "invalid: " + cur.DocErr.Error(), To: "valid"}}})
 			continue
@@ -90,6 +93,7 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 			p.Unchanged++
 			continue
 		}
+		p.guards[path] = cur.ModRevision
 		item := Item{Action: Change, Path: path, Name: h.Name(), Current: cur, Desired: h,
 			Changes: hookdoc.FieldChanges(cur.Doc, h.Doc)}
 		item.ScriptDiff = hookdoc.ScriptDiff(
@@ -157,8 +161,8 @@ func (p *Plan) Count(a Action) int {
 
 // Write returns the plan as one guarded write: nothing under the hooks
 // directory may have been put since the plan's revision, and every key the
-// plan depends on must still have the revision it was read at (which also
-// catches deletions).
+// plan changes or removes must still have the revision it was read at
+// (which also catches its deletion).
 func (p *Plan) Write() *store.Write {
 	w := &store.Write{ReadRevision: p.ReadRevision, Guards: p.guards, Puts: map[string][]byte{}}
 	for _, it := range p.Items {
