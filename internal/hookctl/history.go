@@ -244,6 +244,7 @@ cannot be put back; rollback says which versions are gone.`,
 		}),
 	}
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	c.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision whose version to put back (default: the version before the current)")
 	c.ValidArgsFunction = a.completeHook
 	return c

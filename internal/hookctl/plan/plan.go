@@ -63,13 +63,15 @@ type Plan struct {
 	// directory catches every other change, so a plan costs etcd compares
 	// for its changes only.
 	guards map[string]int64
+	// keep are the mod revisions of the keys the plan leaves as they are.
+	keep map[string]int64
 }
 
 // Build makes the plan that brings entries (read at readRev) to m. With
 // prune, keys under the hooks directory that m does not list are removed,
 // including keys that are not valid hook keys.
 func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix string, prune bool) *Plan {
-	p := &Plan{Manifest: m, Prefix: prefix, ReadRevision: readRev, Prune: prune, guards: map[string]int64{}}
+	p := &Plan{Manifest: m, Prefix: prefix, ReadRevision: readRev, Prune: prune, guards: map[string]int64{}, keep: map[string]int64{}}
 	byPath := make(map[string]*store.Entry, len(entries))
 	for i := range entries {
 		byPath[entries[i].Path] = &entries[i]
@@ -91,6 +93,7 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		}
 		if hookdoc.Equal(cur.Doc, h.Doc) {
 			p.Unchanged++
+			p.keep[path] = cur.ModRevision
 			continue
 		}
 		p.guards[path] = cur.ModRevision
@@ -164,7 +167,7 @@ func (p *Plan) Count(a Action) int {
 // plan changes or removes must still have the revision it was read at
 // (which also catches its deletion).
 func (p *Plan) Write() *store.Write {
-	w := &store.Write{ReadRevision: p.ReadRevision, Guards: p.guards, Puts: map[string][]byte{}}
+	w := &store.Write{ReadRevision: p.ReadRevision, Guards: p.guards, Keep: p.keep, Puts: map[string][]byte{}}
 	for _, it := range p.Items {
 		switch it.Action {
 		case Add, Change:

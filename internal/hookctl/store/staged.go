@@ -154,6 +154,12 @@ func (s *Store) split(w *Write) ([]step, error) {
 	for k, g := range w.Guards {
 		if _, put := w.Puts[k]; !put && !slices.Contains(w.Deletes, k) {
 			cur.guards[k] = g
+			ops++
+		}
+	}
+	if len(steps) == 0 && ops+len(w.Keep) <= opsRoom && size+len(w.Keep)*64 <= bytesRoom {
+		for k, g := range w.Keep {
+			cur.guards[k] = g
 		}
 	}
 	return append(steps, cur), nil

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/server/fleet"
 )
 
 // Config says how to reach etcd, with etcdctl's names.
@@ -355,6 +356,11 @@ type Write struct {
 	Puts map[string][]byte
 	// Deletes lists etcd keys to delete.
 	Deletes []string
+	// Keep maps etcd keys the write leaves alone but depends on to their
+	// mod revisions. They are guarded when the write fits in one
+	// transaction with room to spare, which catches their deletion
+	// meanwhile; a staged write guards only what it changes.
+	Keep map[string]int64
 	// Resume, when set, is the marker of a staged apply that stopped part
 	// way, which this write takes over and completes.
 	Resume *Marker
@@ -404,4 +410,40 @@ func (s *Store) conflict(ctx context.Context, w *Write, readRev, markerRev int64
 	}
 	slices.Sort(ce.Changed)
 	return ce
+}
+
+// Daemons returns the records of the live daemons (see package fleet), with
+// the revision read at.
+func (s *Store) Daemons(ctx context.Context) ([]fleet.Record, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	recs, rev, err := fleet.List(ctx, s.client, s.cfg.Prefix)
+	if err != nil {
+		return nil, 0, s.wrap(err)
+	}
+	return recs, rev, nil
+}
+
+// HooksRevision returns the newest mod revision of a key under the hooks
+// and response cache directories: a daemon with an older revision in force
+// has not loaded every change (deletions leave no mod revision, so one may
+// be missed).
+func (s *Store) HooksRevision(ctx context.Context) (int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	newest := func(dir string) clientv3.Op {
+		return clientv3.OpGet(dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	}
+	resp, err := s.client.Txn(ctx).Then(newest(registry.HooksDir(s.cfg.Prefix)), newest(registry.CacheDir(s.cfg.Prefix))).Commit()
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	var rev int64
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			rev = max(rev, kv.ModRevision)
+		}
+	}
+	return rev, nil
 }
