@@ -44,6 +44,9 @@ func startDaemonOn(t testing.TB, endpoints []string) string {
 			EtcdDialTimeout: 5 * time.Second,
 			Prefix:          prefix,
 			HookTimeout:     5 * time.Second,
+			// Load tests queue calls rather than refuse them.
+			MaxHookRuns:     8,
+			HookQueueWait:   10 * time.Second,
 			ShutdownTimeout: 5 * time.Second,
 			Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 			Ready:           func(a net.Addr) { ready <- a },
