@@ -293,8 +293,7 @@ func (a *app) deleteCommand() *cobra.Command {
 		Short:   "Delete a hook",
 		Long: `Delete a hook. The delete is guarded by the revision read: if the hook changed
 meanwhile, nothing is deleted (exit 3). etcd keeps the deleted versions until
-it compacts them, but history needs a current version to walk back from: put
-the hook back from its manifest, or with put.`,
+it compacts them: history lists them, and rollback puts the last one back.`,
 		Example: `  hookctl delete events.v1.EventService/SendEvent pre deny`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			k, s, cur, err := a.openHook(args)
