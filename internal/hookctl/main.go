@@ -307,7 +307,7 @@ an error); 3 etcd unreachable or a concurrent change (nothing was written);
 		c.GroupID = "hooks"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand(), a.typesCommand()} {
+	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand(), a.typesCommand(), a.exportCommand()} {
 		c.GroupID = "manifest"
 		root.AddCommand(c)
 	}

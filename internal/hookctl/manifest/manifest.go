@@ -6,6 +6,7 @@
 //
 // A manifest looks like this; script paths are relative to the manifest:
 //
+//	owner: payments                                 # optional: the team; prune removes only its hooks
 //	hooks:
 //	  - method: events.v1.EventService/SendEvent   # or SERVICE/*, */*
 //	    phase: pre                                  # pre, post or error
@@ -49,7 +50,10 @@ type Manifest struct {
 	// Path is the manifest's path as given (or found in the directory given).
 	Path string
 	// Dir is the directory script paths are relative to.
-	Dir   string
+	Dir string
+	// Owner is the manifest's owner: field, recorded in each document;
+	// apply --prune removes only hooks of the same owner.
+	Owner string
 	Hooks []*Hook
 }
 
@@ -146,9 +150,14 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	if root == nil {
 		return fail(errors.New("empty manifest: want a mapping with a hooks list"))
 	}
-	top, err := yamljson.Mapping(root, "manifest", "hooks")
+	top, err := yamljson.Mapping(root, "manifest", "hooks", "owner")
 	if err != nil {
 		return fail(err)
+	}
+	if f, ok := top["owner"]; ok {
+		if m.Owner, err = yamljson.String(f.Value, "owner"); err != nil {
+			return fail(err)
+		}
 	}
 	hooksField, ok := top["hooks"]
 	if !ok {
@@ -243,7 +252,7 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		return item.Line
 	}
 
-	doc := &registry.Document{}
+	doc := &registry.Document{Owner: m.Owner}
 	scriptRel, err := str("script", true)
 	if err != nil {
 		errs.Add(file, lineOf(err, item.Line), hook, err)

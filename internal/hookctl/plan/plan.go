@@ -112,7 +112,7 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		if e.KeyErr == nil {
 			name = hookname.Format(e.Key)
 		}
-		if !prune {
+		if !prune || !owns(m, e) {
 			p.Unmanaged = append(p.Unmanaged, name)
 			continue
 		}
@@ -193,7 +193,11 @@ func (p *Plan) Render(w io.Writer) {
 		p.renderUnmanaged(w)
 		return
 	}
-	fmt.Fprintf(w, "Plan for %s against etcd revision %d (prefix %s):\n\n", p.Manifest.Path, p.ReadRevision, p.Prefix)
+	owner := ""
+	if p.Manifest.Owner != "" {
+		owner = ", owner " + p.Manifest.Owner
+	}
+	fmt.Fprintf(w, "Plan for %s against etcd revision %d (prefix %s%s):\n\n", p.Manifest.Path, p.ReadRevision, p.Prefix, owner)
 	for _, it := range p.Items {
 		switch it.Action {
 		case Add:
@@ -306,4 +310,14 @@ func (p *Plan) View() View {
 		v.Changes = append(v.Changes, iv)
 	}
 	return v
+}
+
+// owns reports whether prune may remove e for m: a hook of m's owner (a
+// manifest without one owns the hooks without one, and keys or documents
+// that are not valid hooks).
+func owns(m *manifest.Manifest, e *store.Entry) bool {
+	if e.Doc == nil {
+		return m.Owner == ""
+	}
+	return e.Doc.Owner == m.Owner
 }
