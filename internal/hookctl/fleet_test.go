@@ -312,3 +312,53 @@ func (e *benchEnv) clear(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkPutToInForceOnTwoDaemons measures the time from a put of a hook
+// to the hook in force on both of two daemons following one etcd (seen by
+// calls that it answers), beside a put seen by a plain etcd watcher.
+func BenchmarkPutToInForceOnTwoDaemons(b *testing.B) {
+	e := etcdtest.Start(b)
+	daemons := []string{startDaemonOn(b, e.Endpoints()), startDaemonOn(b, e.Endpoints())}
+	key := registry.HooksDir(prefix) + "events.v1.EventService/SendEvent/pre/deny"
+	doc := func(user string) string {
+		return `{"script":"module.exports = (ctx) => { if (ctx.request.toUserId === ctx.params.user) return {status: 403, message: 'no'} }","params":{"user":"` + user + `"}}`
+	}
+	conns := make([]eventsv1.EventServiceClient, len(daemons))
+	for i, addr := range daemons {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
+		conns[i] = eventsv1.NewEventServiceClient(cc)
+	}
+	data, _ := structpb.NewStruct(map[string]any{"device": "phone"})
+	ctx := context.Background()
+	b.Run("put seen by an etcd watcher (baseline)", func(b *testing.B) {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wch := e.Client.Watch(wctx, key+"-watched")
+		for i := range b.N {
+			if _, err := e.Client.Put(ctx, key+"-watched", fmt.Sprint(i)); err != nil {
+				b.Fatal(err)
+			}
+			<-wch
+		}
+	})
+	b.Run("put to in force on both daemons", func(b *testing.B) {
+		for i := range b.N {
+			user := fmt.Sprint("u", i)
+			if _, err := e.Client.Put(ctx, key, doc(user)); err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range conns {
+				for {
+					_, err := c.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: user, EventType: "login", EventData: data})
+					if status.Code(err) == codes.PermissionDenied {
+						break
+					}
+				}
+			}
+		}
+	})
+}
