@@ -40,6 +40,18 @@ func (a *app) loadManifest(f *manifestFlags) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, failed(err)
 	}
+	// A document larger than one etcd request can never be written.
+	var tooLarge diag.List
+	limit := a.limits().MaxDocumentBytes()
+	for _, h := range m.Hooks {
+		if len(h.Raw) > limit {
+			tooLarge.Addf(m.Path, h.Line, h.Name(), "the document is %d bytes (script %s); one etcd request takes at most %d of document (--max-request-bytes %d, less room for the transaction)",
+				len(h.Raw), h.Script, limit, a.conn.maxRequestBytes)
+		}
+	}
+	if len(tooLarge) > 0 {
+		return nil, failed(tooLarge)
+	}
 	return m, nil
 }
 

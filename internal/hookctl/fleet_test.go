@@ -252,8 +252,12 @@ func TestErrorsNeverReadAsChanges(t *testing.T) {
 	big := t.TempDir()
 	writeFile(t, filepath.Join(big, "big.js"), "//"+strings.Repeat("x", 2<<20)+"\n")
 	writeFile(t, filepath.Join(big, "hooks.yaml"), "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: big\n    script: big.js\n")
-	r = e.want(hookctl.ExitFailed, "apply", "-f", big)
-	mustContain(t, "apply of a 2 MB script", r.stderr, "events.v1.EventService/SendEvent/pre/big", "--max-request-bytes")
+	for _, cmd := range []string{"validate", "apply"} {
+		r = e.want(hookctl.ExitFailed, cmd, "-f", big)
+		mustContain(t, cmd+" of a 2 MB script", r.stderr, "hooks.yaml:2: hook events.v1.EventService/SendEvent pre big: the document is", "--max-request-bytes")
+	}
+	r = e.want(hookctl.ExitUsage, "diff", "-f", big)
+	mustContain(t, "diff of a 2 MB script", r.stderr, "--max-request-bytes")
 }
 
 func TestAPrefixWithoutItsSlashIsNormalised(t *testing.T) {
