@@ -3,6 +3,7 @@ package hookctl
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -10,6 +11,7 @@ import (
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 	"github.com/apihooks/apihooks/internal/hookctl/plan"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
 	"github.com/apihooks/apihooks/internal/hookctl/store"
 )
 
@@ -40,8 +42,21 @@ func (a *app) loadManifest(f *manifestFlags) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, failed(err)
 	}
+	// Without a schema, hooks on the built-in example service are still
+	// checked against it: a post-hook on a stream never runs.
+	var problems diag.List
+	if src == nil {
+		builtin := schema.Builtin()
+		for _, h := range m.Hooks {
+			if slices.Contains(builtin.Services(), h.Key.Service) {
+				if err := builtin.CheckHook(h.Key); err != nil {
+					problems.Add(m.Path, h.Line, h.Name(), err)
+				}
+			}
+		}
+	}
 	// A document larger than one etcd request can never be written.
-	var tooLarge diag.List
+	tooLarge := problems
 	limit := a.limits().MaxDocumentBytes()
 	for _, h := range m.Hooks {
 		if len(h.Raw) > limit {

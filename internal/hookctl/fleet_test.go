@@ -366,3 +366,24 @@ func BenchmarkPutToInForceOnTwoDaemons(b *testing.B) {
 		}
 	})
 }
+
+func TestAPostHookOnAStreamOfTheExampleServiceIsRefusedWithoutServer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - method: events.v1.EventService/StreamEvents
+    phase: post
+    name: never
+    script: ok.js
+  - method: other.v1.Other/Stream
+    phase: post
+    name: unknown-service-is-not-checked
+    script: ok.js
+`)
+	r := runHookctl(t, []string{"validate", "-f", dir})
+	if r.code != hookctl.ExitFailed {
+		t.Fatalf("validate: got exit %d; want 1\n%s", r.code, r)
+	}
+	mustContain(t, "validate", r.stderr, "hooks.yaml:2: hook events.v1.EventService/StreamEvents post never: post-hooks never run on streams", "1 problem found")
+}
