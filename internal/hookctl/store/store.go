@@ -11,8 +11,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -185,6 +188,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		if refused := refusal(err); refused != nil {
 			return nil, refused
+		}
+		if tlsCfg != nil {
+			if refused := tlsRefusal(ctx, cfg, tlsCfg); refused != nil {
+				return nil, refused
+			}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
 			err = fmt.Errorf("no answer within the dial timeout (%v)", cfg.DialTimeout)
@@ -446,4 +454,35 @@ func (s *Store) HooksRevision(ctx context.Context) (int64, error) {
 		}
 	}
 	return rev, nil
+}
+
+// tlsRefusal finds why etcd did not answer over TLS, which the etcd client
+// reports only as a timeout: it makes a TLS handshake with each endpoint
+// and returns the first handshake failure (an x509 error, as etcdctl
+// prints it), or nil.
+func tlsRefusal(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
+	for _, ep := range cfg.Endpoints {
+		host := ep
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		c := tlsCfg.Clone()
+		if c.ServerName == "" {
+			c.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: cfg.DialTimeout}, Config: c}
+		hctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+		conn, err := d.DialContext(hctx, "tcp", host)
+		cancel()
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
+			continue // not a TLS failure
+		}
+		return &RefusedError{Reason: fmt.Sprintf("TLS handshake with %s failed: %v", host, err), Err: err}
+	}
+	return nil
 }
