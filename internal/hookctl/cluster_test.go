@@ -131,6 +131,9 @@ func TestApplyToAThreeNodeClusterWhoseLeaderDiesUnderLoad(t *testing.T) {
 	hookctlRun := func(opts []hookctl.Option, a ...string) result {
 		return runHookctl(t, append(append([]string{}, args...), a...), opts...)
 	}
+	waitUntil(t, "both daemons registered", func() bool {
+		return strings.Count(hookctlRun(nil, "status").stdout, "in step") == 2
+	})
 	if r := hookctlRun(nil, "apply", "-f", scriptsDir, "--wait=60s"); r.code != 0 {
 		t.Fatalf("first apply: %s", r)
 	}

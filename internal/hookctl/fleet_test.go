@@ -170,6 +170,9 @@ func TestAnApplyTooLargeForOneTransactionIsStagedAndDaemonsSeeItAtOnce(t *testin
 	t.Parallel()
 	e := newEnv(t)
 	addr := startDaemonOn(t, []string{e.args[1]})
+	// The daemon registers once it serves: --wait waits for the daemons
+	// registered when it reads them.
+	waitUntil(t, "the daemon registered", func() bool { return strings.Contains(e.want(0, "status").stdout, "in step") })
 	e.want(0, "apply", "-f", scriptsDir, "--wait=30s")
 	if err := sendAs(t, addr, "mallory"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("before: %v; want PermissionDenied", err)

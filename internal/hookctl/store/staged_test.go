@@ -60,16 +60,15 @@ func TestCommitOfAnySizeFitsEtcdsDefaultLimits(t *testing.T) {
 	s, c := open(t)
 	big := strings.Repeat("x", 23*1024)
 	cases := []struct {
-		name      string
-		n         int
-		value     string
-		wantTxns  int
-		wantStage bool
+		name     string
+		n        int
+		value    string
+		wantTxns int
 	}{
-		{"125 small hooks: one transaction", 125, "1", 1, false},
-		{"126 small hooks: staged", 126, "2", 3, true},
-		{"1,000 small hooks: staged", 1000, "3", 9, true},
-		{"70 scripts of 23 KB: staged by size", 70, big, 3, true},
+		{"125 small hooks: one transaction", 125, "1", 1},
+		{"126 small hooks: staged", 126, "2", 3},
+		{"1,000 small hooks: staged", 1000, "3", 9},
+		{"70 scripts of 23 KB: staged by size", 70, big, 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
