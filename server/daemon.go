@@ -177,10 +177,11 @@ func Run(ctx context.Context, cfg Config) error {
 		isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)),
 		isolate.WithWorkers(maxRuns), isolate.WithQueueWait(cfg.HookQueueWait))
 	defer pool.Close()
+	quarantine := interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)
 	hookOpts := []interceptor.Option{
 		interceptor.WithEngine(eng),
 		interceptor.WithLogger(log),
-		interceptor.WithQuarantine(interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)),
+		interceptor.WithQuarantine(quarantine),
 		interceptor.WithProcessRunner(pool),
 		interceptor.WithIsolation(interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess"))),
 		// A document may ask for a worker process; it cannot opt out of
@@ -228,6 +229,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "address", lis.Addr().String())
+	fleetReg := registerDaemon(client, cfg, lis.Addr().String(), reg, quarantine, log)
+	defer fleetReg.Close()
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr())
 	}

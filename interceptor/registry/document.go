@@ -46,6 +46,10 @@ type Document struct {
 	// Isolation is where the hook runs: "process", "inprocess", or the
 	// server's choice when empty.
 	Isolation Isolation `json:"isolation,omitempty"`
+	// Owner names the team whose manifest wrote the hook: hookctl apply
+	// --prune removes only hooks of the manifest's owner. The daemon
+	// ignores it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Isolation says where a hook's script runs.
@@ -112,7 +116,7 @@ func documentError(err error) error {
 		return errors.New("document: empty")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want script, lang, params, enabled, order, timeout, onError, description, isolation)", f)
+		return fmt.Errorf("document: unknown field %s (want script, lang, params, enabled, order, timeout, onError, description, isolation, owner)", f)
 	}
 	return fmt.Errorf("document: %w", err)
 }

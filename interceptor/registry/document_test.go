@@ -71,7 +71,7 @@ func TestDecodeDocument(t *testing.T) {
 		{name: "isolation must be known", doc: `{"script":"1","isolation":"thread"}`,
 			wantErr: `document: field isolation: "thread" is not "process" or "inprocess"`},
 		{name: "isolation must be a string", doc: `{"script":"1","isolation":1}`, wantErr: "field isolation: want a string"},
-		{name: "unknown field lists isolation among the known ones", doc: `{"script":"1","x":1}`, wantErr: "description, isolation)"},
+		{name: "unknown field lists isolation among the known ones", doc: `{"script":"1","x":1}`, wantErr: "description, isolation, owner)"},
 		{name: "onError must be known", doc: `{"script":"1","onError":"ignore"}`, wantErr: `field onError: "ignore"`},
 		{name: "not JSON", doc: `script: x`, wantErr: "invalid JSON"},
 		{name: "not an object", doc: `"x"`, wantErr: "want an object"},

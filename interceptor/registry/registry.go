@@ -42,6 +42,12 @@ type Registry struct {
 	synced       bool
 	fromSnapshot bool
 	lastSync     time.Time
+	// staged is set while a staged apply's marker exists (ApplyMarker);
+	// held while publishing waits for it to complete, and for the batches
+	// dispatched before its end (inflight counts them); reread while the
+	// entries are from before an apply and must be read again at its end.
+	staged, held, reread bool
+	inflight             int
 
 	// syncMu orders the changes of synced with the calls to opts.onSync.
 	syncMu sync.Mutex
@@ -84,6 +90,9 @@ type Status struct {
 	// Broken lists the hooks whose key has no valid version, as
 	// "id: error", ordered by id.
 	Broken []string
+	// Held is true while a staged apply is in progress: changes after
+	// Revision wait for it to complete.
+	Held bool
 }
 
 // New returns a registry reading hooks through client. Start (or
@@ -107,7 +116,7 @@ func (r *Registry) Snapshot() *Snapshot { return r.current.Load() }
 // Status reports the registry's state.
 func (r *Registry) Status() Status {
 	r.mu.Lock()
-	s := Status{Revision: r.rev, Synced: r.synced, FromSnapshot: r.fromSnapshot, LastSync: r.lastSync}
+	s := Status{Revision: r.current.Load().Revision, Synced: r.synced, FromSnapshot: r.fromSnapshot, LastSync: r.lastSync, Held: r.held}
 	r.mu.Unlock()
 	for _, h := range r.Snapshot().Hooks() {
 		if h.Err != nil {
@@ -226,7 +235,11 @@ func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("registry: read %s and %s: %w", dirs[0], dirs[1], err)
 	}
-	b := &batch{rev: resp.Header.Revision, full: true, done: make(chan struct{})}
+	current, rev := resp, resp.Header.Revision
+	if old, oldRev := r.startingMidApply(getCtx, resp); old != nil {
+		resp, rev = old, oldRev
+	}
+	b := &batch{rev: rev, full: true, done: make(chan struct{})}
 	for _, op := range resp.Responses {
 		for _, kv := range op.GetResponseRange().Kvs {
 			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
@@ -238,8 +251,13 @@ func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	case <-ctx.Done():
 		return 0, fmt.Errorf("registry: compile hooks: %w", ctx.Err())
 	}
+	if resp != current {
+		r.mu.Lock()
+		r.reread = true
+		r.mu.Unlock()
+	}
 	r.setSynced(true)
-	return resp.Header.Revision, nil
+	return current.Header.Revision, nil
 }
 
 // dirs returns the etcd prefixes the registry follows: hooks, then response
@@ -328,7 +346,11 @@ func (r *Registry) watch(ctx context.Context, rev int64) int64 {
 					del: ev.Type == mvccpb.DELETE,
 				})
 			}
+			ended := r.applyEnded(b)
 			r.dispatch(b)
+			if ended {
+				return 0 // the hooks in force are from before it: read them again
+			}
 		}
 		rev = max(rev, resp.Header.Revision+1)
 		r.mu.Lock()
@@ -436,7 +458,7 @@ func (r *Registry) dispatch(b *batch) {
 	for i := range b.changes {
 		c := &b.changes[i]
 		r.latest[c.key] = c.modRev
-		if c.del {
+		if c.del || c.key == ApplyMarker(r.opts.prefix) {
 			continue
 		}
 		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev {
@@ -452,6 +474,7 @@ func (r *Registry) dispatch(b *batch) {
 		return
 	}
 	b.pending.Store(int64(len(builds)))
+	r.inflight++
 	r.mu.Unlock()
 	for _, i := range builds {
 		r.jobs.push(job{b: b, i: i})
@@ -481,6 +504,7 @@ func (r *Registry) startWorkers(ctx context.Context) {
 				}
 				if j.b.pending.Add(-1) == 0 {
 					r.mu.Lock()
+					r.inflight--
 					r.applyLocked(j.b)
 					r.mu.Unlock()
 					close(j.b.done)
@@ -499,11 +523,15 @@ func (r *Registry) applyLocked(b *batch) {
 	var seen map[string]bool
 	if b.full {
 		seen = make(map[string]bool, len(b.changes))
+		r.staged, r.reread = false, false
 	}
 	for i := range b.changes {
 		c := &b.changes[i]
 		if seen != nil {
 			seen[c.key] = true
+		}
+		if r.markerChange(c) {
+			continue
 		}
 		if r.latest[c.key] != c.modRev {
 			continue
@@ -530,6 +558,9 @@ func (r *Registry) applyLocked(b *batch) {
 		}
 	}
 	r.rev = max(r.rev, b.rev)
+	if r.heldLocked() {
+		return
+	}
 	r.publishLocked(!b.fromFile)
 }
 

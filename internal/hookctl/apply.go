@@ -3,12 +3,15 @@ package hookctl
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 	"github.com/apihooks/apihooks/internal/hookctl/plan"
+	"github.com/apihooks/apihooks/internal/hookctl/schema"
 	"github.com/apihooks/apihooks/internal/hookctl/store"
 )
 
@@ -39,6 +42,31 @@ func (a *app) loadManifest(f *manifestFlags) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, failed(err)
 	}
+	// Without a schema, hooks on the built-in example service are still
+	// checked against it: a post-hook on a stream never runs.
+	var problems diag.List
+	if src == nil {
+		builtin := schema.Builtin()
+		for _, h := range m.Hooks {
+			if slices.Contains(builtin.Services(), h.Key.Service) {
+				if err := builtin.CheckHook(h.Key); err != nil {
+					problems.Add(m.Path, h.Line, h.Name(), err)
+				}
+			}
+		}
+	}
+	// A document larger than one etcd request can never be written.
+	tooLarge := problems
+	limit := a.limits().MaxDocumentBytes()
+	for _, h := range m.Hooks {
+		if len(h.Raw) > limit {
+			tooLarge.Addf(m.Path, h.Line, h.Name(), "the document is %d bytes (script %s); one etcd request takes at most %d of document (--max-request-bytes %d, less room for the transaction)",
+				len(h.Raw), h.Script, limit, a.conn.maxRequestBytes)
+		}
+	}
+	if len(tooLarge) > 0 {
+		return nil, failed(tooLarge)
+	}
 	return m, nil
 }
 
@@ -62,68 +90,146 @@ func (a *app) makePlan(f *manifestFlags, prune bool) (*plan.Plan, *store.Store, 
 
 func (a *app) applyCommand() *cobra.Command {
 	var (
-		mf            manifestFlags
-		prune, dryRun bool
-		output        string
+		mf                   manifestFlags
+		prune, dryRun, abort bool
+		output               string
 	)
 	c := &cobra.Command{
 		Use:   "apply -f DIR|FILE",
-		Short: "Make etcd hold the hooks of a manifest, in one guarded transaction",
+		Short: "Make etcd hold the hooks of a manifest, all or nothing as the daemons see it",
 		Long: `Apply a manifest (hooks.yaml): check every hook, print the plan (hooks added,
-changed with a unified diff of script and fields, removed), then write all of
-it in one etcd transaction guarded by the revisions the plan was made from.
+changed with a unified diff of script and fields, removed), then write it,
+guarded by the revision the plan was made from: one compare over the whole
+hooks directory, plus one per hook changed or removed.
+
+A plan that fits in one etcd transaction (--max-txn-ops, --max-request-bytes)
+is written in one. A larger one is staged: the first transaction creates an
+apply marker (<prefix>hooks/.apply), and daemons hold back every change while
+it exists; the next transactions write the rest, each guarded against any
+other change; the last removes the marker, and the daemons put the whole
+manifest in force at once. If apply stops part way (killed, etcd lost, a
+concurrent change), the marker stays and the daemons keep the hooks in force
+before it: apply again resumes it (planning against what is in etcd now), and
+apply --abort puts back what was there before it.
 
 If anything changed in etcd between reading and writing, nothing is written
-and apply exits 3: run it again to plan against the new state. If any hook is
-invalid, nothing is written and apply exits 1, naming the file and line.
-Applying the same manifest twice writes nothing the second time.
+(or, part way through a staged apply, nothing is put in force) and apply
+exits 3: run it again to plan against the new state. If any hook is invalid,
+nothing is written and apply exits 1, naming the file and line. Applying the
+same manifest twice writes nothing the second time.
 
 --prune also deletes the hooks under the prefix that the manifest does not
-list. --dry-run prints the plan only.`,
+list (only the manifest owner's, when it declares owner:). --dry-run prints
+the plan only. --wait waits until every live daemon has the result in force.`,
 		Example: `  hookctl apply -f hooks/
-  hookctl apply -f hooks/hooks.yaml --prune
-  hookctl apply -f hooks/ --dry-run --server 127.0.0.1:50051`,
+  hookctl apply -f hooks/hooks.yaml --prune --wait=2m
+  hookctl apply -f hooks/ --dry-run --server 127.0.0.1:50051
+  hookctl apply --abort`,
 		Args: cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if abort {
+				return a.abortApply(output)
+			}
+			if mf.file == "" {
+				return usageErrorf(`required flag(s) "filename" not set (or --abort)`)
+			}
 			p, s, err := a.makePlan(&mf, prune)
 			if err != nil {
 				return withNote(err, "nothing was written")
 			}
 			defer s.Close()
+			marker, err := s.Marker(a.ctx)
+			if err != nil {
+				return withNote(err, "nothing was written")
+			}
 			view := p.View()
 			if output == "text" {
 				p.Render(a.out)
 			}
-			if p.Empty() || dryRun {
+			w := p.Write()
+			txns, err := s.Transactions(w)
+			if err != nil {
+				return withNote(failed(err), "nothing was written")
+			}
+			if marker != nil {
+				fmt.Fprintf(a.err, "hookctl: a staged apply started %s by %s stopped part way; daemons hold back changes until it completes: this apply completes it\n",
+					marker.Started.Format(time.RFC3339), marker.By)
+				w.Resume = marker
+			}
+			if (p.Empty() && marker == nil) || dryRun {
 				if output != "text" {
 					return a.printData(output, view)
 				}
 				if dryRun && !p.Empty() {
-					fmt.Fprintln(a.out, "Dry run: nothing was written.")
+					fmt.Fprintf(a.out, "Dry run: nothing was written. Applying takes %d etcd transaction%s.\n", txns, plural(txns))
 				}
 				return nil
 			}
 			if err := a.beforeCommit(); err != nil {
 				return err
 			}
-			rev, err := s.Commit(a.ctx, p.Write())
+			if txns > 1 {
+				fmt.Fprintf(a.err, "hookctl: staging the apply over %d transactions; daemons put it in force when the last one lands\n", txns)
+			}
+			w.Step = a.set.step
+			rev, err := s.Commit(a.ctx, w)
 			if err != nil {
+				var staged *store.StagedError
+				if errors.As(err, &staged) {
+					return err
+				}
 				return withNote(err, "nothing was written")
 			}
 			view.Applied, view.AppliedRevision = true, rev
+			out := a.out
 			if output != "text" {
-				return a.printData(output, view)
+				if err := a.printData(output, view); err != nil {
+					return err
+				}
+				out = a.err
+			} else {
+				fmt.Fprintf(a.out, "Applied at revision %d: %d added, %d changed, %d removed.\n",
+					rev, view.Added, view.Changed, view.Removed)
 			}
-			fmt.Fprintf(a.out, "Applied at revision %d: %d added, %d changed, %d removed.\n",
-				rev, view.Added, view.Changed, view.Removed)
-			return nil
+			keys := make([]string, 0, len(w.Puts))
+			for k := range w.Puts {
+				keys = append(keys, k)
+			}
+			return a.waitLive(s, out, a.wait, rev, keys)
 		}),
 	}
 	mf.add(c)
-	c.Flags().BoolVar(&prune, "prune", false, "also delete the hooks under the prefix that the manifest does not list")
+	// -f is required unless --abort.
+	delete(c.Flags().Lookup("filename").Annotations, cobra.BashCompOneRequiredFlag)
+	c.Flags().BoolVar(&prune, "prune", false, "also delete the hooks under the prefix that the manifest does not list (of its owner only, when it declares one)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan; write nothing")
+	c.Flags().BoolVar(&abort, "abort", false, "undo a staged apply that stopped part way: put back the hooks from before it")
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	return c
+}
+
+// abortApply undoes a staged apply that stopped part way.
+func (a *app) abortApply(output string) error {
+	s, err := a.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	m, err := s.Marker(a.ctx)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return a.done(output, writeResult{Action: "unchanged"}, "No staged apply to abort.")
+	}
+	rev, err := s.Abort(a.ctx)
+	if err != nil {
+		return err
+	}
+	return a.done(output, writeResult{Action: "aborted", Revision: rev, Previous: m.ReadRevision},
+		"Aborted the staged apply started %s by %s: the hooks of revision %d are back, at revision %d.",
+		m.Started.Format(time.RFC3339), m.By, m.ReadRevision, rev)
 }
 
 func (a *app) diffCommand() *cobra.Command {
@@ -135,16 +241,18 @@ func (a *app) diffCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "diff -f DIR|FILE",
 		Short: "Print what apply would change; exit 1 when etcd does not match the manifest",
-		Long: `Print the plan apply would carry out, and write nothing. Exit 0 when etcd
-already matches the manifest, 1 when it does not (or a hook is invalid), 3
-when etcd cannot be reached. With --prune, hooks the manifest does not list
-count as changes, as they do for apply --prune.`,
+		Long: `Print the plan apply would carry out, and write nothing. As kubectl diff:
+exit 0 when etcd already matches the manifest, 1 when it does not, and above
+1 for any error: 2 for an invalid manifest (or a usage error), 3 when etcd
+cannot be reached. So a CI step can accept 1 and fail on the rest. With
+--prune, hooks the manifest does not list count as changes, as they do for
+apply --prune.`,
 		Example: `  hookctl diff -f hooks/ --prune`,
 		Args:    cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			p, s, err := a.makePlan(&mf, prune)
 			if err != nil {
-				return err
+				return diffError(err)
 			}
 			defer s.Close()
 			if output == "text" {
@@ -237,4 +345,22 @@ problem, each named with its file and line.`,
 	mf.add(c)
 	outputFlag(c, &output, "text", "json", "yaml")
 	return c
+}
+
+// diffError gives an error of diff an exit code above 1, as kubectl diff
+// does: 1 means differences, never an invalid manifest.
+func diffError(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.code == ExitFailed {
+			c := *ee
+			c.code = ExitUsage
+			return &c
+		}
+		return err
+	}
+	if code := codeOf(err); code != ExitFailed {
+		return &exitError{code: code, err: err}
+	}
+	return &exitError{code: ExitUsage, err: err}
 }

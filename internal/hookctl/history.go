@@ -35,6 +35,8 @@ type historyView struct {
 	Gone            string `json:"gone,omitempty"`
 	CompactRevision int64  `json:"compactRevision,omitempty"`
 	Truncated       bool   `json:"truncated,omitempty"`
+	// DeletedAt is the revision that deleted the hook, when it is deleted.
+	DeletedAt int64 `json:"deletedAt,omitempty"`
 }
 
 // describeChange says what changed from the version before (prev, nil when
@@ -106,14 +108,14 @@ versions are gone. Any listed revision can be given to rollback --to-revision.`,
 				return err
 			}
 			v := historyView{Hook: hookname.Format(k), Key: s.Path(k), Complete: h.Complete, Gone: goneNote(h),
-				CompactRevision: h.CompactRevision, Truncated: h.Truncated}
+				CompactRevision: h.CompactRevision, Truncated: h.Truncated, DeletedAt: h.DeletedAt}
 			for i := range h.Versions {
 				e := &h.Versions[i]
 				var prev *store.Entry
 				if i+1 < len(h.Versions) {
 					prev = &h.Versions[i+1]
 				}
-				vv := versionView{Revision: e.ModRevision, Version: e.Version, Current: i == 0,
+				vv := versionView{Revision: e.ModRevision, Version: e.Version, Current: i == 0 && h.DeletedAt == 0,
 					Change: describeChange(prev, e, i+1 == len(h.Versions) && h.Complete)}
 				if e.DocErr != nil {
 					vv.Error = e.DocErr.Error()
@@ -128,6 +130,9 @@ versions are gone. Any listed revision can be given to rollback --to-revision.`,
 				return a.printData(output, v)
 			}
 			fmt.Fprintf(a.out, "%s (%s)\n", v.Hook, v.Key)
+			if v.DeletedAt > 0 {
+				fmt.Fprintf(a.out, "Deleted at revision %d; rollback puts back its last version.\n", v.DeletedAt)
+			}
 			t := newTable(a.out, "REVISION", "VERSION", "CHANGE")
 			for _, vv := range v.Versions {
 				rev := fmt.Sprint(vv.Revision)
@@ -179,11 +184,17 @@ func (a *app) rollbackCommand() *cobra.Command {
 version, or the version in force at revision R (as history lists them). The
 earlier document is written again, as a new revision, guarded by the current
 revision (exit 3 if the hook changed meanwhile). A version etcd has compacted
-cannot be put back; rollback says which versions are gone.`,
+cannot be put back; rollback says which versions are gone. A deleted hook is
+put back as its last version (or the one of --to-revision), if nobody
+created it meanwhile.`,
 		Example: `  hookctl rollback events.v1.EventService/SendEvent pre addvalue
   hookctl rollback events.v1.EventService/SendEvent pre addvalue --to-revision 42`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			k, s, cur, err := a.openHook(args)
+			var nf *exitError
+			if errors.As(err, &nf) && s == nil && nf.code == ExitFailed {
+				return a.undelete(k, toRevision, output)
+			}
 			if err != nil {
 				return err
 			}
@@ -244,7 +255,49 @@ cannot be put back; rollback says which versions are gone.`,
 		}),
 	}
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	c.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision whose version to put back (default: the version before the current)")
 	c.ValidArgsFunction = a.completeHook
 	return c
+}
+
+// undelete puts back a deleted hook: its last version, or the one in force
+// at revision toRevision.
+func (a *app) undelete(k registry.Key, toRevision int64, output string) error {
+	s, err := a.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	h, err := s.History(a.ctx, k, 1)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(k, s.Prefix())
+	}
+	if err != nil {
+		return err
+	}
+	target := &h.Versions[0]
+	if toRevision > 0 {
+		target, err = s.GetAt(a.ctx, k, toRevision)
+		var ce *store.CompactedError
+		switch {
+		case errors.As(err, &ce):
+			return failed(fmt.Errorf("cannot put %s back as of revision %d: %v", hookname.Format(k), toRevision, ce))
+		case errors.Is(err, store.ErrNotFound):
+			return failed(fmt.Errorf("hook %s did not exist at revision %d", hookname.Format(k), toRevision))
+		case err != nil:
+			return err
+		}
+	}
+	if _, err := registry.Build(k, target.Raw); err != nil {
+		return failed(fmt.Errorf("the version of %s at revision %d: %w", hookname.Format(k), target.ModRevision, err))
+	}
+	rev, err := a.commit(s, 0, k, target.Raw)
+	if err != nil {
+		return err
+	}
+	return a.done(output, writeResult{Hook: hookname.Format(k), Key: s.Path(k), Action: "restored", Revision: rev,
+		Previous: h.DeletedAt, RolledBackTo: target.ModRevision},
+		"restored %s, deleted at revision %d, as the version of revision %d, now revision %d",
+		hookname.Format(k), h.DeletedAt, target.ModRevision, rev)
 }

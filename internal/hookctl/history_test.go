@@ -98,3 +98,30 @@ func TestHistoryAfterCompactionSaysWhichVersionsAreGone(t *testing.T) {
 	r = e.want(1, "rollback", sendEvent, "pre", "h")
 	mustContain(t, "rollback after full compaction", r.stderr, "no earlier version to roll back to: versions before revision")
 }
+
+func TestADeletedHookHasHistoryAndIsPutBackByRollback(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	revs := putVersions(t, e, 2)
+	key := sendEvent + "/pre/h"
+	e.want(0, "delete", sendEvent, "pre", "h")
+	deleted := e.revision()
+
+	r := e.want(0, "history", sendEvent, "pre", "h")
+	mustContain(t, "history of a deleted hook", r.stdout,
+		fmt.Sprintf("Deleted at revision %d", deleted), fmt.Sprint(revs[1]), "order: 1 → 2", fmt.Sprint(revs[0]), "created")
+	mustNotContain(t, "history of a deleted hook", r.stdout, "(current)")
+
+	r = e.want(0, "rollback", sendEvent, "pre", "h")
+	mustContain(t, "rollback of a deleted hook", r.stdout, fmt.Sprintf("restored %s pre h, deleted at revision %d, as the version of revision %d", sendEvent, deleted, revs[1]))
+	if got := e.script(key); !strings.Contains(got, "version 2") {
+		t.Errorf("script after undelete: got %q; want version 2", got)
+	}
+
+	e.want(0, "delete", sendEvent, "pre", "h")
+	e.want(0, "rollback", sendEvent, "pre", "h", "--to-revision", fmt.Sprint(revs[0]))
+	if got := e.script(key); !strings.Contains(got, "version 1") {
+		t.Errorf("script after undelete --to-revision: got %q; want version 1", got)
+	}
+	e.want(1, "history", sendEvent, "pre", "never-existed")
+}

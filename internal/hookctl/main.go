@@ -29,15 +29,22 @@ import (
 const (
 	// ExitOK is success (and, for diff, no changes).
 	ExitOK = 0
-	// ExitFailed is a validation failure, a failing test case, or, for
-	// diff, changes found.
+	// ExitFailed is a validation failure, a failing test case, a request
+	// etcd refused (permission denied, too large...), or, for diff,
+	// changes found.
 	ExitFailed = 1
 	// ExitUsage is a usage error: an unknown command or flag, a missing or
-	// malformed argument.
+	// malformed argument; and, for diff, any error (as kubectl diff, diff
+	// exits above 1 for every error, so an invalid manifest never reads as
+	// "changes found").
 	ExitUsage = 2
-	// ExitEtcd is etcd unreachable (or refusing), or a concurrent change
-	// that made hookctl write nothing.
+	// ExitEtcd is etcd unreachable, or a concurrent change that made
+	// hookctl write nothing.
 	ExitEtcd = 3
+	// ExitWait is a --wait that ended before every live daemon had loaded
+	// the revision written, or with daemons reporting a written hook
+	// broken. The write itself was done.
+	ExitWait = 4
 )
 
 // EnvPrefix starts the environment variables that set global flags:
@@ -47,6 +54,7 @@ const EnvPrefix = "HOOKCTL_"
 type settings struct {
 	getenv       func(string) string
 	beforeCommit func(ctx context.Context) error
+	step         func(done, total int) error
 }
 
 // Option configures Main.
@@ -67,6 +75,14 @@ func WithBeforeCommit(f func(ctx context.Context) error) Option {
 	return func(s *settings) { s.beforeCommit = f }
 }
 
+// WithStep calls f between the transactions of a staged apply (one too
+// large for a single etcd transaction), with how many were written of how
+// many; an error from f stops the apply there, as a crash would. Tests use
+// it.
+func WithStep(f func(done, total int) error) Option {
+	return func(s *settings) { s.step = f }
+}
+
 // app is one run of the command line.
 type app struct {
 	ctx      context.Context
@@ -75,6 +91,9 @@ type app struct {
 	set      settings
 
 	conn connFlags
+	// wait is --wait of the command that writes; st the store it opened.
+	wait time.Duration
+	st   *store.Store
 }
 
 type connFlags struct {
@@ -83,6 +102,7 @@ type connFlags struct {
 	user, password              string
 	dialTimeout, commandTimeout time.Duration
 	prefix                      string
+	maxTxnOps, maxRequestBytes  int
 }
 
 // exitError carries an exit code. A silent one prints nothing.
@@ -159,7 +179,10 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	var list diag.List
 	var unreachable *store.UnreachableError
 	var conflict *store.ConflictError
+	var staged *store.StagedError
 	switch {
+	case errors.As(ee.err, &staged):
+		fmt.Fprintf(a.err, "hookctl: %v\n", staged)
 	case errors.As(ee.err, &list):
 		for _, e := range list {
 			fmt.Fprintln(a.err, e.Error())
@@ -214,7 +237,11 @@ func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, [
 func codeOf(err error) int {
 	var unreachable *store.UnreachableError
 	var conflict *store.ConflictError
-	if errors.As(err, &unreachable) || errors.As(err, &conflict) {
+	var refused *store.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return ExitFailed
+	case errors.As(err, &unreachable) || errors.As(err, &conflict):
 		return ExitEtcd
 	}
 	return ExitFailed
@@ -238,13 +265,19 @@ one transaction or nothing.
 Every global flag can also be set in the environment as HOOKCTL_<FLAG>, with
 dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
 
-Exit codes: 0 success; 1 validation failure, failing tests, or (diff) changes
-found; 2 usage error; 3 etcd unreachable or a concurrent change (nothing was
-written).`,
+Exit codes: 0 success; 1 validation failure, failing tests, a request etcd
+refused (its reason is printed), or (diff) changes found; 2 usage error, and
+any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
+an error); 3 etcd unreachable or a concurrent change (nothing was written);
+4 --wait ended before every daemon loaded the write (it was written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.applyEnv(cmd.Root().PersistentFlags())
+			if err := a.applyEnv(cmd.Root().PersistentFlags()); err != nil {
+				return err
+			}
+			a.normalizePrefix()
+			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -259,7 +292,9 @@ written).`,
 	pf.StringVar(&a.conn.password, "password", "", "etcd password (HOOKCTL_PASSWORD keeps it out of the process list)")
 	pf.DurationVar(&a.conn.dialTimeout, "dial-timeout", 2*time.Second, "how long to wait for etcd to answer at first")
 	pf.DurationVar(&a.conn.commandTimeout, "command-timeout", 5*time.Second, "how long each etcd request may take")
-	pf.StringVar(&a.conn.prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...), as the daemon's --prefix")
+	pf.StringVar(&a.conn.prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...), as the daemon's --prefix; a / is added if it does not end with one")
+	pf.IntVar(&a.conn.maxTxnOps, "max-txn-ops", store.DefaultMaxTxnOps, "etcd's --max-txn-ops: larger applies are staged over several transactions")
+	pf.IntVar(&a.conn.maxRequestBytes, "max-request-bytes", store.DefaultMaxRequestBytes, "etcd's --max-request-bytes: no document may be larger, and larger applies are staged")
 
 	root.AddGroup(
 		&cobra.Group{ID: "hooks", Title: "Hooks in etcd:"},
@@ -267,12 +302,12 @@ written).`,
 	)
 	for _, c := range []*cobra.Command{
 		a.listCommand(), a.getCommand(), a.putCommand(), a.enableCommand(true), a.enableCommand(false),
-		a.deleteCommand(), a.historyCommand(), a.rollbackCommand(),
+		a.deleteCommand(), a.historyCommand(), a.rollbackCommand(), a.statusCommand(),
 	} {
 		c.GroupID = "hooks"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand(), a.typesCommand()} {
+	for _, c := range []*cobra.Command{a.applyCommand(), a.diffCommand(), a.validateCommand(), a.testCommand(), a.typesCommand(), a.exportCommand()} {
 		c.GroupID = "manifest"
 		root.AddCommand(c)
 	}
@@ -325,6 +360,7 @@ func (a *app) open() (*store.Store, error) {
 		User: user, Password: password,
 		DialTimeout: a.conn.dialTimeout, CommandTimeout: a.conn.commandTimeout,
 		Prefix: a.conn.prefix,
+		Limits: a.limits(),
 	})
 	if err != nil {
 		var unreachable *store.UnreachableError
@@ -333,6 +369,7 @@ func (a *app) open() (*store.Store, error) {
 		}
 		return nil, err
 	}
+	a.st = s
 	return s, nil
 }
 
@@ -342,4 +379,18 @@ func (a *app) beforeCommit() error {
 		return nil
 	}
 	return a.set.beforeCommit(a.ctx)
+}
+
+// limits returns etcd's limits as the flags say.
+func (a *app) limits() store.Limits {
+	return store.Limits{MaxTxnOps: a.conn.maxTxnOps, MaxRequestBytes: a.conn.maxRequestBytes}
+}
+
+// normalizePrefix makes --prefix end with "/", as the daemon's keys do,
+// saying so: "/staging" would otherwise name "/staginghooks/...".
+func (a *app) normalizePrefix() {
+	if p := a.conn.prefix; p != "" && !strings.HasSuffix(p, "/") {
+		a.conn.prefix = p + "/"
+		fmt.Fprintf(a.err, "hookctl: --prefix %q does not end with /: using %q\n", p, a.conn.prefix)
+	}
 }

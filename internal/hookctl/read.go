@@ -30,6 +30,7 @@ type hookView struct {
 	OnError     string          `json:"onError,omitempty"`
 	Description string          `json:"description,omitempty"`
 	Isolation   string          `json:"isolation,omitempty"`
+	Owner       string          `json:"owner,omitempty"`
 	Lang        string          `json:"lang,omitempty"`
 	Params      json.RawMessage `json:"params,omitempty"`
 	Script      string          `json:"script,omitempty"`
@@ -64,6 +65,7 @@ func viewOf(e *store.Entry, prefix string, withScript bool) hookView {
 	d := e.Doc
 	v.Order, v.Enabled, v.Timeout = d.Order, d.IsEnabled(), d.Timeout
 	v.OnError, v.Description = string(hookdoc.OnError(d)), d.Description
+	v.Owner = d.Owner
 	v.Isolation, v.Lang = string(d.Isolation), string(d.Lang)
 	v.Params = json.RawMessage(hookdoc.ShowParams(d.Params))
 	if withScript {
@@ -147,17 +149,17 @@ ascending order, ties broken by key).`,
 				fmt.Fprintf(a.out, "No hooks under %s%s.\n", registry.HooksDir(s.Prefix()), filterNote(args))
 				return nil
 			}
-			t := newTable(a.out, "METHOD", "PHASE", "NAME", "ORDER", "ENABLED", "TIMEOUT", "ON-ERROR", "REVISION", "DESCRIPTION")
+			t := newTable(a.out, "METHOD", "PHASE", "NAME", "ORDER", "ENABLED", "TIMEOUT", "ON-ERROR", "OWNER", "REVISION", "DESCRIPTION")
 			for _, e := range shown {
 				v := viewOf(e, s.Prefix(), false)
 				switch {
 				case e.KeyErr != nil:
-					t.row(v.Hook, "-", "-", "-", "invalid", "-", "-", fmt.Sprint(v.Revision), "invalid key: "+v.Error)
+					t.row(v.Hook, "-", "-", "-", "invalid", "-", "-", "-", fmt.Sprint(v.Revision), "invalid key: "+v.Error)
 				case e.DocErr != nil:
-					t.row(v.Method, v.Phase, v.Name, "-", "invalid", "-", "-", fmt.Sprint(v.Revision), "invalid: "+v.Error)
+					t.row(v.Method, v.Phase, v.Name, "-", "invalid", "-", "-", "-", fmt.Sprint(v.Revision), "invalid: "+v.Error)
 				default:
 					t.row(v.Method, v.Phase, v.Name, fmt.Sprint(v.Order), fmt.Sprint(v.Enabled), hookdoc.ShowTimeout(v.Timeout),
-						v.OnError, fmt.Sprint(v.Revision), v.Description)
+						v.OnError, cmp.Or(v.Owner, "-"), fmt.Sprint(v.Revision), v.Description)
 				}
 			}
 			t.flush()

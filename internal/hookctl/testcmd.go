@@ -72,12 +72,12 @@ events.v1.EventService is built in.`,
 				if file != "" {
 					output = "text"
 				}
-			case "json", "yaml", "text":
+			case "json", "yaml", "text", "junit":
 			default:
-				return usageErrorf("--output %q: want json, yaml or text", output)
+				return usageErrorf("--output %q: want json, yaml, text or junit", output)
 			}
-			if output == "text" && file == "" {
-				return usageErrorf("--output text goes with -f; a single run prints json or yaml")
+			if (output == "text" || output == "junit") && file == "" {
+				return usageErrorf("--output %s goes with -f; a single run prints json or yaml", output)
 			}
 			single := scriptFile != "" || method != "" || phase != ""
 			if file != "" && single {
@@ -186,8 +186,8 @@ events.v1.EventService is built in.`,
 	sf.add(c, "the method")
 	c.Flags().Lookup("server").Usage = "take message types from the server at ADDR (gRPC server reflection, plaintext)"
 	c.Flags().Lookup("descriptor-set").Usage = "take message types from a FileDescriptorSet FILE"
-	c.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default for --script), text (default for -f)")
-	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "yaml", "text"}, cobra.ShellCompDirectiveNoFileComp))
+	c.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default for --script), text (default for -f), junit (JUnit XML, with -f)")
+	_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"json", "yaml", "text", "junit"}, cobra.ShellCompDirectiveNoFileComp))
 	return c
 }
 
@@ -230,9 +230,12 @@ func (a *app) runCases(runner *hooktest.Runner, mf *manifestFlags, output string
 		return failed(err)
 	}
 	var results []*hooktest.CaseResult
+	var took []time.Duration
 	passed, failedN := 0, 0
 	for _, c := range cases {
+		start := time.Now()
 		r := runner.RunCase(a.ctx, m, c)
+		took = append(took, time.Since(start))
 		results = append(results, r)
 		if r.Pass {
 			passed++
@@ -240,7 +243,12 @@ func (a *app) runCases(runner *hooktest.Runner, mf *manifestFlags, output string
 			failedN++
 		}
 	}
-	if output != "text" {
+	switch {
+	case output == "junit":
+		if err := writeJUnit(a.out, results, took); err != nil {
+			return err
+		}
+	case output != "text":
 		type caseOut struct {
 			File string `json:"file"`
 			Line int    `json:"line"`
@@ -260,7 +268,7 @@ func (a *app) runCases(runner *hooktest.Runner, mf *manifestFlags, output string
 		if err := a.printData(output, out); err != nil {
 			return err
 		}
-	} else {
+	default:
 		if len(cases) == 0 {
 			fmt.Fprintf(a.out, "no case files (*%s) beside %s\n", hooktest.CaseSuffix, m.Path)
 		}

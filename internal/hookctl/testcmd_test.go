@@ -2,6 +2,7 @@ package hookctl_test
 
 import (
 	"encoding/json"
+	"encoding/xml"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -206,4 +207,39 @@ func mustJSON(v any) string {
 		return err.Error()
 	}
 	return strings.TrimSpace(string(b))
+}
+
+func TestTestWritesJUnitXML(t *testing.T) {
+	t.Parallel()
+	r := runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", scriptsDir, "-o", "junit"})
+	if r.code != 0 {
+		t.Fatalf("test -o junit: %s", r)
+	}
+	var suites struct {
+		XMLName  xml.Name `xml:"testsuites"`
+		Tests    int      `xml:"tests,attr"`
+		Failures int      `xml:"failures,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name      string    `xml:"name,attr"`
+				Classname string    `xml:"classname,attr"`
+				Failure   *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal([]byte(r.stdout), &suites); err != nil {
+		t.Fatalf("not XML: %v\n%s", err, r.stdout)
+	}
+	if suites.Tests == 0 || suites.Failures != 0 || len(suites.Suites) != 3 {
+		t.Errorf("got %d tests, %d failures, %d suites; want some tests, 0 failures, one suite per case file (3)", suites.Tests, suites.Failures, len(suites.Suites))
+	}
+
+	dir := copyDir(t, scriptsDir)
+	writeFile(t, filepath.Join(dir, "deny-guest.js"), "undefined\n") // denies nobody now
+	r = runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir, "-o", "junit"})
+	if r.code != 1 {
+		t.Fatalf("a failing case: got exit %d; want 1\n%s", r.code, r)
+	}
+	mustContain(t, "junit of a failing case", r.stdout, "<failure message=", `classname="events.v1.EventService/SendEvent pre deny-guest"`)
 }

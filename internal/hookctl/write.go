@@ -191,6 +191,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 	_ = c.RegisterFlagCompletionFunc("on-error", cobra.FixedCompletions([]string{"abort", "continue"}, cobra.ShellCompDirectiveNoFileComp))
 	sf.add(c, "the method")
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	c.ValidArgsFunction = a.completeHook
 	return c
 }
@@ -213,12 +214,21 @@ type writeResult struct {
 }
 
 // done reports a write: text for people, or res as JSON or YAML.
+// With --wait, it then waits for the daemons to load the revision.
 func (a *app) done(output string, res writeResult, format string, args ...any) error {
+	w := a.out
 	if output != "text" {
-		return a.printData(output, res)
+		if err := a.printData(output, res); err != nil {
+			return err
+		}
+		w = a.err
+	} else {
+		fmt.Fprintf(a.out, format+"\n", args...)
 	}
-	fmt.Fprintf(a.out, format+"\n", args...)
-	return nil
+	if a.st == nil {
+		return nil
+	}
+	return a.waitLive(a.st, w, a.wait, res.Revision, []string{res.Key})
 }
 
 // commit writes one hook guarded by the mod revision it was read at (0: it
@@ -270,6 +280,7 @@ func (a *app) enableCommand(enable bool) *cobra.Command {
 		}),
 	}
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	c.ValidArgsFunction = a.completeHook
 	return c
 }
@@ -282,8 +293,7 @@ func (a *app) deleteCommand() *cobra.Command {
 		Short:   "Delete a hook",
 		Long: `Delete a hook. The delete is guarded by the revision read: if the hook changed
 meanwhile, nothing is deleted (exit 3). etcd keeps the deleted versions until
-it compacts them, but history needs a current version to walk back from: put
-the hook back from its manifest, or with put.`,
+it compacts them: history lists them, and rollback puts the last one back.`,
 		Example: `  hookctl delete events.v1.EventService/SendEvent pre deny`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			k, s, cur, err := a.openHook(args)
@@ -303,6 +313,7 @@ the hook back from its manifest, or with put.`,
 		}),
 	}
 	outputFlag(c, &output, "text", "json", "yaml")
+	waitFlag(c, &a.wait)
 	c.ValidArgsFunction = a.completeHook
 	return c
 }

@@ -76,6 +76,7 @@ func FieldChanges(a, b *registry.Document) []Change {
 		out = append(out, Change{Field: "params", From: ShowParams(a.Params), To: ShowParams(b.Params)})
 	}
 	add("enabled", fmt.Sprint(a.IsEnabled()), fmt.Sprint(b.IsEnabled()))
+	add("owner", a.Owner, b.Owner)
 	add("order", fmt.Sprint(a.Order), fmt.Sprint(b.Order))
 	if !timeoutEqual(a.Timeout, b.Timeout) {
 		out = append(out, Change{Field: "timeout", From: ShowTimeout(a.Timeout), To: ShowTimeout(b.Timeout)})

@@ -6,6 +6,7 @@
 //
 // A manifest looks like this; script paths are relative to the manifest:
 //
+//	owner: payments                                 # optional: the team; prune removes only its hooks
 //	hooks:
 //	  - method: events.v1.EventService/SendEvent   # or SERVICE/*, */*
 //	    phase: pre                                  # pre, post or error
@@ -27,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -48,7 +50,10 @@ type Manifest struct {
 	// Path is the manifest's path as given (or found in the directory given).
 	Path string
 	// Dir is the directory script paths are relative to.
-	Dir   string
+	Dir string
+	// Owner is the manifest's owner: field, recorded in each document;
+	// apply --prune removes only hooks of the same owner.
+	Owner string
 	Hooks []*Hook
 }
 
@@ -145,9 +150,14 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	if root == nil {
 		return fail(errors.New("empty manifest: want a mapping with a hooks list"))
 	}
-	top, err := yamljson.Mapping(root, "manifest", "hooks")
+	top, err := yamljson.Mapping(root, "manifest", "hooks", "owner")
 	if err != nil {
 		return fail(err)
+	}
+	if f, ok := top["owner"]; ok {
+		if m.Owner, err = yamljson.String(f.Value, "owner"); err != nil {
+			return fail(err)
+		}
 	}
 	hooksField, ok := top["hooks"]
 	if !ok {
@@ -162,9 +172,13 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 		h, err := loadHook(m, item, &o)
 		if err != nil {
 			var list diag.List
-			if errors.As(err, &list) {
+			var one *diag.Error
+			switch {
+			case errors.As(err, &list):
 				errs = append(errs, list...)
-			} else {
+			case errors.As(err, &one):
+				errs = append(errs, one) // it names its own place
+			default:
 				errs.Add(file, item.Line, "", err)
 			}
 			continue
@@ -190,10 +204,18 @@ var fieldInError = regexp.MustCompile(`field (\w+)`)
 
 func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	file := m.Path
-	fields, err := yamljson.Mapping(item, "hook", hookFields...)
+	// Unknown fields are reported with the rest, not instead of it.
+	fields, err := yamljson.Mapping(item, "hook")
 	if err != nil {
 		return nil, lineError(file, "", err)
 	}
+	var unknown diag.List
+	for name, f := range fields {
+		if !slices.Contains(hookFields, name) {
+			unknown.Addf(file, f.Key.Line, "", "hook: unknown field %q (want %s)", name, strings.Join(hookFields, ", "))
+		}
+	}
+	slices.SortFunc(unknown, func(a, b *diag.Error) int { return a.Line - b.Line })
 	str := func(name string, required bool) (string, error) {
 		f, ok := fields[name]
 		if !ok {
@@ -218,11 +240,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	}
 	k, err := hookname.New(method, phase, name)
 	if err != nil {
-		return nil, &diag.Error{File: file, Line: item.Line, Err: err}
+		return nil, append(unknown, &diag.Error{File: file, Line: item.Line, Err: err})
 	}
 	h := &Hook{Key: k, Line: item.Line}
 	hook := h.Name()
-	var errs diag.List
+	errs := unknown
 	at := func(field string) int {
 		if f, ok := fields[field]; ok {
 			return f.Key.Line
@@ -230,7 +252,7 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		return item.Line
 	}
 
-	doc := &registry.Document{}
+	doc := &registry.Document{Owner: m.Owner}
 	scriptRel, err := str("script", true)
 	if err != nil {
 		errs.Add(file, lineOf(err, item.Line), hook, err)
@@ -291,16 +313,18 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		doc.Lang = engine.Lang(lang)
 	}
 	var raw []byte
-	if len(errs) == 0 {
+	if len(errs) > 0 {
+		// The document's own fields are still checked, with a stand-in
+		// script, so that every problem is reported at once.
+		for _, err := range documentFieldErrors(doc) {
+			errs.Add(file, fieldLine(err, at), hook, err)
+		}
+	} else {
 		raw, err = hookdoc.Encode(k, doc)
 		if pos, ok := hookdoc.ScriptPosition(err); ok {
 			errs = append(errs, &diag.Error{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)})
 		} else if err != nil {
-			line := item.Line
-			if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
-				line = at(sm[1])
-			}
-			errs.Add(file, line, hook, err)
+			errs.Add(file, fieldLine(err, at), hook, err)
 		}
 	}
 	if o.schema != nil {
@@ -328,6 +352,15 @@ func LangOf(path string) engine.Lang {
 	return ""
 }
 
+// fieldLine returns the line of the field a registry error names
+// ("document: field timeout: ..."), or of the entry.
+func fieldLine(err error, at func(field string) int) int {
+	if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
+		return at(sm[1])
+	}
+	return at("")
+}
+
 func lineOf(err error, fallback int) int {
 	var ye *yamljson.Error
 	if errors.As(err, &ye) && ye.Line > 0 {
@@ -338,4 +371,23 @@ func lineOf(err error, fallback int) int {
 
 func lineError(file, hook string, err error) error {
 	return &diag.Error{File: file, Line: lineOf(err, 0), Hook: hook, Err: err}
+}
+
+// documentFieldErrors checks each field of doc that the registry validates
+// on its own, with a stand-in script, and returns every error.
+func documentFieldErrors(doc *registry.Document) []error {
+	const script = "undefined"
+	checks := []registry.Document{
+		{Script: script, Timeout: doc.Timeout},
+		{Script: script, OnError: doc.OnError},
+		{Script: script, Isolation: doc.Isolation},
+		{Script: script, Lang: doc.Lang},
+	}
+	var errs []error
+	for _, d := range checks {
+		if err := d.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

@@ -83,3 +83,47 @@ func TestLoadReportsAScriptErrorAndAMethodErrorOfOneHook(t *testing.T) {
 		t.Errorf("got\n%v\nwant the script's error, then the method's", list)
 	}
 }
+
+func TestEveryProblemOfAManifestIsReportedOnceAtItsLine(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ok.js"), []byte("undefined\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hooks.yaml"), []byte(`hooks:
+  - method: events.v1.EventService/SendEvent
+    phase: pre
+    name: a
+    script: ok.js
+    order: x
+    onError: explode
+    timeout: forever
+    bogus: 1
+  - method: events.v1.EventService/SendEvent
+    phase: pre
+    name: b
+    script: missing.js
+    onError: explode
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := manifest.Load(dir)
+	var list diag.List
+	if !errors.As(err, &list) {
+		t.Fatalf("Load: got %v; want a diag.List", err)
+	}
+	want := map[int]string{
+		9: `unknown field "bogus"`, 6: "order: want an integer", 8: "field timeout", 7: "field onError",
+		13: "missing.js", 14: "field onError",
+	}
+	if len(list) != len(want) {
+		t.Errorf("got %d problems; want %d:\n%v", len(list), len(want), list)
+	}
+	for _, e := range list {
+		if !strings.Contains(e.Error(), want[e.Line]) {
+			t.Errorf("line %d: got %q; want it to say %q", e.Line, e.Error(), want[e.Line])
+		}
+		if strings.Count(e.Error(), "hooks.yaml") != 1 {
+			t.Errorf("the location is given more than once: %q", e.Error())
+		}
+	}
+}

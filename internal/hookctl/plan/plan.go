@@ -58,15 +58,20 @@ type Plan struct {
 	// Unmanaged are hooks in etcd that the manifest does not list and that
 	// stay, since the plan does not prune.
 	Unmanaged []string
-	// guards are the mod revisions of the keys the plan depends on.
+	// guards are the mod revisions of the keys the plan changes or
+	// removes, which catch their deletion meanwhile; one compare over the
+	// directory catches every other change, so a plan costs etcd compares
+	// for its changes only.
 	guards map[string]int64
+	// keep are the mod revisions of the keys the plan leaves as they are.
+	keep map[string]int64
 }
 
 // Build makes the plan that brings entries (read at readRev) to m. With
 // prune, keys under the hooks directory that m does not list are removed,
 // including keys that are not valid hook keys.
 func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix string, prune bool) *Plan {
-	p := &Plan{Manifest: m, Prefix: prefix, ReadRevision: readRev, Prune: prune, guards: map[string]int64{}}
+	p := &Plan{Manifest: m, Prefix: prefix, ReadRevision: readRev, Prune: prune, guards: map[string]int64{}, keep: map[string]int64{}}
 	byPath := make(map[string]*store.Entry, len(entries))
 	for i := range entries {
 		byPath[entries[i].Path] = &entries[i]
@@ -80,16 +85,18 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 			p.Items = append(p.Items, Item{Action: Add, Path: path, Name: h.Name(), Desired: h})
 			continue
 		}
-		p.guards[path] = cur.ModRevision
 		if cur.DocErr != nil {
+			p.guards[path] = cur.ModRevision
 			p.Items = append(p.Items, Item{Action: Change, Path: path, Name: h.Name(), Current: cur, Desired: h,
 				Changes: []hookdoc.Change{{Field: "document", From: "invalid: " + cur.DocErr.Error(), To: "valid"}}})
 			continue
 		}
 		if hookdoc.Equal(cur.Doc, h.Doc) {
 			p.Unchanged++
+			p.keep[path] = cur.ModRevision
 			continue
 		}
+		p.guards[path] = cur.ModRevision
 		item := Item{Action: Change, Path: path, Name: h.Name(), Current: cur, Desired: h,
 			Changes: hookdoc.FieldChanges(cur.Doc, h.Doc)}
 		item.ScriptDiff = hookdoc.ScriptDiff(
@@ -105,7 +112,7 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		if e.KeyErr == nil {
 			name = hookname.Format(e.Key)
 		}
-		if !prune {
+		if !prune || !owns(m, e) {
 			p.Unmanaged = append(p.Unmanaged, name)
 			continue
 		}
@@ -157,10 +164,10 @@ func (p *Plan) Count(a Action) int {
 
 // Write returns the plan as one guarded write: nothing under the hooks
 // directory may have been put since the plan's revision, and every key the
-// plan depends on must still have the revision it was read at (which also
-// catches deletions).
+// plan changes or removes must still have the revision it was read at
+// (which also catches its deletion).
 func (p *Plan) Write() *store.Write {
-	w := &store.Write{ReadRevision: p.ReadRevision, Guards: p.guards, Puts: map[string][]byte{}}
+	w := &store.Write{ReadRevision: p.ReadRevision, Guards: p.guards, Keep: p.keep, Puts: map[string][]byte{}}
 	for _, it := range p.Items {
 		switch it.Action {
 		case Add, Change:
@@ -186,7 +193,11 @@ func (p *Plan) Render(w io.Writer) {
 		p.renderUnmanaged(w)
 		return
 	}
-	fmt.Fprintf(w, "Plan for %s against etcd revision %d (prefix %s):\n\n", p.Manifest.Path, p.ReadRevision, p.Prefix)
+	owner := ""
+	if p.Manifest.Owner != "" {
+		owner = ", owner " + p.Manifest.Owner
+	}
+	fmt.Fprintf(w, "Plan for %s against etcd revision %d (prefix %s%s):\n\n", p.Manifest.Path, p.ReadRevision, p.Prefix, owner)
 	for _, it := range p.Items {
 		switch it.Action {
 		case Add:
@@ -299,4 +310,14 @@ func (p *Plan) View() View {
 		v.Changes = append(v.Changes, iv)
 	}
 	return v
+}
+
+// owns reports whether prune may remove e for m: a hook of m's owner (a
+// manifest without one owns the hooks without one, and keys or documents
+// that are not valid hooks).
+func owns(m *manifest.Manifest, e *store.Entry) bool {
+	if e.Doc == nil {
+		return m.Owner == ""
+	}
+	return e.Doc.Owner == m.Owner
 }

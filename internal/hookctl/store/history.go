@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
@@ -22,6 +26,9 @@ type History struct {
 	Missing   int64
 	// CompactRevision is etcd's compaction point, when known.
 	CompactRevision int64
+	// DeletedAt is the revision that deleted the hook, when it is deleted:
+	// Versions[0] is then its last version, not a current one.
+	DeletedAt int64
 }
 
 // GetAt reads the version of a hook in force at revision rev. It returns
@@ -38,10 +45,14 @@ func (s *Store) GetAt(ctx context.Context, k registry.Key, rev int64) (*Entry, e
 // (0: no limit).
 func (s *Store) History(ctx context.Context, k registry.Key, limit int) (*History, error) {
 	cur, _, err := s.Get(ctx, k)
+	var deletedAt int64
+	if errors.Is(err, ErrNotFound) {
+		cur, deletedAt, err = s.lastDeleted(ctx, k)
+	}
 	if err != nil {
 		return nil, err
 	}
-	h := &History{Versions: []Entry{*cur}}
+	h := &History{Versions: []Entry{*cur}, DeletedAt: deletedAt}
 	for {
 		last := h.Versions[len(h.Versions)-1]
 		if last.Version <= 1 {
@@ -69,5 +80,76 @@ func (s *Store) History(ctx context.Context, k registry.Key, limit int) (*Histor
 			return nil, err
 		}
 		h.Versions = append(h.Versions, *prev)
+	}
+}
+
+// lastDeleted finds the last deletion of a hook that etcd still holds in
+// its history, and returns the version it deleted with the revision that
+// deleted it; ErrNotFound when there is none. It watches the key's
+// deletions from the start of etcd's history up to now.
+func (s *Store) lastDeleted(ctx context.Context, k registry.Key) (*Entry, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	path := s.Path(k)
+	head, err := s.client.Get(ctx, path, clientv3.WithCountOnly())
+	if err != nil {
+		return nil, 0, s.wrap(err)
+	}
+	now := head.Header.Revision
+	start := int64(1)
+	for {
+		last, at, compacted, err := s.scanDeletes(ctx, path, start, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		if compacted > 0 {
+			start = compacted
+			continue
+		}
+		if last == nil {
+			return nil, 0, ErrNotFound
+		}
+		e := s.entry(string(last.Key), last.Value, last.ModRevision, last.CreateRevision, last.Version)
+		return &e, at, nil
+	}
+}
+
+// scanDeletes watches the deletions of path from start until revision now,
+// returning the last deleted version and the revision that deleted it, or
+// the compaction revision to start from instead.
+func (s *Store) scanDeletes(ctx context.Context, path string, start, now int64) (*mvccpb.KeyValue, int64, int64, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := s.client.Watch(wctx, path, clientv3.WithRev(start), clientv3.WithFilterPut(), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	// A progress notification says the watch has caught up with now; ask
+	// for one until it comes (a request before the watch exists is lost).
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last *mvccpb.KeyValue
+	var at int64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, 0, s.wrap(ctx.Err())
+		case <-tick.C:
+			_ = s.client.RequestProgress(wctx)
+		case resp, ok := <-wch:
+			switch {
+			case !ok:
+				return nil, 0, 0, s.wrap(ctx.Err())
+			case resp.CompactRevision > 0:
+				return nil, 0, resp.CompactRevision, nil
+			case resp.Err() != nil:
+				return nil, 0, 0, s.wrap(resp.Err())
+			}
+			for _, ev := range resp.Events {
+				if ev.Type == mvccpb.DELETE && ev.PrevKv != nil && ev.Kv.ModRevision <= now {
+					last, at = ev.PrevKv, ev.Kv.ModRevision
+				}
+			}
+			if resp.IsProgressNotify() && resp.Header.Revision >= now {
+				return last, at, 0, nil
+			}
+		}
 	}
 }

@@ -11,8 +11,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -23,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/server/fleet"
 )
 
 // Config says how to reach etcd, with etcdctl's names.
@@ -33,6 +37,8 @@ type Config struct {
 	DialTimeout, CommandTimeout time.Duration
 	// Prefix is the etcd prefix hooks live under (<prefix>hooks/...).
 	Prefix string
+	// Limits are etcd's limits writes must respect.
+	Limits Limits
 }
 
 // UnreachableError is returned when etcd does not answer, or refuses.
@@ -54,9 +60,15 @@ type ConflictError struct {
 	Changed []string
 	// ReadRevision is the revision the write was planned from.
 	ReadRevision int64
+	// Apply is the marker of another staged apply in progress, if any.
+	Apply *Marker
 }
 
 func (e *ConflictError) Error() string {
+	if m := e.Apply; m != nil {
+		return fmt.Sprintf("a staged apply is in progress (started %s by %s) and daemons hold back changes until it completes; nothing was written: "+
+			"run apply to resume it, or apply --abort to undo it", m.Started.Format(time.RFC3339), m.By)
+	}
 	msg := "etcd changed since it was read"
 	if e.ReadRevision > 0 {
 		msg += fmt.Sprintf(" at revision %d", e.ReadRevision)
@@ -65,6 +77,45 @@ func (e *ConflictError) Error() string {
 		msg += " (" + strings.Join(e.Changed, ", ") + ")"
 	}
 	return msg + "; nothing was written: run the command again"
+}
+
+// RefusedError is returned when etcd answered and refused the request: its
+// Reason is etcd's (permission denied, authentication failed, request too
+// large...). Running the command again does not help.
+type RefusedError struct {
+	Reason string
+	Err    error
+}
+
+func (e *RefusedError) Error() string { return "etcd refused the request: " + e.Reason }
+
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// refusal returns the *RefusedError of an etcd refusal, or nil.
+func refusal(err error) error {
+	reasons := []struct {
+		err    error
+		reason string
+	}{
+		{rpctypes.ErrPermissionDenied, "permission denied (the etcd user lacks a role granting this prefix)"},
+		{rpctypes.ErrAuthFailed, "authentication failed (check --user and --password)"},
+		{rpctypes.ErrInvalidAuthToken, "invalid auth token"},
+		{rpctypes.ErrUserEmpty, "authentication is enabled: give --user"},
+		{rpctypes.ErrRequestTooLarge, "request is too large (etcd's --max-request-bytes; lower hookctl's --max-request-bytes to match)"},
+		{rpctypes.ErrTooManyOps, "too many operations in one transaction (etcd's --max-txn-ops; lower hookctl's --max-txn-ops to match)"},
+	}
+	for _, r := range reasons {
+		if errors.Is(err, r.err) {
+			return &RefusedError{Reason: r.reason, Err: err}
+		}
+	}
+	switch status.Code(err) {
+	case codes.ResourceExhausted:
+		return &RefusedError{Reason: "request is too large: " + status.Convert(err).Message(), Err: err}
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.FailedPrecondition:
+		return &RefusedError{Reason: status.Convert(err).Message(), Err: err}
+	}
+	return nil
 }
 
 // ErrNotFound is returned for a hook that is not in etcd.
@@ -122,6 +173,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
+		if refused := refusal(err); refused != nil {
+			return nil, refused
+		}
 		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Err: err}
 	}
 	s := &Store{client: client, cfg: cfg}
@@ -131,6 +185,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		client.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if refused := refusal(err); refused != nil {
+			return nil, refused
+		}
+		if tlsCfg != nil {
+			if refused := tlsRefusal(ctx, cfg, tlsCfg); refused != nil {
+				return nil, refused
+			}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
 			err = fmt.Errorf("no answer within the dial timeout (%v)", cfg.DialTimeout)
@@ -172,8 +234,8 @@ func (s *Store) wrap(err error) error {
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		return &CompactedError{}
 	}
-	if errors.Is(err, rpctypes.ErrTooManyOps) {
-		return fmt.Errorf("too many operations for one etcd transaction (etcd's --max-txn-ops, 128 by default): %w", err)
+	if refused := refusal(err); refused != nil {
+		return refused
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
@@ -230,6 +292,9 @@ func (s *Store) List(ctx context.Context) ([]Entry, int64, error) {
 	}
 	entries := make([]Entry, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		if string(kv.Key) == registry.ApplyMarker(s.cfg.Prefix) {
+			continue // a staged apply's, not a hook
+		}
 		entries = append(entries, s.entry(string(kv.Key), kv.Value, kv.ModRevision, kv.CreateRevision, kv.Version))
 	}
 	return entries, resp.Header.Revision, nil
@@ -299,52 +364,26 @@ type Write struct {
 	Puts map[string][]byte
 	// Deletes lists etcd keys to delete.
 	Deletes []string
-}
-
-// Commit writes w in one transaction and returns the new revision. When
-// anything guarded changed, nothing is written and it returns a
-// *ConflictError.
-func (s *Store) Commit(ctx context.Context, w *Write) (int64, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	var cmps []clientv3.Cmp
-	dir := registry.HooksDir(s.cfg.Prefix)
-	if w.ReadRevision > 0 {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(dir).WithPrefix(), "<", w.ReadRevision+1))
-	}
-	guarded := make([]string, 0, len(w.Guards))
-	for k := range w.Guards {
-		guarded = append(guarded, k)
-	}
-	slices.Sort(guarded)
-	for _, k := range guarded {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", w.Guards[k]))
-	}
-	var ops []clientv3.Op
-	puts := make([]string, 0, len(w.Puts))
-	for k := range w.Puts {
-		puts = append(puts, k)
-	}
-	slices.Sort(puts)
-	for _, k := range puts {
-		ops = append(ops, clientv3.OpPut(k, string(w.Puts[k])))
-	}
-	for _, k := range w.Deletes {
-		ops = append(ops, clientv3.OpDelete(k))
-	}
-	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return 0, s.wrap(err)
-	}
-	if !resp.Succeeded {
-		return 0, s.conflict(ctx, w)
-	}
-	return resp.Header.Revision, nil
+	// Keep maps etcd keys the write leaves alone but depends on to their
+	// mod revisions. They are guarded when the write fits in one
+	// transaction with room to spare, which catches their deletion
+	// meanwhile; a staged write guards only what it changes.
+	Keep map[string]int64
+	// Resume, when set, is the marker of a staged apply that stopped part
+	// way, which this write takes over and completes.
+	Resume *Marker
+	// Step, when set, is called before each transaction of a staged write
+	// after the first, with how many were written of how many; an error
+	// stops the write there (tests use it to stop part way).
+	Step func(done, total int) error
 }
 
 // conflict finds which guarded keys changed, for the error message.
-func (s *Store) conflict(ctx context.Context, w *Write) error {
-	ce := &ConflictError{ReadRevision: w.ReadRevision}
+func (s *Store) conflict(ctx context.Context, w *Write, readRev, markerRev int64) error {
+	ce := &ConflictError{ReadRevision: readRev}
+	if m, err := s.Marker(ctx); err == nil && m != nil && m.CreateRevision != markerRev {
+		ce.Apply = m
+	}
 	seen := map[string]bool{}
 	note := func(path string) {
 		if seen[path] {
@@ -353,12 +392,14 @@ func (s *Store) conflict(ctx context.Context, w *Write) error {
 		seen[path] = true
 		ce.Changed = append(ce.Changed, strings.TrimPrefix(path, registry.HooksDir(s.cfg.Prefix)))
 	}
-	if w.ReadRevision > 0 {
+	if readRev > 0 {
 		resp, err := s.client.Get(ctx, registry.HooksDir(s.cfg.Prefix), clientv3.WithPrefix(),
-			clientv3.WithMinModRev(w.ReadRevision+1), clientv3.WithKeysOnly())
+			clientv3.WithMinModRev(readRev+1), clientv3.WithKeysOnly())
 		if err == nil {
 			for _, kv := range resp.Kvs {
-				note(string(kv.Key))
+				if string(kv.Key) != registry.ApplyMarker(s.cfg.Prefix) {
+					note(string(kv.Key))
+				}
 			}
 		}
 	}
@@ -377,4 +418,71 @@ func (s *Store) conflict(ctx context.Context, w *Write) error {
 	}
 	slices.Sort(ce.Changed)
 	return ce
+}
+
+// Daemons returns the records of the live daemons (see package fleet), with
+// the revision read at.
+func (s *Store) Daemons(ctx context.Context) ([]fleet.Record, int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	recs, rev, err := fleet.List(ctx, s.client, s.cfg.Prefix)
+	if err != nil {
+		return nil, 0, s.wrap(err)
+	}
+	return recs, rev, nil
+}
+
+// HooksRevision returns the newest mod revision of a key under the hooks
+// and response cache directories: a daemon with an older revision in force
+// has not loaded every change (deletions leave no mod revision, so one may
+// be missed).
+func (s *Store) HooksRevision(ctx context.Context) (int64, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	newest := func(dir string) clientv3.Op {
+		return clientv3.OpGet(dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	}
+	resp, err := s.client.Txn(ctx).Then(newest(registry.HooksDir(s.cfg.Prefix)), newest(registry.CacheDir(s.cfg.Prefix))).Commit()
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	var rev int64
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			rev = max(rev, kv.ModRevision)
+		}
+	}
+	return rev, nil
+}
+
+// tlsRefusal finds why etcd did not answer over TLS, which the etcd client
+// reports only as a timeout: it makes a TLS handshake with each endpoint
+// and returns the first handshake failure (an x509 error, as etcdctl
+// prints it), or nil.
+func tlsRefusal(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
+	for _, ep := range cfg.Endpoints {
+		host := ep
+		if u, err := url.Parse(ep); err == nil && u.Host != "" {
+			host = u.Host
+		}
+		c := tlsCfg.Clone()
+		if c.ServerName == "" {
+			c.ServerName, _, _ = net.SplitHostPort(host)
+		}
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: cfg.DialTimeout}, Config: c}
+		hctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+		conn, err := d.DialContext(hctx, "tcp", host)
+		cancel()
+		if err == nil {
+			conn.Close()
+			continue
+		}
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
+			continue // not a TLS failure
+		}
+		return &RefusedError{Reason: fmt.Sprintf("TLS handshake with %s failed: %v", host, err), Err: err}
+	}
+	return nil
 }

@@ -1,0 +1,174 @@
+package hookctl
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/store"
+	"github.com/apihooks/apihooks/server/fleet"
+)
+
+// defaultWait is how long --wait given alone waits.
+const defaultWait = time.Minute
+
+// waitPoll is how often --wait reads the daemons' records.
+const waitPoll = 100 * time.Millisecond
+
+// waitFlag adds --wait[=TIMEOUT] to a command that writes.
+func waitFlag(c *cobra.Command, d *time.Duration) {
+	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every live daemon has loaded the revision written; exit 4 naming the daemons that have not, or that report a written hook broken", defaultWait))
+	c.Flags().Lookup("wait").NoOptDefVal = defaultWait.String()
+}
+
+// daemonState says how far a daemon is from having rev in force.
+func daemonState(d fleet.Record, rev int64) string {
+	switch {
+	case !d.Synced:
+		return "not synced with etcd"
+	case d.Revision >= rev:
+		return "in step"
+	case d.Held:
+		return fmt.Sprintf("holding back a staged apply (%d behind)", rev-d.Revision)
+	}
+	return fmt.Sprintf("%d behind", rev-d.Revision)
+}
+
+// brokenWritten returns the daemon's broken hooks that are among keys.
+func brokenWritten(d fleet.Record, prefix string, keys []string) []string {
+	var out []string
+	for _, b := range d.Broken {
+		for _, k := range keys {
+			if strings.HasPrefix(b, strings.TrimPrefix(k, registry.HooksDir(prefix))+": ") {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// waitLive waits, for --wait, until every live daemon has revision rev in
+// force, reporting on w. keys are the etcd keys written: a daemon reporting
+// one of them broken fails the wait.
+func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev int64, keys []string) error {
+	if timeout <= 0 {
+		return nil
+	}
+	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	for {
+		recs, _, err := s.Daemons(a.ctx)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			fmt.Fprintf(w, "No daemon is registered under %s: nothing to wait for.\n", fleet.Dir(s.Prefix()))
+			return nil
+		}
+		var behind, broken []string
+		for _, d := range recs {
+			if d.Revision < rev || !d.Synced {
+				behind = append(behind, fmt.Sprintf("%s (%s, revision %d: %s)", d.ID, d.Address, d.Revision, daemonState(d, rev)))
+				continue
+			}
+			for _, b := range brokenWritten(d, s.Prefix(), keys) {
+				broken = append(broken, fmt.Sprintf("%s (%s) reports %s", d.ID, d.Address, b))
+			}
+		}
+		switch {
+		case len(behind) == 0 && len(broken) > 0:
+			return &exitError{code: ExitWait, err: fmt.Errorf("revision %d is loaded, but with broken hooks:\n  %s", rev, strings.Join(broken, "\n  "))}
+		case len(behind) == 0:
+			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", len(recs), plural(len(recs)), rev, time.Since(start).Round(time.Millisecond))
+			return nil
+		case time.Now().After(deadline):
+			return &exitError{code: ExitWait, err: fmt.Errorf("written at revision %d, but after %v not every daemon has loaded it:\n  %s",
+				rev, timeout, strings.Join(behind, "\n  "))}
+		}
+		select {
+		case <-a.ctx.Done():
+			return a.ctx.Err()
+		case <-time.After(waitPoll):
+		}
+	}
+}
+
+// statusView is hookctl status as JSON.
+type statusView struct {
+	Prefix string `json:"prefix"`
+	// Revision is etcd's; HooksRevision the newest change of a hook or a
+	// cache configuration.
+	Revision      int64        `json:"revision"`
+	HooksRevision int64        `json:"hooksRevision"`
+	Daemons       []daemonView `json:"daemons"`
+}
+
+type daemonView struct {
+	fleet.Record
+	// Lag is how many revisions the daemon is behind HooksRevision.
+	Lag   int64  `json:"lag"`
+	State string `json:"state"`
+}
+
+func (a *app) statusCommand() *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "List the live daemons: address, version, the hooks revision each has in force, broken and quarantined hooks",
+		Long: `List the daemons registered under <prefix>daemons/ (each keeps its record
+there while it lives, with an etcd lease): address, version, isolation, the
+hooks revision it has in force and its lag behind the newest change of a hook,
+its broken and quarantined hooks, and when it started.`,
+		Example: `  hookctl status
+  hookctl status -o json`,
+		Args: cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			s, err := a.open()
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			hooksRev, err := s.HooksRevision(a.ctx)
+			if err != nil {
+				return err
+			}
+			recs, rev, err := s.Daemons(a.ctx)
+			if err != nil {
+				return err
+			}
+			v := statusView{Prefix: s.Prefix(), Revision: rev, HooksRevision: hooksRev, Daemons: []daemonView{}}
+			for _, d := range recs {
+				v.Daemons = append(v.Daemons, daemonView{Record: d, Lag: max(0, hooksRev-d.Revision), State: daemonState(d, hooksRev)})
+			}
+			if output != "text" {
+				return a.printData(output, v)
+			}
+			fmt.Fprintf(a.out, "etcd revision %d; hooks last changed at revision %d.\n", rev, hooksRev)
+			if len(recs) == 0 {
+				fmt.Fprintf(a.out, "No daemon is registered under %s.\n", fleet.Dir(s.Prefix()))
+				return nil
+			}
+			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "QUARANTINED", "STARTED")
+			for _, d := range v.Daemons {
+				t.row(d.ID, d.Address, d.Version, d.Isolation, fmt.Sprint(d.Revision), d.State,
+					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime))
+			}
+			t.flush()
+			for _, d := range v.Daemons {
+				for _, b := range d.Broken {
+					fmt.Fprintf(a.out, "%s: broken %s\n", d.ID, b)
+				}
+				for _, q := range d.Quarantined {
+					fmt.Fprintf(a.out, "%s: quarantined %s\n", d.ID, q)
+				}
+			}
+			return nil
+		}),
+	}
+	outputFlag(c, &output, "text", "json", "yaml")
+	return c
+}

@@ -1,0 +1,392 @@
+package hookctl_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/hookctl"
+	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/fleet"
+)
+
+// startDaemonOn starts a real daemon on the etcd at endpoints and returns
+// its gRPC address; it stops when the test ends.
+func startDaemonOn(t testing.TB, endpoints []string) string {
+	t.Helper()
+	ready := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		done <- server.Run(ctx, server.Config{
+			Listen:          "127.0.0.1:0",
+			DataDir:         t.TempDir(),
+			EtcdEndpoints:   endpoints,
+			EtcdDialTimeout: 5 * time.Second,
+			Prefix:          prefix,
+			HookTimeout:     5 * time.Second,
+			// Load tests queue calls rather than refuse them.
+			MaxHookRuns:     8,
+			HookQueueWait:   10 * time.Second,
+			ShutdownTimeout: 5 * time.Second,
+			Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Ready:           func(a net.Addr) { ready <- a },
+		})
+	}()
+	var addr string
+	select {
+	case a := <-ready:
+		addr = a.String()
+	case err := <-done:
+		cancel()
+		t.Fatalf("daemon stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("daemon did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return addr
+}
+
+// sendAs calls SendEvent on the daemon at addr as user.
+func sendAs(t testing.TB, addr, user string) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	data, _ := structpb.NewStruct(map[string]any{"device": "phone"})
+	_, err = eventsv1.NewEventServiceClient(conn).SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: user, EventType: "login", EventData: data})
+	return err
+}
+
+// waitUntil polls cond until it holds, within a generous deadline.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// manifestOf writes a manifest of n hooks on GetEvents into a new
+// directory; the hook named changed gets params {"v":version}.
+func manifestOf(t testing.TB, n int, changed, version string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "noop.js"), []byte("undefined\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("hooks:\n")
+	for i := range n {
+		name := fmt.Sprintf("h%04d", i)
+		fmt.Fprintf(&b, "  - method: events.v1.EventService/GetEvents\n    phase: pre\n    name: %s\n    script: noop.js\n", name)
+		if name == changed {
+			fmt.Fprintf(&b, "    params: {v: %q}\n", version)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "hooks.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestApplyWaitsForEveryDaemonAndStatusListsThem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	endpoints := []string{e.args[1]}
+	a, b := startDaemonOn(t, endpoints), startDaemonOn(t, endpoints)
+
+	waitUntil(t, "both daemons registered", func() bool {
+		return strings.Count(e.want(0, "status").stdout, "in step") == 2
+	})
+	r := e.want(0, "apply", "-f", scriptsDir, "--wait=30s")
+	mustContain(t, "apply --wait", r.stdout, "Live on 2 daemons at revision")
+	// --wait returned: the hooks are in force on both, with no polling.
+	for _, addr := range []string{a, b} {
+		if err := sendAs(t, addr, "mallory"); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("SendEvent as mallory on %s right after apply --wait: got %v; want PermissionDenied", addr, err)
+		}
+	}
+	r = e.want(0, "status")
+	mustContain(t, "status", r.stdout, a, b, "inprocess")
+	if strings.Count(r.stdout, "in step") != 2 {
+		t.Errorf("status: want both daemons in step\n%s", r.stdout)
+	}
+	mustContain(t, "disable --wait", e.want(0, "disable", "events.v1.EventService/SendEvent", "pre", "deny-guest", "--wait").stdout, "Live on 2 daemons")
+	if err := sendAs(t, a, "mallory"); err != nil {
+		t.Errorf("SendEvent as mallory after disable --wait: %v; want it served", err)
+	}
+
+	t.Run("a daemon that does not load the write is named, exit 4", func(t *testing.T) {
+		stuck := fleet.Register(e.etcd, "stuck", func() fleet.Record {
+			return fleet.Record{ID: "stuck", Address: "10.0.0.9:50051", Revision: 1, Synced: true}
+		}, fleet.WithPrefix(prefix))
+		defer stuck.Close()
+		waitUntil(t, "the stuck daemon's record", func() bool { return strings.Contains(e.want(0, "status").stdout, "stuck") })
+		r := e.want(hookctl.ExitWait, "enable", "events.v1.EventService/SendEvent", "pre", "deny-guest", "--wait=1s")
+		mustContain(t, "enable --wait", r.stderr, "not every daemon has loaded it", "stuck (10.0.0.9:50051, revision 1")
+		mustNotContain(t, "enable --wait", r.stderr, a)
+	})
+}
+
+func TestAnApplyTooLargeForOneTransactionIsStagedAndDaemonsSeeItAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := startDaemonOn(t, []string{e.args[1]})
+	// The daemon registers once it serves: --wait waits for the daemons
+	// registered when it reads them.
+	waitUntil(t, "the daemon registered", func() bool { return strings.Contains(e.want(0, "status").stdout, "in step") })
+	e.want(0, "apply", "-f", scriptsDir, "--wait=30s")
+	if err := sendAs(t, addr, "mallory"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("before: %v; want PermissionDenied", err)
+	}
+	// A manifest of 400 hooks on GetEvents that drops the example's, with
+	// --prune: killed after two of its transactions.
+	dir := manifestOf(t, 400, "", "")
+	errKilled := errors.New("killed")
+	stop := hookctl.WithStep(func(done, total int) error {
+		if done == 2 {
+			return errKilled
+		}
+		return nil
+	})
+	r := runHookctl(t, append(append([]string{}, e.args...), "apply", "-f", dir, "--prune"), stop)
+	if r.code == 0 {
+		t.Fatalf("apply stopped part way: exit 0\n%s", r)
+	}
+	mustContain(t, "apply stopped part way", r.stderr, "staging the apply over", "stopped after 2 of", "run apply again to resume it")
+	// The daemon keeps the hooks in force before it.
+	if err := sendAs(t, addr, "mallory"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("during the stopped apply: %v; want the old deny hook still in force", err)
+	}
+	waitUntil(t, "status to show the daemon holding back", func() bool {
+		return strings.Contains(e.want(0, "status").stdout, "holding back a staged apply")
+	})
+	// Another writer is told why it cannot write.
+	r = e.want(hookctl.ExitEtcd, "disable", "events.v1.EventService/SendEvent", "pre", "deny-guest")
+	mustContain(t, "disable during the apply", r.stderr, "a staged apply is in progress")
+
+	r = e.want(0, "apply", "-f", dir, "--prune", "--wait=30s")
+	mustContain(t, "apply again", r.stderr, "this apply completes it")
+	mustContain(t, "apply again", r.stdout, "Live on 1 daemon")
+	if err := sendAs(t, addr, "mallory"); err != nil {
+		t.Fatalf("after the apply: %v; want the deny hook gone", err)
+	}
+	if n := len(e.hooks()); n != 400 {
+		t.Errorf("hooks in etcd: %d; want 400 and no marker", n)
+	}
+	e.want(0, "diff", "-f", dir, "--prune")
+
+	t.Run("abort puts back the hooks from before", func(t *testing.T) {
+		before := e.hooks()
+		r := runHookctl(t, append(append([]string{}, e.args...), "apply", "-f", scriptsDir, "--prune"), stop)
+		if r.code == 0 {
+			t.Fatalf("apply stopped part way: exit 0\n%s", r)
+		}
+		r = e.want(0, "apply", "--abort", "--wait=30s")
+		mustContain(t, "abort", r.stdout, "Aborted the staged apply", "Live on 1 daemon")
+		if after := e.hooks(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("after --abort: %d hooks; want the %d from before", len(after), len(before))
+		}
+	})
+}
+
+func TestAThousandHooksApplyAndReapplyOnADefaultEtcd(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.want(0, "apply", "-f", manifestOf(t, 1000, "", ""))
+	mustContain(t, "first apply", r.stdout, "1000 added")
+	rev := e.revision()
+	r = e.want(0, "apply", "-f", manifestOf(t, 1000, "h0500", "2"))
+	mustContain(t, "apply with one change", r.stdout, "0 added, 1 changed, 0 removed")
+	if got := e.revision(); got != rev+1 {
+		t.Errorf("revision after one change: %d; want %d (one transaction)", got, rev+1)
+	}
+	e.want(0, "diff", "-f", manifestOf(t, 1000, "h0500", "2"))
+	e.want(1, "diff", "-f", manifestOf(t, 1000, "h0500", "3"))
+}
+
+func TestErrorsNeverReadAsChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), "hooks:\n  - method: [\n")
+	r := e.want(hookctl.ExitUsage, "diff", "-f", dir)
+	mustContain(t, "diff of an invalid manifest", r.stderr, "hooks.yaml")
+	e.want(hookctl.ExitFailed, "validate", "-f", dir)
+
+	big := t.TempDir()
+	writeFile(t, filepath.Join(big, "big.js"), "//"+strings.Repeat("x", 2<<20)+"\n")
+	writeFile(t, filepath.Join(big, "hooks.yaml"), "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: big\n    script: big.js\n")
+	for _, cmd := range []string{"validate", "apply"} {
+		r = e.want(hookctl.ExitFailed, cmd, "-f", big)
+		mustContain(t, cmd+" of a 2 MB script", r.stderr, "hooks.yaml:2: hook events.v1.EventService/SendEvent pre big: the document is", "--max-request-bytes")
+	}
+	r = e.want(hookctl.ExitUsage, "diff", "-f", big)
+	mustContain(t, "diff of a 2 MB script", r.stderr, "--max-request-bytes")
+}
+
+func TestAPrefixWithoutItsSlashIsNormalised(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.want(0, "--prefix", "/apihooks", "apply", "-f", scriptsDir)
+	mustContain(t, "apply --prefix /apihooks", r.stderr, `--prefix "/apihooks" does not end with /: using "/apihooks/"`)
+	if _, ok := e.hooks()["events.v1.EventService/SendEvent/pre/deny-guest"]; !ok {
+		t.Errorf("hooks under %s: %v; want the manifest's", registry.HooksDir(prefix), e.hooks())
+	}
+}
+
+// BenchmarkApplyThousandHooks measures applying a manifest of 1,000 hooks
+// to an embedded etcd with default limits (staged), and applying it again
+// with one change (one transaction).
+func BenchmarkApplyThousandHooks(b *testing.B) {
+	e := newBenchEnv(b)
+	first := manifestOf(b, 1000, "", "")
+	b.Run("first apply of 1000 hooks", func(b *testing.B) {
+		for i := range b.N {
+			if i > 0 {
+				b.StopTimer()
+				e.clear(b)
+				b.StartTimer()
+			}
+			e.mustApply(b, first)
+		}
+	})
+	b.Run("apply again with one change", func(b *testing.B) {
+		dirs := []string{manifestOf(b, 1000, "h0500", "a"), manifestOf(b, 1000, "h0500", "b")}
+		e.mustApply(b, dirs[1])
+		b.ResetTimer()
+		for i := range b.N {
+			e.mustApply(b, dirs[i%2])
+		}
+	})
+}
+
+// benchEnv is hookctl against a test etcd, for benchmarks.
+type benchEnv struct {
+	e *etcdtest.Etcd
+}
+
+func newBenchEnv(b *testing.B) *benchEnv { return &benchEnv{e: etcdtest.Start(b)} }
+
+func (e *benchEnv) mustApply(b *testing.B, dir string) {
+	var out, errb bytes.Buffer
+	args := []string{"--endpoints", e.e.Endpoints()[0], "apply", "-f", dir}
+	if code := hookctl.Main(context.Background(), args, nil, &out, &errb, hookctl.WithGetenv(func(string) string { return "" })); code != 0 {
+		b.Fatalf("apply: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+}
+
+func (e *benchEnv) clear(b *testing.B) {
+	if _, err := e.e.Client.Delete(context.Background(), registry.HooksDir(prefix), clientv3.WithPrefix()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPutToInForceOnTwoDaemons measures the time from a put of a hook
+// to the hook in force on both of two daemons following one etcd (seen by
+// calls that it answers), beside a put seen by a plain etcd watcher.
+func BenchmarkPutToInForceOnTwoDaemons(b *testing.B) {
+	e := etcdtest.Start(b)
+	daemons := []string{startDaemonOn(b, e.Endpoints()), startDaemonOn(b, e.Endpoints())}
+	key := registry.HooksDir(prefix) + "events.v1.EventService/SendEvent/pre/deny"
+	doc := func(user string) string {
+		return `{"script":"module.exports = (ctx) => { if (ctx.request.toUserId === ctx.params.user) return {status: 403, message: 'no'} }","params":{"user":"` + user + `"}}`
+	}
+	conns := make([]eventsv1.EventServiceClient, len(daemons))
+	for i, addr := range daemons {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
+		conns[i] = eventsv1.NewEventServiceClient(cc)
+	}
+	data, _ := structpb.NewStruct(map[string]any{"device": "phone"})
+	ctx := context.Background()
+	b.Run("put seen by an etcd watcher (baseline)", func(b *testing.B) {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wch := e.Client.Watch(wctx, key+"-watched")
+		for i := range b.N {
+			if _, err := e.Client.Put(ctx, key+"-watched", fmt.Sprint(i)); err != nil {
+				b.Fatal(err)
+			}
+			<-wch
+		}
+	})
+	b.Run("put to in force on both daemons", func(b *testing.B) {
+		for i := range b.N {
+			user := fmt.Sprint("u", i)
+			if _, err := e.Client.Put(ctx, key, doc(user)); err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range conns {
+				for {
+					_, err := c.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: user, EventType: "login", EventData: data})
+					if status.Code(err) == codes.PermissionDenied {
+						break
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestAPostHookOnAStreamOfTheExampleServiceIsRefusedWithoutServer(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - method: events.v1.EventService/StreamEvents
+    phase: post
+    name: never
+    script: ok.js
+  - method: other.v1.Other/Stream
+    phase: post
+    name: unknown-service-is-not-checked
+    script: ok.js
+`)
+	r := runHookctl(t, []string{"validate", "-f", dir})
+	if r.code != hookctl.ExitFailed {
+		t.Fatalf("validate: got exit %d; want 1\n%s", r.code, r)
+	}
+	mustContain(t, "validate", r.stderr, "hooks.yaml:2: hook events.v1.EventService/StreamEvents post never: post-hooks never run on streams", "1 problem found")
+}

@@ -1,0 +1,214 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Dir returns the etcd prefix of the daemons' records under prefix.
+func Dir(prefix string) string { return prefix + "daemons/" }
+
+// Record is what a daemon publishes about itself.
+type Record struct {
+	// ID names the daemon; its record is at Dir(prefix)+ID.
+	ID string `json:"id"`
+	// Address is its gRPC listen address.
+	Address string `json:"address"`
+	// Version is the daemon's build (module version and VCS revision).
+	Version string `json:"version"`
+	// Isolation is where its hooks run by default: inprocess or process.
+	Isolation string `json:"isolation"`
+	// Revision is the etcd revision of the hooks in force.
+	Revision int64 `json:"revision"`
+	// Synced is false while the daemon cannot follow etcd.
+	Synced bool `json:"synced"`
+	// Held is true while a staged apply is in progress: changes after
+	// Revision wait for it to complete.
+	Held bool `json:"held,omitempty"`
+	// Broken lists the hooks with no valid version, as "id: error".
+	Broken []string `json:"broken,omitempty"`
+	// Quarantined lists the hooks taken out of service, as "id: reason".
+	Quarantined []string `json:"quarantined,omitempty"`
+	// StartedAt is when the daemon started.
+	StartedAt time.Time `json:"startedAt"`
+}
+
+// Version returns this binary's version for a Record: the main module's
+// version and, when built from a checkout, its VCS revision.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
+}
+
+type options struct {
+	prefix   string
+	ttl      time.Duration
+	interval time.Duration
+	logger   *slog.Logger
+}
+
+// Option configures Register.
+type Option func(*options)
+
+// WithPrefix sets the etcd prefix (default "/apihooks/").
+func WithPrefix(p string) Option { return func(o *options) { o.prefix = p } }
+
+// WithTTL sets the lease's time to live: how long a record outlives a
+// daemon that died without closing it (default 10s).
+func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
+
+// WithInterval sets how often the daemon's state is checked for changes
+// (default 200ms); a change is written at most once per interval.
+func WithInterval(d time.Duration) Option { return func(o *options) { o.interval = d } }
+
+// WithLogger sets the logger for etcd failures.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Registration keeps a daemon's record in etcd until Close.
+type Registration struct {
+	client *clientv3.Client
+	key    string
+	state  func() Record
+	opts   options
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Register starts keeping the record that state returns under
+// Dir(prefix)+id, attached to a lease kept alive until Close. state is
+// called every interval, from a goroutine of the registration; the record is
+// written when it changed. When the lease is lost (etcd unreachable past the
+// TTL), a new one is granted and the record written again.
+func Register(client *clientv3.Client, id string, state func() Record, opts ...Option) *Registration {
+	o := options{prefix: "/apihooks/", ttl: 10 * time.Second, interval: 200 * time.Millisecond, logger: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Registration{client: client, key: Dir(o.prefix) + id, state: state, opts: o, cancel: cancel, done: make(chan struct{})}
+	go r.run(ctx)
+	return r
+}
+
+// Key returns the etcd key of the record.
+func (r *Registration) Key() string { return r.key }
+
+// Close stops keeping the record and revokes its lease, so the record
+// disappears at once (when etcd answers within a second).
+func (r *Registration) Close() {
+	r.once.Do(func() {
+		r.cancel()
+		<-r.done
+	})
+}
+
+func (r *Registration) run(ctx context.Context) {
+	defer close(r.done)
+	backoff := r.opts.interval
+	for ctx.Err() == nil {
+		if err := r.session(ctx); err != nil && ctx.Err() == nil {
+			r.opts.logger.Warn("cannot keep the daemon's record in etcd; retrying", "key", r.key, "error", err, "retry_in", backoff)
+		} else {
+			backoff = r.opts.interval
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// session grants a lease, writes the record with it and keeps both until
+// ctx ends (then revokes the lease) or the lease is lost.
+func (r *Registration) session(ctx context.Context) error {
+	gctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
+	lease, err := r.client.Grant(gctx, int64(max(r.opts.ttl/time.Second, 2)))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("grant lease: %w", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_, _ = r.client.Revoke(rctx, lease.ID)
+	}()
+	kctx, stopKeepAlive := context.WithCancel(ctx)
+	defer stopKeepAlive()
+	alive, err := r.client.KeepAlive(kctx, lease.ID)
+	if err != nil {
+		return fmt.Errorf("keep lease alive: %w", err)
+	}
+	var last []byte
+	write := func() error {
+		b, err := json.Marshal(r.state())
+		if err != nil {
+			return err
+		}
+		if slices.Equal(b, last) {
+			return nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
+		defer cancel()
+		if _, err := r.client.Put(pctx, r.key, string(b), clientv3.WithLease(lease.ID)); err != nil {
+			return fmt.Errorf("write %s: %w", r.key, err)
+		}
+		last = b
+		return nil
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	tick := time.NewTicker(r.opts.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-alive:
+			if !ok {
+				return fmt.Errorf("lease %x lost", lease.ID)
+			}
+		case <-tick.C:
+			if err := write(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// List reads every daemon's record under prefix, ordered by ID, with the
+// revision read at. Records that cannot be decoded are skipped.
+func List(ctx context.Context, client *clientv3.Client, prefix string) ([]Record, int64, error) {
+	resp, err := client.Get(ctx, Dir(prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]Record, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec Record
+		if json.Unmarshal(kv.Value, &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, resp.Header.Revision, nil
+}

@@ -1,0 +1,75 @@
+package fleet_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/server/fleet"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const waitTimeout = 15 * time.Second
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func records(t *testing.T, c *clientv3.Client) []fleet.Record {
+	t.Helper()
+	recs, _, err := fleet.List(context.Background(), c, "/p/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestARecordFollowsTheDaemonAndGoesWithIt(t *testing.T) {
+	e := etcdtest.Start(t)
+	var rev atomic.Int64
+	rev.Store(5)
+	state := func() fleet.Record {
+		return fleet.Record{ID: "d1", Address: "127.0.0.1:1", Revision: rev.Load(), Synced: true}
+	}
+	r := fleet.Register(e.Client, "d1", state, fleet.WithPrefix("/p/"), fleet.WithInterval(20*time.Millisecond), fleet.WithLogger(quiet()))
+	waitFor(t, "the record", func() bool { recs := records(t, e.Client); return len(recs) == 1 && recs[0].Revision == 5 })
+	rev.Store(9)
+	waitFor(t, "the record to follow the daemon", func() bool { recs := records(t, e.Client); return len(recs) == 1 && recs[0].Revision == 9 })
+	r.Close()
+	if recs := records(t, e.Client); len(recs) != 0 {
+		t.Fatalf("after Close: records = %+v; want none", recs)
+	}
+}
+
+func TestARecordOfADaemonThatDiedExpiresWithItsLease(t *testing.T) {
+	e := etcdtest.Start(t)
+	// The daemon's own client, closed under it as a crash would.
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() fleet.Record { return fleet.Record{ID: "d2"} }
+	r := fleet.Register(c, "d2", state, fleet.WithPrefix("/p/"), fleet.WithTTL(2*time.Second), fleet.WithLogger(quiet()))
+	defer r.Close()
+	waitFor(t, "the record", func() bool { return len(records(t, e.Client)) == 1 })
+	c.Close()
+	waitFor(t, "the record to expire", func() bool { return len(records(t, e.Client)) == 0 })
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/apihooks/apihooks/interceptor"
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/server/fleet"
+)
+
+// registerDaemon publishes the daemon's record under <prefix>daemons/ (see
+// package fleet) until the returned registration is closed.
+func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *registry.Registry, q *interceptor.Quarantine, log *slog.Logger) *fleet.Registration {
+	host, _ := os.Hostname()
+	id := cmp.Or(host, "daemon") + "-" + uuid.NewString()[:8]
+	started := time.Now().UTC().Truncate(time.Second)
+	version := fleet.Version()
+	isolation := cmp.Or(cfg.Isolation, "inprocess")
+	state := func() fleet.Record {
+		st := reg.Status()
+		rec := fleet.Record{ID: id, Address: addr, Version: version, Isolation: isolation,
+			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, StartedAt: started}
+		for _, h := range q.List() {
+			rec.Quarantined = append(rec.Quarantined, fmt.Sprintf("%s: %s", h.ID, h.Reason))
+		}
+		return rec
+	}
+	log.Info("registering the daemon", "key", fleet.Dir(cfg.Prefix)+id)
+	return fleet.Register(client, id, state, fleet.WithPrefix(cfg.Prefix), fleet.WithLogger(log))
+}
