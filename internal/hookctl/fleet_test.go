@@ -253,14 +253,16 @@ func TestErrorsNeverReadAsChanges(t *testing.T) {
 	e.want(hookctl.ExitFailed, "validate", "-f", dir)
 
 	big := t.TempDir()
-	writeFile(t, filepath.Join(big, "big.js"), "//"+strings.Repeat("x", 2<<20)+"\n")
-	writeFile(t, filepath.Join(big, "hooks.yaml"), "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: big\n    script: big.js\n")
+	// A script may be 1 MiB at most; its params make the document larger
+	// than one etcd request.
+	writeFile(t, filepath.Join(big, "big.js"), "module.exports = () => {}\n")
+	writeFile(t, filepath.Join(big, "hooks.yaml"), "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: big\n    script: big.js\n    params: {blob: "+strings.Repeat("x", 2<<20)+"}\n")
 	for _, cmd := range []string{"validate", "apply"} {
 		r = e.want(hookctl.ExitFailed, cmd, "-f", big)
-		mustContain(t, cmd+" of a 2 MB script", r.stderr, "hooks.yaml:2: hook events.v1.EventService/SendEvent pre big: the document is", "--max-request-bytes")
+		mustContain(t, cmd+" of a 2 MB document", r.stderr, "hooks.yaml:2: hook events.v1.EventService/SendEvent pre big: the document is", "--max-request-bytes")
 	}
 	r = e.want(hookctl.ExitUsage, "diff", "-f", big)
-	mustContain(t, "diff of a 2 MB script", r.stderr, "--max-request-bytes")
+	mustContain(t, "diff of a 2 MB document", r.stderr, "--max-request-bytes")
 }
 
 func TestAPrefixWithoutItsSlashIsNormalised(t *testing.T) {
