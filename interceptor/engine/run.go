@@ -119,7 +119,9 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 		r.live = propResponse
 	}
 	r.c.r = r
-	r.jsCtx = vm.NewDynamicObject(&r.c)
+	if s.style != APIMaker { // an API Maker style script sees g alone
+		r.jsCtx = vm.NewDynamicObject(&r.c)
+	}
 	if s.console {
 		vm.Set("console", vm.NewDynamicObject(&consoleObject{r: r}))
 	}

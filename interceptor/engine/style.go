@@ -51,28 +51,42 @@ func (s *Script) WithStyle(style Style) (*Script, error) {
 // Style returns how the script is called.
 func (s *Script) Style() Style { return s.style }
 
-// g builds g, which ctx keeps as ctx.g.
+// g builds g, which ctx keeps as ctx.g. The objects of g's sub aliases
+// (g.req, g.res) are allocated with it.
 func (r *run) g() goja.Value {
-	return r.vm.NewDynamicObject(&aliasObject{c: &r.c, layout: gLayout})
+	b := &gBlock{}
+	b.top = aliasObject{c: &r.c, layout: gLayout, kids: &b.kids}
+	return r.vm.NewDynamicObject(&b.top)
+}
+
+// gBlock is g's aliasObject and those of its sub aliases, allocated at once.
+type gBlock struct {
+	top  aliasObject
+	kids [maxSubs]aliasObject
 }
 
 // alias is a property of an aliasObject: one of ctx's properties (prop),
-// or an object of more aliases (sub).
+// or an object of more aliases (sub, the sub'th of its layout's).
 type alias struct {
 	name string
 	prop int
 	sub  []alias
+	// subIndex numbers the aliases with a sub layout, from 0.
+	subIndex int
 }
+
+// maxSubs bounds the aliases with a sub layout in one layout.
+const maxSubs = 2
 
 // gLayout is g, the global object of API Maker's hooks, as ctx's
 // properties under API Maker's names. This is the one place g's
 // properties are listed.
 var gLayout = []alias{
-	{name: "req", prop: -1, sub: []alias{
+	{name: "req", prop: -1, subIndex: 0, sub: []alias{
 		{name: "body", prop: propRequest},
 		{name: "headers", prop: propMetadata},
 	}},
-	{name: "res", prop: -1, sub: []alias{
+	{name: "res", prop: -1, subIndex: 1, sub: []alias{
 		{name: "output", prop: propResponse},
 	}},
 	{name: "log", prop: propLog},
@@ -89,9 +103,12 @@ var gLayout = []alias{
 type aliasObject struct {
 	c      *ctxObject
 	layout []alias
-	// subs are the objects of the layout's sub aliases, once built or
-	// assigned; extra, the properties the script added.
-	subs  map[string]goja.Value
+	// subs are the objects of the layout's sub aliases, by subIndex, once
+	// built or assigned (set says which; a deleted one is nil); kids, when
+	// not nil, are where their aliasObjects go.
+	subs  [maxSubs]goja.Value
+	set   [maxSubs]bool
+	kids  *[maxSubs]aliasObject
 	extra map[string]goja.Value
 }
 
@@ -111,20 +128,19 @@ func (a *aliasObject) Get(key string) goja.Value {
 		return a.extra[key]
 	case al.prop >= 0:
 		return a.c.Get(propNames[al.prop])
+	case a.set[al.subIndex]:
+		return a.subs[al.subIndex]
 	}
-	if v, ok := a.subs[key]; ok {
-		return v
+	var kid *aliasObject
+	if a.kids != nil {
+		kid = &a.kids[al.subIndex]
+	} else {
+		kid = &aliasObject{}
 	}
-	v := a.c.r.vm.NewDynamicObject(&aliasObject{c: a.c, layout: al.sub})
-	a.setSub(key, v)
+	*kid = aliasObject{c: a.c, layout: al.sub}
+	v := a.c.r.vm.NewDynamicObject(kid)
+	a.subs[al.subIndex], a.set[al.subIndex] = v, true
 	return v
-}
-
-func (a *aliasObject) setSub(key string, v goja.Value) {
-	if a.subs == nil {
-		a.subs = map[string]goja.Value{}
-	}
-	a.subs[key] = v
 }
 
 func (a *aliasObject) Set(key string, v goja.Value) bool {
@@ -139,7 +155,7 @@ func (a *aliasObject) Set(key string, v goja.Value) bool {
 	case al.prop >= 0:
 		return a.c.Set(propNames[al.prop], v)
 	}
-	a.setSub(key, v)
+	a.subs[al.subIndex], a.set[al.subIndex] = v, true
 	return true
 }
 
@@ -152,8 +168,7 @@ func (a *aliasObject) Has(key string) bool {
 	case al.prop >= 0:
 		return a.c.Has(propNames[al.prop])
 	}
-	v, ok := a.subs[key]
-	return !ok || v != nil
+	return !a.set[al.subIndex] || a.subs[al.subIndex] != nil
 }
 
 func (a *aliasObject) Delete(key string) bool {
@@ -165,7 +180,7 @@ func (a *aliasObject) Delete(key string) bool {
 	case al.prop >= 0:
 		return a.c.Delete(propNames[al.prop])
 	}
-	a.setSub(key, nil)
+	a.subs[al.subIndex], a.set[al.subIndex] = nil, true
 	return true
 }
 
