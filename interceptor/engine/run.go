@@ -163,7 +163,11 @@ func (r *run) exec() (Outcome, error) {
 	} else if r.script.retval {
 		// brainCloud's scripts leave their result in the global retval,
 		// whatever their last statement evaluates to.
-		if rv := r.vm.Get("retval"); present(rv) {
+		var rv goja.Value
+		if err := r.try(func() { rv = r.vm.Get("retval") }); err != nil {
+			return r.failed(err)
+		}
+		if present(rv) {
 			v = rv
 		}
 	}
@@ -226,10 +230,32 @@ func (r *run) callMain(exported goja.Value) (goja.Value, error) {
 	if r.script.style == APIMaker {
 		return main(goja.Undefined(), r.c.Get(propNames[propG]))
 	}
-	if fn.(*goja.Object).Get("length").ToInteger() >= 2 {
+	var withG bool
+	if err := r.try(func() { withG = fn.(*goja.Object).Get("length").ToInteger() >= 2 }); err != nil {
+		return nil, err
+	}
+	if withG {
 		return main(goja.Undefined(), r.jsCtx, r.c.Get(propNames[propG]))
 	}
 	return main(goja.Undefined(), r.jsCtx)
+}
+
+// try runs f, which may run the script's code (a getter), outside any
+// call into the script, and returns what it threw, an interrupt included.
+func (r *run) try(f func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e, ok := p.(error)
+			if !ok {
+				panic(p)
+			}
+			err = e
+		}
+	}()
+	if ex := r.vm.Try(f); ex != nil {
+		return ex
+	}
+	return nil
 }
 
 // failed classifies an error from running JavaScript.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -401,5 +402,28 @@ func TestWithStyleRefuses(t *testing.T) {
 				t.Fatalf("WithStyle() error = %v; want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestScriptGettersCannotCrashTheRun: a retval or a function length that
+// is a getter runs as the script's code: what it throws is the hook's
+// error, and an endless one times out.
+func TestScriptGettersCannotCrashTheRun(t *testing.T) {
+	e := newEngine(t)
+	for _, tt := range []struct {
+		script string
+		kind   engine.Kind
+	}{
+		{`Object.defineProperty(globalThis, "retval", {get() { throw new Error("getter") }}); 1`, engine.Thrown},
+		{`Object.defineProperty(globalThis, "retval", {get() { for (;;) {} }}); 1`, engine.Timeout},
+		{`const f = () => {}; Object.defineProperty(f, "length", {get() { throw new Error("getter") }}); module.exports = f`, engine.Thrown},
+	} {
+		call := preCall(t)
+		call.Timeout = 50 * time.Millisecond
+		_, err := e.Run(context.Background(), compile(t, tt.script), call)
+		ee, ok := err.(*engine.Error)
+		if !ok || ee.Kind != tt.kind {
+			t.Fatalf("Run(%s) error = %v; want a failure of kind %v", tt.script, err, tt.kind)
+		}
 	}
 }
