@@ -6,4 +6,3 @@ bridge.logInfoJson("running from prehook_sendevent_adevalue message: ", message)
 var retval = {}; //prepare the return object
 retval.status = 200;
 retval.messageOverride = message;
-retval;

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"log/slog"
 	"slices"
 
 	"github.com/dop251/goja"
@@ -20,10 +21,13 @@ const (
 	propResponse
 	propLog
 	propError
+	// propG is ctx.g, the g of API Maker style hooks (see gObject): not
+	// listed by Object.keys, as it only shows ctx's own properties again.
+	propG
 	numProps
 )
 
-var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error"}
+var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error", "g"}
 
 func propIndex(key string) int {
 	for i, n := range propNames {
@@ -87,13 +91,11 @@ func (c *ctxObject) build(i int) goja.Value {
 	case propResponse:
 		return c.r.view(propResponse, call.Response)
 	case propLog:
-		log := vm.NewObject()
-		log.Set("info", c.r.logFunc(levelInfo, false))
-		log.Set("warn", c.r.logFunc(levelWarn, false))
-		log.Set("error", c.r.logFunc(levelError, false))
-		return log
+		return c.r.logObject()
 	case propError:
 		return c.r.errorValue()
+	case propG:
+		return c.r.g()
 	}
 	return goja.Undefined()
 }
@@ -134,7 +136,7 @@ func (c *ctxObject) Delete(key string) bool {
 func (c *ctxObject) Keys() []string {
 	keys := make([]string, 0, numProps+len(c.extra))
 	for i, n := range propNames {
-		if !c.deleted[i] && (i != propError || c.r.call.Phase == ErrorPhase) {
+		if !c.deleted[i] && i != propG && (i != propError || c.r.call.Phase == ErrorPhase) {
 			keys = append(keys, n)
 		}
 	}
@@ -196,32 +198,34 @@ func (d *dataObject) Keys() []string {
 }
 
 // bridgeObject is the seed-style global bridge of log functions, built when
-// first used.
+// first used. Each takes a message and an optional value; the ...Json forms
+// are the same functions under brainCloud's other names, since every value
+// is logged as JSON.
 type bridgeObject struct {
 	r    *run
 	vals map[string]goja.Value
 }
 
-var bridgeNames = []string{"logInfo", "logInfoJson", "logWarning", "logError"}
+var bridgeNames = []string{
+	"logDebug", "logInfo", "logWarning", "logError",
+	"logDebugJson", "logInfoJson", "logWarningJson", "logErrorJson",
+}
+
+// bridgeLevel is the level each of bridgeNames logs at.
+var bridgeLevel = map[string]slog.Level{
+	"logDebug": levelDebug, "logInfo": levelInfo, "logWarning": levelWarn, "logError": levelError,
+	"logDebugJson": levelDebug, "logInfoJson": levelInfo, "logWarningJson": levelWarn, "logErrorJson": levelError,
+}
 
 func (b *bridgeObject) Get(key string) goja.Value {
 	if v, ok := b.vals[key]; ok {
 		return v
 	}
-	var f func(goja.FunctionCall) goja.Value
-	switch key {
-	case "logInfo":
-		f = b.r.logFunc(levelInfo, false)
-	case "logInfoJson":
-		f = b.r.logFunc(levelInfo, true)
-	case "logWarning":
-		f = b.r.logFunc(levelWarn, false)
-	case "logError":
-		f = b.r.logFunc(levelError, false)
-	default:
+	level, ok := bridgeLevel[key]
+	if !ok {
 		return nil
 	}
-	v := b.r.vm.ToValue(f)
+	v := b.r.vm.ToValue(b.r.logFunc(level))
 	b.Set(key, v)
 	return v
 }

@@ -5,8 +5,12 @@
 //	module.exports = function main(ctx) { ... }
 //
 // (the function may be async; the module's top level runs as the body of a
-// function, as in CommonJS), or a plain script body whose completion value
-// is its result; body scripts also see the globals ctx, data and bridge.
+// function, as in CommonJS), or a plain script body whose result is its
+// global retval when it set one, else its completion value; body scripts
+// also see the globals ctx, data and bridge. Script.WithStyle(APIMaker)
+// calls a module's function as main(g) instead, and reads what it returns
+// as the call's response. Every script may log through console, and every
+// value it logs is written as JSON.
 // Scripts are compiled once (Compile) and run many times (Engine.Run); every
 // run gets a fresh runtime, so no global set by one call is visible to
 // another, and every run is bounded by a timeout that the caller keeps even

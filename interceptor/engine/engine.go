@@ -440,3 +440,8 @@ func badResult(where string, err error) error {
 func statusf(c codes.Code, format string, a ...any) *status.Status {
 	return status.New(c, fmt.Sprintf(format, a...))
 }
+
+// logEnabled reports whether a line a script logs at level is written.
+func (e *Engine) logEnabled(ctx context.Context, level slog.Level) bool {
+	return e.opts.logger.Enabled(ctx, level)
+}

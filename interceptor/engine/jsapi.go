@@ -1,36 +1,106 @@
 package engine
 
 import (
+	"encoding/json"
+	"errors"
 	"log/slog"
 
 	"github.com/dop251/goja"
 )
 
 const (
+	levelDebug = slog.LevelDebug
 	levelInfo  = slog.LevelInfo
 	levelWarn  = slog.LevelWarn
 	levelError = slog.LevelError
 )
 
-// logFunc returns a script-facing log function: f(msg, value?). With
-// jsonValue, the value is rendered as JSON text, as bridge.logInfoJson does.
-func (r *run) logFunc(level slog.Level, jsonValue bool) func(goja.FunctionCall) goja.Value {
+// logFunc returns a script-facing log function, f(msg, value?), as ctx.log
+// and bridge have them: msg is the line's message (a string as it is, any
+// other value as its JSON form), and value, when given, is logged as its
+// JSON form under the attribute "value" (see jsonOf).
+func (r *run) logFunc(level slog.Level) func(goja.FunctionCall) goja.Value {
 	return func(fc goja.FunctionCall) goja.Value {
-		msg := fc.Argument(0).String()
-		if len(fc.Arguments) < 2 {
-			r.e.log(r.ctx, &r.call, level, msg, nil, false)
+		if !r.e.logEnabled(r.ctx, level) {
 			return goja.Undefined()
 		}
-		v := fc.Argument(1)
-		var value any = v.Export()
-		if jsonValue {
-			if b, err := v.ToObject(r.vm).MarshalJSON(); err == nil {
-				value = string(b)
-			}
+		msg := r.text(fc.Argument(0))
+		if len(fc.Arguments) < 2 {
+			r.e.log(r.ctx, &r.call, level, msg, nil, false)
+		} else {
+			r.e.log(r.ctx, &r.call, level, msg, r.jsonOf(fc.Argument(1)), true)
 		}
-		r.e.log(r.ctx, &r.call, level, msg, value, true)
 		return goja.Undefined()
 	}
+}
+
+// text is v as a log line shows it: a string as it is, any other value as
+// its JSON form, and one JSON has none of (undefined, a function, a
+// symbol, a BigInt) as JavaScript's String does.
+func (r *run) text(v goja.Value) string {
+	if s, ok := v.(goja.String); ok {
+		return s.String()
+	}
+	if s, ok := r.stringify(v); ok {
+		return s
+	}
+	return v.String()
+}
+
+// jsonOf is v's JSON form, as JSON.stringify writes it: the live view of a
+// message (ctx.request, ctx.response) is written as protojson writes the
+// message. A value JSON has no form for is null; one JSON.stringify refuses
+// (a cycle, a BigInt), its String as a JSON string.
+func (r *run) jsonOf(v goja.Value) json.RawMessage {
+	if s, ok := r.stringify(v); ok {
+		return json.RawMessage(s)
+	}
+	if isObject(v) || goja.IsUndefined(v) {
+		return json.RawMessage("null")
+	}
+	b, _ := json.Marshal(v.String())
+	return b
+}
+
+// stringify calls the run's JSON.stringify on v, so that what a script
+// logs counts against its memory budget like any string it builds. It
+// reports false when the result is not a string: v has no JSON form, or
+// JSON.stringify threw. An error it cannot swallow (the budget's
+// RangeError, an interrupt) goes on up to the script.
+func (r *run) stringify(v goja.Value) (string, bool) {
+	if r.jsonStringify == nil {
+		var ok bool
+		if o, isObj := r.vm.Get("JSON").(*goja.Object); isObj {
+			r.jsonStringify, ok = goja.AssertFunction(o.Get("stringify"))
+		}
+		if !ok {
+			return "", false // the script took JSON.stringify away
+		}
+	}
+	out, err := r.jsonStringify(goja.Undefined(), v)
+	if err != nil {
+		var ex *goja.Exception
+		if !errors.As(err, &ex) || isUncatchable(err) {
+			panic(err)
+		}
+		if obj, ok := ex.Value().(*goja.Object); ok && obj == r.budget.err {
+			panic(obj)
+		}
+		return "", false
+	}
+	s, ok := out.(goja.String)
+	if !ok {
+		return "", false
+	}
+	return s.String(), true
+}
+
+// isUncatchable reports whether err ends the run whatever the script does:
+// an interrupt (a timeout, the heap limit) or a stack overflow.
+func isUncatchable(err error) bool {
+	var interrupted *goja.InterruptedError
+	var overflow *goja.StackOverflowError
+	return errors.As(err, &interrupted) || errors.As(err, &overflow)
 }
 
 // metadataObject shows incoming metadata to a script as a read-only object

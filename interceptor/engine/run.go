@@ -42,6 +42,9 @@ type run struct {
 	// views are the live views of the request and the response (indexed
 	// from propRequest), once the script asked for them.
 	views [2]messageView
+	// jsonStringify is the runtime's JSON.stringify, once something was
+	// logged.
+	jsonStringify goja.Callable
 	// tid is the OS thread the run executes on, set by the worker once the
 	// run has started (-1 when its CPU time cannot be measured); cpuStart
 	// is that thread's CPU time then, in nanoseconds.
@@ -116,7 +119,12 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 		r.live = propResponse
 	}
 	r.c.r = r
-	r.jsCtx = vm.NewDynamicObject(&r.c)
+	if s.style != APIMaker { // an API Maker style script sees g alone
+		r.jsCtx = vm.NewDynamicObject(&r.c)
+	}
+	if s.console {
+		vm.Set("console", vm.NewDynamicObject(&consoleObject{r: r}))
+	}
 	if s.module {
 		return r
 	}
@@ -152,6 +160,16 @@ func (r *run) exec() (Outcome, error) {
 		if v, err = r.callModule(v); err != nil {
 			return r.failed(err)
 		}
+	} else if r.script.retval {
+		// brainCloud's scripts leave their result in the global retval,
+		// whatever their last statement evaluates to.
+		var rv goja.Value
+		if err := r.try(func() { rv = r.vm.Get("retval") }); err != nil {
+			return r.failed(err)
+		}
+		if present(rv) {
+			v = rv
+		}
 	}
 	if p, ok := v.Export().(*goja.Promise); ok {
 		switch p.State() {
@@ -162,6 +180,9 @@ func (r *run) exec() (Outcome, error) {
 		default:
 			return Outcome{}, &Error{Kind: BadResult, Message: "the hook's promise never settled"}
 		}
+	}
+	if r.script.style == APIMaker {
+		return r.decodeReturn(v)
 	}
 	return r.decode(v)
 }
@@ -186,14 +207,18 @@ func (r *run) callModule(body goja.Value) (goja.Value, error) {
 	return r.callMain(module.Get("exports"))
 }
 
-// callMain calls the function a module exports with ctx.
+// callMain calls the function a module exports: with g in the API Maker
+// style; else with ctx, and g too when the function declares a second
+// parameter.
 func (r *run) callMain(exported goja.Value) (goja.Value, error) {
-	main, ok := goja.AssertFunction(exported)
+	fn := exported
+	main, ok := goja.AssertFunction(fn)
 	if !ok {
 		// exports.main = function ... (or exports.default).
 		if obj, isObj := exported.(*goja.Object); isObj {
 			for _, name := range []string{"default", "main"} {
-				if main, ok = goja.AssertFunction(obj.Get(name)); ok {
+				fn = obj.Get(name)
+				if main, ok = goja.AssertFunction(fn); ok {
 					break
 				}
 			}
@@ -202,7 +227,35 @@ func (r *run) callMain(exported goja.Value) (goja.Value, error) {
 	if !ok {
 		return nil, &Error{Kind: BadResult, Message: "module.exports is not a function, nor an object with a function main or default"}
 	}
+	if r.script.style == APIMaker {
+		return main(goja.Undefined(), r.c.Get(propNames[propG]))
+	}
+	var withG bool
+	if err := r.try(func() { withG = fn.(*goja.Object).Get("length").ToInteger() >= 2 }); err != nil {
+		return nil, err
+	}
+	if withG {
+		return main(goja.Undefined(), r.jsCtx, r.c.Get(propNames[propG]))
+	}
 	return main(goja.Undefined(), r.jsCtx)
+}
+
+// try runs f, which may run the script's code (a getter), outside any
+// call into the script, and returns what it threw, an interrupt included.
+func (r *run) try(f func()) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e, ok := p.(error)
+			if !ok {
+				panic(p)
+			}
+			err = e
+		}
+	}()
+	if ex := r.vm.Try(f); ex != nil {
+		return ex
+	}
+	return nil
 }
 
 // failed classifies an error from running JavaScript.
@@ -231,7 +284,8 @@ func (r *run) failed(err error) (Outcome, error) {
 }
 
 // thrown turns a thrown value into a rejection when it carries a status
-// code, and into a Thrown failure otherwise.
+// code (its property code, or else status: a gRPC code name or number, or
+// an HTTP status), and into a Thrown failure otherwise.
 func (r *run) thrown(v goja.Value) (Outcome, error) {
 	msg := v.String()
 	if obj, ok := v.(*goja.Object); ok {
@@ -243,8 +297,13 @@ func (r *run) thrown(v goja.Value) (Outcome, error) {
 			// more memory than it may have.
 			return Outcome{}, &Error{Kind: Exhausted, Message: "RangeError: " + msg}
 		}
-		if c, ok := ParseCode(obj.Get("code")); ok && c != codes.OK {
-			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
+		for _, name := range []string{"code", "status"} {
+			if cv := obj.Get(name); present(cv) {
+				if c, ok := ParseCode(cv); ok && c != codes.OK {
+					return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
+				}
+				break
+			}
 		}
 	}
 	return Outcome{}, &Error{Kind: Thrown, Message: msg}

@@ -31,16 +31,26 @@ type Script struct {
 	// define the function its calls check their source with.
 	uses       sourceUses
 	directEval bool
+	// style is how a module's function is called: see WithStyle.
+	style Style
+	// retval is set on a body script that names retval: its runs take
+	// the global retval, when set, as the result. console is set on a
+	// script that names console or may compile code at run time: only its
+	// runs define the global.
+	retval, console bool
 }
 
 // Compile parses and compiles src. name appears in stack traces and error
 // messages (the hook's key is a good name). A script that assigns
 // module.exports (or exports.*) at its top level is a module; any other is a
-// body whose completion value is the result.
+// body, which sees the globals ctx, data and bridge. A body's result is the
+// global retval when the script set it to a value (not undefined or null),
+// as brainCloud's scripts do, whatever its last statement evaluates to;
+// else its completion value.
 //
 // A module is compiled, as CommonJS does, as the body of a function of
 // module and exports: its top-level declarations belong to the run, not to
-// the global object, and a run sets no global at all. (Positions on its
+// the global object, and a run sets no global but console. (Positions on its
 // first line are shifted by the length of moduleHead in runtime stack
 // traces.) The common module that only exports a function, and whose
 // function cannot tell the difference, is compiled to that function alone,
@@ -67,6 +77,8 @@ func Compile(name, src string) (s *Script, err error) {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
 	s = &Script{name: name, source: src, module: isModule(file), uses: uses}
+	s.retval = !s.module && namesRetval.MatchString(src)
+	s.console = uses.eval || namesConsole.MatchString(src)
 	if fn := exportedFunction(file); fn != nil {
 		s.direct = true
 		file.Body[len(file.Body)-1] = &ast.ExpressionStatement{Expression: fn}

@@ -213,11 +213,22 @@ func TestSameAsInProcess(t *testing.T) {
 		{"an error hook sees the call's error and replaces it", `module.exports = c => ({status: "UNAVAILABLE", message: [c.phase, c.error.code, c.error.codeNumber, c.error.message].join(" ")})`, engine.ErrorPhase, nil},
 		{"an error hook answers", `module.exports = c => ({response: {eventId: "fallback-" + c.request.toUserId}})`, engine.ErrorPhase, nil},
 		{"an error hook goes on", `module.exports = c => { c.request.toUserId = "x" }`, engine.ErrorPhase, nil},
+		{"console logs its values as JSON", `module.exports = c => { console.warn("seen", c.request, 1) }`, engine.Pre, nil},
+		// Names starting "apimaker:" run in the API Maker style.
+		{"apimaker: a returned value answers", `module.exports = async g => ({eventId: g.req.headers["x-tenant"][0] + "-" + g.params.n})`, engine.Pre, map[string]any{"n": 2}},
+		{"apimaker: g.res.output replaced goes on", `module.exports = g => { g.res.output = {eventId: "over-" + g.res.output.eventId} }`, engine.Post, nil},
+		{"apimaker: a thrown status ends the call", `module.exports = g => { throw Object.assign(new Error("gone"), {status: 410}) }`, engine.Pre, nil},
 	}
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("x-tenant", "acme"))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := compile(t, tt.script)
+			if strings.HasPrefix(tt.name, "apimaker:") {
+				var err error
+				if s, err = s.WithStyle(engine.APIMaker); err != nil {
+					t.Fatal(err)
+				}
+			}
 			timeout := generous
 			if strings.Contains(tt.name, "timeout") {
 				timeout = 300 * time.Millisecond

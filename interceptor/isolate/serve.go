@@ -118,7 +118,10 @@ func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
 			return &isolatev1.Output{Kind: &isolatev1.Output_NeedScript{NeedScript: &isolatev1.NeedScript{Id: in.Id}}}
 		}
 		var err error
-		if script, err = engine.Compile(in.ScriptName, in.ScriptSource); err != nil {
+		if script, err = engine.Compile(in.ScriptName, in.ScriptSource); err == nil {
+			script, err = script.WithStyle(engine.Style(in.ScriptStyle))
+		}
+		if err != nil {
 			return failure(in.Id, engine.Crashed, "hook worker: "+err.Error())
 		}
 		s.scripts.add(key, script)

@@ -25,6 +25,7 @@ func (p *Pool) encodeRun(ctx context.Context, s *engine.Script, call *engine.Cal
 	in := &isolatev1.Run{
 		ScriptHash:   p.hashes.get(s),
 		ScriptName:   s.Name(),
+		ScriptStyle:  string(s.Style()),
 		Method:       call.Method,
 		Phase:        string(call.Phase),
 		Hook:         call.Hook,
@@ -191,7 +192,7 @@ func (h *scriptHashes) get(s *engine.Script) []byte {
 		h.m = map[*engine.Script][]byte{}
 	}
 	d := sha256.New()
-	fmt.Fprintf(d, "%d:%s\x00", len(s.Name()), s.Name())
+	fmt.Fprintf(d, "%d:%s\x00%s\x00", len(s.Name()), s.Name(), s.Style())
 	d.Write([]byte(s.Source()))
 	b := d.Sum(nil)
 	h.m[s] = b

@@ -284,13 +284,13 @@ func outOfMemory(line string) bool {
 	return false
 }
 
-// jsonValue decodes a logged value.
+// jsonValue is a logged value as the engine logs it in process: its JSON
+// text.
 func jsonValue(b []byte) any {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	if !json.Valid(b) {
 		return string(b)
 	}
-	return v
+	return json.RawMessage(b)
 }
 
 func formatBytes(n int64) string {

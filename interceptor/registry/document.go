@@ -31,6 +31,9 @@ type Document struct {
 	Script string `json:"script"`
 	// Lang is the script's language: "js" (when empty) or "ts".
 	Lang engine.Lang `json:"lang,omitempty"`
+	// Style is how the script's function is called: the ctx style (when
+	// empty), or "apimaker", main(g) (see engine.APIMaker).
+	Style engine.Style `json:"style,omitempty"`
 	// Params are the hook's own parameters, any JSON ({} when absent).
 	Params json.RawMessage `json:"params,omitempty"`
 	// Enabled is true when absent; a disabled hook is not run.
@@ -99,7 +102,7 @@ func documentError(err error) error {
 		switch want {
 		case "int":
 			want = "an integer"
-		case "string", "registry.OnError", "registry.Isolation", "engine.Lang":
+		case "string", "registry.OnError", "registry.Isolation", "engine.Lang", "engine.Style":
 			want = "a string"
 		case "*bool", "bool":
 			want = "true or false"
@@ -116,7 +119,7 @@ func documentError(err error) error {
 		return errors.New("document: empty")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want script, lang, params, enabled, order, timeout, onError, description, isolation, owner)", f)
+		return fmt.Errorf("document: unknown field %s (want script, lang, style, params, enabled, order, timeout, onError, description, isolation, owner)", f)
 	}
 	return fmt.Errorf("document: %w", err)
 }
@@ -135,6 +138,11 @@ func (d *Document) ValidateWithin(maxTimeout time.Duration) error {
 	case "", engine.JS, engine.TS:
 	default:
 		return fmt.Errorf("document: field lang: %q is not %q or %q", d.Lang, engine.JS, engine.TS)
+	}
+	switch d.Style {
+	case engine.CtxStyle, engine.APIMaker:
+	default:
+		return fmt.Errorf("document: field style: %q is not %q (or absent, for the ctx style)", d.Style, engine.APIMaker)
 	}
 	if len(d.Params) > 0 && !json.Valid(d.Params) {
 		return errors.New("document: field params: not valid JSON")
@@ -229,6 +237,9 @@ func Compile(k Key, d *Document) (*Hook, error) {
 	s, err := engine.CompileLang(h.ID, d.Script, d.Lang)
 	if err != nil {
 		return nil, fmt.Errorf("document: field script: %w", err)
+	}
+	if s, err = s.WithStyle(d.Style); err != nil {
+		return nil, fmt.Errorf("document: field style: %w", err)
 	}
 	h.Script = s
 	return h, nil

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 func TestDecodeDocument(t *testing.T) {
@@ -41,6 +43,19 @@ func TestDecodeDocument(t *testing.T) {
 			wantErr: `document: field script: a.B/M/pre/x:2:17: Unexpected ";"`},
 		{name: "lang must be js or ts", doc: `{"script":"1","lang":"python"}`, wantErr: `field lang: "python" is not "js" or "ts"`},
 		{name: "lang must be a string", doc: `{"script":"1","lang":1}`, wantErr: `field lang: want a string`},
+		{name: "style apimaker calls the module's function with g", doc: `{"script":"module.exports = g => {}","style":"apimaker"}`, check: func(t *testing.T, h *Hook) {
+			if h.Doc.Style != engine.APIMaker || h.Script.Style() != engine.APIMaker {
+				t.Fatalf("style %q, script's %q; want apimaker", h.Doc.Style, h.Script.Style())
+			}
+		}},
+		{name: "style apimaker in TypeScript", doc: `{"script":"import * as T from 'types';\nasync function main(g: T.IAMGlobal) {}\nmodule.exports = main;","lang":"ts","style":"apimaker"}`, check: func(t *testing.T, h *Hook) {
+			if h.Script.Style() != engine.APIMaker {
+				t.Fatalf("script's style %q; want apimaker", h.Script.Style())
+			}
+		}},
+		{name: "style apimaker needs a module", doc: `{"script":"g.res.output = 1","style":"apimaker"}`, wantErr: `field style: compile: `},
+		{name: "style must be apimaker or absent", doc: `{"script":"1","style":"express"}`, wantErr: `field style: "express" is not "apimaker" (or absent, for the ctx style)`},
+		{name: "style must be a string", doc: `{"script":"1","style":true}`, wantErr: `field style: want a string`},
 		{name: "params may be any JSON", doc: `{"script":"1","params":[1,"x"]}`},
 		{name: "null params mean {}", doc: `{"script":"1","params":null}`},
 		{name: "unknown field is named", doc: `{"script":"1","enable":true}`, wantErr: `unknown field "enable"`},

@@ -23,12 +23,12 @@ func TestApplyWritesTheManifestThenReapplyWritesNothing(t *testing.T) {
 		"+ add     events.v1.EventService/SendEvent pre deny-guest",
 		"+ add     events.v1.EventService/SendEvent pre addvalue",
 		"+ add     events.v1.EventService/SendEvent post stamp-response",
-		"3 to add, 0 to change, 0 to remove, 0 unchanged.",
+		"4 to add, 0 to change, 0 to remove, 0 unchanged.",
 		"Applied at revision")
 
 	hooks := e.hooks()
-	if len(hooks) != 3 {
-		t.Fatalf("hooks in etcd after apply: got %d; want 3: %v", len(hooks), hooks)
+	if len(hooks) != 4 {
+		t.Fatalf("hooks in etcd after apply: got %d; want 4: %v", len(hooks), hooks)
 	}
 	for key, value := range hooks {
 		k, err := registry.ParseKey(prefix, registry.HooksDir(prefix)+key)
@@ -50,7 +50,7 @@ func TestApplyWritesTheManifestThenReapplyWritesNothing(t *testing.T) {
 
 	before := e.revision()
 	r = e.want(0, "apply", "-f", scriptsDir)
-	mustContain(t, "second apply", r.stdout, "No changes: etcd matches", "3 hooks")
+	mustContain(t, "second apply", r.stdout, "No changes: etcd matches", "4 hooks")
 	if after := e.revision(); after != before {
 		t.Errorf("etcd revision after re-apply: got %d; want %d (nothing written)", after, before)
 	}
@@ -98,7 +98,7 @@ func TestChangingOneScriptPlansExactlyThatDiff(t *testing.T) {
 		"+++ "+script,
 		`-    return { status: 403, message: "events to " + ctx.request.toUserId + " are not allowed" };`,
 		`+    return { status: "PERMISSION_DENIED", message: "events to " + ctx.request.toUserId + " are not allowed" };`,
-		"0 to add, 1 to change, 0 to remove, 2 unchanged.")
+		"0 to add, 1 to change, 0 to remove, 3 unchanged.")
 	if n := strings.Count(r.stdout, "\n-  ") + strings.Count(r.stdout, "\n+  "); n != 0 {
 		t.Errorf("diff lists other hooks (%d lines):\n%s", n, r.stdout)
 	}
@@ -111,7 +111,7 @@ func TestChangingOneScriptPlansExactlyThatDiff(t *testing.T) {
 
 	// The plan as JSON names the same single change.
 	r = e.want(1, "diff", "-f", dir, "-o", "json")
-	mustContain(t, "diff -o json", r.stdout, `"changed": 1`, `"added": 0`, `"removed": 0`, `"unchanged": 2`, `"action": "change"`)
+	mustContain(t, "diff -o json", r.stdout, `"changed": 1`, `"added": 0`, `"removed": 0`, `"unchanged": 3`, `"action": "change"`)
 
 	r = e.want(0, "apply", "-f", dir)
 	mustContain(t, "apply", r.stdout, "Applied at revision", "0 added, 1 changed, 0 removed")
@@ -223,22 +223,23 @@ func TestPruneDeletesHooksTheManifestDoesNotList(t *testing.T) {
 
 	r := e.want(0, "apply", "-f", scriptsDir)
 	mustContain(t, "apply without prune", r.stdout, "No changes", "2 hook(s) in etcd are not in the manifest and stay (--prune removes them)")
-	if n := len(e.hooks()); n != 5 {
-		t.Fatalf("hooks: got %d; want 5", n)
+	if n := len(e.hooks()); n != 6 {
+		t.Fatalf("hooks: got %d; want 6", n)
 	}
 	r = e.want(1, "diff", "-f", scriptsDir, "--prune")
 	mustContain(t, "diff --prune", r.stdout, "- remove  events.v1.EventService/GetEvents pre old", "- remove  not/a/valid/hook/key", "2 to remove")
 
 	r = e.want(0, "apply", "-f", scriptsDir, "--prune", "--dry-run")
 	mustContain(t, "dry run", r.stdout, "2 to remove", "Dry run: nothing was written.")
-	if n := len(e.hooks()); n != 5 {
-		t.Fatalf("hooks after --dry-run: got %d; want 5", n)
+	if n := len(e.hooks()); n != 6 {
+		t.Fatalf("hooks after --dry-run: got %d; want 6", n)
 	}
 
 	r = e.want(0, "apply", "-f", scriptsDir, "--prune")
 	mustContain(t, "apply --prune", r.stdout, "0 added, 0 changed, 2 removed")
 	hooks := e.hooks()
 	want := []string{
+		"events.v1.EventService/GetEvents/post/latest-events",
 		"events.v1.EventService/SendEvent/post/stamp-response",
 		"events.v1.EventService/SendEvent/pre/addvalue",
 		"events.v1.EventService/SendEvent/pre/deny-guest",

@@ -242,7 +242,7 @@ func TestExitCodes(t *testing.T) {
 		{"an unknown output format", []string{"list", "-o", "xml"}, 2, `--output "xml"`},
 		{"etcd unreachable", append(unreachable, "list"), 3, "cannot reach etcd at 127.0.0.1:1"},
 		{"etcd unreachable for apply", append(unreachable, "apply", "-f", scriptsDir), 3, "cannot reach etcd at 127.0.0.1:1"},
-		{"validate needs no etcd", append(unreachable, "validate", "-f", scriptsDir), 0, "3 hooks valid"},
+		{"validate needs no etcd", append(unreachable, "validate", "-f", scriptsDir), 0, "4 hooks valid"},
 		{"test needs no etcd", append(unreachable, "test", "--hook-timeout", "5s", "-f", scriptsDir), 0, "passed, 0 failed"},
 		{"a manifest that is not there", []string{"validate", "-f", "/nonexistent/dir"}, 1, "/nonexistent/dir"},
 		{"completion", []string{"completion", "bash"}, 0, "bash completion"},

@@ -76,7 +76,7 @@ func TestAgainstARealDaemon(t *testing.T) {
 		run(0, "test", "--hook-timeout", "5s", "-f", scriptsDir, "--server", d.addr)
 		run(1, "diff", "-f", scriptsDir, "--server", d.addr)
 		r := run(0, "apply", "-f", scriptsDir, "--prune", "--server", d.addr)
-		mustContain(t, "apply", r.stdout, "3 added")
+		mustContain(t, "apply", r.stdout, "4 added")
 		run(0, "diff", "-f", scriptsDir, "--prune")
 
 		cc, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -31,6 +31,7 @@ type exportHook struct {
 	Enabled     *bool      `yaml:"enabled,omitempty"`
 	Description string     `yaml:"description,omitempty"`
 	Isolation   string     `yaml:"isolation,omitempty"`
+	Style       string     `yaml:"style,omitempty"`
 }
 
 func (a *app) exportCommand() *cobra.Command {
@@ -80,7 +81,7 @@ need it.`,
 				scripts[file] = d.Script
 				h := exportHook{Method: hookname.Method(e.Key), Phase: string(e.Key.Phase), Name: e.Key.Name, Script: file,
 					Order: d.Order, Timeout: d.Timeout, OnError: string(d.OnError), Enabled: d.Enabled,
-					Description: d.Description, Isolation: string(d.Isolation)}
+					Description: d.Description, Isolation: string(d.Isolation), Style: string(d.Style)}
 				if len(d.Params) > 0 {
 					if h.Params, err = yamljson.FromJSON(d.Params); err != nil {
 						return fmt.Errorf("%s: params: %w", e.Path, err)

@@ -32,6 +32,7 @@ type hookView struct {
 	Isolation   string          `json:"isolation,omitempty"`
 	Owner       string          `json:"owner,omitempty"`
 	Lang        string          `json:"lang,omitempty"`
+	Style       string          `json:"style,omitempty"`
 	Params      json.RawMessage `json:"params,omitempty"`
 	Script      string          `json:"script,omitempty"`
 	Revision    int64           `json:"revision"`
@@ -66,7 +67,7 @@ func viewOf(e *store.Entry, prefix string, withScript bool) hookView {
 	v.Order, v.Enabled, v.Timeout = d.Order, d.IsEnabled(), d.Timeout
 	v.OnError, v.Description = string(hookdoc.OnError(d)), d.Description
 	v.Owner = d.Owner
-	v.Isolation, v.Lang = string(d.Isolation), string(d.Lang)
+	v.Isolation, v.Lang, v.Style = string(d.Isolation), string(d.Lang), string(d.Style)
 	v.Params = json.RawMessage(hookdoc.ShowParams(d.Params))
 	if withScript {
 		v.Script = d.Script
@@ -289,6 +290,7 @@ func (a *app) getCommand() *cobra.Command {
 			t.row("description:", v.Description)
 			t.row("isolation:", hookdoc.ShowIsolation(registry.Isolation(v.Isolation)))
 			t.row("lang:", hookdoc.ShowLang(e.Doc.Lang))
+			t.row("style:", hookdoc.ShowStyle(e.Doc.Style))
 			t.row("params:", string(v.Params))
 			t.flush()
 			fmt.Fprintf(a.out, "--- script ---\n%s", v.Script)

@@ -23,6 +23,7 @@ func (a *app) testCommand() *cobra.Command {
 		file, scriptFile, method, phase, name string
 		request, response, params, timeout    string
 		onError, output, lang, callError      string
+		style                                 string
 		metadata                              []string
 		hookTimeout                           time.Duration
 		sf                                    schemaFlags
@@ -87,7 +88,7 @@ events.v1.EventService is built in.`,
 				return usageErrorf("give -f DIR, or --script FILE, --method SERVICE/METHOD and --phase pre|post|error")
 			}
 			if file != "" {
-				for _, f := range []string{"request", "response", "params", "metadata", "name", "timeout", "on-error", "lang"} {
+				for _, f := range []string{"request", "response", "params", "metadata", "name", "timeout", "on-error", "lang", "style"} {
 					if cmd.Flags().Changed(f) {
 						return usageErrorf("--%s goes with --script; with -f, cases set it", f)
 					}
@@ -116,7 +117,8 @@ events.v1.EventService is built in.`,
 			if err != nil {
 				return err
 			}
-			doc := &registry.Document{Script: script, Timeout: timeout, OnError: registry.OnError(onError), Lang: manifest.LangOf(scriptFile)}
+			doc := &registry.Document{Script: script, Timeout: timeout, OnError: registry.OnError(onError),
+				Lang: manifest.LangOf(scriptFile), Style: engine.Style(style)}
 			if lang != "" {
 				doc.Lang = engine.Lang(lang)
 			}
@@ -180,6 +182,7 @@ events.v1.EventService is built in.`,
 	f.StringVar(&timeout, "timeout", "", "the hook's own timeout, as in its document")
 	f.StringVar(&onError, "on-error", "", "the hook's onError: abort (default) or continue")
 	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
+	f.StringVar(&style, "style", "", "how the script's function is called: apimaker, main(g) (default: the ctx style)")
 	f.DurationVar(&hookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks that set none, as the daemon's --hook-timeout")
 	_ = c.MarkFlagFilename("script", "js")
 	_ = c.RegisterFlagCompletionFunc("phase", cobra.FixedCompletions([]string{"pre", "post", "error"}, cobra.ShellCompDirectiveNoFileComp))

@@ -51,7 +51,7 @@ cases:
 		`expected: {"action":"continue","request":{"toUserId":"bob","eventType":"login"}}`,
 		`actual:   {"action":"continue","request":{"toUserId":"alice","eventType":"login"},"logs":[]}`,
 		"ok    "+wrong+":12  passes",
-		"9 passed, 3 failed")
+		"11 passed, 3 failed")
 
 	r = runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir, "-o", "json"})
 	var out struct {
@@ -65,8 +65,8 @@ cases:
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatalf("test -o json: %v\n%s", err, r.stdout)
 	}
-	if r.code != 1 || out.Passed != 9 || out.Failed != 3 {
-		t.Errorf("test -o json: got exit %d, %d passed, %d failed; want 1, 9, 3", r.code, out.Passed, out.Failed)
+	if r.code != 1 || out.Passed != 11 || out.Failed != 3 {
+		t.Errorf("test -o json: got exit %d, %d passed, %d failed; want 1, 11, 3", r.code, out.Passed, out.Failed)
 	}
 }
 
@@ -105,6 +105,8 @@ func TestTestRunsOneScript(t *testing.T) {
 	dir := t.TempDir()
 	respond := filepath.Join(dir, "respond.js")
 	writeFile(t, respond, `module.exports = (ctx) => ({response: {eventId: "cached-" + ctx.metadata["x-tenant"][0]}});`)
+	gStyle := filepath.Join(dir, "g.js")
+	writeFile(t, gStyle, `module.exports = async (g) => { console.log("answering", g.req.headers["x-tenant"]); return {eventId: "g-" + g.req.headers["x-tenant"][0]} };`)
 	throws := filepath.Join(dir, "throws.js")
 	writeFile(t, throws, `throw new Error("boom")`)
 	slow := filepath.Join(dir, "slow.js")
@@ -125,9 +127,12 @@ func TestTestRunsOneScript(t *testing.T) {
 			map[string]any{"action": "continue", "request": map[string]any{"toUserId": "alice", "eventType": "x"}}},
 		{"a post-hook with its logs", []string{"--script", stamp, "--phase", "post", "--response", `{"eventId":"1"}`}, 0,
 			map[string]any{"action": "continue", "response": map[string]any{"eventId": "evt-1"},
-				"logs": []any{map[string]any{"level": "info", "message": "event stored", "value": map[string]any{"id": "evt-1", "to": nil}}}}},
+				"logs": []any{map[string]any{"level": "info", "message": "event stored", "value": map[string]any{"id": "evt-1"}}}}},
 		{"an answer in the handler's place", []string{"--script", respond, "--phase", "pre", "--metadata", "X-Tenant=acme"}, 0,
 			map[string]any{"action": "respond", "response": map[string]any{"eventId": "cached-acme"}}},
+		{"an API Maker style hook answers with the value it returns", []string{"--script", gStyle, "--phase", "pre", "--style", "apimaker", "--metadata", "X-Tenant=acme"}, 0,
+			map[string]any{"action": "respond", "response": map[string]any{"eventId": "g-acme"},
+				"logs": []any{map[string]any{"level": "info", "message": `answering ["acme"]`}}}},
 		{"a thrown error", []string{"--script", throws, "--phase", "pre"}, 1,
 			map[string]any{"action": "error", "status": map[string]any{"code": "UNKNOWN", "message": "boom"},
 				"error": map[string]any{"kind": "thrown", "message": "boom"}}},
@@ -231,8 +236,8 @@ func TestTestWritesJUnitXML(t *testing.T) {
 	if err := xml.Unmarshal([]byte(r.stdout), &suites); err != nil {
 		t.Fatalf("not XML: %v\n%s", err, r.stdout)
 	}
-	if suites.Tests == 0 || suites.Failures != 0 || len(suites.Suites) != 3 {
-		t.Errorf("got %d tests, %d failures, %d suites; want some tests, 0 failures, one suite per case file (3)", suites.Tests, suites.Failures, len(suites.Suites))
+	if suites.Tests == 0 || suites.Failures != 0 || len(suites.Suites) != 4 {
+		t.Errorf("got %d tests, %d failures, %d suites; want some tests, 0 failures, one suite per case file (4)", suites.Tests, suites.Failures, len(suites.Suites))
 	}
 
 	dir := copyDir(t, scriptsDir)

@@ -102,11 +102,20 @@ const hook: T.Hook<"events.v1.EventService/SendEvent"> = async (ctx) => {
 };
 export default hook;
 `,
-		"seed.ts": `import * as T from 'types';
-async function main(g: T.IAMGlobal) {
-    return await g.call("events.v1.EventService/GetEvents", { userId: g.req.body.userId });
+		"latest-events.ts": readFile(t, "../../scripts/latest-events.ts"),
+		"g.ts": `import * as T from 'types';
+async function main(g: T.GlobalOf<"events.v1.EventService/SendEvent">) {
+  g.req.body.eventType = g.req.headers["x-tenant"]?.[0] ?? "none";
+  g.log.debug("typed", g.req.body);
+  console.log("user", g.req.body.toUserId, g.params);
+  if (g.req.body.toUserId === "") throw Object.assign(new Error("who?"), { status: 400 });
 }
 module.exports = main;
+`,
+		"ctx-and-g.ts": `import * as T from 'types';
+export default function (ctx: T.events.v1.EventService.SendEventPre, g: T.IAMGlobal) {
+  ctx.request.eventType = g.req.headers["x-tenant"]?.[0];
+}
 `,
 		"post.ts": `import * as T from 'types';
 export function main(ctx: T.events.v1.EventService.SendEventPost): T.Result {
@@ -141,4 +150,16 @@ module.exports = main;
 		t.Fatal("tsc accepted a hook that sets ctx.request.toUserID; want an error naming the field")
 	}
 	mustContain(t, "tsc output", out, "typo.ts(3,15)", "toUserID", "SendEventRequest")
+
+	// g typed by method finds the same misspelling.
+	out, err = check(map[string]string{"gtypo.ts": `import * as T from 'types';
+async function main(g: T.GlobalOf<"events.v1.EventService/SendEvent">) {
+  g.req.body.toUserID = "bob";
+}
+module.exports = main;
+`})
+	if err == nil {
+		t.Fatal("tsc accepted a hook that sets g.req.body.toUserID; want an error naming the field")
+	}
+	mustContain(t, "tsc output", out, "gtypo.ts(3,14)", "toUserID", "SendEventRequest")
 }

@@ -81,7 +81,7 @@ func (a *app) readScript(path string) (string, error) {
 func (a *app) putCommand() *cobra.Command {
 	var (
 		scriptFile, params, timeout, onError, description string
-		isolation, output, lang                           string
+		isolation, output, lang, style                    string
 		order                                             int
 		disabled                                          bool
 		sf                                                schemaFlags
@@ -115,6 +115,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 			if lang != "" {
 				doc.Lang = engine.Lang(lang)
 			}
+			doc.Style = engine.Style(style)
 			if params != "" {
 				if doc.Params, err = a.readJSONArg("params", params); err != nil {
 					return failed(err)
@@ -185,6 +186,8 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 	f.StringVar(&description, "description", "", "what the hook is for")
 	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
 	_ = c.RegisterFlagCompletionFunc("lang", cobra.FixedCompletions([]string{"js", "ts"}, cobra.ShellCompDirectiveNoFileComp))
+	f.StringVar(&style, "style", "", "how the script's function is called: apimaker, main(g) (default: the ctx style, main(ctx))")
+	_ = c.RegisterFlagCompletionFunc("style", cobra.FixedCompletions([]string{"apimaker"}, cobra.ShellCompDirectiveNoFileComp))
 	f.StringVar(&isolation, "isolation", "", "where the hook runs: process or inprocess (default: the daemon's choice)")
 	_ = c.MarkFlagFilename("script", "js")
 	_ = c.RegisterFlagCompletionFunc("isolation", cobra.FixedCompletions([]string{"process", "inprocess"}, cobra.ShellCompDirectiveNoFileComp))

@@ -85,7 +85,16 @@ func FieldChanges(a, b *registry.Document) []Change {
 	add("description", fmt.Sprintf("%q", a.Description), fmt.Sprintf("%q", b.Description))
 	add("isolation", ShowIsolation(a.Isolation), ShowIsolation(b.Isolation))
 	add("lang", ShowLang(a.Lang), ShowLang(b.Lang))
+	add("style", ShowStyle(a.Style), ShowStyle(b.Style))
 	return out
+}
+
+// ShowStyle shows how a document's script is called, "ctx" when absent.
+func ShowStyle(s engine.Style) string {
+	if s == engine.CtxStyle {
+		return "ctx"
+	}
+	return string(s)
 }
 
 // ShowLang shows a document's script language, "js" when absent.

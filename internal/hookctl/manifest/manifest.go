@@ -20,6 +20,7 @@
 //	    description: adds campaign data to events   # optional
 //	    isolation: process                          # optional: process or inprocess
 //	    lang: ts                                    # optional: js or ts; the default comes from the script file's extension
+//	    style: apimaker                             # optional: main(g), API Maker's style; the ctx style when absent
 package manifest
 
 import (
@@ -196,7 +197,7 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	return m, nil
 }
 
-var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation", "lang"}
+var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation", "lang", "style"}
 
 // fieldInError finds the field a registry error names: "document: field
 // timeout: ...".
@@ -311,6 +312,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 		errs.Add(file, lineOf(err, at("lang")), hook, err)
 	} else if lang != "" {
 		doc.Lang = engine.Lang(lang)
+	}
+	if style, err := str("style", false); err != nil {
+		errs.Add(file, lineOf(err, at("style")), hook, err)
+	} else {
+		doc.Style = engine.Style(style)
 	}
 	var raw []byte
 	if len(errs) > 0 {

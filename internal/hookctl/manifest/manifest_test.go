@@ -27,7 +27,7 @@ func TestLoadTheExampleManifest(t *testing.T) {
 			t.Errorf("%s: not compiled", h.Name())
 		}
 	}
-	want := "events.v1.EventService/SendEvent pre deny-guest,events.v1.EventService/SendEvent pre addvalue,events.v1.EventService/SendEvent post stamp-response"
+	want := "events.v1.EventService/SendEvent pre deny-guest,events.v1.EventService/SendEvent pre addvalue,events.v1.EventService/SendEvent post stamp-response,events.v1.EventService/GetEvents post latest-events"
 	if got := strings.Join(names, ","); got != want {
 		t.Errorf("hooks: got %s; want %s", got, want)
 	}

@@ -259,6 +259,9 @@ func describeNew(h *manifest.Hook) []string {
 	if d.Lang != "" {
 		lines = append(lines, "lang: "+string(d.Lang))
 	}
+	if d.Style != "" {
+		lines = append(lines, "style: "+string(d.Style))
+	}
 	return lines
 }
 

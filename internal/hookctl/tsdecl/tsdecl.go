@@ -259,15 +259,32 @@ const header = `// Declarations of the module "types" for apihooks hooks: import
 declare var module: { exports: any };
 declare var exports: any;
 
+/**
+ * console writes lines to the daemon's log, with the method and hook
+ * attached: its values joined by spaces, strings as they are, any other
+ * value as its JSON form.
+ */
+declare var console: {
+  log(...values: any[]): void;
+  info(...values: any[]): void;
+  warn(...values: any[]): void;
+  error(...values: any[]): void;
+  debug(...values: any[]): void;
+};
+
 declare module "types" {
   /** A hook's phase. */
   export type Phase = "pre" | "post";
 
-  /** What a script logs with: a line at a level, with an optional value. */
+  /**
+   * What a script logs with: a line at a level, with an optional value. The
+   * message, unless a string, and the value are logged as their JSON forms.
+   */
   export interface Log {
-    info(msg: string, value?: any): void;
-    warn(msg: string, value?: any): void;
-    error(msg: string, value?: any): void;
+    debug(msg: any, value?: any): void;
+    info(msg: any, value?: any): void;
+    warn(msg: any, value?: any): void;
+    error(msg: any, value?: any): void;
   }
 
   /** The ctx a hook on any method sees. */
@@ -325,17 +342,40 @@ const footer = `
     (ctx: Ctx<M, P>) => Result<M> | Promise<Result<M>>;
 
   /**
-   * The global object of API Maker style hooks. Declared for hooks written in
-   * that style; the daemon passes ctx until it provides g.
+   * g, the object API Maker style hooks (document style "apimaker") are
+   * called with: main(g). Its properties are ctx's under API Maker's names.
+   * Returning nothing goes on, with the changes made to g.req.body (pre) or
+   * g.res.output (post); returning anything else answers the call with it.
+   * A hook in the ctx style gets it too, as main(ctx, g) or ctx.g.
+   * Req and Res type the messages: Global<Request<M>, Response<M>>, or
+   * GlobalOf<M>.
    */
-  export interface Global {
-    req: { body: any; headers: { [key: string]: string[] }; params: any };
-    res: { output: any };
+  export interface Global<Req = any, Res = any> {
+    req: {
+      /** The request, live: changes to it go on to the handler (pre). */
+      body: Req;
+      /** The call's incoming metadata, read-only: lower-case keys. */
+      headers: { [key: string]: string[] };
+    };
+    res: {
+      /** The response, live (post-hooks): assign it to replace it. */
+      output: Res;
+    };
     log: Log;
-    call(method: string, req: any): Promise<any>;
+    /** The hook's params, as its document sets them. */
+    params: any;
+    /** The full gRPC method: /SERVICE/METHOD. */
+    method: string;
+    phase: Phase | "error";
+    /** The hook's name. */
+    hook: string;
+    /** The call's error, in error hooks. */
+    error?: { code: string; codeNumber: number; message: string };
   }
+  /** The g of a hook on method M. */
+  export type GlobalOf<M extends MethodName> = Global<Request<M>, Response<M>>;
   /** The API Maker name of Global. */
-  export type IAMGlobal = Global;
+  export type IAMGlobal<Req = any, Res = any> = Global<Req, Res>;
 `
 
 // Tsconfig is a tsconfig.json for a directory holding types.d.ts and utils/:

@@ -248,6 +248,8 @@ type Run struct {
 	HasStatus     bool   `protobuf:"varint,19,opt,name=has_status,json=hasStatus,proto3" json:"has_status,omitempty"`
 	StatusCode    int32  `protobuf:"varint,20,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
 	StatusMessage string `protobuf:"bytes,21,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	// Script style, engine.Script.Style: how the script's function is called.
+	ScriptStyle   string `protobuf:"bytes,22,opt,name=script_style,json=scriptStyle,proto3" json:"script_style,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -425,6 +427,13 @@ func (x *Run) GetStatusCode() int32 {
 func (x *Run) GetStatusMessage() string {
 	if x != nil {
 		return x.StatusMessage
+	}
+	return ""
+}
+
+func (x *Run) GetScriptStyle() string {
+	if x != nil {
+		return x.ScriptStyle
 	}
 	return ""
 }
@@ -876,7 +885,7 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x03run\x18\x02 \x01(\v2\x18.apihooks.isolate.v1.RunH\x00R\x03runB\x06\n" +
 	"\x04kind\"*\n" +
 	"\x05Setup\x12!\n" +
-	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\x9c\x06\n" +
+	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\xbf\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
 	"\vscript_hash\x18\x02 \x01(\fR\n" +
@@ -906,7 +915,8 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"has_status\x18\x13 \x01(\bR\thasStatus\x12\x1f\n" +
 	"\vstatus_code\x18\x14 \x01(\x05R\n" +
 	"statusCode\x12%\n" +
-	"\x0estatus_message\x18\x15 \x01(\tR\rstatusMessage\x1aX\n" +
+	"\x0estatus_message\x18\x15 \x01(\tR\rstatusMessage\x12!\n" +
+	"\fscript_style\x18\x16 \x01(\tR\vscriptStyle\x1aX\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ValuesR\x05value:\x028\x01\" \n" +
