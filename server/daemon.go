@@ -166,6 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if maxRuns <= 0 {
 		maxRuns = engine.DefaultMaxRuns()
 	}
+	engine.BoundRegexpMatches()
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
 		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait),
 		engine.WithHeapLimit(cmp.Or(cfg.HookHeapLimit, engine.DefaultHeapLimit)))

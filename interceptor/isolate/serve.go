@@ -63,6 +63,7 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 	if err := s.out.write(ready); err != nil {
 		return fmt.Errorf("hook worker: %w", err)
 	}
+	engine.BoundRegexpMatches()
 	s.eng = engine.New(engine.WithLogger(slog.New(&forwarder{s: s})))
 	// A run abandoned in native code would make Close wait for it; the
 	// process ends soon after anyway.
