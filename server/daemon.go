@@ -29,6 +29,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/embedetcd"
 	"github.com/apihooks/apihooks/server/events"
+	"github.com/apihooks/apihooks/server/ops"
 	"github.com/apihooks/apihooks/server/proxy"
 )
 
@@ -92,6 +93,8 @@ type Config struct {
 	// services; without it the proxy learns them from the backend's
 	// server reflection.
 	DescriptorSet string
+	// HTTP is the operators' listener: metrics and the hooks page.
+	HTTP HTTPConfig
 }
 
 // EtcdHealthService is the health service name that is SERVING while the
@@ -110,6 +113,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("isolation %q is not inprocess or process", cfg.Isolation)
 	}
 
+	tel, err := ops.NewTelemetry(ctx, cfg.HTTP.Listen != "")
+	if err != nil {
+		return err
+	}
+	defer tel.Shutdown(context.WithoutCancel(ctx))
 	client, stopEtcd, err := connectEtcd(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -175,33 +183,36 @@ func Run(ctx context.Context, cfg Config) error {
 		isolate.WithMemoryLimit(cmp.Or(cfg.HookMemory, isolate.DefaultMemoryLimit)),
 		isolate.WithWorkers(maxRuns), isolate.WithQueueWait(cfg.HookQueueWait))
 	defer pool.Close()
+	quarantine := interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)
 	hookOpts := []interceptor.Option{
 		interceptor.WithEngine(eng),
 		interceptor.WithLogger(log),
-		interceptor.WithQuarantine(interceptor.NewQuarantine(cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor)),
+		interceptor.WithQuarantine(quarantine),
 		interceptor.WithProcessRunner(pool),
 		interceptor.WithIsolation(interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess"))),
 		// A document may ask for a worker process; it cannot opt out of
 		// the server's --isolation process.
 		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
+	hookOpts = append(hookOpts, tel.HookOptions()...)
 	var srv *grpc.Server
 	var backend *proxy.Proxy
 	if cfg.Proxy.Target == "" {
-		srv = grpc.NewServer(
+		srv = grpc.NewServer(append(tel.ServerOptions(),
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
-		)
+		)...)
 		eventsv1.RegisterEventServiceServer(srv, eventsSvc)
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel.ServerOptions(), log); err != nil {
 			return err
 		}
 		defer closeBackend()
 	}
 	healthpb.RegisterHealthServer(srv, healthSrv)
+	tel.InitializeMetrics(srv)
 
 	// Hooks are loaded (from etcd, or else from the snapshot file) before
 	// the port opens: no call is served without them.
@@ -226,6 +237,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "address", lis.Addr().String())
+	stopOps, err := startOps(ctx, cfg, opsParts{tel: tel, reg: reg, eng: eng, quarantine: quarantine, client: client, grpcAddr: lis.Addr().String()}, log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stopOps()
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr())
 	}
