@@ -281,11 +281,11 @@ async function runTest() {
 
 // ---- history ----
 
-async function openHistory(h) {
+async function openHistory(h, keepMsg) {
   $("editor").hidden = true;
   $("history").hidden = false;
   $("history-title").textContent = "History of " + h.key;
-  $("history-msg").textContent = "";
+  if (!keepMsg) $("history-msg").textContent = "";
   const rows = $("history-rows");
   rows.textContent = "";
   try {
@@ -301,15 +301,17 @@ async function openHistory(h) {
 
 async function rollback(h, rev) {
   const cur = state.groups.flatMap((g) => g.hooks).find((x) => x.key === h.key) || h;
+  let msg;
   try {
     const out = await api("POST", "/api/rollback", { key: h.key, revision: cur.revision, toRevision: rev });
-    $("history-msg").textContent = "rolled back to revision " + rev + ", now revision " + out.revision + ": " + out.change;
+    msg = "rolled back to revision " + rev + ", now revision " + out.revision + ": " + out.change;
   } catch (e) {
-    $("history-msg").textContent = e.message;
+    msg = e.message;
   }
   await refresh();
   const now = state.groups.flatMap((g) => g.hooks).find((x) => x.key === h.key);
-  if (now) await openHistory(now);
+  if (now) await openHistory(now, true);
+  $("history-msg").textContent = msg;
 }
 
 // ---- start ----
