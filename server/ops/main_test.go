@@ -157,3 +157,5 @@ func client(t *testing.T) *http.Client {
 }
 
 var inCI = os.Getenv("CI") != ""
+
+func withPrefix() clientv3.OpOption { return clientv3.WithPrefix() }
