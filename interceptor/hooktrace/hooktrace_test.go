@@ -23,7 +23,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type service struct{ eventsv1.UnimplementedEventServiceServer }
+type service struct {
+	eventsv1.UnimplementedEventServiceServer
+}
 
 func (service) SendEvent(context.Context, *eventsv1.SendEventRequest) (*eventsv1.SendEventResponse, error) {
 	return &eventsv1.SendEventResponse{EventId: "1"}, nil
