@@ -117,7 +117,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.WithoutCancel(ctx))
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("traces not all exported", "error", err)
+		}
+	}()
 	client, stopEtcd, err := connectEtcd(ctx, cfg, log)
 	if err != nil {
 		return err
