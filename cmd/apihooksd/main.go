@@ -21,6 +21,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/ops"
 )
 
 func main() {
@@ -94,6 +95,9 @@ func run(args []string) error {
 	cfg.HTTP.NoPage = !httpPage
 	if cfg.HTTP.Listen == "" && (cfg.HTTP.AuthFile != "" || cfg.HTTP.ReadOnly || !httpPage) {
 		return errors.New("--http-auth-file, --http-read-only and --http-page need --http-listen")
+	}
+	if cfg.HTTP.Listen != "" && httpPage && cfg.HTTP.AuthFile == "" && !ops.IsLoopback(cfg.HTTP.Listen) {
+		return fmt.Errorf("--http-listen %s is not a loopback address: the hooks page needs --http-auth-file there (or serve /metrics alone with --http-page=false)", cfg.HTTP.Listen)
 	}
 	cfg.EtcdEndpoints = splitList(endpoints)
 	cfg.HookServices = splitList(hookServices)
