@@ -165,9 +165,14 @@ type groupView struct {
 	Hooks  []hookView `json:"hooks"`
 }
 
+// daemonView is one record of the fleet registry: its key, its value, and
+// the fields of a daemon's record when the value has them.
 type daemonView struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name     string `json:"name"`
+	Value    string `json:"value"`
+	Address  string `json:"address,omitempty"`
+	Revision int64  `json:"revision,omitempty"`
+	Synced   *bool  `json:"synced,omitempty"`
 }
 
 type stateView struct {
@@ -267,7 +272,10 @@ func (s *Server) daemons(ctx context.Context) []daemonView {
 		if len(v) > 2000 {
 			v = v[:2000] + "…"
 		}
-		out = append(out, daemonView{Name: strings.TrimPrefix(string(kv.Key), dir), Value: v})
+		dv := daemonView{Name: strings.TrimPrefix(string(kv.Key), dir), Value: v}
+		json.Unmarshal(kv.Value, &dv) // the fields it has, if any
+		dv.Name, dv.Value = strings.TrimPrefix(string(kv.Key), dir), v
+		out = append(out, dv)
 	}
 	return out
 }

@@ -116,7 +116,14 @@ func TestPageFlagsBrokenDocuments(t *testing.T) {
 	eventually(t, "the valid hook to be in force", func() bool { return guestCode(d) == codes.OK })
 	d.put(t, edited, `{"script": "module.exports = (ctx) => {"}`)
 
+	// A fleet registry, as daemons that register themselves keep it.
+	if _, err := d.etcd.Put(context.Background(), "/apihooks/daemons/d1", `{"id": "d1", "address": "10.0.0.7:50051", "revision": 42, "synced": true}`); err != nil {
+		t.Fatal(err)
+	}
+
 	run(t, ctx, "open the page", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	waitFor(t, ctx, "the fleet's daemon in the header", `document.querySelector('#daemon').textContent.includes('d1 (10.0.0.7:50051) at 42')`,
+		`document.querySelector('#daemon').textContent`)
 	waitFor(t, ctx, "the broken hook flagged", row(broken)+` && `+row(broken)+`.querySelector('.health').textContent.startsWith('broken')`,
 		row(broken)+`?.textContent`)
 	if txt := evalString(t, ctx, row(broken)+`.querySelector('.health small').textContent`); !strings.Contains(txt, "unknown field") {

@@ -63,7 +63,13 @@ function renderDaemon() {
   if (state.lastSync) d.append(" · last sync " + new Date(state.lastSync).toLocaleTimeString());
   if (state.daemons && state.daemons.length) {
     d.append(" · daemons: ");
-    for (const x of state.daemons) d.append(el("span", { class: "daemon-entry", title: x.value }, x.name + " "));
+    for (const x of state.daemons) {
+      let label = x.name;
+      if (x.address) label += " (" + x.address + ")";
+      if (x.revision) label += " at " + x.revision;
+      if (x.synced === false) label += ", not synced";
+      d.append(el("span", { class: "daemon-entry", title: x.value }, label + "  "));
+    }
   }
   if (state.readOnly) d.append(" · ", el("b", {}, "read-only"));
   $("create").hidden = state.readOnly;
