@@ -18,6 +18,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/server/ops"
 )
 
 // benchService answers SendEvent without storing anything, so the
@@ -60,6 +61,8 @@ type benchConfig struct {
 // benchConfigs starts, on one embedded etcd, a server for each
 // configuration the benchmarks compare: no interceptors at all ("bare"), the
 // interceptors with no hook for SendEvent, one pre-hook that sets a field,
+// that pre-hook with the daemon's metrics on ("pre+metrics": gRPC server
+// metrics and hook run metrics, as apihooksd --http-listen has them),
 // that pre-hook with a post-hook, and that pre-hook run in a worker process
 // (from a pool of GOMAXPROCS workers), and the pre-hook and post-hook behind
 // a response cache, which answers every call but the first ("cached"). Each
@@ -72,6 +75,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 	hooks := map[string][]string{
 		"/no-hooks/": {"GetEvents/pre/other"},
 		"/pre/":      {"GetEvents/pre/other", "SendEvent/pre/set"},
+		"/metrics/":  {"GetEvents/pre/other", "SendEvent/pre/set"},
 		"/pre-post/": {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
 		"/process/":  {"GetEvents/pre/other", "SendEvent/pre/set"},
 		"/cached/":   {"GetEvents/pre/other", "SendEvent/pre/set", "SendEvent/post/stamp"},
@@ -82,7 +86,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 		"SendEvent/post/stamp": `{"script":"module.exports = function (ctx) { ctx.response.eventId = 'evt-' + ctx.response.eventId }"}`,
 	}
 	configs := []struct{ name, prefix string }{
-		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+post", "/pre-post/"},
+		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+metrics", "/metrics/"}, {"pre+post", "/pre-post/"},
 		{"pre(process)", "/process/"}, {"cached", "/cached/"},
 	}
 	var out []benchConfig
@@ -110,7 +114,17 @@ func benchConfigs(b *testing.B) []benchConfig {
 			if c.prefix == "/process/" {
 				iopts = append(iopts, interceptor.WithIsolation(interceptor.Process), interceptor.WithProcessRunner(testPool(b, log)))
 			}
-			opts = append(opts, grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(reg, iopts...)))
+			if c.prefix == "/metrics/" {
+				// The daemon's metrics, as --http-listen turns them on:
+				// gRPC server metrics and hook run metrics.
+				tel, err := ops.NewTelemetry(context.Background(), true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				opts = append(opts, tel.ServerOptions()...)
+				iopts = append(iopts, tel.HookOptions()...)
+			}
+			opts = append(opts, grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, iopts...)))
 		}
 		srv := grpc.NewServer(opts...)
 		eventsv1.RegisterEventServiceServer(srv, benchService{})

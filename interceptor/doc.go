@@ -2,8 +2,8 @@
 // server.
 //
 // UnaryServerInterceptor and StreamServerInterceptor take their hooks from a
-// Source (a *registry.Registry, which follows etcd) and run them with an
-// engine.Engine:
+// Source (a *registry.Registry, which follows etcd, or a *registry.Static)
+// and run them with an engine.Engine:
 //
 //   - pre-hooks run before the handler, on the request; on a stream, on every
 //     message the client sends. A pre-hook may change the request, reject the
@@ -13,5 +13,7 @@
 //     is incomplete at any point; each is logged once as skipped there.
 //
 // A method with no hooks costs one atomic load and a map lookup. Every error
-// that leaves the interceptors is a gRPC status.
+// that leaves the interceptors is a gRPC status. An Observer (WithObserver)
+// is told how each hook run ended; metrics and traces are built on it
+// (interceptor/hookmetrics, interceptor/hooktrace).
 package interceptor

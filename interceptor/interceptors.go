@@ -179,7 +179,45 @@ func (h *hooks) runHooks(ctx context.Context, hooks []*registry.Hook, call engin
 
 // run runs one hook. A failure comes back as a status error, or, for a hook
 // whose onError is "continue", as a logged Continue that changes nothing.
+// The observer, when there is one, is told how the run ended.
 func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, error) {
+	if h.opts.observer == nil {
+		out, _, err := h.runHook(ctx, hook, call)
+		return out, err
+	}
+	start := time.Now()
+	out, r, err := h.runHook(ctx, hook, call)
+	run := HookRun{Method: call.Method, Hook: hook.ID, Revision: hook.Revision, Phase: call.Phase,
+		Outcome: r.outcome, Kind: r.kind, Skipped: r.skipped, Start: start}
+	if r.ran {
+		run.Duration = time.Since(start)
+	}
+	if run.Outcome == "" {
+		switch out.Action {
+		case engine.Reject:
+			run.Outcome = OutcomeReject
+		case engine.Respond:
+			run.Outcome = OutcomeRespond
+		default:
+			run.Outcome = OutcomeContinue
+		}
+	}
+	h.opts.observer(ctx, run)
+	return out, err
+}
+
+// ran says how a run ended, for the observer, when its Outcome's Action
+// does not: outcome is empty when the Action tells.
+type ran struct {
+	outcome Outcome
+	kind    engine.Kind
+	skipped bool
+	// ran is false for a hook that was not run.
+	ran bool
+}
+
+// runHook is run, without the observer.
+func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, ran, error) {
 	if hook.Err != nil {
 		if call.Phase == engine.ErrorPhase {
 			if log, suppressed := hook.LogFailure(time.Now()); log {
@@ -187,13 +225,13 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 					"method", call.Method, "hook", hook.ID, "error", hook.Err, "failures_not_logged", suppressed)
 			}
 		}
-		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
+		return engine.Outcome{}, ran{outcome: OutcomeInvalid}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
 	}
 	if why := h.opts.quarantine.check(hook); why != "" {
 		if hook.OnError == registry.Continue {
-			return engine.Outcome{Action: engine.Continue}, nil
+			return engine.Outcome{Action: engine.Continue}, ran{outcome: OutcomeQuarantined, skipped: true}, nil
 		}
-		return engine.Outcome{}, status.Errorf(codes.Unavailable, "hook %s not run: %s", hook.ID, why)
+		return engine.Outcome{}, ran{outcome: OutcomeQuarantined}, status.Errorf(codes.Unavailable, "hook %s not run: %s", hook.ID, why)
 	}
 	call.Hook = hook.Key.Name
 	call.ID = hook.ID
@@ -207,11 +245,11 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	call.InPlace = call.Phase == engine.Pre && hook.OnError != registry.Continue
 	out, err := h.runner(hook).Run(ctx, hook.Script, call)
 	if err == nil {
-		return out, nil
+		return out, ran{ran: true}, nil
 	}
 	var ee *engine.Error
 	if !errors.As(err, &ee) {
-		return engine.Outcome{}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
+		return engine.Outcome{}, ran{outcome: OutcomeError, ran: true}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
 	}
 	if why := h.opts.quarantine.strike(hook, ee.Kind); why != "" {
 		h.opts.logger.WarnContext(ctx, "hook quarantined: calls fail fast without running it, or skip it (onError: continue)",
@@ -229,8 +267,9 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 		h.opts.logger.WarnContext(ctx, msg, "method", call.Method, "hook", hook.ID,
 			"error", ee.Message, "failures_not_logged", suppressed)
 	}
+	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip, ran: true}
 	if skip {
-		return engine.Outcome{Action: engine.Continue}, nil
+		return engine.Outcome{Action: engine.Continue}, r, nil
 	}
-	return engine.Outcome{}, ee.Status(hook.ID).Err()
+	return engine.Outcome{}, r, ee.Status(hook.ID).Err()
 }

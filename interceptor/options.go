@@ -13,6 +13,8 @@ type options struct {
 	engine     *engine.Engine
 	logger     *slog.Logger
 	quarantine *Quarantine
+	// observer, when set, is told of every hook run: see observe.go.
+	observer Observer
 	// Process isolation: see isolation.go.
 	process   Runner
 	isolation Isolation
@@ -34,6 +36,9 @@ func evaluateOptions(opts []Option) *options {
 		o.logger = slog.Default()
 	}
 	if o.engine == nil {
+		// Nobody closes this engine: its idle workers exit on their own.
+		// An embedder that wants to close it passes its own (WithEngine).
+		engine.BoundRegexpMatches()
 		o.engine = engine.New(engine.WithLogger(o.logger))
 	}
 	if o.quarantine == nil {

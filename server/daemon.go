@@ -29,6 +29,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/embedetcd"
 	"github.com/apihooks/apihooks/server/events"
+	"github.com/apihooks/apihooks/server/ops"
 	"github.com/apihooks/apihooks/server/proxy"
 )
 
@@ -94,6 +95,8 @@ type Config struct {
 	// services; without it the proxy learns them from the backend's
 	// server reflection.
 	DescriptorSet string
+	// HTTP is the operators' listener: metrics and the hooks page.
+	HTTP HTTPConfig
 }
 
 // EtcdHealthService is the health service name that is SERVING while the
@@ -112,6 +115,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("isolation %q is not inprocess or process", cfg.Isolation)
 	}
 
+	tel, err := ops.NewTelemetry(ctx, cfg.HTTP.Listen != "")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("traces not all exported", "error", err)
+		}
+	}()
 	client, stopEtcd, err := connectEtcd(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -168,6 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if maxRuns <= 0 {
 		maxRuns = engine.DefaultMaxRuns()
 	}
+	engine.BoundRegexpMatches()
 	eng := engine.New(engine.WithLogger(log), engine.WithTimeout(cfg.HookTimeout),
 		engine.WithMaxRuns(maxRuns), engine.WithQueueWait(cfg.HookQueueWait),
 		engine.WithHeapLimit(cmp.Or(cfg.HookHeapLimit, engine.DefaultHeapLimit)),
@@ -188,23 +203,25 @@ func Run(ctx context.Context, cfg Config) error {
 		// the server's --isolation process.
 		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
+	hookOpts = append(hookOpts, tel.HookOptions()...)
 	var srv *grpc.Server
 	var backend *proxy.Proxy
 	if cfg.Proxy.Target == "" {
-		srv = grpc.NewServer(
+		srv = grpc.NewServer(append(tel.ServerOptions(),
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
-		)
+		)...)
 		eventsv1.RegisterEventServiceServer(srv, eventsSvc)
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel.ServerOptions(), log); err != nil {
 			return err
 		}
 		defer closeBackend()
 	}
 	healthpb.RegisterHealthServer(srv, healthSrv)
+	tel.InitializeMetrics(srv)
 
 	// Hooks are loaded (from etcd, or else from the snapshot file) before
 	// the port opens: no call is served without them.
@@ -229,6 +246,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "address", lis.Addr().String())
+	stopOps, err := startOps(ctx, cfg, opsParts{tel: tel, reg: reg, eng: eng, quarantine: quarantine, client: client, grpcAddr: lis.Addr().String()}, log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer stopOps()
 	fleetReg := registerDaemon(client, cfg, lis.Addr().String(), reg, quarantine, log)
 	defer fleetReg.Close()
 	if cfg.Ready != nil {

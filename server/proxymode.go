@@ -16,7 +16,7 @@ import (
 // through the hooks of reg, and a function that closes the connection to
 // the backend. It learns the backend's descriptors, if it can: a backend
 // that does not answer yet is asked again when a hooked call needs them.
-func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
+func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, srvOpts []grpc.ServerOption, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
 	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithInterceptorOptions(hookOpts...)}
 	if cfg.DescriptorSet != "" {
 		set, err := proxy.ReadDescriptorSet(cfg.DescriptorSet)
@@ -43,7 +43,7 @@ func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts 
 		}
 	}
 	log.Info("proxy: forwarding to the backend", "backend", cfg.Proxy.Target, "services", len(p.Services()))
-	srv := grpc.NewServer(p.ServerOptions()...)
+	srv := grpc.NewServer(append(srvOpts, p.ServerOptions()...)...)
 	p.RegisterReflection(srv)
 	return srv, p, func() { cc.Close() }, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/ops"
 )
 
 func main() {
@@ -75,6 +76,11 @@ func run(args []string) error {
 	fs.StringVar(&cfg.Proxy.Key, "proxy-key", "", "proxy mode: client key for the backend")
 	fs.StringVar(&cfg.Proxy.Authority, "proxy-authority", "", "proxy mode: :authority of calls to the backend, and the name its certificate must have")
 	fs.StringVar(&cfg.DescriptorSet, "descriptor-set", "", "proxy mode: FileDescriptorSet of the backend's services (buf build -o, protoc --include_imports -o) instead of its server reflection")
+	var httpPage bool
+	fs.StringVar(&cfg.HTTP.Listen, "http-listen", "", "address of the operators' HTTP listener: Prometheus /metrics and the API Hooks page at / (off when empty; e.g. 127.0.0.1:9090)")
+	fs.StringVar(&cfg.HTTP.AuthFile, "http-auth-file", "", "credentials for the HTTP listener, one a line: \"bearer TOKEN\" or \"basic USER:PASSWORD\"; required for the page on any address but loopback")
+	fs.BoolVar(&cfg.HTTP.ReadOnly, "http-read-only", false, "show the hooks page but refuse every change from it")
+	fs.BoolVar(&httpPage, "http-page", true, "serve the hooks page on --http-listen; false serves /metrics alone")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -85,6 +91,13 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg.HTTP.NoPage = !httpPage
+	if cfg.HTTP.Listen == "" && (cfg.HTTP.AuthFile != "" || cfg.HTTP.ReadOnly || !httpPage) {
+		return errors.New("--http-auth-file, --http-read-only and --http-page need --http-listen")
+	}
+	if cfg.HTTP.Listen != "" && httpPage && cfg.HTTP.AuthFile == "" && !ops.IsLoopback(cfg.HTTP.Listen) {
+		return fmt.Errorf("--http-listen %s is not a loopback address: the hooks page needs --http-auth-file there (or serve /metrics alone with --http-page=false)", cfg.HTTP.Listen)
 	}
 	cfg.EtcdEndpoints = splitList(endpoints)
 	cfg.HookServices = splitList(hookServices)

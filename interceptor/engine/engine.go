@@ -20,12 +20,28 @@ import (
 // DefaultTimeout bounds a run whose Call names no timeout.
 const DefaultTimeout = 100 * time.Millisecond
 
-// regexpMatchTimeout bounds one backtracking regular expression match.
-// Interrupts do not reach into a match, so without it a catastrophic pattern
-// keeps a core busy long after its run was abandoned.
-const regexpMatchTimeout = time.Second
+// RegexpMatchTimeout bounds one backtracking regular expression match once
+// BoundRegexpMatches was called. Interrupts do not reach into a match, so
+// without it a catastrophic pattern keeps a core busy long after its run was
+// abandoned.
+const RegexpMatchTimeout = time.Second
 
 var setRegexpTimeout sync.Once
+
+// BoundRegexpMatches sets the process-wide timeout of backtracking regular
+// expression matches (regexp2.DefaultMatchTimeout, which scripts' patterns
+// with lookaround or backreferences use) to RegexpMatchTimeout, unless the
+// program set one already. It is the one process-wide setting hooks need,
+// and New does not make it: a program calls it once at start (apihooksd,
+// hookctl test and hook worker processes do; so do the interceptors when
+// they make their own engine). It is safe to call more than once.
+func BoundRegexpMatches() {
+	setRegexpTimeout.Do(func() {
+		if regexp2.DefaultMatchTimeout == time.Duration(math.MaxInt64) {
+			regexp2.DefaultMatchTimeout = RegexpMatchTimeout
+		}
+	})
+}
 
 // Phase says when a hook runs.
 type Phase string
@@ -151,14 +167,10 @@ type Engine struct {
 	heap *heapWatch
 }
 
-// New returns an engine.
+// New returns an engine, which its caller owns and closes. It changes
+// nothing beyond the engine: see BoundRegexpMatches.
 func New(opts ...Option) *Engine {
 	o := evaluateOptions(opts)
-	setRegexpTimeout.Do(func() {
-		if regexp2.DefaultMatchTimeout == time.Duration(math.MaxInt64) {
-			regexp2.DefaultMatchTimeout = regexpMatchTimeout
-		}
-	})
 	e := &Engine{opts: o, workers: newWorkers(), slots: make(chan struct{}, o.maxRuns)}
 	if o.heapLimit > 0 {
 		e.heap = newHeapWatch(uint64(o.heapLimit))

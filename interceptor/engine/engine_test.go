@@ -31,6 +31,7 @@ const leakWait = 15 * time.Second
 // so the check waits for it; regexp2 keeps a clock goroutine of its own for
 // about a second after a timed match.
 func TestMain(m *testing.M) {
+	engine.BoundRegexpMatches()
 	code := m.Run()
 	if code == 0 {
 		deadline := time.Now().Add(leakWait)

@@ -63,6 +63,7 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 	if err := s.out.write(ready); err != nil {
 		return fmt.Errorf("hook worker: %w", err)
 	}
+	engine.BoundRegexpMatches()
 	// The worker's runs have the memory budget the process has beyond its
 	// baseline, so a built-in over it throws as it would in the daemon;
 	// the kernel's limit is the ceiling of the rest, so the heap watch is

@@ -229,6 +229,7 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 	}
 
 	logs := &logCapture{}
+	engine.BoundRegexpMatches()
 	eng := engine.New(engine.WithLogger(slog.New(logs)), engine.WithTimeout(r.defaultTimeout))
 	defer eng.Close()
 	out, err := eng.Run(ctx, h.Script, call)

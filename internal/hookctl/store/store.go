@@ -202,6 +202,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// New returns a Store over a client that is already connected (a daemon's
+// own); cfg's Endpoints only name it in errors. Close closes the client.
+func New(client *clientv3.Client, cfg Config) *Store {
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = 5 * time.Second
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = registry.DefaultPrefix
+	}
+	return &Store{client: client, cfg: cfg}
+}
+
 func clientTLS(cfg Config) (*tls.Config, error) {
 	if cfg.CACert == "" && cfg.Cert == "" && cfg.Key == "" {
 		return nil, nil

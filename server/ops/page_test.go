@@ -1,0 +1,148 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+)
+
+const denyGuest = `module.exports = function (ctx) {
+  if (ctx.request.toUserId === "guest") {
+    return { status: 403, message: "guests may not send events" };
+  }
+};
+`
+
+// row is the page's row of a hook.
+func row(key string) string { return `document.querySelector('tr[data-key="` + key + `"]')` }
+
+// setScript replaces the script in the page's code editor.
+func setScript(script string) chromedp.Action[chromedp.Void] {
+	b, _ := json.Marshal(script)
+	return eval(`view.dispatch({changes: {from: 0, to: view.state.doc.length, insert: ` + string(b) + `}}); true`)
+}
+
+// guestCode calls SendEvent as the guest user and returns the status code.
+func guestCode(d *daemon) codes.Code {
+	_, err := d.events.SendEvent(context.Background(), &eventsv1.SendEventRequest{ToUserId: "guest", EventType: "t"})
+	return status.Code(err)
+}
+
+func TestPageCreatesDisablesAndRollsBackAHook(t *testing.T) {
+	d := startDaemon(t, nil)
+	ctx := browser(t)
+	const key = "events.v1.EventService/SendEvent/pre/deny-guest"
+
+	run(t, ctx, "open the page", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	waitFor(t, ctx, "the empty list", `document.querySelector('#list .empty')`)
+
+	// [+Create]: pick the method from the server's own descriptors.
+	run(t, ctx, "open the create form",
+		chromedp.Click(css(`#create`)),
+		chromedp.WaitVisible(css(`#editor`)),
+		chromedp.SetValue(css(`#f-method`), "events.v1.EventService/SendEvent"),
+		chromedp.SetValue(css(`#f-phase`), "pre"),
+		chromedp.SendKeys(css(`#f-name`), "deny-guest"),
+		chromedp.SetValue(css(`#f-description`), "Guests may not send events"),
+	)
+	options := evalAs[[]string](t, ctx, `[...document.querySelectorAll('#f-method option')].map(o => o.value)`)
+	if !contains(options, "events.v1.EventService/GetEvents") || !contains(options, "events.v1.EventService/*") {
+		t.Errorf("method picker offers %v; want the EventService's methods from the server's descriptors", options)
+	}
+
+	// A syntax error shows, in place, before saving; saving is refused.
+	run(t, ctx, "type a script with a syntax error", setScript("module.exports = function (ctx) {\n  let x = ;\n};\n"))
+	waitFor(t, ctx, "the syntax error under the editor",
+		`document.querySelector('#f-diag').textContent.includes('line 2')`, `document.querySelector('#f-diag').textContent`)
+	waitFor(t, ctx, "the syntax error in the editor's gutter", `document.querySelector('.cm-lint-marker-error')`)
+	run(t, ctx, "try to save", chromedp.Click(css(`#save`)))
+	waitFor(t, ctx, "saving refused", `document.querySelector('#save-msg').textContent.includes('not saved')`,
+		`document.querySelector('#save-msg').textContent`)
+	if code := guestCode(d); code != codes.OK {
+		t.Fatalf("after a refused save, SendEvent(guest) = %v; want OK: nothing was written", code)
+	}
+
+	// The test panel runs the hook on a sample request, unsaved.
+	run(t, ctx, "fix the script and test it",
+		setScript(denyGuest),
+		chromedp.Click(css(`#testpanel summary`)),
+		chromedp.SetValue(css(`#t-request`), `{"toUserId": "guest", "eventType": "t"}`),
+		chromedp.Click(css(`#run-test`)),
+	)
+	waitFor(t, ctx, "the test's outcome", `document.querySelector('#t-result').textContent.includes('outcome: reject')`,
+		`document.querySelector('#t-result').textContent`)
+	if !strings.Contains(evalString(t, ctx, `document.querySelector('#t-result').textContent`), "PERMISSION_DENIED") {
+		t.Errorf("test result does not show the rejection's status")
+	}
+
+	run(t, ctx, "save", chromedp.Click(css(`#save`)))
+	waitFor(t, ctx, "the new hook in the list", row(key), `document.querySelector('#save-msg').textContent`)
+	waitFor(t, ctx, "the hook loaded", row(key)+`.querySelector('.health').textContent === 'ok'`, row(key)+`.textContent`)
+	if txt := evalString(t, ctx, `document.querySelector('.group[data-target="events.v1.EventService/SendEvent"] h3').textContent`); txt != "events.v1.EventService/SendEvent" {
+		t.Errorf("group heading = %q; want the method", txt)
+	}
+	eventually(t, "the hook to reject the guest", func() bool { return guestCode(d) == codes.PermissionDenied })
+
+	// Disable it: calls go on without it.
+	run(t, ctx, "disable", chromedp.Click(css(`tr[data-key="`+key+`"] button[data-action="disable"]`)))
+	waitFor(t, ctx, "the hook shown disabled", row(key)+`.querySelector('.enabled').textContent === 'no'`, row(key)+`.textContent`)
+	eventually(t, "the disabled hook to let the guest through", func() bool { return guestCode(d) == codes.OK })
+
+	// Roll back to the version before: enabled again.
+	run(t, ctx, "open the history", chromedp.Click(css(`tr[data-key="`+key+`"] button[data-action="history"]`)))
+	waitFor(t, ctx, "two versions", `document.querySelectorAll('#history-rows tr').length === 2`)
+	run(t, ctx, "roll back", chromedp.Click(css(`#history-rows button[data-action="rollback"]`)))
+	waitFor(t, ctx, "the rollback done", `document.querySelector('#history-msg').textContent.includes('rolled back')`,
+		`document.querySelector('#history-msg').textContent`)
+	waitFor(t, ctx, "the hook shown enabled", row(key)+`.querySelector('.enabled').textContent === 'yes'`, row(key)+`.textContent`)
+	eventually(t, "the rolled back hook to reject the guest again", func() bool { return guestCode(d) == codes.PermissionDenied })
+	waitFor(t, ctx, "three versions in the history", `document.querySelectorAll('#history-rows tr').length === 3`)
+}
+
+func TestPageFlagsBrokenDocuments(t *testing.T) {
+	d := startDaemon(t, nil)
+	ctx := browser(t)
+	const broken = "events.v1.EventService/GetEvents/pre/typo"
+	const edited = "events.v1.EventService/SendEvent/pre/stamp"
+	d.put(t, broken, `{"script": "module.exports = (ctx) => {", "ordr": 1}`)
+	d.put(t, edited, `{"script": "undefined"}`)
+	eventually(t, "the valid hook to be in force", func() bool { return guestCode(d) == codes.OK })
+	d.put(t, edited, `{"script": "module.exports = (ctx) => {"}`)
+
+	// A fleet registry, as daemons that register themselves keep it.
+	if _, err := d.etcd.Put(context.Background(), "/apihooks/daemons/d1", `{"id": "d1", "address": "10.0.0.7:50051", "revision": 42, "synced": true}`); err != nil {
+		t.Fatal(err)
+	}
+
+	run(t, ctx, "open the page", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	waitFor(t, ctx, "the fleet's daemon in the header", `document.querySelector('#daemon').textContent.includes('d1 (10.0.0.7:50051) at 42')`,
+		`document.querySelector('#daemon').textContent`)
+	waitFor(t, ctx, "the broken hook flagged", row(broken)+` && `+row(broken)+`.querySelector('.health').textContent.startsWith('broken')`,
+		row(broken)+`?.textContent`)
+	if txt := evalString(t, ctx, row(broken)+`.querySelector('.health small').textContent`); !strings.Contains(txt, "unknown field") {
+		t.Errorf("broken hook's error = %q; want the document's error", txt)
+	}
+	waitFor(t, ctx, "the invalid update flagged, with the version that still runs",
+		row(edited)+` && `+row(edited)+`.querySelector('.health').textContent.startsWith('invalid; revision')`, row(edited)+`?.textContent`)
+}
+
+func evalString(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	return evalAs[string](t, ctx, expr)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
