@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 // hooks is the state both interceptors share.
@@ -21,10 +23,17 @@ type hooks struct {
 	// caches holds the response cache of each cache configuration in use,
 	// by weak pointer to it: see cacheFor.
 	caches sync.Map
+
+	// caller makes the hooks' calls to other methods (ctx.call); nil
+	// without WithCalls.
+	caller engine.Caller
 }
 
 func newHooks(o *options) *hooks {
 	h := &hooks{opts: o}
+	if o.calls != nil {
+		h.caller = o.calls.call
+	}
 	h.responseTypes.Store(&map[string]protoreflect.MessageType{})
 	return h
 }

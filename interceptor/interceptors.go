@@ -26,13 +26,17 @@ type Source interface {
 // hooks or handler, while the cache holds a response to the same request.
 func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerInterceptor {
 	h := newHooks(evaluateOptions(opts))
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	f := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		chain := src.Snapshot().Lookup(info.FullMethod)
 		if chain == nil {
 			return handler(ctx, req)
 		}
 		return h.unary(ctx, req, info.FullMethod, handler, chain)
 	}
+	if h.opts.calls != nil {
+		h.opts.calls.setInterceptor(f)
+	}
+	return f
 }
 
 // StreamServerInterceptor returns an interceptor that runs the pre-hooks on
@@ -199,6 +203,7 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	call.ID = hook.ID
 	call.Params = hook.Params
 	call.Timeout = hook.Timeout
+	call.Caller = h.caller
 	// A pre-hook may change the request in place unless it has to be
 	// undone: a call whose hook failed or rejected ends there, but one
 	// whose hook may fail and be skipped goes on with the request as it

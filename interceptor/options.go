@@ -20,6 +20,8 @@ type options struct {
 	// responseTypes, when set, replaces the lookup of response types in
 	// the descriptors linked into the program.
 	responseTypes func(method string) protoreflect.MessageType
+	// calls, when set, are the methods hooks may call (ctx.call).
+	calls *Calls
 }
 
 // Option configures the interceptors.

@@ -20,10 +20,11 @@ const (
 	propResponse
 	propLog
 	propError
+	propCall
 	numProps
 )
 
-var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error"}
+var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error", "call"}
 
 func propIndex(key string) int {
 	for i, n := range propNames {
@@ -94,6 +95,8 @@ func (c *ctxObject) build(i int) goja.Value {
 		return log
 	case propError:
 		return c.r.errorValue()
+	case propCall:
+		return c.r.callFunction()
 	}
 	return goja.Undefined()
 }
