@@ -31,6 +31,8 @@ type Script struct {
 	// define the function its calls check their source with.
 	uses       sourceUses
 	directEval bool
+	// utils are the versions of the utils bundled into the script.
+	utils []string
 }
 
 // Compile parses and compiles src. name appears in stack traces and error
