@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -34,11 +35,11 @@ func CompileModules(name, src string, lang Lang, mods Modules) (*Script, error) 
 	if lang == "" {
 		lang = JS
 	}
-	if lang == JS && !usesRequire(src) {
-		s, err := Compile(name, src)
-		if err == nil || !usesModuleSyntax(src) {
-			return s, err
+	if lang == JS && !usesModuleSyntax(src) {
+		if !usesRequire(src) {
+			return Compile(name, src)
 		}
+		return compileRequires(name, src, mods)
 	} else if lang != JS && lang != TS {
 		return CompileLang(name, src, lang) // the error naming the language
 	}
@@ -58,11 +59,77 @@ func CompileModules(name, src string, lang Lang, mods Modules) (*Script, error) 
 // sorted.
 func (s *Script) Utils() []string { return s.utils }
 
-// requireCall matches a call of require with a string: a script that has
-// one goes through the bundler, which resolves it.
-var requireCall = regexp.MustCompile(`(^|[^\w$.])require\s*\(\s*['"]`)
+// requireCall matches a call of require with a string literal, the path.
+var requireCall = regexp.MustCompile(`(?:^|[^\w$.])require\s*\(\s*(?:'([^'\n]*)'|"([^"\n]*)")\s*\)`)
 
 func usesRequire(src string) bool { return requireCall.MatchString(src) }
+
+// compileRequires compiles a JavaScript script that is not an ES module
+// but calls require: the script itself is not bundled (esbuild would drop
+// a body script's completion value), but gets a function require,
+// declared after its last line, so its lines and columns stay, over a
+// bundle of the modules it requires.
+func compileRequires(name, src string, mods Modules) (*Script, error) {
+	seen := map[string]bool{}
+	var entry strings.Builder
+	entry.WriteString("module.exports = {\n")
+	for _, m := range requireCall.FindAllStringSubmatch(src, -1) {
+		p := m[1] + m[2]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		q := strconv.Quote(p)
+		fmt.Fprintf(&entry, "  %s: require(%s),\n", q, q)
+	}
+	entry.WriteString("};\n")
+	b := newBundle(mods)
+	r := api.Build(api.BuildOptions{
+		Stdin:         &api.StdinOptions{Contents: entry.String(), Sourcefile: name, Loader: api.LoaderJS},
+		Bundle:        true,
+		Format:        api.FormatCommonJS,
+		Target:        api.ES2017,
+		Platform:      api.PlatformNeutral,
+		LegalComments: api.LegalCommentsNone,
+		LogLevel:      api.LogLevelSilent,
+		Plugins:       []api.Plugin{b.plugin()},
+	})
+	if len(r.Errors) > 0 {
+		e := transpileError(name, r.Errors)
+		if te, ok := e.(*TranspileError); ok && !strings.HasPrefix(te.Msg, "in ") {
+			return nil, fmt.Errorf("compile: %s: %s", name, te.Msg) // the entry's position is not the script's
+		}
+		return nil, e
+	}
+	if c := b.cycle(); c != "" {
+		return nil, fmt.Errorf("compile: %s: utils import each other in a cycle: %s", name, c)
+	}
+	if len(r.OutputFiles) != 1 {
+		return nil, fmt.Errorf("compile: %s: esbuild wrote %d files, want 1", name, len(r.OutputFiles))
+	}
+	s, err := Compile(name, src+"\n;"+fmt.Sprintf(requireTemplate, r.OutputFiles[0].Contents))
+	if err != nil {
+		return nil, err
+	}
+	s.utils = b.utils()
+	return s, nil
+}
+
+// requireTemplate declares the require of compileRequires around the
+// bundle of the modules required: the bundle runs on the first call.
+const requireTemplate = `function require(path) {
+  var m = require[" modules"];
+  if (m === undefined) {
+    m = require[" modules"] = (function () {
+      var module = { exports: {} }, exports = module.exports;
+%s
+      return module.exports;
+    })();
+  }
+  if (!Object.prototype.hasOwnProperty.call(m, path)) throw new Error("cannot find module " + JSON.stringify(path));
+  return m[path];
+}
+`
 
 // errNoUtils is the error of an import of a util where there are none.
 var errNoUtils = errors.New("no utils are available here")
@@ -95,7 +162,7 @@ func (b *bundle) resolve(path, importer string, fromModule bool) (string, error)
 	}
 	_, _, version, err := b.mods.Module(path)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("cannot find module %q: %w", path, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
