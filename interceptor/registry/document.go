@@ -212,8 +212,8 @@ func BuildWithin(k Key, b []byte, maxTimeout time.Duration) (*Hook, error) {
 }
 
 // BuildWithUtils is BuildWithin for a hook whose script may import the
-// utils of utils (nil: none).
-func BuildWithUtils(k Key, b []byte, maxTimeout time.Duration, utils *Utils) (*Hook, error) {
+// utils of utils (nil: none), a *Utils for instance.
+func BuildWithUtils(k Key, b []byte, maxTimeout time.Duration, utils engine.Modules) (*Hook, error) {
 	d, err := DecodeDocumentWithin(b, maxTimeout)
 	if err != nil {
 		return nil, err
@@ -225,8 +225,8 @@ func BuildWithUtils(k Key, b []byte, maxTimeout time.Duration, utils *Utils) (*H
 func Compile(k Key, d *Document) (*Hook, error) { return CompileWithUtils(k, d, nil) }
 
 // CompileWithUtils compiles the script of a decoded document, which may
-// import the utils of utils (nil: none).
-func CompileWithUtils(k Key, d *Document, utils *Utils) (*Hook, error) {
+// import the utils of utils (nil: none), a *Utils for instance.
+func CompileWithUtils(k Key, d *Document, utils engine.Modules) (*Hook, error) {
 	h := &Hook{Key: k, ID: k.String(), Doc: d, OnError: d.OnError, Isolation: d.Isolation}
 	if h.OnError == "" {
 		h.OnError = Abort
@@ -240,11 +240,7 @@ func CompileWithUtils(k Key, d *Document, utils *Utils) (*Hook, error) {
 			return nil, fmt.Errorf("document: field params: %w", err)
 		}
 	}
-	var mods engine.Modules
-	if utils != nil {
-		mods = utils
-	}
-	s, err := engine.CompileModules(h.ID, d.Script, d.Lang, mods)
+	s, err := engine.CompileModules(h.ID, d.Script, d.Lang, utils)
 	if err != nil {
 		return nil, fmt.Errorf("document: field script: %w", err)
 	}

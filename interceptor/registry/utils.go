@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -152,6 +153,40 @@ func decodeStrict(b []byte, v any, fields string) error {
 // which is active. It implements engine.Modules. It is immutable.
 type Utils struct {
 	utils map[string]*util
+	// fallback resolves the utils that utils does not hold; nil: none.
+	fallback engine.Modules
+}
+
+// StubUtils returns utils that resolve every util a script may import to
+// an empty module: they check a script and its imports' syntax where the
+// utils themselves are not known (hookctl offline, before they are
+// written).
+func StubUtils() *Utils { return &Utils{fallback: stubModules{}} }
+
+// WithFallback returns u resolving the utils it does not hold (by name)
+// through fallback.
+func (u *Utils) WithFallback(fallback engine.Modules) *Utils {
+	return &Utils{utils: u.utils, fallback: fallback}
+}
+
+type stubModules struct{}
+
+func (stubModules) Module(path string) (string, engine.Lang, string, error) {
+	name, _, _ := strings.Cut(strings.TrimPrefix(path, engine.UtilsPrefix), "@")
+	if err := ValidUtilName(name); err != nil {
+		return "", "", "", err
+	}
+	return "module.exports = {};", engine.JS, path, nil
+}
+
+// Names returns the names of the utils u holds, sorted.
+func (u *Utils) Names() []string {
+	names := make([]string, 0, len(u.utils))
+	for n := range u.utils {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 type util struct {
@@ -207,6 +242,9 @@ func (u *Utils) Module(path string) (string, engine.Lang, string, error) {
 	ref := strings.TrimPrefix(path, engine.UtilsPrefix)
 	name, vs, pinned := strings.Cut(ref, "@")
 	x := u.utils[name]
+	if x == nil && u.fallback != nil {
+		return u.fallback.Module(path)
+	}
 	if x == nil {
 		return "", "", "", fmt.Errorf("no util %q: nothing is stored under %s%s/", name, engine.UtilsPrefix, name)
 	}
