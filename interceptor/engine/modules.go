@@ -65,49 +65,70 @@ var requireCall = regexp.MustCompile(`(?:^|[^\w$.])require\s*\(\s*(?:'([^'\n]*)'
 func usesRequire(src string) bool { return requireCall.MatchString(src) }
 
 // compileRequires compiles a JavaScript script that is not an ES module
-// but calls require: the script itself is not bundled (esbuild would drop
-// a body script's completion value), but gets a function require,
-// declared after its last line, so its lines and columns stay, over a
-// bundle of the modules it requires.
+// but calls require. The script itself is not bundled (esbuild would drop
+// a body script's completion value): it gets a function require, declared
+// after its last line so that its lines and columns stay, over a table of
+// the modules it requires, directly or through other utils, each compiled
+// into the script as a function of module and exports (a util written as
+// an ES module or in TypeScript is first turned into CommonJS), and run on
+// its first require in a run.
 func compileRequires(name, src string, mods Modules) (*Script, error) {
-	seen := map[string]bool{}
-	var entry strings.Builder
-	entry.WriteString("module.exports = {\n")
-	for _, m := range requireCall.FindAllStringSubmatch(src, -1) {
-		p := m[1] + m[2]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		q := strconv.Quote(p)
-		fmt.Fprintf(&entry, "  %s: require(%s),\n", q, q)
-	}
-	entry.WriteString("};\n")
 	b := newBundle(mods)
-	r := api.Build(api.BuildOptions{
-		Stdin:         &api.StdinOptions{Contents: entry.String(), Sourcefile: name, Loader: api.LoaderJS},
-		Bundle:        true,
-		Format:        api.FormatCommonJS,
-		Target:        api.ES2017,
-		Platform:      api.PlatformNeutral,
-		LegalComments: api.LegalCommentsNone,
-		LogLevel:      api.LogLevelSilent,
-		Plugins:       []api.Plugin{b.plugin()},
-	})
-	if len(r.Errors) > 0 {
-		e := transpileError(name, r.Errors)
-		if te, ok := e.(*TranspileError); ok && !strings.HasPrefix(te.Msg, "in ") {
-			return nil, fmt.Errorf("compile: %s: %s", name, te.Msg) // the entry's position is not the script's
+	// index maps a module's version to its place in the table; alias maps
+	// each path required to the version.
+	index := map[string]int{}
+	alias := map[string]string{}
+	var bodies []string
+	var visit func(code, importer string) error
+	visit = func(code, importer string) error {
+		for _, m := range requireCall.FindAllStringSubmatch(code, -1) {
+			p := m[1] + m[2]
+			version, err := b.resolve(p, importer, importer != "")
+			if err != nil {
+				return err
+			}
+			alias[p] = version
+			if _, done := index[version]; done {
+				continue
+			}
+			index[version] = len(bodies)
+			bodies = append(bodies, "")
+			body, err := b.commonJS(version)
+			if err != nil {
+				return err
+			}
+			bodies[index[version]] = body
+			if err := visit(body, version); err != nil {
+				return err
+			}
 		}
-		return nil, e
+		return nil
+	}
+	if err := visit(src, ""); err != nil {
+		return nil, fmt.Errorf("compile: %s: %w", name, err)
 	}
 	if c := b.cycle(); c != "" {
 		return nil, fmt.Errorf("compile: %s: utils import each other in a cycle: %s", name, c)
 	}
-	if len(r.OutputFiles) != 1 {
-		return nil, fmt.Errorf("compile: %s: esbuild wrote %d files, want 1", name, len(r.OutputFiles))
+	var t strings.Builder
+	t.WriteString("\n;function require(path) {\n  var i;\n  switch (path) {\n")
+	paths := make([]string, 0, len(alias))
+	for p := range alias {
+		paths = append(paths, p)
 	}
-	s, err := Compile(name, src+"\n;"+fmt.Sprintf(requireTemplate, r.OutputFiles[0].Contents))
+	slices.Sort(paths)
+	for _, p := range paths {
+		fmt.Fprintf(&t, "  case %s: i = %d; break;\n", strconv.Quote(p), index[alias[p]])
+	}
+	t.WriteString("  default: throw new Error(\"cannot find module \" + JSON.stringify(path));\n  }\n")
+	t.WriteString("  if (" + requiredName + " === undefined) " + requiredName + " = [];\n")
+	t.WriteString("  var module = " + requiredName + "[i];\n  if (module !== undefined) return module.exports;\n")
+	t.WriteString("  module = " + requiredName + "[i] = { exports: {} };\n  switch (i) {\n")
+	for i, body := range bodies {
+		fmt.Fprintf(&t, "  case %d: (function (module, exports) {\n%s\n})(module, module.exports); break;\n", i, body)
+	}
+	t.WriteString("  }\n  return module.exports;\n}\nvar " + requiredName + ";\n")
+	s, err := Compile(name, src+t.String())
 	if err != nil {
 		return nil, err
 	}
@@ -115,21 +136,34 @@ func compileRequires(name, src string, mods Modules) (*Script, error) {
 	return s, nil
 }
 
-// requireTemplate declares the require of compileRequires around the
-// bundle of the modules required: the bundle runs on the first call.
-const requireTemplate = `function require(path) {
-  var m = require[" modules"];
-  if (m === undefined) {
-    m = require[" modules"] = (function () {
-      var module = { exports: {} }, exports = module.exports;
-%s
-      return module.exports;
-    })();
-  }
-  if (!Object.prototype.hasOwnProperty.call(m, path)) throw new Error("cannot find module " + JSON.stringify(path));
-  return m[path];
+// requiredName names the table of the modules a run has required; no
+// script is expected to use it.
+const requiredName = "__apihooks_required__"
+
+// commonJS returns the source of a resolved module as CommonJS: as it is
+// for JavaScript without import or export statements, else turned into
+// CommonJS by esbuild.
+func (b *bundle) commonJS(path string) (string, error) {
+	src, loader, err := b.load(path)
+	if err != nil {
+		return "", err
+	}
+	if loader == api.LoaderJS && !usesModuleSyntax(src) {
+		return src, nil
+	}
+	r := api.Transform(src, api.TransformOptions{
+		Loader: loader, Format: api.FormatCommonJS, Target: api.ES2017, Platform: api.PlatformNeutral,
+		Sourcefile: path, LegalComments: api.LegalCommentsNone, LogLevel: api.LogLevelSilent,
+	})
+	if len(r.Errors) > 0 {
+		m := r.Errors[0]
+		if m.Location != nil {
+			return "", fmt.Errorf("in %s at %d:%d: %s", path, m.Location.Line, m.Location.Column+1, m.Text)
+		}
+		return "", fmt.Errorf("in %s: %s", path, m.Text)
+	}
+	return string(r.Code), nil
 }
-`
 
 // errNoUtils is the error of an import of a util where there are none.
 var errNoUtils = errors.New("no utils are available here")
