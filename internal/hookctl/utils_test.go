@@ -52,6 +52,11 @@ func TestUtilsPutActivateListHistory(t *testing.T) {
 		t.Errorf("a broken util was written")
 	}
 
+	// put refuses a hook that imports a util nobody has.
+	writeFile(t, filepath.Join(dir, "nowhere.js"), `const n = require('utils/Nowhere'); module.exports = function () {}`)
+	r = e.want(1, "put", "events.v1.EventService/SendEvent", "pre", "nowhere", "--script", filepath.Join(dir, "nowhere.js"))
+	mustContain(t, "put of a hook importing a missing util", r.stderr, `no util "Nowhere"`)
+
 	// A hook that imports add from the util.
 	e.put("events.v1.EventService/SendEvent/pre/sum",
 		`{"script":"import { add } from 'utils/Addition'; export default function (ctx) { ctx.request.eventType = 'sum ' + add(1, 2) }"}`)
