@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 // Calls is the set of unary methods a hook may call with ctx.call: the
@@ -39,7 +41,14 @@ func NewCalls() *Calls { return &Calls{methods: map[string]callable{}} }
 // WithCalls lets hooks call the methods of c with ctx.call. The unary
 // interceptor built with it is the one that runs the hooks of those calls.
 func WithCalls(c *Calls) Option {
-	return func(o *options) { o.calls = c }
+	return func(o *options) { o.calls, o.caller = c, c.call }
+}
+
+// WithCaller makes c the hooks' ctx.call, for a server whose methods are
+// not registered Go services (a proxy): c must run the hooks of the method
+// it calls, passing on the context it is given (see engine.Caller).
+func WithCaller(c engine.Caller) Option {
+	return func(o *options) { o.calls, o.caller = nil, c }
 }
 
 // Registrar returns a grpc.ServiceRegistrar that registers each service on

@@ -25,15 +25,12 @@ type hooks struct {
 	caches sync.Map
 
 	// caller makes the hooks' calls to other methods (ctx.call); nil
-	// without WithCalls.
+	// without WithCalls or WithCaller.
 	caller engine.Caller
 }
 
 func newHooks(o *options) *hooks {
-	h := &hooks{opts: o}
-	if o.calls != nil {
-		h.caller = o.calls.call
-	}
+	h := &hooks{opts: o, caller: o.caller}
 	h.responseTypes.Store(&map[string]protoreflect.MessageType{})
 	return h
 }

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/proxy"
 )
 
 const (
@@ -191,4 +193,31 @@ func TestCallsBetweenMethods(t *testing.T) {
 			t.Fatalf("GetEvents with a forged chain header = %v; want it answered as without", err)
 		}
 	})
+}
+
+// TestCallsThroughTheProxy: in proxy mode, a hook's ctx.call goes to the
+// backend through the proxy's own hooks.
+func TestCallsThroughTheProxy(t *testing.T) {
+	backend := startDaemon(t)
+	front := startDaemonWith(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend.addrs[0]} })
+	client := eventsv1.NewEventServiceClient(front.conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-tenant", "acme")
+	putHooks(t, front, map[string]string{
+		"SendEvent/pre/ask": `module.exports = async function (ctx) {
+			const r = await ctx.call("` + getEvents + `", {userId: "quiet"});
+			return {status: "ABORTED", message: "answer: " + r.events.map(e => e.eventType).join(",")};
+		}`,
+		"GetEvents/post/add": `module.exports = function (ctx) {
+			const events = ctx.response.events || [];
+			events.push({eventId: "x", eventType: "added-by-the-proxy-for-" + ctx.metadata["x-tenant"][0]});
+			ctx.response.events = events;
+		}`,
+	}, func() bool {
+		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+		return strings.Contains(status.Convert(err).Message(), "answer:")
+	})
+	_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+	if got, want := status.Convert(err), "answer: added-by-the-proxy-for-acme"; got.Code() != codes.Aborted || got.Message() != want {
+		t.Fatalf("SendEvent through the proxy = %v; want ABORTED %q", err, want)
+	}
 }
