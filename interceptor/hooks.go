@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 // hooks is the state both interceptors share.
@@ -21,10 +23,14 @@ type hooks struct {
 	// caches holds the response cache of each cache configuration in use,
 	// by weak pointer to it: see cacheFor.
 	caches sync.Map
+
+	// caller makes the hooks' calls to other methods (ctx.call); nil
+	// without WithCalls or WithCaller.
+	caller engine.Caller
 }
 
 func newHooks(o *options) *hooks {
-	h := &hooks{opts: o}
+	h := &hooks{opts: o, caller: o.caller}
 	h.responseTypes.Store(&map[string]protoreflect.MessageType{})
 	return h
 }

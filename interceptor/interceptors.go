@@ -26,13 +26,17 @@ type Source interface {
 // hooks or handler, while the cache holds a response to the same request.
 func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerInterceptor {
 	h := newHooks(evaluateOptions(opts))
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	f := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		chain := src.Snapshot().Lookup(info.FullMethod)
 		if chain == nil {
 			return handler(ctx, req)
 		}
 		return h.unary(ctx, req, info.FullMethod, handler, chain)
 	}
+	if h.opts.calls != nil {
+		h.opts.calls.setInterceptor(f)
+	}
+	return f
 }
 
 // StreamServerInterceptor returns an interceptor that runs the pre-hooks on
@@ -63,8 +67,8 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 		w := &hookedStream{ServerStream: ss, hooks: h, chain: chain, method: info.FullMethod}
 		err := handler(srv, w)
 		switch {
-		case w.rejected != nil:
-			return w.rejected
+		case w.rejectedErr() != nil:
+			return w.rejectedErr()
 		case w.answered():
 			return nil
 		}
@@ -237,6 +241,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 	call.ID = hook.ID
 	call.Params = hook.Params
 	call.Timeout = hook.Timeout
+	call.Caller = h.caller
 	// A pre-hook may change the request in place unless it has to be
 	// undone: a call whose hook failed or rejected ends there, but one
 	// whose hook may fail and be skipped goes on with the request as it

@@ -57,7 +57,7 @@ module.exports = main;`, `"lang":"ts"`, `"params":{"suffix":"+ts"}`, long)},
 		{name: "an import of a module that does not exist fails the calls it covers, naming it",
 			hooks:    map[string]string{sendEventKey + "pre/imports": doc("import * as A from 'utils/Addition';\nexport default (ctx: any) => A;", `"lang":"ts"`)},
 			wantCode: codes.Internal,
-			wantMsg:  `pre/imports:1:20: cannot find module "utils/Addition": only "types" is available`},
+			wantMsg:  `pre/imports:1:20: cannot find module "utils/Addition": no util "Addition": nothing is stored under utils/Addition/`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

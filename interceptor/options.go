@@ -22,6 +22,10 @@ type options struct {
 	// responseTypes, when set, replaces the lookup of response types in
 	// the descriptors linked into the program.
 	responseTypes func(method string) protoreflect.MessageType
+	// calls, when set, are the methods hooks may call (ctx.call), and
+	// caller makes those calls.
+	calls  *Calls
+	caller engine.Caller
 }
 
 // Option configures the interceptors.

@@ -2,6 +2,7 @@ package interceptor
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,9 +24,10 @@ type hookedStream struct {
 	chain  *registry.Chain
 	method string
 
-	// rejected is the status a hook ended the stream with. Only RecvMsg
-	// sets it, and gRPC calls RecvMsg from one goroutine at a time.
-	rejected error
+	// rejected holds the status a hook ended the stream with. RecvMsg
+	// sets it; the interceptor reads it once the handler returned, while
+	// a goroutine of the handler may still be receiving.
+	rejected atomic.Pointer[error]
 
 	// mu serializes sends, which a handler may make from another goroutine
 	// than the one receiving: its own, and a hook's answer.
@@ -33,6 +35,20 @@ type hookedStream struct {
 	// responded is set once a hook answered in the handler's place; the
 	// handler's own messages are dropped from then on.
 	responded bool
+}
+
+// reject records err as the status the stream ends with, and returns it.
+func (s *hookedStream) reject(err error) error {
+	s.rejected.Store(&err)
+	return err
+}
+
+// rejectedErr is the status a hook ended the stream with, or nil.
+func (s *hookedStream) rejectedErr() error {
+	if p := s.rejected.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // answered reports whether a hook answered the call.
@@ -44,8 +60,8 @@ func (s *hookedStream) answered() bool {
 
 func (s *hookedStream) RecvMsg(m any) error {
 	switch {
-	case s.rejected != nil:
-		return s.rejected
+	case s.rejectedErr() != nil:
+		return s.rejectedErr()
 	case s.answered():
 		return errAnswered
 	}
@@ -54,24 +70,21 @@ func (s *hookedStream) RecvMsg(m any) error {
 	}
 	msg, ok := m.(proto.Message)
 	if !ok {
-		s.rejected = status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", s.method, m)
-		return s.rejected
+		return s.reject(status.Errorf(codes.Internal, "hooks of %s need protobuf messages, got %T", s.method, m))
 	}
 	ctx := s.Context()
 	call := engine.Call{Method: s.method, Phase: engine.Pre, ResponseType: s.hooks.responseType(s.method)}
 	cur, answer, err := s.hooks.runHooks(ctx, s.chain.Pre, call, msg)
 	switch {
 	case err != nil:
-		s.rejected = err
-		return err
+		return s.reject(err)
 	case answer != nil:
 		s.mu.Lock()
 		err := s.ServerStream.SendMsg(answer)
 		s.responded = err == nil
 		s.mu.Unlock()
 		if err != nil {
-			s.rejected = err
-			return err
+			return s.reject(err)
 		}
 		return errAnswered
 	}

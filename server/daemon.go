@@ -207,11 +207,14 @@ func Run(ctx context.Context, cfg Config) error {
 	var srv *grpc.Server
 	var backend *proxy.Proxy
 	if cfg.Proxy.Target == "" {
+		// Hooks may call the example service's methods (ctx.call).
+		calls := interceptor.NewCalls()
+		hookOpts := append(hookOpts, interceptor.WithCalls(calls))
 		srv = grpc.NewServer(append(tel.ServerOptions(),
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 		)...)
-		eventsv1.RegisterEventServiceServer(srv, eventsSvc)
+		eventsv1.RegisterEventServiceServer(calls.Registrar(srv), eventsSvc)
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()

@@ -24,10 +24,11 @@ const (
 	// propG is ctx.g, the g of API Maker style hooks (see gObject): not
 	// listed by Object.keys, as it only shows ctx's own properties again.
 	propG
+	propCall
 	numProps
 )
 
-var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error", "g"}
+var propNames = [numProps]string{"method", "phase", "hook", "params", "metadata", "request", "response", "log", "error", "g", "call"}
 
 func propIndex(key string) int {
 	for i, n := range propNames {
@@ -96,6 +97,8 @@ func (c *ctxObject) build(i int) goja.Value {
 		return c.r.errorValue()
 	case propG:
 		return c.r.g()
+	case propCall:
+		return c.r.callFunction()
 	}
 	return goja.Undefined()
 }

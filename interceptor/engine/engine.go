@@ -92,6 +92,9 @@ type Call struct {
 	// Status is the status the call ends with so far, for error hooks,
 	// shown to the script as ctx.error.
 	Status *status.Status
+	// Caller makes the script's calls to other methods (ctx.call); they
+	// fail with UNIMPLEMENTED when it is nil.
+	Caller Caller
 }
 
 // Action is what the caller does after a hook.
@@ -244,12 +247,18 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	if err := ctx.Err(); err != nil {
 		return Outcome{}, canceled(err)
 	}
+	// A run in a call a hook made (ctx.call) uses the slot of the run
+	// that waits for it.
+	nested := InNestedCall(ctx)
 	w := waiters.Get().(*waiter)
-	if err := e.admit(ctx, w); err != nil {
-		waiters.Put(w)
-		return Outcome{}, err
+	if !nested {
+		if err := e.admit(ctx, w); err != nil {
+			waiters.Put(w)
+			return Outcome{}, err
+		}
 	}
 	r := newRun(ctx, e, s, call)
+	r.unadmitted = nested
 	r.done = w.done
 	start := time.Now()
 	e.workers.do(r)
@@ -356,7 +365,9 @@ func (r *run) execute() {
 		}
 		r.e.heap.remove(r)
 		runtime.UnlockOSThread()
-		r.e.release()
+		if !r.unadmitted {
+			r.e.release()
+		}
 		r.done <- res
 	}()
 	res.out, res.err = r.exec()

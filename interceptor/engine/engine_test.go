@@ -168,7 +168,7 @@ func TestScriptContract(t *testing.T) {
 			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"via-data","toUserId":"via-ctx"}`},
 		{name: "ctx lists its properties and keeps the script's own",
 			script:   `module.exports = function (ctx) { ctx.mine = 1; ctx.request.eventType = Object.keys(ctx).join() + " " + ctx.mine + " " + ("log" in ctx) }`,
-			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"method,phase,hook,params,metadata,request,response,log,mine 1 true","toUserId":"alice"}`},
+			wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"method,phase,hook,params,metadata,request,response,log,call,mine 1 true","toUserId":"alice"}`},
 		{name: "objects assigned into the request stay live, as on any object",
 			script: `module.exports = function (ctx) {
 				const extra = {}; ctx.request.eventData.extra = extra; extra.n = 1;

@@ -38,7 +38,7 @@ func TestErrorHookContract(t *testing.T) {
 			wantAction: engine.Reject, wantCode: codes.Internal, wantMsg: "error NOT_FOUND 5 no such event"},
 		{name: "ctx.request is the request, and ctx lists error",
 			script:     `module.exports = function (ctx) { return {status: 400, message: ctx.request.toUserId + " " + Object.keys(ctx).join()} }`,
-			wantAction: engine.Reject, wantCode: codes.InvalidArgument, wantMsg: "alice method,phase,hook,params,metadata,request,response,log,error"},
+			wantAction: engine.Reject, wantCode: codes.InvalidArgument, wantMsg: "alice method,phase,hook,params,metadata,request,response,log,error,call"},
 		{name: "nothing keeps the status",
 			script:     `module.exports = function (ctx) { ctx.request.toUserId = "changed" }`,
 			wantAction: engine.Continue},

@@ -66,7 +66,7 @@ func CompileLang(name, src string, lang Lang) (*Script, error) {
 	default:
 		return nil, fmt.Errorf("compile: %s: language %q is not %q or %q", name, lang, JS, TS)
 	}
-	js, err := Transpile(name, src, lang)
+	js, _, err := transpile(name, src, lang, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +82,18 @@ func usesModuleSyntax(src string) bool { return moduleSyntax.MatchString(src) }
 // Transpile turns src, written in lang, into the CommonJS JavaScript that
 // CompileLang compiles: see there.
 func Transpile(name, src string, lang Lang) (string, error) {
+	js, _, err := transpile(name, src, lang, nil)
+	return js, err
+}
+
+// transpile is Transpile with the utils of mods, and returns the versions
+// of the utils it bundled.
+func transpile(name, src string, lang Lang, mods Modules) (string, []string, error) {
 	loader := api.LoaderJS
 	if lang == TS {
 		loader = api.LoaderTS
 	}
+	b := newBundle(mods)
 	r := api.Build(api.BuildOptions{
 		Stdin:         &api.StdinOptions{Contents: src, Sourcefile: name, Loader: loader},
 		Bundle:        true,
@@ -95,15 +103,19 @@ func Transpile(name, src string, lang Lang) (string, error) {
 		Sourcemap:     api.SourceMapInline,
 		LegalComments: api.LegalCommentsNone,
 		LogLevel:      api.LogLevelSilent,
-		Plugins:       []api.Plugin{modulesPlugin},
+		Plugins:       []api.Plugin{b.plugin()},
 	})
 	if len(r.Errors) > 0 {
-		return "", transpileError(name, r.Errors)
+		return "", nil, transpileError(name, r.Errors)
+	}
+	if c := b.cycle(); c != "" {
+		return "", nil, fmt.Errorf("compile: %s: utils import each other in a cycle: %s", name, c)
 	}
 	if len(r.OutputFiles) != 1 {
-		return "", fmt.Errorf("compile: %s: esbuild wrote %d files, want 1", name, len(r.OutputFiles))
+		return "", nil, fmt.Errorf("compile: %s: esbuild wrote %d files, want 1", name, len(r.OutputFiles))
 	}
-	return exportMain(name, string(r.OutputFiles[0].Contents))
+	js, err := exportMain(name, string(r.OutputFiles[0].Contents))
+	return js, b.utils(), err
 }
 
 func transpileError(name string, msgs []api.Message) error {
@@ -111,6 +123,10 @@ func transpileError(name string, msgs []api.Message) error {
 	e := &TranspileError{Name: name, Msg: m.Text, More: len(msgs) - 1}
 	if m.Location != nil {
 		e.Line, e.Column = m.Location.Line, m.Location.Column+1
+		if f, ok := strings.CutPrefix(m.Location.File, moduleNamespace+":"); ok {
+			// The error is in a util the script imports.
+			e.Msg = fmt.Sprintf("in %s at %d:%d: %s", f, e.Line, e.Column, e.Msg)
+		}
 	}
 	return e
 }
@@ -176,40 +192,9 @@ const exportMainCode = `;(function (m) {
 })(module);
 `
 
-// modulesPlugin resolves the modules a script imports: see resolveModule.
-var modulesPlugin = api.Plugin{Name: "apihooks-modules", Setup: func(b api.PluginBuild) {
-	b.OnResolve(api.OnResolveOptions{Filter: ".*"}, func(a api.OnResolveArgs) (api.OnResolveResult, error) {
-		if a.Kind == api.ResolveEntryPoint {
-			return api.OnResolveResult{}, nil
-		}
-		if _, err := resolveModule(a.Path); err != nil {
-			return api.OnResolveResult{}, err
-		}
-		return api.OnResolveResult{Path: a.Path, Namespace: moduleNamespace, SideEffects: api.SideEffectsFalse}, nil
-	})
-	b.OnLoad(api.OnLoadOptions{Filter: ".*", Namespace: moduleNamespace}, func(a api.OnLoadArgs) (api.OnLoadResult, error) {
-		src, err := resolveModule(a.Path)
-		if err != nil {
-			return api.OnLoadResult{}, err
-		}
-		return api.OnLoadResult{Contents: &src, Loader: api.LoaderJS}, nil
-	})
-}}
-
-// moduleNamespace is esbuild's namespace for the modules resolveModule
+// moduleNamespace is esbuild's namespace for the modules a bundle
 // provides.
 const moduleNamespace = "apihooks"
 
 // errNoModule is the error of an import of a module that does not exist.
-var errNoModule = errors.New(`only "` + TypesModule + `" is available`)
-
-// resolveModule returns the JavaScript source of the module a script
-// imports as path. types holds declarations only, so at run time it is an
-// empty object. This is where modules of shared code (utils/...) are to be
-// looked up.
-func resolveModule(path string) (string, error) {
-	if path == TypesModule {
-		return "module.exports = {};", nil
-	}
-	return "", fmt.Errorf("cannot find module %q: %w", path, errNoModule)
-}
+var errNoModule = errors.New(`only "` + TypesModule + `" and utils (` + UtilsPrefix + `Name) are available`)

@@ -50,6 +50,10 @@ type run struct {
 	// is that thread's CPU time then, in nanoseconds.
 	tid      atomic.Int64
 	cpuStart int64
+	// nested is the time spent in calls to other methods (ctx.call);
+	// unadmitted, that the run took no slot, being in such a call.
+	nested     nestedTime
+	unadmitted bool
 }
 
 // startCPU records, on the worker's locked thread, where the run's CPU time
@@ -77,7 +81,7 @@ func (r *run) cpuUsed(wall time.Duration) time.Duration {
 	if now < 0 {
 		return wall
 	}
-	return time.Duration(now - r.cpuStart)
+	return time.Duration(now-r.cpuStart) + r.nested.used()
 }
 
 // messageView is a script's view of one of the call's messages, or of a

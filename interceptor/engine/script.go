@@ -38,6 +38,8 @@ type Script struct {
 	// script that names console or may compile code at run time: only its
 	// runs define the global.
 	retval, console bool
+	// utils are the versions of the utils bundled into the script.
+	utils []string
 }
 
 // Compile parses and compiles src. name appears in stack traces and error

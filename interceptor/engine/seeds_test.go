@@ -312,7 +312,7 @@ func TestAPIMakerStyle(t *testing.T) {
 			wantKind: engine.Thrown, wantErr: "boom"},
 		{name: "g lists its properties, and not ctx's",
 			script:     `module.exports = g => ({eventId: Object.keys(g).join() + ";" + Object.keys(g.req).join() + ";" + typeof ctx})`,
-			wantAction: engine.Respond, wantJSON: `{"eventId":"req,res,log,params,method,phase,hook;body,headers;undefined"}`},
+			wantAction: engine.Respond, wantJSON: `{"eventId":"req,res,log,params,method,phase,hook,call;body,headers;undefined"}`},
 		{name: "error: returning a value answers in the error's place", call: errorCall,
 			script:     `module.exports = g => ({eventId: g.error.code})`,
 			wantAction: engine.Respond, wantJSON: `{"eventId":"NOT_FOUND"}`},

@@ -95,6 +95,7 @@ var gLayout = []alias{
 	{name: "phase", prop: propPhase},
 	{name: "hook", prop: propHook},
 	{name: "error", prop: propError},
+	{name: "call", prop: propCall},
 }
 
 // aliasObject shows ctx's properties under other names: reading one reads

@@ -219,8 +219,22 @@ func BuildWithin(k Key, b []byte, maxTimeout time.Duration) (*Hook, error) {
 	return Compile(k, d)
 }
 
+// BuildWithUtils is BuildWithin for a hook whose script may import the
+// utils of utils (nil: none), a *Utils for instance.
+func BuildWithUtils(k Key, b []byte, maxTimeout time.Duration, utils engine.Modules) (*Hook, error) {
+	d, err := DecodeDocumentWithin(b, maxTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return CompileWithUtils(k, d, utils)
+}
+
 // Compile compiles the script of a decoded document.
-func Compile(k Key, d *Document) (*Hook, error) {
+func Compile(k Key, d *Document) (*Hook, error) { return CompileWithUtils(k, d, nil) }
+
+// CompileWithUtils compiles the script of a decoded document, which may
+// import the utils of utils (nil: none), a *Utils for instance.
+func CompileWithUtils(k Key, d *Document, utils engine.Modules) (*Hook, error) {
 	h := &Hook{Key: k, ID: k.String(), Doc: d, OnError: d.OnError, Isolation: d.Isolation}
 	if h.OnError == "" {
 		h.OnError = Abort
@@ -234,7 +248,7 @@ func Compile(k Key, d *Document) (*Hook, error) {
 			return nil, fmt.Errorf("document: field params: %w", err)
 		}
 	}
-	s, err := engine.CompileLang(h.ID, d.Script, d.Lang)
+	s, err := engine.CompileModules(h.ID, d.Script, d.Lang, utils)
 	if err != nil {
 		return nil, fmt.Errorf("document: field script: %w", err)
 	}

@@ -15,7 +15,8 @@ type options struct {
 	maxTimeout   time.Duration
 	snapshotFile string
 	onSync       func(synced bool)
-	// build decodes and compiles a document; tests replace it.
+	// build, when set, decodes and compiles a document in place of
+	// BuildWithUtils; tests set it.
 	build func(k Key, b []byte, maxTimeout time.Duration) (*Hook, error)
 }
 
@@ -31,7 +32,6 @@ func evaluateOptions(opts []Option) options {
 		retryMax:   time.Second,
 		maxTimeout: DefaultMaxTimeout,
 		onSync:     func(bool) {},
-		build:      BuildWithin,
 	}
 	for _, f := range opts {
 		f(&o)

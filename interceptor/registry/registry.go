@@ -48,6 +48,10 @@ type Registry struct {
 	// entries are from before an apply and must be read again at its end.
 	staged, held, reread bool
 	inflight             int
+	// utilValues holds the value and revision of every key under
+	// UtilsDir; utils is the set they make, which hooks compile against.
+	utilValues map[string]utilValue
+	utils      *Utils
 
 	// syncMu orders the changes of synced with the calls to opts.onSync.
 	syncMu sync.Mutex
@@ -99,12 +103,14 @@ type Status struct {
 // StartFromSnapshot) loads them.
 func New(client *clientv3.Client, opts ...Option) *Registry {
 	r := &Registry{
-		client:  client,
-		opts:    evaluateOptions(opts),
-		entries: map[string]*entry{},
-		latest:  map[string]int64{},
-		save:    make(chan struct{}, 1),
-		jobs:    queue{ready: make(chan struct{}, 1)},
+		client:     client,
+		opts:       evaluateOptions(opts),
+		entries:    map[string]*entry{},
+		latest:     map[string]int64{},
+		utils:      NewUtils("", nil),
+		utilValues: map[string]utilValue{},
+		save:       make(chan struct{}, 1),
+		jobs:       queue{ready: make(chan struct{}, 1)},
 	}
 	r.current.Store(newSnapshot(0, nil, nil, r.opts.hookable))
 	return r
@@ -226,14 +232,15 @@ func (r *Registry) Close() {
 // them in force once compiled (ctx bounds the wait), and marks the
 // registry synced.
 func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
-	// One transaction reads hooks and caches at one revision.
+	// One transaction reads hooks, caches and utils at one revision.
 	dirs := r.dirs()
 	resp, err := r.client.Txn(getCtx).Then(
 		clientv3.OpGet(dirs[0], clientv3.WithPrefix()),
 		clientv3.OpGet(dirs[1], clientv3.WithPrefix()),
+		clientv3.OpGet(dirs[2], clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("registry: read %s and %s: %w", dirs[0], dirs[1], err)
+		return 0, fmt.Errorf("registry: read %s, %s and %s: %w", dirs[0], dirs[1], dirs[2], err)
 	}
 	current, rev := resp, resp.Header.Revision
 	if old, oldRev := r.startingMidApply(getCtx, resp); old != nil {
@@ -260,10 +267,10 @@ func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	return current.Header.Revision, nil
 }
 
-// dirs returns the etcd prefixes the registry follows: hooks, then response
-// cache configurations.
-func (r *Registry) dirs() [2]string {
-	return [2]string{HooksDir(r.opts.prefix), CacheDir(r.opts.prefix)}
+// dirs returns the etcd prefixes the registry follows: hooks, response
+// cache configurations, then utils.
+func (r *Registry) dirs() [3]string {
+	return [3]string{HooksDir(r.opts.prefix), CacheDir(r.opts.prefix), UtilsDir(r.opts.prefix)}
 }
 
 // follow keeps the registry in step with etcd until ctx ends: it reads
@@ -315,6 +322,7 @@ func (r *Registry) watch(ctx context.Context, rev int64) int64 {
 	lctx := clientv3.WithRequireLeader(wctx)
 	hooksCh := r.client.Watch(lctx, dirs[0], clientv3.WithPrefix(), clientv3.WithRev(rev))
 	cacheCh := r.client.Watch(lctx, dirs[1], clientv3.WithPrefix(), clientv3.WithRev(rev))
+	utilsCh := r.client.Watch(lctx, dirs[2], clientv3.WithPrefix(), clientv3.WithRev(rev))
 	for {
 		var resp clientv3.WatchResponse
 		var ok bool
@@ -326,6 +334,7 @@ func (r *Registry) watch(ctx context.Context, rev int64) int64 {
 			return 0
 		case resp, ok = <-hooksCh:
 		case resp, ok = <-cacheCh:
+		case resp, ok = <-utilsCh:
 		}
 		switch {
 		case !ok:
@@ -421,7 +430,9 @@ type batch struct {
 	// written back.
 	fromFile bool
 	changes  []change
-	pending  atomic.Int64
+	// utils are the utils the batch's hooks compile against.
+	utils   *Utils
+	pending atomic.Int64
 	// done is closed once the batch is applied or dropped.
 	done chan struct{}
 }
@@ -434,6 +445,10 @@ type change struct {
 	del    bool
 	// skip is set when the key already holds this value.
 	skip bool
+	// util is set for a key under UtilsDir, which has no entry: the
+	// registry's utils follow it. recompile is set for a hook's value
+	// compiled again because a util it imports changed.
+	util, recompile bool
 	// What building the value gave.
 	k    Key
 	kerr error
@@ -454,14 +469,17 @@ func (r *Registry) dispatch(b *batch) {
 		clear(r.latest)
 	}
 	b.gen = r.gen
+	r.followUtils(b)
 	var builds []int
 	for i := range b.changes {
 		c := &b.changes[i]
-		r.latest[c.key] = c.modRev
-		if c.del || c.key == ApplyMarker(r.opts.prefix) {
+		if !c.recompile || r.latest[c.key] < c.modRev {
+			r.latest[c.key] = c.modRev
+		}
+		if c.del || c.util || c.key == ApplyMarker(r.opts.prefix) {
 			continue
 		}
-		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev {
+		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev && !c.recompile {
 			c.skip = true // unchanged since the last read
 			continue
 		}
@@ -500,7 +518,11 @@ func (r *Registry) startWorkers(ctx context.Context) {
 						c.cache, c.err = BuildCache(c.ck, c.value)
 					}
 				} else if c.k, c.kerr = ParseKey(r.opts.prefix, c.key); c.kerr == nil {
-					c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout)
+					if r.opts.build != nil {
+						c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout)
+					} else {
+						c.hook, c.err = BuildWithUtils(c.k, c.value, r.opts.maxTimeout, j.b.utils)
+					}
 				}
 				if j.b.pending.Add(-1) == 0 {
 					r.mu.Lock()
@@ -530,7 +552,7 @@ func (r *Registry) applyLocked(b *batch) {
 		if seen != nil {
 			seen[c.key] = true
 		}
-		if r.markerChange(c) {
+		if c.util || r.markerChange(c) {
 			continue
 		}
 		if r.latest[c.key] != c.modRev {
@@ -594,6 +616,14 @@ func (r *Registry) put(c *change) {
 	if !r.opts.hookable(k.Service) && k.Service != Wildcard {
 		log.Warn("invalid hook ignored: its service is not hookable on this server", "error", err)
 		r.entries[key] = &entry{modRev: modRev}
+		return
+	}
+	if c.recompile {
+		// The utils it imports changed: the version running is not what
+		// its document now means, so calls fail closed.
+		log.Error("hook no longer compiles after a change of the utils it imports; calls it covers fail until it is fixed", "error", err)
+		id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
+		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
 		return
 	}
 	if old != nil && old.hook != nil && old.hook.Err == nil {

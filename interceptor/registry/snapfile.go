@@ -54,7 +54,7 @@ func readSnapshotFile(path, prefix string) (*snapshotFile, error) {
 		return nil, fmt.Errorf("registry: snapshot file %s: written for prefix %q; want %q", path, f.Prefix, prefix)
 	}
 	for _, h := range f.Hooks {
-		under := strings.HasPrefix(h.Key, HooksDir(prefix)) || strings.HasPrefix(h.Key, CacheDir(prefix))
+		under := strings.HasPrefix(h.Key, HooksDir(prefix)) || strings.HasPrefix(h.Key, CacheDir(prefix)) || strings.HasPrefix(h.Key, UtilsDir(prefix))
 		if !under || h.ModRevision <= 0 || h.ModRevision > f.Revision {
 			return nil, fmt.Errorf("registry: snapshot file %s: bad entry %q at revision %d", path, h.Key, h.ModRevision)
 		}
@@ -102,6 +102,9 @@ func (r *Registry) saveNow() {
 		case e.cache != nil:
 			f.Hooks = append(f.Hooks, snapshotHook{Key: key, Value: string(e.raw), ModRevision: e.cache.Revision})
 		}
+	}
+	for key, u := range r.utilValues {
+		f.Hooks = append(f.Hooks, snapshotHook{Key: key, Value: string(u.value), ModRevision: u.modRev})
 	}
 	r.mu.Unlock()
 	slices.SortFunc(f.Hooks, func(a, b snapshotHook) int { return strings.Compare(a.Key, b.Key) })

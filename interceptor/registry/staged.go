@@ -58,6 +58,7 @@ func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) *client
 	resp, err := r.client.Txn(ctx).Then(
 		clientv3.OpGet(dirs[0], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
 		clientv3.OpGet(dirs[1], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
+		clientv3.OpGet(dirs[2], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
 	).Commit()
 	if err != nil {
 		r.opts.logger.Warn("a staged apply is in progress and the hooks from before it cannot be read; serving its partial state once it completes",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 	"github.com/apihooks/apihooks/internal/hookctl/plan"
@@ -85,7 +86,30 @@ func (a *app) makePlan(f *manifestFlags, prune bool) (*plan.Plan, *store.Store, 
 		s.Close()
 		return nil, nil, err
 	}
-	return plan.Build(m, entries, rev, s.Prefix(), prune), s, nil
+	utils, inEtcd, _, err := s.Utils(a.ctx)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	// The hooks must compile with the utils as they will be: the
+	// manifest's over etcd's.
+	var problems diag.List
+	after := m.UtilModulesOver(inEtcd)
+	for _, h := range m.Hooks {
+		if len(h.Compiled.Script.Utils()) == 0 {
+			continue
+		}
+		if _, err := registry.CompileWithUtils(h.Key, h.Doc, after); err != nil {
+			problems.Add(m.Path, h.Line, h.Name(), err)
+		}
+	}
+	if len(problems) > 0 {
+		s.Close()
+		return nil, nil, failed(problems)
+	}
+	p := plan.Build(m, entries, rev, s.Prefix(), prune)
+	p.AddUtils(utils)
+	return p, s, nil
 }
 
 func (a *app) applyCommand() *cobra.Command {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -151,6 +152,9 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 				return err
 			}
 			newDoc, _ := registry.DecodeDocument(raw)
+			if err := a.checkUtils(s, k, newDoc); err != nil {
+				return err
+			}
 			if cur != nil && cur.DocErr == nil && hookdoc.Equal(cur.Doc, newDoc) {
 				return a.done(output, writeResult{Hook: hookname.Format(k), Key: s.Path(k), Action: "unchanged", Revision: cur.ModRevision},
 					"%s unchanged (revision %d)", hookname.Format(k), cur.ModRevision)
@@ -319,4 +323,20 @@ it compacts them: history lists them, and rollback puts the last one back.`,
 	waitFlag(c, &a.wait)
 	c.ValidArgsFunction = a.completeHook
 	return c
+}
+
+// checkUtils compiles a hook that imports utils with the utils in etcd, so
+// that one importing a util nobody has is refused before it is written.
+func (a *app) checkUtils(s *store.Store, k registry.Key, doc *registry.Document) error {
+	if !strings.Contains(doc.Script, engine.UtilsPrefix) {
+		return nil
+	}
+	_, utils, _, err := s.Utils(a.ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := registry.CompileWithUtils(k, doc, utils); err != nil {
+		return failed(fmt.Errorf("hook %s: %w", hookname.Format(k), err))
+	}
+	return nil
 }

@@ -94,7 +94,9 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 	} else {
 		p.desc = newDescriptors(fromReflection(cc), o.refreshInterval, o.refreshTimeout)
 	}
-	hookOpts := append(append([]interceptor.Option(nil), o.hookOpts...), interceptor.WithResponseTypes(p.responseType))
+	// Hooks call the backend's methods through the proxy's hooks.
+	hookOpts := append(append([]interceptor.Option(nil), o.hookOpts...),
+		interceptor.WithResponseTypes(p.responseType), interceptor.WithCaller(p.call))
 	p.unary = interceptor.UnaryServerInterceptor(src, hookOpts...)
 	p.stream = interceptor.StreamServerInterceptor(src, hookOpts...)
 	return p, nil

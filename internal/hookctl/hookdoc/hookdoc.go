@@ -25,7 +25,15 @@ import (
 // Encode returns the JSON document hookctl stores for d. The result is
 // decoded again with registry.DecodeDocument and its script compiled with
 // registry.Compile under k, so nothing the daemon would refuse is returned.
+// The utils it imports are checked for their names only: see
+// EncodeWithUtils.
 func Encode(k registry.Key, d *registry.Document) ([]byte, error) {
+	return EncodeWithUtils(k, d, registry.StubUtils())
+}
+
+// EncodeWithUtils is Encode with the script's imports of utils resolved
+// from utils.
+func EncodeWithUtils(k registry.Key, d *registry.Document, utils engine.Modules) ([]byte, error) {
 	out := *d
 	if len(out.Params) > 0 {
 		var b bytes.Buffer
@@ -45,7 +53,7 @@ func Encode(k registry.Key, d *registry.Document) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := registry.Compile(k, back); err != nil {
+	if _, err := registry.CompileWithUtils(k, back, utils); err != nil {
 		return nil, err
 	}
 	return raw, nil

@@ -438,12 +438,16 @@ func (r *Runner) RunCase(ctx context.Context, m *manifest.Manifest, c *Case) *Ca
 		return fail("hook %s is not in %s", hookname.Format(c.Hook), m.Path)
 	}
 	hook := mh.Compiled
-	if c.Params != nil {
+	if c.Params != nil || len(hook.Script.Utils()) > 0 {
+		// Utils run as the manifest's utils: section has them, never as
+		// the stand-ins that let a manifest check without them.
 		doc := *mh.Doc
-		doc.Params = c.Params
-		h, err := registry.Compile(c.Hook, &doc)
+		if c.Params != nil {
+			doc.Params = c.Params
+		}
+		h, err := registry.CompileWithUtils(c.Hook, &doc, m.UtilModules(true))
 		if err != nil {
-			return fail("params: %v", err)
+			return fail("%v", err)
 		}
 		hook = h
 	}

@@ -21,6 +21,13 @@
 //	    isolation: process                          # optional: process or inprocess
 //	    lang: ts                                    # optional: js or ts; the default comes from the script file's extension
 //	    style: apimaker                             # optional: main(g), API Maker's style; the ctx style when absent
+//	utils:                                          # optional: modules hooks import as utils/<name>
+//	  - name: Addition
+//	    script: utils/addition.ts                   # .js or .ts
+//	    description: sums                           # optional
+//
+// Applying a manifest makes each util's script its active version (written
+// as the next version when etcd's active one differs).
 package manifest
 
 import (
@@ -56,6 +63,8 @@ type Manifest struct {
 	// apply --prune removes only hooks of the same owner.
 	Owner string
 	Hooks []*Hook
+	// Utils are the utils: section's modules.
+	Utils []*Util
 }
 
 // Hook is one checked entry of a manifest.
@@ -151,7 +160,7 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 	if root == nil {
 		return fail(errors.New("empty manifest: want a mapping with a hooks list"))
 	}
-	top, err := yamljson.Mapping(root, "manifest", "hooks", "owner")
+	top, err := yamljson.Mapping(root, "manifest", "hooks", "owner", "utils")
 	if err != nil {
 		return fail(err)
 	}
@@ -160,8 +169,18 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 			return fail(err)
 		}
 	}
+	if f, ok := top["utils"]; ok {
+		errs = append(errs, loadUtils(m, f.Value)...)
+	}
 	hooksField, ok := top["hooks"]
 	if !ok {
+		if len(m.Utils) > 0 || len(errs) > 0 {
+			// A manifest of utils only.
+			if len(errs) > 0 {
+				return nil, errs
+			}
+			return m, nil
+		}
 		return fail(yamljson.Errorf(root, "manifest: no hooks list"))
 	}
 	items, err := yamljson.Sequence(hooksField.Value, "hooks")
@@ -341,8 +360,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	compiled, err := registry.Build(k, raw)
-	if err != nil { // Encode built it once already
+	compiled, err := registry.BuildWithUtils(k, raw, registry.DefaultMaxTimeout, m.UtilModules(false))
+	if err != nil {
+		if pos, ok := hookdoc.ScriptPosition(err); ok {
+			return nil, diag.List{{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)}}
+		}
 		return nil, diag.List{{File: file, Line: item.Line, Hook: hook, Err: err}}
 	}
 	h.Doc, h.Raw, h.Compiled = compiled.Doc, raw, compiled

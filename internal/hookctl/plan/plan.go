@@ -52,12 +52,17 @@ type Plan struct {
 	ReadRevision int64
 	Prune        bool
 	Items        []Item
+	// UtilItems are the changes to utils (see AddUtils).
+	UtilItems []UtilItem
 	// Unchanged counts the manifest's hooks that etcd already holds as they
 	// are.
 	Unchanged int
 	// Unmanaged are hooks in etcd that the manifest does not list and that
 	// stay, since the plan does not prune.
 	Unmanaged []string
+	// UnmanagedUtils are the utils in etcd that the manifest does not
+	// list and that stay.
+	UnmanagedUtils []string
 	// guards are the mod revisions of the keys the plan changes or
 	// removes, which catch their deletion meanwhile; one compare over the
 	// directory catches every other change, so a plan costs etcd compares
@@ -149,11 +154,11 @@ func (it *Item) key() registry.Key {
 }
 
 // Empty reports whether the plan changes nothing.
-func (p *Plan) Empty() bool { return len(p.Items) == 0 }
+func (p *Plan) Empty() bool { return len(p.Items) == 0 && len(p.UtilItems) == 0 }
 
-// Count returns how many items have action a.
+// Count returns how many items, of hooks and utils, have action a.
 func (p *Plan) Count(a Action) int {
-	n := 0
+	n := p.countUtils(a)
 	for _, it := range p.Items {
 		if it.Action == a {
 			n++
@@ -176,6 +181,7 @@ func (p *Plan) Write() *store.Write {
 			w.Deletes = append(w.Deletes, it.Path)
 		}
 	}
+	p.addUtilWrites(w)
 	return w
 }
 
@@ -220,6 +226,7 @@ func (p *Plan) Render(w io.Writer) {
 			fmt.Fprintf(w, "- remove  %s\n", it.Name)
 		}
 	}
+	p.renderUtils(w)
 	fmt.Fprintf(w, "\n%s.\n", p.Summary())
 	p.renderUnmanaged(w)
 }
@@ -228,6 +235,13 @@ func (p *Plan) renderUnmanaged(w io.Writer) {
 	if n := len(p.Unmanaged); n > 0 {
 		fmt.Fprintf(w, "%d hook(s) in etcd are not in the manifest and stay (--prune removes them): %s\n",
 			n, strings.Join(p.Unmanaged, ", "))
+	}
+	if n := len(p.UnmanagedUtils); n > 0 {
+		how := "--prune removes them"
+		if p.Manifest.Owner != "" {
+			how = "utils have no owner: only --prune with a manifest without owner: removes them"
+		}
+		fmt.Fprintf(w, "%d util(s) in etcd are not in the manifest and stay (%s): %s\n", n, how, strings.Join(p.UnmanagedUtils, ", "))
 	}
 }
 
@@ -277,6 +291,9 @@ type View struct {
 	Removed   int        `json:"removed"`
 	Unchanged int        `json:"unchanged"`
 	Unmanaged []string   `json:"unmanaged,omitempty"`
+	// Utils are the changes to utils.
+	Utils          []UtilItemView `json:"utils,omitempty"`
+	UnmanagedUtils []string       `json:"unmanagedUtils,omitempty"`
 	// Applied and AppliedRevision are set by apply once written.
 	Applied         bool  `json:"applied"`
 	AppliedRevision int64 `json:"appliedRevision,omitempty"`
@@ -299,7 +316,7 @@ func (p *Plan) View() View {
 	v := View{
 		Manifest: p.Manifest.Path, Prefix: p.Prefix, Revision: p.ReadRevision, Prune: p.Prune,
 		Changes: []ItemView{}, Added: p.Count(Add), Changed: p.Count(Change), Removed: p.Count(Remove),
-		Unchanged: p.Unchanged, Unmanaged: p.Unmanaged,
+		Unchanged: p.Unchanged, Unmanaged: p.Unmanaged, Utils: p.utilViews(), UnmanagedUtils: p.UnmanagedUtils,
 	}
 	for _, it := range p.Items {
 		iv := ItemView{Action: it.Action, Hook: it.Name, Key: it.Path, Fields: it.Changes, ScriptDiff: it.ScriptDiff}

@@ -286,7 +286,7 @@ func (s *Store) entry(path string, value []byte, mod, create, version int64) Ent
 	e.Key, e.KeyErr = registry.ParseKey(s.cfg.Prefix, path)
 	e.Doc, e.DocErr = registry.DecodeDocument(value)
 	if e.DocErr == nil && e.KeyErr == nil {
-		if _, err := registry.Compile(e.Key, e.Doc); err != nil {
+		if _, err := registry.CompileWithUtils(e.Key, e.Doc, registry.StubUtils()); err != nil {
 			e.DocErr = err
 		}
 	}

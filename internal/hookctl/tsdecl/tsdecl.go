@@ -299,6 +299,12 @@ declare module "types" {
     /** The call's incoming metadata, read-only: lower-case keys. */
     metadata: { [key: string]: string[] };
     log: Log;
+    /**
+     * Calls another unary method of the server, "SERVICE/METHOD", through
+     * its hooks, with this call's metadata and deadline: the response as
+     * JSON, or a rejection with err.code (a code name) and err.message.
+     */
+    call(method: string, request?: any): Promise<any>;
   }
 `
 
@@ -371,6 +377,8 @@ const footer = `
     hook: string;
     /** The call's error, in error hooks. */
     error?: { code: string; codeNumber: number; message: string };
+    /** ctx.call: another unary method of the server, through its hooks. */
+    call(method: string, request?: any): Promise<any>;
   }
   /** The g of a hook on method M. */
   export type GlobalOf<M extends MethodName> = Global<Request<M>, Response<M>>;
@@ -400,7 +408,21 @@ const Tsconfig = `{
 `
 
 // UtilsReadme says what utils/ is for.
-const UtilsReadme = `Declarations of shared modules hooks import as 'utils/NAME' go here
-(NAME.d.ts). The daemon does not provide any yet: an import of utils/...
-fails when the hook compiles.
+const UtilsReadme = `Declarations of the utils, the shared modules hooks import as 'utils/NAME'
+(the active version) or 'utils/NAME@VERSION': hookctl types writes utils.d.ts
+here for the utils of a manifest (-f) or of etcd (--etcd). Each is declared
+as any; write NAME.d.ts files of your own for precise types.
 `
+
+// Utils returns the declarations of utils named names: each module
+// utils/NAME, and its pinned versions utils/NAME@VERSION, as any.
+func Utils(names []string) string {
+	var b strings.Builder
+	b.WriteString("// Written by hookctl types: the utils hooks import, as any.\n")
+	for _, n := range names {
+		for _, m := range []string{n, n + "@*"} {
+			fmt.Fprintf(&b, "declare module %q {\n  const m: any;\n  export = m;\n}\n", "utils/"+m)
+		}
+	}
+	return b.String()
+}

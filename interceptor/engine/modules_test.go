@@ -1,0 +1,139 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// utilMap is a set of utils: "Name@Version" → source (TypeScript when it
+// starts with "//ts"); active maps a name to its active version.
+type utilMap struct {
+	src    map[string]string
+	active map[string]string
+}
+
+func (m utilMap) Module(path string) (string, engine.Lang, string, error) {
+	name := strings.TrimPrefix(path, engine.UtilsPrefix)
+	if !strings.Contains(name, "@") {
+		v, ok := m.active[name]
+		if !ok {
+			return "", "", "", fmt.Errorf("no util %q", name)
+		}
+		name += "@" + v
+	}
+	src, ok := m.src[name]
+	if !ok {
+		return "", "", "", fmt.Errorf("no util version %q", name)
+	}
+	lang := engine.JS
+	if strings.HasPrefix(src, "//ts") {
+		lang = engine.TS
+	}
+	return src, lang, engine.UtilsPrefix + name, nil
+}
+
+// TestUtils is what importing utils compiles to, case by case: each
+// script sets the request's eventType, or fails to compile.
+func TestUtils(t *testing.T) {
+	mods := utilMap{
+		src: map[string]string{
+			"Addition@1": `module.exports = { add: (a, b) => a + b, version: 1 };`,
+			"Addition@2": `export function add(a, b) { return a + b + 100 } export const version = 2;`,
+			"Greeting@1": "//ts\nimport { add } from 'utils/Addition';\nexport function greet(who: string): string { return `hi ${who} ${add(1, 1)}` }",
+			"Broken@1":   `export function oops( {`,
+			"CycleA@1":   `import { b } from 'utils/CycleB'; export const a = () => b;`,
+			"CycleB@1":   `import { a } from 'utils/CycleA'; export const b = () => a;`,
+		},
+		active: map[string]string{"Addition": "2", "Greeting": "1", "Broken": "1", "CycleA": "1", "CycleB": "1"},
+	}
+	tests := []struct {
+		name      string
+		lang      engine.Lang
+		script    string
+		wantType  string
+		wantUtils string
+		wantErr   string
+	}{
+		{name: "import * as gets the active version",
+			script:   `import * as addition from 'utils/Addition'; export default function (ctx) { ctx.request.eventType = "v" + addition.version + ":" + addition.add(1, 2) }`,
+			wantType: "v2:103", wantUtils: "utils/Addition@2"},
+		{name: "require in a plain body script gets the active version",
+			script:   `const addition = require('utils/Addition'); ({messageOverride: {eventType: "sum " + addition.add(2, 3)}})`,
+			wantType: "sum 105", wantUtils: "utils/Addition@2"},
+		{name: "a body script that requires a util keeps its completion value, however pure",
+			script:   "const addition = require(\"utils/Addition\");\n({messageOverride: {eventType: \"pure\"}})",
+			wantType: "pure", wantUtils: "utils/Addition@2"},
+		{name: "Name@Version pins a version",
+			script:   `const addition = require('utils/Addition@1'); module.exports = function (ctx) { ctx.request.eventType = "v" + addition.version }`,
+			wantType: "v1", wantUtils: "utils/Addition@1"},
+		{name: "a TypeScript util imports another util", lang: engine.TS,
+			script:   `import { greet } from 'utils/Greeting'; export default function (ctx: any) { ctx.request.eventType = greet(ctx.request.toUserId) }`,
+			wantType: "hi alice 102", wantUtils: "utils/Addition@2,utils/Greeting@1"},
+		{name: "a missing util is an error naming it",
+			script: `const x = require('utils/Nope'); module.exports = function () {}`, wantErr: `no util "Nope"`},
+		{name: "a missing version is an error naming it",
+			script: `import * as a from 'utils/Addition@7'; export default function () {}`, wantErr: `no util version "Addition@7"`},
+		{name: "a broken util is an error naming it",
+			script: `import { oops } from 'utils/Broken'; export default function () { oops() }`, wantErr: `in utils/Broken@1 at 1:`},
+		{name: "a cycle between utils is an error naming it",
+			script:  `import { a } from 'utils/CycleA'; export default function () { a() }`,
+			wantErr: `cycle: utils/CycleA@1 → utils/CycleB@1 → utils/CycleA@1`},
+		{name: "require of a TypeScript util that imports another util",
+			script:   `const g = require('utils/Greeting'); module.exports = function (ctx) { ctx.request.eventType = g.greet("bob") }`,
+			wantType: "hi bob 102", wantUtils: "utils/Addition@2,utils/Greeting@1"},
+		{name: "require of the active and the pinned version gives one module",
+			script:   `const a = require('utils/Addition'), b = require('utils/Addition@2'); module.exports = function (ctx) { ctx.request.eventType = String(a === b) }`,
+			wantType: "true", wantUtils: "utils/Addition@2"},
+		{name: "a cycle between required utils is an error naming it",
+			script:  `const a = require('utils/CycleA'); module.exports = function () {}`,
+			wantErr: `cycle: utils/CycleA@1 → utils/CycleB@1 → utils/CycleA@1`},
+		{name: "a broken required util is an error naming it",
+			script: `const b = require('utils/Broken'); module.exports = function () {}`, wantErr: `in utils/Broken@1 at 1:`},
+		{name: "a module that is neither types nor a util is an error",
+			script: `import * as fs from 'fs'; export default function () {}`, wantErr: `cannot find module "fs"`},
+	}
+	e := newEngine(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := engine.CompileModules("test", tt.script, tt.lang, mods)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("CompileModules() error = %v; want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("CompileModules() error = %v", err)
+			}
+			if got := strings.Join(s.Utils(), ","); got != tt.wantUtils {
+				t.Errorf("Utils() = %q; want %q", got, tt.wantUtils)
+			}
+			call := preCall(t)
+			out, err := e.Run(context.Background(), s, call)
+			if err != nil {
+				t.Fatalf("Run() error = %v\nscript:\n%s", err, s.Source())
+			}
+			msg := call.Request
+			if out.Message != nil {
+				msg = out.Message
+			}
+			if got := msg.(*eventsv1.SendEventRequest).GetEventType(); got != tt.wantType {
+				t.Fatalf("eventType = %q; want %q\nscript:\n%s", got, tt.wantType, s.Source())
+			}
+		})
+	}
+}
+
+// TestUtilsWithoutModules: a script compiled with no utils available says
+// so when it imports one.
+func TestUtilsWithoutModules(t *testing.T) {
+	_, err := engine.CompileLang("x", `import * as a from 'utils/Addition'; export default function () {}`, engine.JS)
+	if err == nil || !strings.Contains(err.Error(), `cannot find module "utils/Addition": no utils are available here`) {
+		t.Fatalf("CompileLang() error = %v; want it to say no utils are available", err)
+	}
+}

@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"context"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// call is the hooks' ctx.call (an engine.Caller): it calls a unary method
+// of the backend through the proxy's own hooks, as a client's call through
+// the proxy would, with the calling hook's context.
+func (p *Proxy) call(ctx context.Context, method string, request []byte) ([]byte, error) {
+	full := "/" + strings.TrimPrefix(method, "/")
+	m := p.method(ctx, full)
+	switch {
+	case m == nil:
+		return nil, status.Errorf(codes.Unimplemented, "ctx.call: the backend's descriptors do not describe %s", full[1:])
+	case m.streaming():
+		return nil, status.Errorf(codes.Unimplemented, "ctx.call: %s is a streaming method; only unary methods can be called", full[1:])
+	}
+	req := m.in.New().Interface()
+	if err := protojson.Unmarshal(request, req); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "ctx.call %s: request: %v", full[1:], err)
+	}
+	handler := func(ctx context.Context, req any) (any, error) {
+		out := m.out.New().Interface()
+		if err := p.cc.Invoke(outgoing(ctx), full, req, out); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	resp, err := p.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: full}, handler)
+	if err != nil {
+		return nil, status.Convert(err).Err()
+	}
+	msg, ok := resp.(proto.Message)
+	if !ok {
+		return nil, status.Errorf(codes.Internal, "ctx.call %s: response type %T is not a protobuf message", full[1:], resp)
+	}
+	out, err := protojson.Marshal(msg)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "ctx.call %s: response: %v", full[1:], err)
+	}
+	return out, nil
+}
