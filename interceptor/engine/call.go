@@ -183,4 +183,3 @@ func (r *run) callMethod(methodArg, reqArg goja.Value) (goja.Value, error) {
 	}
 	return protojs.FromGo(r.vm, v), nil
 }
-
