@@ -158,7 +158,9 @@ func (r *run) callMethod(methodArg, reqArg goja.Value) (goja.Value, error) {
 	if timeout <= 0 {
 		timeout = r.e.opts.timeout
 	}
-	left := timeout - r.cpuUsed(0)
+	// Wall-clock time since the run started bounds its CPU time and its
+	// earlier calls from above.
+	left := timeout - time.Since(r.started)
 	if left <= 0 {
 		return nil, status.Errorf(codes.DeadlineExceeded, "ctx.call %s: the hook's time limit of %v is used up", method, timeout)
 	}

@@ -162,9 +162,9 @@ func (e *Error) Unwrap() error { return e.Err }
 type Engine struct {
 	opts    options
 	workers *workers
-	// slots holds a token for each run in flight, abandoned runs included,
-	// until the run really ends.
-	slots chan struct{}
+	// slots counts the runs in flight, abandoned runs included, until
+	// they really end.
+	slots *slots
 	// heap interrupts runs while the heap is over its limit; nil when
 	// there is no limit.
 	heap *heapWatch
@@ -174,7 +174,7 @@ type Engine struct {
 // nothing beyond the engine: see BoundRegexpMatches.
 func New(opts ...Option) *Engine {
 	o := evaluateOptions(opts)
-	e := &Engine{opts: o, workers: newWorkers(), slots: make(chan struct{}, o.maxRuns)}
+	e := &Engine{opts: o, workers: newWorkers(), slots: newSlots(o.maxRuns)}
 	if o.heapLimit > 0 {
 		e.heap = newHeapWatch(uint64(o.heapLimit))
 	}
@@ -187,7 +187,7 @@ func New(opts ...Option) *Engine {
 func DefaultMaxRuns() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 
 // InFlight returns the number of runs in flight, abandoned ones included.
-func (e *Engine) InFlight() int { return len(e.slots) }
+func (e *Engine) InFlight() int { return e.slots.inFlight() }
 
 // Close stops the engine's idle worker goroutines and waits for runs still
 // going, including runs abandoned at their timeout. An engine that is not
@@ -263,7 +263,8 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	start := time.Now()
 	e.workers.do(r)
 	ceiling := WallCeiling(timeout)
-	w.timer.Reset(timeout)
+	cpu := cpuMeter{r: r, base: -1}
+	w.timer.Reset(min(timeout, cpuProbe))
 	for {
 		select {
 		case res := <-w.done:
@@ -272,9 +273,9 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 			return res.out, res.err
 		case <-w.timer.C:
 			wall := time.Since(start)
-			cpu := r.cpuUsed(wall)
-			if cpu < timeout && wall < ceiling {
-				w.timer.Reset(min(timeout-cpu, ceiling-wall))
+			used := cpu.used(wall)
+			if used < timeout && wall < ceiling {
+				w.timer.Reset(min(timeout-used, ceiling-wall))
 				continue
 			}
 			select {
@@ -286,9 +287,9 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 			r.vm.Interrupt(errTimedOut)
 			r.gate.Close()
 			msg := fmt.Sprintf("timed out after %v of CPU time", timeout)
-			if cpu < timeout {
+			if used < timeout {
 				msg = fmt.Sprintf("timed out: still running after %v (ten times its time limit of %v), having used %v of CPU time",
-					ceiling, timeout, cpu.Round(time.Millisecond))
+					ceiling, timeout, used.Round(time.Millisecond))
 			}
 			return Outcome{}, &Error{Kind: Timeout, Message: msg}
 		case <-ctx.Done():
@@ -308,30 +309,19 @@ func WallCeiling(timeout time.Duration) time.Duration {
 
 // admit takes a slot for a run, waiting at most the queue wait for one.
 func (e *Engine) admit(ctx context.Context, w *waiter) error {
-	select {
-	case e.slots <- struct{}{}:
-		return nil
-	default:
+	ok, err := e.slots.take(ctx, e.opts.queueWait, w.timer)
+	switch {
+	case err != nil:
+		return canceled(err)
+	case !ok:
+		return &Error{Kind: Overloaded, Message: fmt.Sprintf(
+			"not run: the server's limit of %d hook runs in flight was reached and none ended within %v", e.slots.max, e.opts.queueWait)}
 	}
-	overloaded := &Error{Kind: Overloaded, Message: fmt.Sprintf(
-		"not run: the server's limit of %d hook runs in flight was reached and none ended within %v", cap(e.slots), e.opts.queueWait)}
-	if e.opts.queueWait <= 0 {
-		return overloaded
-	}
-	w.timer.Reset(e.opts.queueWait)
-	defer w.timer.Stop()
-	select {
-	case e.slots <- struct{}{}:
-		return nil
-	case <-w.timer.C:
-		return overloaded
-	case <-ctx.Done():
-		return canceled(ctx.Err())
-	}
+	return nil
 }
 
 // release gives back a run's slot once the run has really ended.
-func (e *Engine) release() { <-e.slots }
+func (e *Engine) release() { e.slots.give() }
 
 func canceled(err error) *Error {
 	return &Error{Kind: Canceled, Message: err.Error(), Err: err}

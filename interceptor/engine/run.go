@@ -46,42 +46,25 @@ type run struct {
 	// logged.
 	jsonStringify goja.Callable
 	// tid is the OS thread the run executes on, set by the worker once the
-	// run has started (-1 when its CPU time cannot be measured); cpuStart
-	// is that thread's CPU time then, in nanoseconds.
-	tid      atomic.Int64
-	cpuStart int64
+	// run has started (-1 when its CPU time cannot be measured); started
+	// is when it started.
+	tid     atomic.Int64
+	started time.Time
 	// nested is the time spent in calls to other methods (ctx.call);
 	// unadmitted, that the run took no slot, being in such a call.
 	nested     nestedTime
 	unadmitted bool
 }
 
-// startCPU records, on the worker's locked thread, where the run's CPU time
-// starts.
+// startCPU records, on the worker's locked thread, which thread the run's
+// CPU time is that of, and when the run started.
 func (r *run) startCPU() {
-	r.cpuStart = ownThreadCPU()
-	if r.cpuStart < 0 {
+	r.started = time.Now()
+	if !threadCPUWorks {
 		r.tid.Store(-1)
 		return
 	}
 	r.tid.Store(int64(threadID()))
-}
-
-// cpuUsed returns the CPU time the run has used so far, or wall when it
-// cannot be measured. A run that has not started yet has used none.
-func (r *run) cpuUsed(wall time.Duration) time.Duration {
-	tid := r.tid.Load()
-	switch {
-	case tid == 0:
-		return 0
-	case tid < 0:
-		return wall
-	}
-	now := threadCPU(int(tid))
-	if now < 0 {
-		return wall
-	}
-	return time.Duration(now-r.cpuStart) + r.nested.used()
 }
 
 // messageView is a script's view of one of the call's messages, or of a
