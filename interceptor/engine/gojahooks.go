@@ -46,6 +46,9 @@ func getFunctionProtoTemplate() *objectTemplate
 //go:linkname getGlobalObjectTemplate github.com/dop251/goja.getGlobalObjectTemplate
 func getGlobalObjectTemplate() *objectTemplate
 
+//go:linkname getObjectTemplate github.com/dop251/goja.getObjectTemplate
+func getObjectTemplate() *objectTemplate
+
 //go:linkname gojaRangeError github.com/dop251/goja.(*Runtime).getRangeError
 func gojaRangeError(r *goja.Runtime) *goja.Object
 
@@ -183,6 +186,54 @@ func guardMethod(t *objectTemplate, name string, g methodGuard) {
 		})
 		return v
 	}
+}
+
+// guardSymMethod wraps the factory of the method keyed by sym in t.
+func guardSymMethod(t *objectTemplate, sym *goja.Symbol, g methodGuard) {
+	orig := t.symProps[sym]
+	if orig == nil {
+		panic("engine: goja has no built-in " + sym.String() + " to guard")
+	}
+	t.symProps[sym] = func(vm *goja.Runtime) goja.Value {
+		v := orig(vm)
+		guardCall(propObject(v), func(f nativeCall) nativeCall {
+			b := budgetOf(vm)
+			return func(call goja.FunctionCall) goja.Value { return g(b, vm, f, call) }
+		})
+		return v
+	}
+}
+
+// guardIterator wraps the factories of the method name and of the method
+// keyed by sym in t, which make the same function object (Array.prototype's
+// values and [Symbol.iterator]), so that the object is guarded once per
+// runtime whichever way a script reaches it first: by name, or through the
+// iteration a spread, for...of or destructuring starts.
+func guardIterator(t *objectTemplate, name string, sym *goja.Symbol, g methodGuard) {
+	byName, bySym := t.props[unistring.String(name)], t.symProps[sym]
+	if byName == nil || bySym == nil {
+		panic("engine: goja has no built-in " + name + " to guard")
+	}
+	wrap := func(orig func(*goja.Runtime) goja.Value) func(*goja.Runtime) goja.Value {
+		return func(vm *goja.Runtime) goja.Value {
+			v := orig(vm)
+			fn := propObject(v)
+			b := budgetOf(vm)
+			if fn == nil || b.ctors[fn] {
+				return v
+			}
+			if b.ctors == nil {
+				b.ctors = map[*goja.Object]bool{}
+			}
+			b.ctors[fn] = true
+			guardCall(fn, func(f nativeCall) nativeCall {
+				return func(call goja.FunctionCall) goja.Value { return g(b, vm, f, call) }
+			})
+			return v
+		}
+	}
+	t.props[unistring.String(name)] = wrap(byName)
+	t.symProps[sym] = wrap(bySym)
 }
 
 // guardObject wraps the factory of the property name in t so that the

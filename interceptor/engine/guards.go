@@ -23,6 +23,7 @@ var installGuards sync.Once
 // before the first runtime of the engine is made.
 func guardBuiltins() {
 	installGuards.Do(func() {
+		guardStringExpansions()
 		str := getStringProtoTemplate()
 		guardMethod(str, "repeat", guardRepeat)
 		guardMethod(str, "padStart", guardPad("padStart"))
@@ -55,6 +56,13 @@ func guardBuiltins() {
 			"forEach", "some", "every", "reduce", "reduceRight"} {
 			guardMethod(arr, name, guardWalk("Array.prototype."+name))
 		}
+		// An array's iterator walks every index below length natively when
+		// a spread ([...a], f(...a)) or Array.from drains it, holes
+		// included: a sparse array of length 2**32-1 would fill memory
+		// after any timeout. keys and entries are the same walk.
+		guardIterator(arr, "values", goja.SymIterator, guardWalk("Array.prototype.values"))
+		guardMethod(arr, "keys", guardWalk("Array.prototype.keys"))
+		guardMethod(arr, "entries", guardWalk("Array.prototype.entries"))
 		guardObject(arr, "constructor", guardArrayCtor)
 
 		fn := getFunctionProtoTemplate()
@@ -595,7 +603,13 @@ func (e *jsonEstimate) size(v goja.Value, depth int64) int64 {
 	total := int64(2)
 	pad := mul(depth+1, e.indent) + 1
 	limit := e.b.limit - e.b.used
-	for _, k := range o.Keys() {
+	keys := o.Keys()
+	if o.ClassName() == "Array" {
+		// A hole is written null, and every element takes a comma.
+		n := toLength(o.Get("length"))
+		total = add(total, add(n, mul(n-int64(len(keys)), 4)))
+	}
+	for _, k := range keys {
 		total = add(total, add(add(int64(len(k))+4, pad), e.size(o.Get(k), depth+1)))
 		if total > limit {
 			break
