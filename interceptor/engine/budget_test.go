@@ -232,3 +232,28 @@ func BenchmarkRunGuardedBuiltins(b *testing.B) {
 		})
 	}
 }
+
+// A BigInt's operators allocate without bound in one native step
+// (2n ** 2n ** 40n asks for 128 GiB): hooks cannot make one, neither from a
+// literal, which does not compile, nor from the built-ins that convert
+// other values.
+func TestHooksCannotMakeBigInts(t *testing.T) {
+	if _, err := engine.Compile("big", `module.exports = () => String(2n ** (2n ** 40n))`); err == nil ||
+		!strings.Contains(err.Error(), "BigInt literals are not available to hooks") {
+		t.Fatalf("Compile of a BigInt literal: %v; want it refused", err)
+	}
+	e := newEngine(t)
+	for _, body := range []string{
+		`BigInt(2) ** BigInt(2)`,
+		`globalThis["Big" + "Int"](2)`,
+		`new BigInt64Array(1)`,
+		`BigUint64Array.of()`,
+		`new DataView(new ArrayBuffer(8)).getBigUint64(0)`,
+		`eval("1n")`,
+	} {
+		_, err := runModule(t, e, body)
+		if err == nil || !strings.Contains(err.Error(), "BigInt") || !strings.Contains(err.Error(), "not available to hooks") {
+			t.Errorf("%s: %v; want an error saying BigInt is not available to hooks", body, err)
+		}
+	}
+}

@@ -49,6 +49,9 @@ func getGlobalObjectTemplate() *objectTemplate
 //go:linkname getObjectTemplate github.com/dop251/goja.getObjectTemplate
 func getObjectTemplate() *objectTemplate
 
+//go:linkname getDataViewProtoTemplate github.com/dop251/goja.getDataViewProtoTemplate
+func getDataViewProtoTemplate() *objectTemplate
+
 //go:linkname gojaRangeError github.com/dop251/goja.(*Runtime).getRangeError
 func gojaRangeError(r *goja.Runtime) *goja.Object
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/dop251/goja"
@@ -83,8 +84,16 @@ func guardBuiltins() {
 		for _, name := range typedArrayNames {
 			factories[name] = g.props[unistring.String(name)]
 		}
+		guardObject(g, "BigInt", noBigInt)
+		dv := getDataViewProtoTemplate()
+		guardMethod(dv, "getBigInt64", refuseBigInt)
+		guardMethod(dv, "getBigUint64", refuseBigInt)
 		for _, name := range typedArrayNames {
 			guardObject(g, name, func(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+				if strings.HasPrefix(name, "Big") {
+					noBigInt(b, vm, ctor)
+					return
+				}
 				guardTypedArray(b, vm, name, ctor)
 				if ab := propObject(factories["ArrayBuffer"](vm)); !b.ctors[ab] {
 					b.ctors[ab] = true
@@ -679,4 +688,27 @@ func guardPromiseCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 			return orig(call)
 		})
 	}
+}
+
+// errNoBigInt is why a script cannot make a BigInt: the operators of
+// BigInts (2n ** 2n ** 40n, 1n << 2n ** 40n) allocate without bound in one
+// native step, which no budget or timeout stops. BigInt literals are
+// refused at compile time; these guards refuse the built-ins that make a
+// BigInt out of other values.
+const errNoBigInt = "BigInt is not available to hooks: BigInt arithmetic allocates without bound"
+
+// noBigInt makes BigInt, BigInt64Array and BigUint64Array throw whether
+// called or constructed.
+func noBigInt(_ *budget, vm *goja.Runtime, fn *goja.Object) {
+	guardCall(fn, func(nativeCall) nativeCall {
+		return func(goja.FunctionCall) goja.Value { panic(vm.NewTypeError(errNoBigInt)) }
+	})
+	guardConstruct(fn, func(nativeConstruct) nativeConstruct {
+		return func([]goja.Value, *goja.Object) *goja.Object { panic(vm.NewTypeError(errNoBigInt)) }
+	})
+}
+
+// refuseBigInt is the guard of DataView's getBigInt64 and getBigUint64.
+func refuseBigInt(_ *budget, vm *goja.Runtime, _ nativeCall, _ goja.FunctionCall) goja.Value {
+	panic(vm.NewTypeError(errNoBigInt))
 }

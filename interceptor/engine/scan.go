@@ -230,10 +230,17 @@ func (s *scanner) scan() error {
 			}
 		case c >= '0' && c <= '9' || (c == '.' && s.pos+1 < len(src) && src[s.pos+1] >= '0' && src[s.pos+1] <= '9'):
 			err = s.token(true)
+			start := s.pos
 			s.pos++
 			for s.pos < len(src) && (isIdentPart(src[s.pos]) || src[s.pos] == '.' ||
 				((src[s.pos] == '+' || src[s.pos] == '-') && (src[s.pos-1]|0x20 == 'e'))) {
 				s.pos++
+			}
+			if err == nil && src[s.pos-1] == 'n' {
+				// A BigInt's operators (2n ** 2n ** 40n, 1n << 2n ** 40n)
+				// allocate without bound in one native step.
+				s.pos = start
+				return s.errorf("BigInt literals are not available to hooks: BigInt arithmetic allocates without bound")
 			}
 			s.slash, s.operand = slashDivision, true
 		case isIdentStart(c):
@@ -533,3 +540,4 @@ func byteSize(n int64) string {
 	s = strings.TrimSuffix(s, ".0")
 	return s + " " + units[i]
 }
+
