@@ -540,4 +540,3 @@ func byteSize(n int64) string {
 	s = strings.TrimSuffix(s, ".0")
 	return s + " " + units[i]
 }
-
