@@ -178,6 +178,37 @@ func guardRegExpCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 				return f(goja.FunctionCall{This: call.This, Arguments: []goja.Value{s, r}})
 			}
 		})
+		// [Symbol.split], [Symbol.match] (global) and [Symbol.matchAll],
+		// called directly: at most one piece or match a character, and
+		// one more, as String.prototype's split and match count them.
+		for _, m := range []struct {
+			sym        *goja.Symbol
+			what       string
+			each       int64
+			globalOnly bool
+		}{
+			{goja.SymSplit, "RegExp.prototype[Symbol.split]", pieceSize, false},
+			{goja.SymMatch, "RegExp.prototype[Symbol.match]", pieceSize, true},
+			{goja.SymMatchAll, "RegExp.prototype[Symbol.matchAll]", matchSize, false},
+		} {
+			fn, _ := proto.GetSymbol(m.sym).(*goja.Object)
+			guardCall(fn, func(f nativeCall) nativeCall {
+				return func(call goja.FunctionCall) goja.Value {
+					if goja.IsUndefined(call.Argument(0)) {
+						return f(call)
+					}
+					if m.globalOnly {
+						if o, ok := call.This.(*goja.Object); !ok || !o.Get("global").ToBoolean() {
+							return f(call)
+						}
+					}
+					s := call.Argument(0).ToString()
+					n, _ := strLen(s)
+					b.fit(vm, m.what, mul(n+1, m.each))
+					return f(goja.FunctionCall{This: call.This, Arguments: append([]goja.Value{s}, call.Arguments[1:]...)})
+				}
+			})
+		}
 	}
 }
 
