@@ -1,6 +1,7 @@
 package hooktest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,7 +56,9 @@ type Case struct {
 	Metadata map[string][]string
 	Request  json.RawMessage
 	Response json.RawMessage
-	Expect   Expect
+	// Calls answer the hook's calls to other methods, by method.
+	Calls  map[string]CallStub
+	Expect Expect
 }
 
 // Expect is what a case expects.
@@ -122,7 +125,7 @@ func LoadCases(m *manifest.Manifest) ([]*Case, error) {
 
 var (
 	fileFields   = []string{"hook", "method", "cases"}
-	caseFields   = []string{"name", "hook", "method", "params", "metadata", "request", "response", "expect"}
+	caseFields   = []string{"name", "hook", "method", "params", "metadata", "request", "response", "calls", "expect"}
 	expectFields = []string{"action", "status", "message", "messageContains", "request", "response", "logs"}
 	actions      = []string{ActionContinue, ActionReject, ActionRespond, ActionError}
 )
@@ -295,6 +298,17 @@ func loadCase(file string, item *yaml.Node, i int, defHook *registry.Key, defMet
 			return nil, err
 		}
 	}
+	if f, ok := fields["calls"]; ok {
+		b, err := yamljson.ToJSON(f.Value)
+		if err != nil {
+			return nil, fmt.Errorf("calls: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c.Calls); err != nil {
+			return nil, yamljson.Errorf(f.Value, "case %q: calls: want METHOD: {response: ...} or {error: {code, message}}: %v", c.Name, err)
+		}
+	}
 	f, ok := fields["expect"]
 	if !ok {
 		return nil, yamljson.Errorf(item, "case %q: expect is required", c.Name)
@@ -453,7 +467,7 @@ func (r *Runner) RunCase(ctx context.Context, m *manifest.Manifest, c *Case) *Ca
 	}
 	res, err := r.Run(ctx, &Input{
 		Hook: hook, Service: c.Service, Method: c.Method,
-		Metadata: c.Metadata, Request: c.Request, Response: c.Response,
+		Metadata: c.Metadata, Request: c.Request, Response: c.Response, Calls: c.Calls,
 	})
 	if err != nil {
 		return fail("%v", err)

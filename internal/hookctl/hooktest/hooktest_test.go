@@ -157,3 +157,55 @@ func TestParseCode(t *testing.T) {
 		t.Error("ParseCode(NOPE): got ok; want not")
 	}
 }
+
+// A case answers the hook's calls to other methods (ctx.call) with its
+// calls: section; a call it does not answer fails with UNIMPLEMENTED.
+func TestCaseFilesAnswerCallsBetweenMethods(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ask.js", `module.exports = async (ctx) => {
+  const r = await ctx.call("events.v1.EventService/GetEvents", {userId: ctx.request.toUserId});
+  ctx.request.eventType = "after " + (r.events || []).length;
+  try { await ctx.call("events.v1.EventService/SendEvent", {}) } catch (e) { ctx.request.eventData = {other: e.code} }
+};
+`)
+	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: ask\n    script: ask.js\n")
+	write("ask.test.yaml", `hook: events.v1.EventService/SendEvent pre ask
+cases:
+  - name: the called method's answer comes from calls
+    request: {toUserId: a}
+    calls:
+      events.v1.EventService/GetEvents:
+        response: {events: [{eventId: "1"}, {eventId: "2"}]}
+    expect:
+      action: continue
+      request: {toUserId: a, eventType: after 2, eventData: {other: UNIMPLEMENTED}}
+  - name: a called method may fail
+    request: {toUserId: a}
+    calls:
+      events.v1.EventService/GetEvents:
+        error: {code: NOT_FOUND, message: no such user}
+    expect: {action: reject, status: NOT_FOUND, message: no such user}
+`)
+	m, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) != 2 {
+		t.Fatalf("loaded %d cases; want 2", len(cases))
+	}
+	r := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9))
+	for _, c := range cases {
+		if res := r.RunCase(context.Background(), m, c); !res.Pass {
+			t.Errorf("%s: %v (actual %+v)", c.Name, res.Problems, res.Actual)
+		}
+	}
+}

@@ -76,6 +76,39 @@ type Input struct {
 	// Error is the status the call failed with, for an error hook
 	// (UNKNOWN with no message when nil).
 	Error *Status
+	// Calls answer the script's calls to other methods (ctx.call), by
+	// "pkg.Service/Method"; a call to any other method fails with
+	// UNIMPLEMENTED.
+	Calls map[string]CallStub
+}
+
+// CallStub is how a called method answers in a test: with Response
+// (protojson), or failing with Error.
+type CallStub struct {
+	Response json.RawMessage `json:"response,omitempty"`
+	Error    *Status         `json:"error,omitempty"`
+}
+
+// stubCaller answers ctx.call from calls.
+func stubCaller(calls map[string]CallStub) engine.Caller {
+	return func(_ context.Context, method string, _ []byte) ([]byte, error) {
+		method = strings.TrimPrefix(method, "/")
+		stub, ok := calls[method]
+		if !ok {
+			return nil, status.Errorf(codes.Unimplemented, "hookctl test: the case gives no answer for a call to %s (add it under calls:)", method)
+		}
+		if stub.Error != nil {
+			c, ok := ParseCode(stub.Error.Code)
+			if !ok || c == codes.OK {
+				return nil, status.Errorf(codes.InvalidArgument, "hookctl test: calls.%s.error: %q is not a gRPC code name other than OK", method, stub.Error.Code)
+			}
+			return nil, status.Error(c, stub.Error.Message)
+		}
+		if len(bytes.TrimSpace(stub.Response)) == 0 {
+			return []byte("{}"), nil
+		}
+		return stub.Response, nil
+	}
 }
 
 // Status is a gRPC status as a result shows it.
@@ -208,6 +241,7 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		Request:  req,
 		Timeout:  h.Timeout,
 		Status:   callErr,
+		Caller:   stubCaller(in.Calls),
 	}
 	if call.Metadata == nil {
 		call.Metadata = map[string][]string{}
