@@ -126,7 +126,7 @@ func (r *run) callFunction() goja.Value {
 // callMethod makes one call for callFunction.
 func (r *run) callMethod(methodArg, reqArg goja.Value) (goja.Value, error) {
 	if r.call.Caller == nil {
-		return nil, status.Error(codes.Unimplemented, "ctx.call: calls between methods are not available to this hook (a worker process, hookctl test, or a server built without interceptor.WithCalls)")
+		return nil, status.Error(codes.Unimplemented, "ctx.call: calls between methods are not available to this hook (a worker process, or a server built without interceptor.WithCalls)")
 	}
 	if goja.IsUndefined(methodArg) || goja.IsNull(methodArg) {
 		return nil, status.Error(codes.InvalidArgument, `ctx.call: the first argument must name a method, "pkg.Service/Method"`)
