@@ -56,6 +56,8 @@ type Case struct {
 	Metadata map[string][]string
 	Request  json.RawMessage
 	Response json.RawMessage
+	// Error is the status the call failed with, for an error hook.
+	Error *Status
 	// Calls answer the hook's calls to other methods, by method.
 	Calls  map[string]CallStub
 	Expect Expect
@@ -125,7 +127,7 @@ func LoadCases(m *manifest.Manifest) ([]*Case, error) {
 
 var (
 	fileFields   = []string{"hook", "method", "cases"}
-	caseFields   = []string{"name", "hook", "method", "params", "metadata", "request", "response", "calls", "expect"}
+	caseFields   = []string{"name", "hook", "method", "params", "metadata", "request", "response", "error", "calls", "expect"}
 	expectFields = []string{"action", "status", "message", "messageContains", "request", "response", "logs"}
 	actions      = []string{ActionContinue, ActionReject, ActionRespond, ActionError}
 )
@@ -298,6 +300,17 @@ func loadCase(file string, item *yaml.Node, i int, defHook *registry.Key, defMet
 			return nil, err
 		}
 	}
+	if f, ok := fields["error"]; ok {
+		b, err := yamljson.ToJSON(f.Value)
+		if err != nil {
+			return nil, fmt.Errorf("error: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&c.Error); err != nil || c.Error == nil || c.Error.Code == "" {
+			return nil, yamljson.Errorf(f.Value, "case %q: error: want {code: CODE, message: ...}", c.Name)
+		}
+	}
 	if f, ok := fields["calls"]; ok {
 		b, err := yamljson.ToJSON(f.Value)
 		if err != nil {
@@ -467,7 +480,7 @@ func (r *Runner) RunCase(ctx context.Context, m *manifest.Manifest, c *Case) *Ca
 	}
 	res, err := r.Run(ctx, &Input{
 		Hook: hook, Service: c.Service, Method: c.Method,
-		Metadata: c.Metadata, Request: c.Request, Response: c.Response, Calls: c.Calls,
+		Metadata: c.Metadata, Request: c.Request, Response: c.Response, Error: c.Error, Calls: c.Calls,
 	})
 	if err != nil {
 		return fail("%v", err)

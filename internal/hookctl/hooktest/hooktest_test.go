@@ -209,3 +209,39 @@ cases:
 		}
 	}
 }
+
+// A case of an error hook gives the call's error with error:.
+func TestCaseFilesGiveAnErrorHookItsError(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"hide.js":    "module.exports = (ctx) => ctx.error.code === \"INTERNAL\" ? {status: \"UNAVAILABLE\", message: \"try later\"} : undefined;\n",
+		"hooks.yaml": "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: error\n    name: hide\n    script: hide.js\n",
+		"hide.test.yaml": `hook: events.v1.EventService/SendEvent error hide
+cases:
+  - name: an internal error is hidden
+    error: {code: INTERNAL, message: db down}
+    expect: {action: reject, status: UNAVAILABLE, message: try later}
+  - name: other errors go on
+    error: {code: NOT_FOUND, message: gone}
+    expect: {action: continue}
+`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil || len(cases) != 2 {
+		t.Fatalf("LoadCases: %d cases, %v; want 2", len(cases), err)
+	}
+	r := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9))
+	for _, c := range cases {
+		if res := r.RunCase(context.Background(), m, c); !res.Pass {
+			t.Errorf("%s: %v (actual %+v)", c.Name, res.Problems, res.Actual)
+		}
+	}
+}
