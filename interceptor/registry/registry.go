@@ -35,10 +35,6 @@ type Registry struct {
 	// latest is the modRev of the newest change seen for each key in this
 	// generation: an older change that finishes compiling later is dropped.
 	latest map[string]int64
-	// compiling is the modRev of each key's compile in progress: a full
-	// read leaves such a key to the batch compiling it, so that a slow
-	// document does not hold the whole read back.
-	compiling map[string]int64
 	// gen counts the full reads: a batch handed out before the last one is
 	// dropped when it completes.
 	gen          uint64
@@ -111,7 +107,6 @@ func New(client *clientv3.Client, opts ...Option) *Registry {
 		opts:       evaluateOptions(opts),
 		entries:    map[string]*entry{},
 		latest:     map[string]int64{},
-		compiling:  map[string]int64{},
 		utils:      NewUtils("", nil),
 		utilValues: map[string]utilValue{},
 		save:       make(chan struct{}, 1),
@@ -488,11 +483,6 @@ func (r *Registry) dispatch(b *batch) {
 			c.skip = true // unchanged since the last read
 			continue
 		}
-		if m, ok := r.compiling[c.key]; ok && m == c.modRev && b.full && !c.recompile {
-			c.skip = true // an earlier batch compiles this value and applies it
-			continue
-		}
-		r.compiling[c.key] = c.modRev
 		builds = append(builds, i)
 	}
 	if len(builds) == 0 {
@@ -534,11 +524,6 @@ func (r *Registry) startWorkers(ctx context.Context) {
 						c.hook, c.err = BuildWithUtils(c.k, c.value, r.opts.maxTimeout, j.b.utils)
 					}
 				}
-				r.mu.Lock()
-				if r.compiling[c.key] == c.modRev {
-					delete(r.compiling, c.key)
-				}
-				r.mu.Unlock()
 				if j.b.pending.Add(-1) == 0 {
 					r.mu.Lock()
 					r.inflight--
@@ -554,12 +539,11 @@ func (r *Registry) startWorkers(ctx context.Context) {
 // applyLocked puts the changes of b in force and publishes them; changes
 // that a newer one of the same key overtook are dropped. mu is held.
 func (r *Registry) applyLocked(b *batch) {
-	// A batch from before the last full read applies only the values that
-	// read saw too (the latest check below), and a full one removes
-	// nothing: the newer read decides what is gone.
-	stale := b.gen != r.gen
+	if b.gen != r.gen {
+		return // a full read since has replaced it
+	}
 	var seen map[string]bool
-	if b.full && !stale {
+	if b.full {
 		seen = make(map[string]bool, len(b.changes))
 		r.staged, r.reread = false, false
 	}
@@ -568,7 +552,7 @@ func (r *Registry) applyLocked(b *batch) {
 		if seen != nil {
 			seen[c.key] = true
 		}
-		if c.util || (stale && c.key == ApplyMarker(r.opts.prefix)) || r.markerChange(c) {
+		if c.util || r.markerChange(c) {
 			continue
 		}
 		if r.latest[c.key] != c.modRev {

@@ -82,28 +82,6 @@ func TestRegistrySlowDocumentDoesNotDelayOtherKeys(t *testing.T) {
 	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
 }
 
-// A full read (here after etcd restarts) while a slow document compiles
-// leaves that key to its compile, so other keys still take effect at once.
-func TestRegistryRereadDoesNotWaitForASlowDocument(t *testing.T) {
-	e := etcdtest.Start(t)
-	g := newGate(t)
-	r := start(t, e.Client, registry.WithBuild(g.build))
-	t.Cleanup(g.release) // before Close, which waits for the held compile
-
-	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
-	g.waitStarted(t)
-	e.Stop()
-	e.Start()
-	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
-	waitFor(t, "the fast key while the slow one compiles, across a full read", func() bool {
-		g := preHooks(r, "/events.v1.EventService/GetEvents")
-		return len(g) == 1 && g[0] == "deny fast"
-	})
-	g.stillHeld(t)
-	g.release()
-	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
-}
-
 func TestRegistryAppliesATransactionWhole(t *testing.T) {
 	e := etcdtest.Start(t)
 	g := newGate(t)
