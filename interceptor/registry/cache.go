@@ -1,14 +1,10 @@
 package registry
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -66,50 +62,14 @@ type CacheConfig struct {
 // DecodeCacheDocument decodes and checks a cache document. The error names
 // the field at fault.
 func DecodeCacheDocument(b []byte) (*CacheDocument, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var d CacheDocument
-	if err := dec.Decode(&d); err != nil {
-		return nil, cacheDocumentError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("document: unexpected data after the JSON object")
+	if err := decodeStrict(b, &d, "document", "ttl, maxEntries, maxBytes, keyMetadata"); err != nil {
+		return nil, err
 	}
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
 	return &d, nil
-}
-
-func cacheDocumentError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		want := typeErr.Type.String()
-		switch want {
-		case "int", "int64", "*int", "*int64":
-			want = "an integer"
-		case "string":
-			want = "a string"
-		case "[]string":
-			want = "a list of strings"
-		case "registry.CacheDocument":
-			want = "an object"
-		}
-		if typeErr.Field == "" {
-			return fmt.Errorf("document: want an object, got %s", typeErr.Value)
-		}
-		return fmt.Errorf("document: field %s: want %s, got %s", typeErr.Field, want, typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("document: invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case errors.Is(err, io.EOF):
-		return errors.New("document: empty")
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want ttl, maxEntries, maxBytes, keyMetadata)", f)
-	}
-	return fmt.Errorf("document: %w", err)
 }
 
 // Validate checks the fields' values.

@@ -1,11 +1,9 @@
 package registry
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -78,50 +76,14 @@ func DecodeDocument(b []byte) (*Document, error) { return DecodeDocumentWithin(b
 // DecodeDocumentWithin decodes and checks a hook document whose timeout may
 // be at most maxTimeout (no limit when maxTimeout is zero).
 func DecodeDocumentWithin(b []byte, maxTimeout time.Duration) (*Document, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var d Document
-	if err := dec.Decode(&d); err != nil {
-		return nil, documentError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("document: unexpected data after the JSON object")
+	if err := decodeStrict(b, &d, "document", "script, lang, style, params, enabled, order, timeout, onError, description, isolation, owner"); err != nil {
+		return nil, err
 	}
 	if err := d.ValidateWithin(maxTimeout); err != nil {
 		return nil, err
 	}
 	return &d, nil
-}
-
-func documentError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		want := typeErr.Type.String()
-		switch want {
-		case "int":
-			want = "an integer"
-		case "string", "registry.OnError", "registry.Isolation", "engine.Lang", "engine.Style":
-			want = "a string"
-		case "*bool", "bool":
-			want = "true or false"
-		case "registry.Document":
-			want = "an object"
-		}
-		if typeErr.Field == "" {
-			return fmt.Errorf("document: want an object, got %s", typeErr.Value)
-		}
-		return fmt.Errorf("document: field %s: want %s, got %s", typeErr.Field, want, typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return fmt.Errorf("document: invalid JSON at byte %d: %v", syntaxErr.Offset, err)
-	case errors.Is(err, io.EOF):
-		return errors.New("document: empty")
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("document: unknown field %s (want script, lang, style, params, enabled, order, timeout, onError, description, isolation, owner)", f)
-	}
-	return fmt.Errorf("document: %w", err)
 }
 
 // Validate checks the fields' values, with a timeout of at most

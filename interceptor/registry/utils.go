@@ -2,10 +2,8 @@ package registry
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -104,7 +102,7 @@ type ActiveDocument struct {
 // names the field at fault.
 func DecodeUtilDocument(b []byte) (*UtilDocument, error) {
 	var d UtilDocument
-	if err := decodeStrict(b, &d, "script, lang, description"); err != nil {
+	if err := decodeStrict(b, &d, "util document", "script, lang, description"); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(d.Script) == "" {
@@ -121,32 +119,13 @@ func DecodeUtilDocument(b []byte) (*UtilDocument, error) {
 // DecodeActiveDocument decodes and checks a util's active pointer.
 func DecodeActiveDocument(b []byte) (*ActiveDocument, error) {
 	var d ActiveDocument
-	if err := decodeStrict(b, &d, "version"); err != nil {
+	if err := decodeStrict(b, &d, "util document", "version"); err != nil {
 		return nil, err
 	}
 	if d.Version <= 0 {
 		return nil, fmt.Errorf("util document: field version: %d is not a positive integer", d.Version)
 	}
 	return &d, nil
-}
-
-func decodeStrict(b []byte, v any, fields string) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return fmt.Errorf("util document: unknown field %s (want %s)", f, fields)
-		}
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return fmt.Errorf("util document: field %s: want %s, got %s", typeErr.Field, typeErr.Type, typeErr.Value)
-		}
-		return fmt.Errorf("util document: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("util document: unexpected data after the JSON object")
-	}
-	return nil
 }
 
 // Utils is a set of utils as hooks see them: every version stored, and
