@@ -256,7 +256,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 	if !errors.As(err, &ee) {
 		return engine.Outcome{}, ran{outcome: OutcomeError, ran: true}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
 	}
-	if why := h.opts.quarantine.strike(hook, ee.Kind); why != "" {
+	if why := h.opts.quarantine.strike(hook, ee); why != "" {
 		h.opts.logger.WarnContext(ctx, "hook quarantined: calls fail fast without running it, or skip it (onError: continue)",
 			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}

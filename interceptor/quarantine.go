@@ -99,13 +99,11 @@ func (q *Quarantine) check(h *registry.Hook) string {
 	return fmt.Sprintf("quarantined until %s after %s", time.Unix(0, until).UTC().Format(time.TimeOnly), *s.reason.Load())
 }
 
-// counts reports whether a failure of this kind counts towards quarantine.
-func counts(k engine.Kind) bool { return k == engine.Timeout || k == engine.Exhausted }
-
 // strike records a failure of h. It returns the reason when the failure
 // puts h in quarantine, and "" otherwise.
-func (q *Quarantine) strike(h *registry.Hook, k engine.Kind) string {
-	if q.after <= 0 || !counts(k) {
+func (q *Quarantine) strike(h *registry.Hook, e *engine.Error) string {
+	k := e.Kind
+	if q.after <= 0 || !e.RanAway() {
 		return ""
 	}
 	now := q.now()

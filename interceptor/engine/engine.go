@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -417,6 +418,20 @@ func (e *Error) Status(hookID string) *status.Status {
 		return statusf(codes.DeadlineExceeded, "hook %s %s", hookID, e.Message)
 	}
 	return statusf(e.Kind.Code(), "hook %s: %s", hookID, e.Message)
+}
+
+// RanAway reports whether the run took time or memory until something
+// stopped it: a timeout, the heap limit, a worker process killed at its
+// memory limit. A built-in refused by the run's memory budget (a
+// RangeError) allocated nothing and cost nothing: it did not run away.
+func (e *Error) RanAway() bool {
+	switch e.Kind {
+	case Timeout:
+		return true
+	case Exhausted:
+		return !strings.HasPrefix(e.Message, "RangeError: ")
+	}
+	return false
 }
 
 // Skippable reports whether a hook's onError "continue" may turn a failure
