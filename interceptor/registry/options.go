@@ -17,7 +17,7 @@ type options struct {
 	onSync       func(synced bool)
 	// build, when set, decodes and compiles a document in place of
 	// BuildWithUtils; tests set it.
-	build func(k Key, b []byte, maxTimeout time.Duration) (*Hook, error)
+	build func(k Key, b []byte, maxTimeout time.Duration, utils *Utils) (*Hook, error)
 }
 
 // Option configures a Registry.

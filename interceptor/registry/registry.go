@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
 )
 
 // readTimeout bounds one attempt to read every hook in the background; a
@@ -32,9 +35,14 @@ type Registry struct {
 	// under it; compile workers apply them under it.
 	mu      sync.Mutex
 	entries map[string]*entry
-	// latest is the modRev of the newest change seen for each key in this
-	// generation: an older change that finishes compiling later is dropped.
-	latest map[string]int64
+	// latest is the newest change handed out for each key in this
+	// generation: an older one that finishes compiling later is dropped.
+	latest map[string]version
+	// seq numbers the changes handed out.
+	seq uint64
+	// compiling holds the compiles in progress, so that a batch needing
+	// one waits for its result instead of compiling the same value again.
+	compiling map[compileID]*compile
 	// gen counts the full reads: a batch handed out before the last one is
 	// dropped when it completes.
 	gen          uint64
@@ -75,6 +83,17 @@ type entry struct {
 	cache *CacheConfig
 	// raw is the stored value hook or cache was built from.
 	raw []byte
+	// utils are those hook was compiled against.
+	utils *Utils
+}
+
+// version is the newest change of a key handed out to compile.
+type version struct {
+	modRev int64
+	// seq is the change's: only that change may put the key in force.
+	seq   uint64
+	value []byte
+	del   bool
 }
 
 // Status is what a registry reports about itself to operators and health
@@ -106,7 +125,8 @@ func New(client *clientv3.Client, opts ...Option) *Registry {
 		client:     client,
 		opts:       evaluateOptions(opts),
 		entries:    map[string]*entry{},
-		latest:     map[string]int64{},
+		latest:     map[string]version{},
+		compiling:  map[compileID]*compile{},
 		utils:      NewUtils("", nil),
 		utilValues: map[string]utilValue{},
 		save:       make(chan struct{}, 1),
@@ -144,7 +164,7 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.startWorkers(rctx)
-	rev, err := r.readAll(ctx, rctx)
+	rev, err := r.readAll(ctx, rctx, true)
 	if err != nil {
 		cancel()
 		r.wg.Wait()
@@ -228,10 +248,12 @@ func (r *Registry) Close() {
 	}
 }
 
-// readAll reads every hook at one revision (getCtx bounds the read), puts
-// them in force once compiled (ctx bounds the wait), and marks the
-// registry synced.
-func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
+// readAll reads every hook at one revision (getCtx bounds the read), has
+// them put in force once compiled, and marks the registry synced. When
+// wait is set, it returns once they are in force (ctx bounds the wait);
+// otherwise at once, so that changes after the read are followed while
+// its documents compile.
+func (r *Registry) readAll(getCtx, ctx context.Context, wait bool) (int64, error) {
 	// One transaction reads hooks, caches and utils at one revision.
 	dirs := r.dirs()
 	resp, err := r.client.Txn(getCtx).Then(
@@ -246,22 +268,19 @@ func (r *Registry) readAll(getCtx, ctx context.Context) (int64, error) {
 	if old, oldRev := r.startingMidApply(getCtx, resp); old != nil {
 		resp, rev = old, oldRev
 	}
-	b := &batch{rev: rev, full: true, done: make(chan struct{})}
+	b := &batch{rev: rev, full: true, beforeApply: resp != current, done: make(chan struct{})}
 	for _, op := range resp.Responses {
 		for _, kv := range op.GetResponseRange().Kvs {
 			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
 		}
 	}
 	r.dispatch(b)
-	select {
-	case <-b.done:
-	case <-ctx.Done():
-		return 0, fmt.Errorf("registry: compile hooks: %w", ctx.Err())
-	}
-	if resp != current {
-		r.mu.Lock()
-		r.reread = true
-		r.mu.Unlock()
+	if wait {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("registry: compile hooks: %w", ctx.Err())
+		}
 	}
 	r.setSynced(true)
 	return current.Header.Revision, nil
@@ -281,7 +300,7 @@ func (r *Registry) follow(ctx context.Context, rev int64) {
 	for ctx.Err() == nil {
 		if rev == 0 {
 			attempt, cancel := context.WithTimeout(ctx, readTimeout)
-			got, err := r.readAll(attempt, ctx)
+			got, err := r.readAll(attempt, ctx, false)
 			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
@@ -429,7 +448,14 @@ type batch struct {
 	// fromFile is set for a full read of the snapshot file, which is not
 	// written back.
 	fromFile bool
-	changes  []change
+	// beforeApply is set for a full read of the hooks from before a staged
+	// apply in progress, which must be read again when it completes.
+	beforeApply bool
+	// read is set for a full read, and for each batch of documents it
+	// compiles, whose transaction is txn.
+	read    *read
+	txn     int64
+	changes []change
 	// utils are the utils the batch's hooks compile against.
 	utils   *Utils
 	pending atomic.Int64
@@ -443,8 +469,11 @@ type change struct {
 	value  []byte
 	modRev int64
 	del    bool
-	// skip is set when the key already holds this value.
-	skip bool
+	// seq numbers the change among those handed out.
+	seq uint64
+	// skip is set when the key already holds this value; later when the
+	// value is compiled and applied in a batch of its own.
+	skip, later bool
 	// util is set for a key under UtilsDir, which has no entry: the
 	// registry's utils follow it. recompile is set for a hook's value
 	// compiled again because a util it imports changed.
@@ -473,30 +502,157 @@ func (r *Registry) dispatch(b *batch) {
 	var builds []int
 	for i := range b.changes {
 		c := &b.changes[i]
-		if !c.recompile || r.latest[c.key] < c.modRev {
-			r.latest[c.key] = c.modRev
-		}
+		r.seq++
+		c.seq = r.seq
+		r.latest[c.key] = version{modRev: c.modRev, seq: c.seq, value: c.value, del: c.del}
 		if c.del || c.util || c.key == ApplyMarker(r.opts.prefix) {
 			continue
 		}
 		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev && !c.recompile {
-			c.skip = true // unchanged since the last read
-			continue
+			if e.utils == b.utils || !bytes.Contains(c.value, []byte(engine.UtilsPrefix)) {
+				c.skip = true // unchanged since the last read
+				continue
+			}
+			c.recompile = true // the utils changed since it was compiled
 		}
 		builds = append(builds, i)
 	}
-	if len(builds) == 0 {
+	var push []job
+	switch {
+	case b.full:
+		for _, p := range r.splitReadLocked(b, builds) {
+			push = append(push, r.compileLocked(p, nil)...)
+		}
+	case len(builds) == 0:
 		r.applyLocked(b)
 		r.mu.Unlock()
 		close(b.done)
 		return
+	default:
+		push = r.compileLocked(b, builds)
 	}
-	b.pending.Store(int64(len(builds)))
-	r.inflight++
 	r.mu.Unlock()
-	for _, i := range builds {
-		r.jobs.push(job{b: b, i: i})
+	for _, j := range push {
+		r.jobs.push(j)
 	}
+}
+
+// compileLocked has the changes of b at indexes (all of them when nil)
+// compiled, and returns the jobs to queue: a value already compiling for
+// another batch waits for that compile. mu is held.
+func (r *Registry) compileLocked(b *batch, indexes []int) []job {
+	if indexes == nil {
+		indexes = make([]int, len(b.changes))
+		for i := range indexes {
+			indexes[i] = i
+		}
+	}
+	b.pending.Store(int64(len(indexes)))
+	r.inflight++
+	var push []job
+	for _, i := range indexes {
+		j := job{b: b, i: i}
+		id := compileID{key: b.changes[i].key, modRev: b.changes[i].modRev, utils: b.utils}
+		if c := r.compiling[id]; c != nil {
+			c.waiting = append(c.waiting, j)
+			continue
+		}
+		r.compiling[id] = &compile{}
+		push = append(push, j)
+	}
+	return push
+}
+
+// read is what a full read leaves to do while its documents compile. They
+// compile as one batch per etcd transaction they come from, each put in
+// force once its own documents are compiled, so that a slow document holds
+// back only its own transaction.
+type read struct {
+	// left counts the read's batches not yet applied, by the revision of
+	// their transaction.
+	left map[int64]int
+	// gone are the keys the read did not find, each with the revision of
+	// its value in force. A key is removed once no batch of the read newer
+	// than that value is left: its deletion may be part of one of them.
+	gone map[string]int64
+	// beforeApply is the full read's: see batch.
+	beforeApply bool
+	// done is the full read's, closed once every batch is applied.
+	done chan struct{}
+}
+
+// splitReadLocked applies at once what the full read b needs no compile
+// for, and returns its documents to compile (builds) as one batch per
+// transaction. Hooks compiled again because utils changed form one batch,
+// as new as the read. mu is held.
+func (r *Registry) splitReadLocked(b *batch, builds []int) []*batch {
+	rd := &read{left: map[int64]int{}, gone: map[string]int64{}, beforeApply: b.beforeApply, done: b.done}
+	b.read = rd
+	seen := make(map[string]bool, len(b.changes))
+	for _, c := range b.changes {
+		seen[c.key] = true
+	}
+	for k, e := range r.entries {
+		if !seen[k] && e.modRev <= b.rev {
+			rd.gone[k] = e.modRev
+		}
+	}
+	byTxn := map[int64]*batch{}
+	var parts []*batch
+	for _, i := range builds {
+		c := &b.changes[i]
+		txn := c.modRev
+		if c.recompile {
+			txn = b.rev
+		}
+		p := byTxn[txn]
+		if p == nil {
+			p = &batch{gen: b.gen, rev: b.rev, txn: txn, fromFile: b.fromFile, utils: b.utils, read: rd, done: make(chan struct{})}
+			byTxn[txn] = p
+			parts = append(parts, p)
+			rd.left[txn]++
+		}
+		p.changes = append(p.changes, *c)
+		c.later = true
+	}
+	r.applyLocked(b)
+	return parts
+}
+
+// removeGoneLocked removes the keys a full read did not find whose
+// deletion can no longer be part of a batch of the read still compiling.
+// mu is held.
+func (r *Registry) removeGoneLocked(rd *read) {
+	for k, modRev := range rd.gone {
+		newer := false
+		for txn, n := range rd.left {
+			if n > 0 && txn > modRev {
+				newer = true
+				break
+			}
+		}
+		if newer {
+			continue
+		}
+		delete(rd.gone, k)
+		if e := r.entries[k]; e != nil && e.modRev == modRev {
+			delete(r.entries, k) // not put again since the read
+		}
+	}
+}
+
+// compileID names a compile: a key's value, and the utils it compiles
+// against.
+type compileID struct {
+	key    string
+	modRev int64
+	utils  *Utils
+}
+
+// compile is a compile in progress.
+type compile struct {
+	// waiting are the documents of later batches that need its result.
+	waiting []job
 }
 
 // startWorkers starts the compile workers, which stop when ctx ends.
@@ -512,51 +668,95 @@ func (r *Registry) startWorkers(ctx context.Context) {
 					return
 				}
 				c := &j.b.changes[j.i]
-				if c.isCache = strings.HasPrefix(c.key, CacheDir(r.opts.prefix)); c.isCache {
-					c.ck, c.kerr = ParseCacheKey(r.opts.prefix, c.key)
-					if c.kerr == nil {
-						c.cache, c.err = BuildCache(c.ck, c.value)
-					}
-				} else if c.k, c.kerr = ParseKey(r.opts.prefix, c.key); c.kerr == nil {
-					if r.opts.build != nil {
-						c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout)
-					} else {
-						c.hook, c.err = BuildWithUtils(c.k, c.value, r.opts.maxTimeout, j.b.utils)
-					}
-				}
-				if j.b.pending.Add(-1) == 0 {
-					r.mu.Lock()
-					r.inflight--
-					r.applyLocked(j.b)
-					r.mu.Unlock()
-					close(j.b.done)
+				r.build(c, j.b.utils)
+				r.mu.Lock()
+				id := compileID{key: c.key, modRev: c.modRev, utils: j.b.utils}
+				waiting := r.compiling[id].waiting
+				delete(r.compiling, id)
+				r.mu.Unlock()
+				r.built(j)
+				for _, w := range waiting {
+					w.b.changes[w.i].built(c)
+					r.built(w)
 				}
 			}
 		}()
 	}
 }
 
+// build decodes and compiles the value of c against utils. What it builds
+// may be shared by several batches: it is not changed once built.
+func (r *Registry) build(c *change, utils *Utils) {
+	if c.isCache = strings.HasPrefix(c.key, CacheDir(r.opts.prefix)); c.isCache {
+		c.ck, c.kerr = ParseCacheKey(r.opts.prefix, c.key)
+		if c.kerr == nil {
+			c.cache, c.err = BuildCache(c.ck, c.value)
+		}
+		if c.err == nil && c.kerr == nil {
+			c.cache.Revision = c.modRev
+		}
+		return
+	}
+	if c.k, c.kerr = ParseKey(r.opts.prefix, c.key); c.kerr == nil {
+		if r.opts.build != nil {
+			c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout, utils)
+		} else {
+			c.hook, c.err = BuildWithUtils(c.k, c.value, r.opts.maxTimeout, utils)
+		}
+		if c.err == nil {
+			c.hook.Revision = c.modRev
+		}
+	}
+}
+
+// built copies what building the same value gave from.
+func (c *change) built(from *change) {
+	c.k, c.kerr, c.hook, c.err = from.k, from.kerr, from.hook, from.err
+	c.isCache, c.ck, c.cache = from.isCache, from.ck, from.cache
+}
+
+// built notes that the document j is built; the last of its batch applies
+// the batch.
+func (r *Registry) built(j job) {
+	if j.b.pending.Add(-1) != 0 {
+		return
+	}
+	r.mu.Lock()
+	r.inflight--
+	r.applyLocked(j.b)
+	r.mu.Unlock()
+	close(j.b.done)
+}
+
 // applyLocked puts the changes of b in force and publishes them; changes
 // that a newer one of the same key overtook are dropped. mu is held.
 func (r *Registry) applyLocked(b *batch) {
+	rd := b.read
+	if rd != nil && !b.full {
+		if rd.left[b.txn]--; rd.left[b.txn] == 0 {
+			delete(rd.left, b.txn)
+		}
+	}
+	finished := rd != nil && len(rd.left) == 0
+	if finished {
+		defer close(rd.done) // once what the read brings is in force
+	}
 	if b.gen != r.gen {
 		return // a full read since has replaced it
 	}
-	var seen map[string]bool
 	if b.full {
-		seen = make(map[string]bool, len(b.changes))
-		r.staged, r.reread = false, false
+		r.reread = false
+		if r.latest[ApplyMarker(r.opts.prefix)].modRev <= b.rev {
+			r.staged = false // unless the read has the marker
+		}
 	}
 	for i := range b.changes {
 		c := &b.changes[i]
-		if seen != nil {
-			seen[c.key] = true
-		}
-		if c.util || r.markerChange(c) {
+		if c.util || c.later || r.markerChange(c) {
 			continue
 		}
-		if r.latest[c.key] != c.modRev {
-			continue
+		if r.latest[c.key].seq != c.seq {
+			continue // a newer change of the key was handed out since
 		}
 		switch {
 		case c.del:
@@ -571,39 +771,40 @@ func (r *Registry) applyLocked(b *batch) {
 		case c.isCache:
 			r.putCache(c)
 		default:
-			r.put(c)
+			r.put(c, b.utils)
 		}
 	}
-	for k := range r.entries {
-		if seen != nil && !seen[k] {
-			delete(r.entries, k)
-		}
+	if rd != nil {
+		r.removeGoneLocked(rd)
 	}
 	r.rev = max(r.rev, b.rev)
-	if r.heldLocked() {
-		return
+	if !r.heldLocked() {
+		r.publishLocked(!b.fromFile)
 	}
-	r.publishLocked(!b.fromFile)
+	if finished && rd.beforeApply {
+		// What is now in force comes from before the apply: hold it until
+		// the apply completes, then read everything again.
+		r.reread = true
+	}
 }
 
 // put applies one built value. An invalid value never replaces a valid
 // version of the key; a key that never had one becomes a broken hook, so the
 // methods it covers fail instead of running without it. mu is held.
-func (r *Registry) put(c *change) {
+func (r *Registry) put(c *change, utils *Utils) {
 	key, modRev := c.key, c.modRev
 	old := r.entries[key]
 	log := r.opts.logger.With("key", key, "revision", modRev)
 	k, err := c.k, c.kerr
 	if err == nil {
 		if h, err := c.hook, c.err; err == nil {
-			h.Revision = modRev
 			if !r.opts.hookable(k.Service) && k.Service != Wildcard {
 				log.Warn("hook ignored: its service is not hookable on this server", "service", k.Service)
 				h = nil
 			} else {
 				log.Info("hook loaded", "enabled", h.Doc.IsEnabled())
 			}
-			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value}
+			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value, utils: utils}
 			return
 		}
 		err = c.err
@@ -654,7 +855,6 @@ func (r *Registry) putCache(c *change) {
 		r.entries[key] = &entry{modRev: modRev}
 		return
 	case c.err == nil:
-		c.cache.Revision = modRev
 		log.Info("response cache configuration loaded", "ttl", c.cache.TTL, "max_entries", c.cache.MaxEntries,
 			"max_bytes", c.cache.MaxBytes, "key_metadata", c.cache.KeyMetadata)
 		r.entries[key] = &entry{modRev: modRev, cache: c.cache, raw: c.value}

@@ -165,7 +165,7 @@ func TestRegistryCatchesUpAfterEtcdRestart(t *testing.T) {
 	if got := preHooks(r, sendEvent); len(got) != 1 {
 		t.Fatalf("while etcd is down: pre-hooks = %v; want the hook still in force", got)
 	}
-	time.Sleep(200 * time.Millisecond) // let the watch notice
+	waitFor(t, "the registry to notice etcd is gone", func() bool { return !r.Status().Synced })
 	e.Start()
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
 	waitFor(t, "the change after the restart", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a v2" })

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
 )
@@ -33,13 +34,20 @@ func newGate(t *testing.T) *gate {
 
 func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
-func (g *gate) build(k registry.Key, b []byte, maxTimeout time.Duration) (*registry.Hook, error) {
-	if strings.Contains(string(b), `"slow"`) {
+func (g *gate) build(k registry.Key, b []byte, maxTimeout time.Duration, utils *registry.Utils) (*registry.Hook, error) {
+	if strings.Contains(string(b), `"slow"`) || slowUtil(utils) {
 		g.started <- struct{}{}
 		<-g.open
 		defer func() { g.finished <- struct{}{} }()
 	}
-	return registry.BuildWithin(k, b, maxTimeout)
+	return registry.BuildWithUtils(k, b, maxTimeout, utils)
+}
+
+// slowUtil reports whether the active version of the util Version says
+// "slow".
+func slowUtil(utils *registry.Utils) bool {
+	src, _, _, err := utils.Module("utils/Version")
+	return err == nil && strings.Contains(src, "slow")
 }
 
 func (g *gate) waitStarted(t *testing.T) {
@@ -80,6 +88,101 @@ func TestRegistrySlowDocumentDoesNotDelayOtherKeys(t *testing.T) {
 	}
 	g.release()
 	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+}
+
+// A full read (here after etcd restarts) while a slow document compiles
+// waits for that compile instead of starting another, so other keys still
+// take effect at once.
+func TestRegistryRereadDoesNotWaitForASlowDocument(t *testing.T) {
+	e := etcdtest.Start(t)
+	g := newGate(t)
+	c := fastClient(t, e.Endpoints())
+	r := start(t, c, registry.WithBuild(g.build))
+	t.Cleanup(g.release) // before Close, which waits for the held compile
+
+	put(t, c, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
+	g.waitStarted(t)
+	e.Stop()
+	waitFor(t, "the registry to notice etcd is gone", func() bool { return !r.Status().Synced })
+	e.Start()
+	put(t, c, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
+	waitFor(t, "the fast key while the slow one compiles, across a full read", func() bool {
+		g := preHooks(r, "/events.v1.EventService/GetEvents")
+		return len(g) == 1 && g[0] == "deny fast"
+	})
+	g.stillHeld(t)
+	g.release()
+	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+	select {
+	case <-g.started:
+		t.Fatal("the slow document was compiled twice")
+	default:
+	}
+}
+
+// A document that changed while the registry was cut off from etcd, and
+// compiles slowly, does not hold back changes made after the registry
+// read everything again.
+func TestRegistryChangesAfterARereadDoNotWaitForItsSlowDocuments(t *testing.T) {
+	e := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, e.Endpoints()[0])
+	g := newGate(t)
+	r := start(t, fastClient(t, []string{proxy.Addr()}), registry.WithBuild(g.build))
+	t.Cleanup(g.release) // before Close, which waits for the held compile
+
+	proxy.Cut()
+	waitFor(t, "the registry to notice it lost etcd", func() bool { return !r.Status().Synced })
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
+	proxy.Restore()
+	g.waitStarted(t)
+	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
+	waitFor(t, "a change after the read while its slow document compiles", func() bool {
+		g := preHooks(r, "/events.v1.EventService/GetEvents")
+		return len(g) == 1 && g[0] == "deny fast"
+	})
+	g.stillHeld(t)
+	g.release()
+	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+	if got := preHooks(r, "/events.v1.EventService/GetEvents"); len(got) != 1 {
+		t.Fatalf("after the read's batch: GetEvents pre-hooks = %v; want the later key kept", got)
+	}
+}
+
+// A full read puts each transaction it finds in force as soon as its own
+// documents are compiled: a slow document holds back its transaction, with
+// the deletions that may belong to it, and nothing else.
+func TestRegistryRereadAppliesEachTransactionWhole(t *testing.T) {
+	e := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, e.Endpoints()[0])
+	g := newGate(t)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/x", doc("old"))
+	r := start(t, fastClient(t, []string{proxy.Addr()}), registry.WithBuild(g.build))
+	t.Cleanup(g.release) // before Close, which waits for the held compile
+
+	proxy.Cut()
+	waitFor(t, "the registry to notice it lost etcd", func() bool { return !r.Status().Synced })
+	dir := registry.HooksDir(registry.DefaultPrefix)
+	if _, err := e.Client.Txn(context.Background()).Then(
+		clientv3.OpPut(dir+"events.v1.EventService/SendEvent/pre/a", doc("slow")),
+		clientv3.OpPut(dir+"events.v1.EventService/SendEvent/pre/b", doc("fast")),
+		clientv3.OpDelete(dir+"events.v1.EventService/SendEvent/pre/x"),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
+	proxy.Restore()
+	g.waitStarted(t)
+	waitFor(t, "the other transaction of the read", func() bool {
+		return len(preHooks(r, "/events.v1.EventService/GetEvents")) == 1
+	})
+	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "x old" {
+		t.Fatalf("SendEvent pre-hooks = %v while half its transaction compiles; want [x old] as before it", got)
+	}
+	g.release()
+	waitFor(t, "the whole transaction", func() bool {
+		g := preHooks(r, sendEvent)
+		return len(g) == 2 && g[0] == "a slow" && g[1] == "b fast"
+	})
 }
 
 func TestRegistryAppliesATransactionWhole(t *testing.T) {
@@ -290,4 +393,103 @@ func TestRegistryStartFromSnapshotRefusesBadFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rejection runs the first pre-hook of method and returns the message it
+// rejects the call with, or what went wrong.
+func rejection(r *registry.Registry, eng *engine.Engine, method string) string {
+	c := r.Snapshot().Lookup(method)
+	if c == nil || len(c.Pre) == 0 {
+		return "no pre-hook"
+	}
+	h := c.Pre[0]
+	if h.Err != nil {
+		return "broken: " + h.Err.Error()
+	}
+	out, err := eng.Run(context.Background(), h.Script, &engine.Call{Method: method, Phase: engine.Pre, Hook: h.Key.Name, Timeout: time.Minute})
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	if out.Status == nil {
+		return "did not reject"
+	}
+	return out.Status.Message()
+}
+
+// When a util changes twice, the hooks compiled against its newer version
+// stay in force even if those compiled against the older one finish later.
+func TestRegistryNewerUtilsWinOverASlowerOlderCompile(t *testing.T) {
+	e := etcdtest.Start(t)
+	g := newGate(t)
+	eng := engine.New(engine.WithLogger(quiet()))
+	t.Cleanup(eng.Close)
+	putUtil := func(key, value string) {
+		t.Helper()
+		if _, err := e.Client.Put(context.Background(), registry.UtilsDir(registry.DefaultPrefix)+key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putUtil("Version/1", `{"script":"module.exports = { v: 1 } // slow"}`)
+	putUtil("Version/2", `{"script":"module.exports = { v: 2 }"}`)
+	putUtil("Version/active", `{"version":2}`)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/v",
+		`{"script":"({status: 409, message: 'v' + require('utils/Version').v})"}`)
+	r := start(t, e.Client, registry.WithBuild(g.build))
+	t.Cleanup(g.release) // before Close, which waits for the held compile
+
+	putUtil("Version/active", `{"version":1}`)
+	g.waitStarted(t)
+	dir := registry.UtilsDir(registry.DefaultPrefix)
+	if _, err := e.Client.Txn(context.Background()).Then(
+		clientv3.OpPut(dir+"Version/3", `{"script":"module.exports = { v: 3 }"}`),
+		clientv3.OpPut(dir+"Version/active", `{"version":3}`),
+	).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the hook to use version 3", func() bool { return rejection(r, eng, sendEvent) == "v3" })
+	g.release()
+	select {
+	case <-g.finished:
+	case <-time.After(waitTimeout):
+		t.Fatal("the slow compile did not return")
+	}
+	for range 3 {
+		marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
+		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
+	}
+	if got := rejection(r, eng, sendEvent); got != "v3" {
+		t.Fatalf("hook says %q; want v3, from the newest utils", got)
+	}
+}
+
+// A util that changes while the registry is cut off from etcd is in force
+// in the hooks that import it once the registry reads everything again,
+// although the hooks' own documents did not change.
+func TestRegistryRereadRecompilesHooksWhoseUtilsChanged(t *testing.T) {
+	e := etcdtest.Start(t)
+	proxy := etcdtest.NewProxy(t, e.Endpoints()[0])
+	rc := fastClient(t, []string{proxy.Addr()})
+	eng := engine.New(engine.WithLogger(quiet()))
+	t.Cleanup(eng.Close)
+	putUtil := func(key, value string) {
+		t.Helper()
+		if _, err := e.Client.Put(context.Background(), registry.UtilsDir(registry.DefaultPrefix)+key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putUtil("Version/1", `{"script":"module.exports = { v: 1 }"}`)
+	putUtil("Version/2", `{"script":"module.exports = { v: 2 }"}`)
+	putUtil("Version/active", `{"version":1}`)
+	put(t, e.Client, "events.v1.EventService/SendEvent/pre/v",
+		`{"script":"({status: 409, message: 'v' + require('utils/Version').v})"}`)
+	r := start(t, rc)
+	if got := rejection(r, eng, sendEvent); got != "v1" {
+		t.Fatalf("before: hook says %q; want v1", got)
+	}
+
+	proxy.Cut()
+	waitFor(t, "the registry to notice it lost etcd", func() bool { return !r.Status().Synced })
+	putUtil("Version/active", `{"version":2}`)
+	proxy.Restore()
+	waitFor(t, "the hook to use the util's new version", func() bool { return rejection(r, eng, sendEvent) == "v2" })
 }

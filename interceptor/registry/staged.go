@@ -43,7 +43,7 @@ func (r *Registry) markerChange(c *change) bool {
 	if c.key != ApplyMarker(r.opts.prefix) {
 		return false
 	}
-	if r.latest[c.key] == c.modRev {
+	if r.latest[c.key].seq == c.seq {
 		r.staged = !c.del
 	}
 	return true

@@ -309,29 +309,44 @@ type utilValue struct {
 
 // followUtils brings the registry's utils up to date with the changes of
 // b under UtilsDir (all of them, for a full read), gives b the utils its
-// hooks compile against, and adds to b, to compile again, every hook in
-// force that imports a util that changed. mu is held.
+// hooks compile against, and adds to b, to compile again, the newest value
+// of every hook that imports a util that changed (a full read has them
+// all). mu is held.
 func (r *Registry) followUtils(b *batch) {
 	dir := UtilsDir(r.opts.prefix)
-	if b.full {
-		clear(r.utilValues)
-	}
 	changed := map[string]bool{}
+	note := func(key string) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(key, dir), "/")
+		changed[name] = true
+	}
+	var old map[string]utilValue
+	if b.full {
+		old = r.utilValues
+		r.utilValues = make(map[string]utilValue, len(old))
+	}
 	for i := range b.changes {
 		c := &b.changes[i]
 		if !strings.HasPrefix(c.key, dir) {
 			continue
 		}
 		c.util = true
-		if c.del {
+		switch {
+		case c.del:
 			delete(r.utilValues, c.key)
-		} else {
+		case b.full && old[c.key].modRev == c.modRev:
+			r.utilValues[c.key] = old[c.key]
+			delete(old, c.key)
+			continue // unchanged since the last read
+		default:
 			r.utilValues[c.key] = utilValue{value: c.value, modRev: c.modRev}
 		}
-		name, _, _ := strings.Cut(strings.TrimPrefix(c.key, dir), "/")
-		changed[name] = true
+		delete(old, c.key)
+		note(c.key)
 	}
-	if b.full || len(changed) > 0 {
+	for key := range old {
+		note(key) // gone since the last read
+	}
+	if len(changed) > 0 {
 		values := make(map[string][]byte, len(r.utilValues))
 		for k, v := range r.utilValues {
 			values[k] = v.value
@@ -339,18 +354,19 @@ func (r *Registry) followUtils(b *batch) {
 		r.utils = NewUtils(r.opts.prefix, values)
 	}
 	b.utils = r.utils
-	if b.full || len(changed) == 0 {
-		return
+	if len(changed) == 0 || b.full {
+		return // a full read compiles again each hook compiled against other utils
 	}
 	names := r.utils.Dependents(changed)
 	inBatch := make(map[string]bool, len(b.changes))
 	for _, c := range b.changes {
 		inBatch[c.key] = true
 	}
-	for key, e := range r.entries {
-		if e.hook == nil || e.raw == nil || inBatch[key] || !MentionsUtil(e.raw, names) {
+	hooks := HooksDir(r.opts.prefix)
+	for key, v := range r.latest {
+		if v.del || inBatch[key] || !strings.HasPrefix(key, hooks) || key == ApplyMarker(r.opts.prefix) || !MentionsUtil(v.value, names) {
 			continue
 		}
-		b.changes = append(b.changes, change{key: key, value: e.raw, modRev: e.modRev, recompile: true})
+		b.changes = append(b.changes, change{key: key, value: v.value, modRev: v.modRev, recompile: true})
 	}
 }
