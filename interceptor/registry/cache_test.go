@@ -125,4 +125,18 @@ func TestRegistryFollowsCacheConfigurations(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "caching off", func() bool { return r.Snapshot().Cache(getEvents) == nil })
+	if b := r.Status().Broken; len(b) != 0 {
+		t.Fatalf("Status().Broken = %q while the valid configuration was in force; want none", b)
+	}
+
+	// A method whose configuration never had a valid version is listed as
+	// broken, for operators.
+	putCache(`{"ttl":"forever"}`)
+	want := "cache/events.v1.EventService/GetEvents: "
+	waitFor(t, "the invalid configuration among the broken", func() bool {
+		b := r.Status().Broken
+		return len(b) == 1 && strings.HasPrefix(b[0], want) && strings.Contains(b[0], "ttl")
+	})
+	putCache(`{"ttl":"1m"}`)
+	waitFor(t, "the fixed configuration", func() bool { return len(r.Status().Broken) == 0 })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,8 @@ type entry struct {
 	raw []byte
 	// utils are those hook was compiled against.
 	utils *Utils
+	// cacheErr says why a key under CacheDir has no valid version.
+	cacheErr error
 }
 
 // version is the newest change of a key handed out to compile.
@@ -111,7 +114,8 @@ type Status struct {
 	// change. Zero when it never did.
 	LastSync time.Time
 	// Broken lists the hooks whose key has no valid version, as
-	// "id: error", ordered by id.
+	// "id: error", and the response cache configurations with none, as
+	// "cache/<service>/<method>: error", ordered.
 	Broken []string
 	// Held is true while a staged apply is in progress: changes after
 	// Revision wait for it to complete.
@@ -143,12 +147,18 @@ func (r *Registry) Snapshot() *Snapshot { return r.current.Load() }
 func (r *Registry) Status() Status {
 	r.mu.Lock()
 	s := Status{Revision: r.current.Load().Revision, Synced: r.synced, FromSnapshot: r.fromSnapshot, LastSync: r.lastSync, Held: r.held}
+	for k, e := range r.entries {
+		if e.cacheErr != nil {
+			s.Broken = append(s.Broken, strings.TrimPrefix(k, r.opts.prefix)+": "+e.cacheErr.Error())
+		}
+	}
 	r.mu.Unlock()
 	for _, h := range r.Snapshot().Hooks() {
 		if h.Err != nil {
 			s.Broken = append(s.Broken, h.ID+": "+h.Err.Error())
 		}
 	}
+	slices.Sort(s.Broken)
 	return s
 }
 
@@ -848,7 +858,7 @@ func (r *Registry) putCache(c *change) {
 	switch {
 	case c.kerr != nil:
 		log.Error("response cache key ignored", "error", c.kerr)
-		r.entries[key] = &entry{modRev: modRev}
+		r.entries[key] = &entry{modRev: modRev, cacheErr: c.kerr}
 		return
 	case !r.opts.hookable(c.ck.Service):
 		log.Warn("response cache ignored: its service is not hookable on this server", "service", c.ck.Service)
@@ -866,7 +876,7 @@ func (r *Registry) putCache(c *change) {
 		return
 	}
 	log.Error("invalid response cache document; the method is not cached until it is fixed", "error", c.err)
-	r.entries[key] = &entry{modRev: modRev}
+	r.entries[key] = &entry{modRev: modRev, cacheErr: c.err}
 }
 
 // publishLocked swaps in a snapshot of the current entries and, when save
