@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"errors"
-	"fmt"
 	"regexp"
 	"slices"
 	"time"
@@ -75,29 +73,29 @@ func DecodeCacheDocument(b []byte) (*CacheDocument, error) {
 // Validate checks the fields' values.
 func (d *CacheDocument) Validate() error {
 	if d.TTL == "" {
-		return errors.New("document: field ttl: required (a Go duration such as 30s)")
+		return fieldErrorf("document", "ttl", "required (a Go duration such as 30s)")
 	}
 	ttl, err := time.ParseDuration(d.TTL)
 	switch {
 	case err != nil:
-		return fmt.Errorf("document: field ttl: %q is not a Go duration such as 30s", d.TTL)
+		return fieldErrorf("document", "ttl", "%q is not a Go duration such as 30s", d.TTL)
 	case ttl <= 0:
-		return fmt.Errorf("document: field ttl: %q must be positive", d.TTL)
+		return fieldErrorf("document", "ttl", "%q must be positive", d.TTL)
 	case ttl > MaxCacheTTL:
-		return fmt.Errorf("document: field ttl: %q is more than %v", d.TTL, MaxCacheTTL)
+		return fieldErrorf("document", "ttl", "%q is more than %v", d.TTL, MaxCacheTTL)
 	}
 	if n := d.MaxEntries; n != nil && (*n < 1 || *n > MaxCacheMaxEntries) {
-		return fmt.Errorf("document: field maxEntries: %d is not between 1 and %d", *n, MaxCacheMaxEntries)
+		return fieldErrorf("document", "maxEntries", "%d is not between 1 and %d", *n, MaxCacheMaxEntries)
 	}
 	if n := d.MaxBytes; n != nil && (*n < 1 || *n > MaxCacheMaxBytes) {
-		return fmt.Errorf("document: field maxBytes: %d is not between 1 and %d", *n, MaxCacheMaxBytes)
+		return fieldErrorf("document", "maxBytes", "%d is not between 1 and %d", *n, MaxCacheMaxBytes)
 	}
 	for i, k := range d.KeyMetadata {
 		switch {
 		case !metadataKeyPattern.MatchString(k):
-			return fmt.Errorf("document: field keyMetadata: %q is not a lower-case metadata key", k)
+			return fieldErrorf("document", "keyMetadata", "%q is not a lower-case metadata key", k)
 		case slices.Contains(d.KeyMetadata[:i], k):
-			return fmt.Errorf("document: field keyMetadata: %q is listed twice", k)
+			return fieldErrorf("document", "keyMetadata", "%q is listed twice", k)
 		}
 	}
 	return nil

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -94,42 +92,42 @@ func (d *Document) Validate() error { return d.ValidateWithin(DefaultMaxTimeout)
 // maxTimeout (no limit when maxTimeout is zero).
 func (d *Document) ValidateWithin(maxTimeout time.Duration) error {
 	if strings.TrimSpace(d.Script) == "" {
-		return errors.New("document: field script: required")
+		return fieldErrorf("document", "script", "required")
 	}
 	switch d.Lang {
 	case "", engine.JS, engine.TS:
 	default:
-		return fmt.Errorf("document: field lang: %q is not %q or %q", d.Lang, engine.JS, engine.TS)
+		return fieldErrorf("document", "lang", "%q is not %q or %q", d.Lang, engine.JS, engine.TS)
 	}
 	switch d.Style {
 	case engine.CtxStyle, engine.APIMaker:
 	default:
-		return fmt.Errorf("document: field style: %q is not %q (or absent, for the ctx style)", d.Style, engine.APIMaker)
+		return fieldErrorf("document", "style", "%q is not %q (or absent, for the ctx style)", d.Style, engine.APIMaker)
 	}
 	if len(d.Params) > 0 && !json.Valid(d.Params) {
-		return errors.New("document: field params: not valid JSON")
+		return fieldErrorf("document", "params", "not valid JSON")
 	}
 	if d.Timeout != "" {
 		t, err := time.ParseDuration(d.Timeout)
 		if err != nil {
-			return fmt.Errorf("document: field timeout: %q is not a Go duration such as 250ms", d.Timeout)
+			return fieldErrorf("document", "timeout", "%q is not a Go duration such as 250ms", d.Timeout)
 		}
 		if t <= 0 {
-			return fmt.Errorf("document: field timeout: %q must be positive", d.Timeout)
+			return fieldErrorf("document", "timeout", "%q must be positive", d.Timeout)
 		}
 		if maxTimeout > 0 && t > maxTimeout {
-			return fmt.Errorf("document: field timeout: %q is more than the server's limit of %v (--max-hook-timeout)", d.Timeout, maxTimeout)
+			return fieldErrorf("document", "timeout", "%q is more than the server's limit of %v (--max-hook-timeout)", d.Timeout, maxTimeout)
 		}
 	}
 	switch d.OnError {
 	case "", Abort, Continue:
 	default:
-		return fmt.Errorf("document: field onError: %q is not %q or %q", d.OnError, Abort, Continue)
+		return fieldErrorf("document", "onError", "%q is not %q or %q", d.OnError, Abort, Continue)
 	}
 	switch d.Isolation {
 	case "", InProcess, Process:
 	default:
-		return fmt.Errorf("document: field isolation: %q is not %q or %q", d.Isolation, Process, InProcess)
+		return fieldErrorf("document", "isolation", "%q is not %q or %q", d.Isolation, Process, InProcess)
 	}
 	return nil
 }
@@ -207,15 +205,15 @@ func CompileWithUtils(k Key, d *Document, utils engine.Modules) (*Hook, error) {
 	h.Params = map[string]any{}
 	if len(d.Params) > 0 && string(d.Params) != "null" {
 		if err := json.Unmarshal(d.Params, &h.Params); err != nil {
-			return nil, fmt.Errorf("document: field params: %w", err)
+			return nil, fieldErrorf("document", "params", "%w", err)
 		}
 	}
 	s, err := engine.CompileModules(h.ID, d.Script, d.Lang, utils)
 	if err != nil {
-		return nil, fmt.Errorf("document: field script: %w", err)
+		return nil, fieldErrorf("document", "script", "%w", err)
 	}
 	if s, err = s.WithStyle(d.Style); err != nil {
-		return nil, fmt.Errorf("document: field style: %w", err)
+		return nil, fieldErrorf("document", "style", "%w", err)
 	}
 	h.Script = s
 	return h, nil

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -106,12 +105,12 @@ func DecodeUtilDocument(b []byte) (*UtilDocument, error) {
 		return nil, err
 	}
 	if strings.TrimSpace(d.Script) == "" {
-		return nil, errors.New("util document: field script: required")
+		return nil, fieldErrorf("util document", "script", "required")
 	}
 	switch d.Lang {
 	case "", engine.JS, engine.TS:
 	default:
-		return nil, fmt.Errorf("util document: field lang: %q is not %q or %q", d.Lang, engine.JS, engine.TS)
+		return nil, fieldErrorf("util document", "lang", "%q is not %q or %q", d.Lang, engine.JS, engine.TS)
 	}
 	return &d, nil
 }
@@ -123,7 +122,7 @@ func DecodeActiveDocument(b []byte) (*ActiveDocument, error) {
 		return nil, err
 	}
 	if d.Version <= 0 {
-		return nil, fmt.Errorf("util document: field version: %d is not a positive integer", d.Version)
+		return nil, fieldErrorf("util document", "version", "%d is not a positive integer", d.Version)
 	}
 	return &d, nil
 }

@@ -38,7 +38,7 @@ func EncodeWithUtils(k registry.Key, d *registry.Document, utils engine.Modules)
 	if len(out.Params) > 0 {
 		var b bytes.Buffer
 		if err := json.Compact(&b, out.Params); err != nil {
-			return nil, errors.New("document: field params: not valid JSON")
+			return nil, fmt.Errorf("document: %w", &registry.FieldError{Field: "params", Err: errors.New("not valid JSON")})
 		}
 		out.Params = b.Bytes()
 	}

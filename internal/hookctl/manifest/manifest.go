@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -218,10 +217,6 @@ func Load(path string, opts ...Option) (*Manifest, error) {
 
 var hookFields = []string{"method", "phase", "name", "script", "params", "order", "timeout", "onError", "enabled", "description", "isolation", "lang", "style"}
 
-// fieldInError finds the field a registry error names: "document: field
-// timeout: ...".
-var fieldInError = regexp.MustCompile(`field (\w+)`)
-
 func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	file := m.Path
 	// Unknown fields are reported with the rest, not instead of it.
@@ -380,11 +375,12 @@ func LangOf(path string) engine.Lang {
 	return ""
 }
 
-// fieldLine returns the line of the field a registry error names
-// ("document: field timeout: ..."), or of the entry.
+// fieldLine returns the line of the field a registry error names (a
+// *registry.FieldError), or of the entry.
 func fieldLine(err error, at func(field string) int) int {
-	if sm := fieldInError.FindStringSubmatch(err.Error()); sm != nil {
-		return at(sm[1])
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return at(fe.Field)
 	}
 	return at("")
 }
