@@ -260,7 +260,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		h.opts.logger.WarnContext(ctx, "hook quarantined: calls fail fast without running it, or skip it (onError: continue)",
 			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}
-	skip := hook.OnError == registry.Continue && ee.Kind.Skippable()
+	skip := hook.Skips(ee.Kind)
 	if log, suppressed := hook.LogFailure(time.Now()); log {
 		msg := "hook failed; call aborted"
 		switch {

@@ -615,3 +615,26 @@ func TestStackTracesPointAtTheSource(t *testing.T) {
 		}
 	}
 }
+
+func TestCodeByName(t *testing.T) {
+	tests := []struct {
+		name   string
+		want   codes.Code
+		wantOK bool
+	}{
+		{"PERMISSION_DENIED", codes.PermissionDenied, true},
+		{"permission_denied", codes.PermissionDenied, true},
+		{" Cancelled ", codes.Canceled, true},
+		{"OK", codes.OK, true},
+		{"UNAUTHENTICATED", codes.Unauthenticated, true},
+		{"PermissionDenied", 0, false},
+		{"CANCELED", 0, false},
+		{"7", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		if c, ok := engine.CodeByName(tt.name); c != tt.want || ok != tt.wantOK {
+			t.Errorf("CodeByName(%q) = %v, %v; want %v, %v", tt.name, c, ok, tt.want, tt.wantOK)
+		}
+	}
+}

@@ -17,6 +17,14 @@ var codeByName = func() map[string]codes.Code {
 	return m
 }()
 
+// CodeByName returns the code a canonical name names, in any case and
+// with surrounding space ignored: "PERMISSION_DENIED", "permission_denied".
+// ok is false for anything else.
+func CodeByName(name string) (c codes.Code, ok bool) {
+	c, ok = codeByName[strings.ToUpper(strings.TrimSpace(name))]
+	return c, ok
+}
+
 // CodeName returns a code's canonical name, as in google.rpc.Code:
 // "PERMISSION_DENIED".
 func CodeName(c codes.Code) string {
@@ -101,8 +109,7 @@ func ParseCode(v goja.Value) (c codes.Code, ok bool) {
 	}
 	switch x := v.Export().(type) {
 	case string:
-		c, ok := codeByName[strings.ToUpper(strings.TrimSpace(x))]
-		return c, ok
+		return CodeByName(x)
 	case int64:
 		return codeFromNumber(float64(x))
 	case float64:

@@ -219,6 +219,11 @@ func CompileWithUtils(k Key, d *Document, utils engine.Modules) (*Hook, error) {
 	return h, nil
 }
 
+// Skips reports whether h's onError turns a failure of kind k into a
+// logged skip: onError "continue" and a kind that may be skipped
+// (engine.Kind.Skippable).
+func (h *Hook) Skips(k engine.Kind) bool { return h.OnError == Continue && k.Skippable() }
+
 // failureLogInterval is the least time between two log lines about one
 // hook's failures.
 const failureLogInterval = time.Second

@@ -162,3 +162,16 @@ func TestLogFailureLogsAtMostOnceASecondPerHook(t *testing.T) {
 		t.Fatal("another hook's first failure was not logged; want each hook limited on its own")
 	}
 }
+
+func TestSkipsOnlyWithOnErrorContinueAndASkippableKind(t *testing.T) {
+	abort := hook(t, "a.B/M/pre/x", `{"script":"1"}`)
+	cont := hook(t, "a.B/M/pre/y", `{"script":"1","onError":"continue"}`)
+	for _, k := range []engine.Kind{engine.Thrown, engine.Timeout, engine.Crashed, engine.Overloaded, engine.Exhausted, engine.BadResult, engine.Canceled} {
+		if abort.Skips(k) {
+			t.Errorf("onError abort: Skips(%v) = true; want false", k)
+		}
+		if got := cont.Skips(k); got != k.Skippable() {
+			t.Errorf("onError continue: Skips(%v) = %v; want %v", k, got, k.Skippable())
+		}
+	}
+}

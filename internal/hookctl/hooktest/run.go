@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -277,11 +278,11 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		if h.Key.Phase == engine.ErrorPhase {
 			// An error hook's failure never hides the call's error.
 			res.Action, res.Error = ActionError, f
-			if h.OnError == registry.Continue && ee.Kind.Skippable() {
+			if h.Skips(ee.Kind) {
 				res.Action, res.Error, res.Skipped = ActionContinue, nil, f
 			}
 			res.Status = &Status{Code: CodeName(callErr.Code()), Message: callErr.Message()}
-		} else if h.OnError == registry.Continue && ee.Kind.Skippable() {
+		} else if h.Skips(ee.Kind) {
 			res.Action, res.Skipped = ActionContinue, f
 			res.setMessage(r, h.Key.Phase, current)
 		} else {
@@ -327,18 +328,18 @@ func (res *Result) setMessage(r *Runner, phase engine.Phase, m proto.Message) {
 // CodeName returns a code's canonical name: "PERMISSION_DENIED".
 func CodeName(c codes.Code) string { return engine.CodeName(c) }
 
-// ParseCode reads a code name in any case ("permission_denied",
-// "PermissionDenied") or a code number.
+// ParseCode reads a code as a case file gives it: a name as scripts give it
+// (engine.CodeByName: "permission_denied"), Go's name for it in any case
+// ("PermissionDenied", "CANCELED"), or its number ("7").
 func ParseCode(s string) (codes.Code, bool) {
+	if c, ok := engine.CodeByName(s); ok {
+		return c, true
+	}
 	s = strings.TrimSpace(s)
 	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		n := CodeName(c)
-		if strings.EqualFold(s, n) || strings.EqualFold(s, strings.ReplaceAll(n, "_", "")) || s == fmt.Sprint(int(c)) {
+		if strings.EqualFold(s, c.String()) || s == strconv.Itoa(int(c)) {
 			return c, true
 		}
-	}
-	if strings.EqualFold(s, "CANCELED") {
-		return codes.Canceled, true
 	}
 	return 0, false
 }
