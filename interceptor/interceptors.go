@@ -50,13 +50,13 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 			return handler(srv, ss)
 		}
 		for _, hook := range chain.Post {
-			if hook.FirstStreamSkip() {
+			if hookLogs.firstStreamSkip(hook) {
 				h.opts.logger.Warn("post-hook skipped: post-hooks never run on streams",
 					"method", info.FullMethod, "hook", hook.ID)
 			}
 		}
 		for _, hook := range chain.Error {
-			if hook.FirstStreamSkip() {
+			if hookLogs.firstStreamSkip(hook) {
 				h.opts.logger.Warn("error hook skipped: error hooks never run on streams",
 					"method", info.FullMethod, "hook", hook.ID)
 			}
@@ -224,7 +224,7 @@ type ran struct {
 func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, ran, error) {
 	if hook.Err != nil {
 		if call.Phase == engine.ErrorPhase {
-			if log, suppressed := hook.LogFailure(time.Now()); log {
+			if log, suppressed := hookLogs.failure(hook, time.Now()); log {
 				h.opts.logger.WarnContext(ctx, "error hook not run: its document is invalid; the call keeps its error status",
 					"method", call.Method, "hook", hook.ID, "error", hook.Err, "failures_not_logged", suppressed)
 			}
@@ -261,7 +261,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}
 	skip := hook.Skips(ee.Kind)
-	if log, suppressed := hook.LogFailure(time.Now()); log {
+	if log, suppressed := hookLogs.failure(hook, time.Now()); log {
 		msg := "hook failed; call aborted"
 		switch {
 		case skip:

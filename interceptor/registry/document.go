@@ -3,7 +3,6 @@ package registry
 import (
 	"encoding/json"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -156,13 +155,6 @@ type Hook struct {
 	// Err is set when the key has no valid version: a call it covers fails
 	// with INTERNAL naming the key and Err.
 	Err error
-	// streamSkipLogged is set once the post-hook was logged as skipped on a
-	// stream.
-	streamSkipLogged atomic.Bool
-	// lastFailureLog is when a failure of the hook was last logged (unix
-	// nanoseconds); suppressed counts the failures not logged since.
-	lastFailureLog atomic.Int64
-	suppressed     atomic.Int64
 }
 
 // Build decodes the document b stored at k and compiles its script, with a
@@ -223,25 +215,3 @@ func CompileWithUtils(k Key, d *Document, utils engine.Modules) (*Hook, error) {
 // logged skip: onError "continue" and a kind that may be skipped
 // (engine.Kind.Skippable).
 func (h *Hook) Skips(k engine.Kind) bool { return h.OnError == Continue && k.Skippable() }
-
-// failureLogInterval is the least time between two log lines about one
-// hook's failures.
-const failureLogInterval = time.Second
-
-// LogFailure reports whether a failure of h at now should be logged: the
-// first one, then at most one a second, so a broken hook on a busy method
-// cannot flood the log. suppressed is how many failures went unlogged since
-// the last line.
-func (h *Hook) LogFailure(now time.Time) (log bool, suppressed int64) {
-	last := h.lastFailureLog.Load()
-	if (last == 0 || now.UnixNano()-last >= int64(failureLogInterval)) &&
-		h.lastFailureLog.CompareAndSwap(last, now.UnixNano()) {
-		return true, h.suppressed.Swap(0)
-	}
-	h.suppressed.Add(1)
-	return false, 0
-}
-
-// FirstStreamSkip reports true the first time it is called for h: a
-// post-hook is logged once as skipped on streams.
-func (h *Hook) FirstStreamSkip() bool { return h.streamSkipLogged.CompareAndSwap(false, true) }

@@ -135,34 +135,6 @@ func TestBuildWithinAServerLimit(t *testing.T) {
 	}
 }
 
-func TestLogFailureLogsAtMostOnceASecondPerHook(t *testing.T) {
-	h := hook(t, "a.B/M/pre/x", `{"script":"1"}`)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	steps := []struct {
-		at             time.Duration
-		wantLog        bool
-		wantSuppressed int64
-	}{
-		{0, true, 0},
-		{10 * time.Millisecond, false, 0},
-		{500 * time.Millisecond, false, 0},
-		{999 * time.Millisecond, false, 0},
-		{time.Second, true, 3},
-		{1500 * time.Millisecond, false, 0},
-		{5 * time.Second, true, 1},
-	}
-	for _, s := range steps {
-		log, suppressed := h.LogFailure(t0.Add(s.at))
-		if log != s.wantLog || suppressed != s.wantSuppressed {
-			t.Fatalf("LogFailure at +%v = %v, %d; want %v, %d", s.at, log, suppressed, s.wantLog, s.wantSuppressed)
-		}
-	}
-	other := hook(t, "a.B/M/pre/y", `{"script":"1"}`)
-	if log, _ := other.LogFailure(t0.Add(10 * time.Millisecond)); !log {
-		t.Fatal("another hook's first failure was not logged; want each hook limited on its own")
-	}
-}
-
 func TestSkipsOnlyWithOnErrorContinueAndASkippableKind(t *testing.T) {
 	abort := hook(t, "a.B/M/pre/x", `{"script":"1"}`)
 	cont := hook(t, "a.B/M/pre/y", `{"script":"1","onError":"continue"}`)

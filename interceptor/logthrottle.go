@@ -1,0 +1,76 @@
+package interceptor
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"weak"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+)
+
+// failureLogInterval is the least time between two log lines about one
+// hook's failures.
+const failureLogInterval = time.Second
+
+// hookLogs keeps down the log lines about the hooks this process runs. A
+// hook (one version of an etcd key) is shared by every interceptor its
+// registry serves, the unary and the stream one alike, and so is what has
+// been logged about it.
+var hookLogs logThrottle
+
+// logThrottle keeps down the log lines about hooks: a hook's failures are
+// logged at most once a second, and a hook skipped on streams once. What it
+// knows of a hook is dropped with the hook, once no snapshot holds it (its
+// key changed or was deleted), so it holds only hooks in use. The zero
+// value is ready for use; it is safe for concurrent use.
+type logThrottle struct {
+	// hooks holds a *hookLog by weak pointer to its hook: see of.
+	hooks sync.Map
+}
+
+// hookLog is what a logThrottle knows of one hook.
+type hookLog struct {
+	// streamSkipLogged is set once the hook was logged as skipped on a
+	// stream.
+	streamSkipLogged atomic.Bool
+	// lastFailure is when a failure of the hook was last logged (unix
+	// nanoseconds); suppressed counts the failures not logged since.
+	lastFailure atomic.Int64
+	suppressed  atomic.Int64
+}
+
+// of returns h's entry, made on first use and deleted once h is garbage.
+func (t *logThrottle) of(h *registry.Hook) *hookLog {
+	wp := weak.Make(h)
+	if l, ok := t.hooks.Load(wp); ok {
+		return l.(*hookLog)
+	}
+	l, loaded := t.hooks.LoadOrStore(wp, &hookLog{})
+	if !loaded {
+		runtime.AddCleanup(h, func(wp weak.Pointer[registry.Hook]) { t.hooks.Delete(wp) }, wp)
+	}
+	return l.(*hookLog)
+}
+
+// failure reports whether a failure of h at now should be logged: the
+// first one, then at most one a second, so a broken hook on a busy method
+// cannot flood the log. suppressed is how many failures went unlogged since
+// the last line.
+func (t *logThrottle) failure(h *registry.Hook, now time.Time) (log bool, suppressed int64) {
+	l := t.of(h)
+	last := l.lastFailure.Load()
+	if (last == 0 || now.UnixNano()-last >= int64(failureLogInterval)) &&
+		l.lastFailure.CompareAndSwap(last, now.UnixNano()) {
+		return true, l.suppressed.Swap(0)
+	}
+	l.suppressed.Add(1)
+	return false, 0
+}
+
+// firstStreamSkip reports true the first time it is called for h: a
+// post-hook or an error hook is logged once as skipped on streams.
+func (t *logThrottle) firstStreamSkip(h *registry.Hook) bool {
+	return t.of(h).streamSkipLogged.CompareAndSwap(false, true)
+}
