@@ -35,7 +35,7 @@ func (a *app) loadManifest(f *manifestFlags) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, failed(err)
 	}
-	var opts []manifest.Option
+	opts := []manifest.Option{manifest.WithMaxTimeout(a.conn.maxHookTimeout)}
 	if src != nil {
 		opts = append(opts, manifest.WithSchema(src))
 	}

@@ -198,6 +198,26 @@ func TestPutValidatesBeforeWriting(t *testing.T) {
 	}
 }
 
+// --max-hook-timeout is the daemons' own: a hook may take as long as they
+// allow, no longer.
+func TestMaxHookTimeoutFollowsTheDaemons(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	script := filepath.Join(scriptsDir, "deny-guest.js")
+	e.want(1, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s")
+	r := e.want(1, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s", "--max-hook-timeout", "7s")
+	mustContain(t, "stderr", r.stderr, `"8s" is more than the server's limit of 7s`)
+	e.want(0, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s", "--max-hook-timeout", "10s")
+	e.want(0, "disable", sendEvent, "pre", "slow", "--max-hook-timeout", "10s")
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "hook.js"), "module.exports = function () {};\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), "hooks:\n  - method: "+sendEvent+"\n    phase: pre\n    name: slow\n    script: hook.js\n    timeout: 8s\n")
+	r = e.want(1, "validate", "-f", dir)
+	mustContain(t, "stderr", r.stderr, "more than the server's limit of 5s")
+	e.want(0, "validate", "-f", dir, "--max-hook-timeout", "10s")
+}
+
 func TestPutEnableDeleteAreGuardedByTheRevisionRead(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

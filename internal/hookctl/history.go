@@ -238,7 +238,7 @@ created it meanwhile.`,
 			}
 			// The earlier value is written again as it was stored; it is
 			// checked as any write is.
-			if _, err := registry.BuildWithUtils(k, target.Raw, registry.DefaultMaxTimeout, registry.StubUtils()); err != nil {
+			if _, err := registry.BuildWithUtils(k, target.Raw, a.conn.maxHookTimeout, registry.StubUtils()); err != nil {
 				return failed(fmt.Errorf("the version of %s at revision %d: %w", hookname.Format(k), target.ModRevision, err))
 			}
 			rev, err := a.commit(s, cur.ModRevision, k, target.Raw)
@@ -289,7 +289,7 @@ func (a *app) undelete(k registry.Key, toRevision int64, output string) error {
 			return err
 		}
 	}
-	if _, err := registry.BuildWithUtils(k, target.Raw, registry.DefaultMaxTimeout, registry.StubUtils()); err != nil {
+	if _, err := registry.BuildWithUtils(k, target.Raw, a.conn.maxHookTimeout, registry.StubUtils()); err != nil {
 		return failed(fmt.Errorf("the version of %s at revision %d: %w", hookname.Format(k), target.ModRevision, err))
 	}
 	rev, err := a.commit(s, 0, k, target.Raw)

@@ -103,6 +103,8 @@ type connFlags struct {
 	dialTimeout, commandTimeout time.Duration
 	prefix                      string
 	maxTxnOps, maxRequestBytes  int
+	// maxHookTimeout is the daemons' --max-hook-timeout.
+	maxHookTimeout time.Duration
 }
 
 // exitError carries an exit code. A silent one prints nothing.
@@ -295,6 +297,7 @@ an error); 3 etcd unreachable or a concurrent change (nothing was written);
 	pf.StringVar(&a.conn.prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...), as the daemon's --prefix; a / is added if it does not end with one")
 	pf.IntVar(&a.conn.maxTxnOps, "max-txn-ops", store.DefaultMaxTxnOps, "etcd's --max-txn-ops: larger applies are staged over several transactions")
 	pf.IntVar(&a.conn.maxRequestBytes, "max-request-bytes", store.DefaultMaxRequestBytes, "etcd's --max-request-bytes: no document may be larger, and larger applies are staged")
+	pf.DurationVar(&a.conn.maxHookTimeout, "max-hook-timeout", registry.DefaultMaxTimeout, "the daemons' --max-hook-timeout: no hook's timeout may be longer")
 
 	root.AddGroup(
 		&cobra.Group{ID: "hooks", Title: "Hooks in etcd:"},
@@ -360,7 +363,7 @@ func (a *app) open() (*store.Store, error) {
 		User: user, Password: password,
 		DialTimeout: a.conn.dialTimeout, CommandTimeout: a.conn.commandTimeout,
 		Prefix: a.conn.prefix,
-		Limits: a.limits(),
+		Limits: a.limits(), MaxHookTimeout: a.conn.maxHookTimeout,
 	})
 	if err != nil {
 		var unreachable *store.UnreachableError

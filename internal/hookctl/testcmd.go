@@ -127,7 +127,7 @@ events.v1.EventService is built in.`,
 					return err
 				}
 			}
-			if err := doc.Validate(); err != nil {
+			if err := doc.ValidateWithin(a.conn.maxHookTimeout); err != nil {
 				return err
 			}
 			hook, err := registry.Compile(k, doc)

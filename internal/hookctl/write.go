@@ -126,7 +126,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 				f := false
 				doc.Enabled = &f
 			}
-			raw, err := hookdoc.Encode(k, doc)
+			raw, err := hookdoc.Encode(k, doc, a.conn.maxHookTimeout)
 			if err != nil {
 				if _, ok := hookdoc.ScriptPosition(err); ok {
 					return failed(scriptFailure(scriptFile, k, err))
@@ -151,7 +151,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			newDoc, _ := registry.DecodeDocument(raw)
+			newDoc, _ := registry.DecodeDocumentWithin(raw, a.conn.maxHookTimeout)
 			if err := a.checkUtils(s, k, newDoc); err != nil {
 				return err
 			}
@@ -273,7 +273,7 @@ func (a *app) enableCommand(enable bool) *cobra.Command {
 			}
 			doc := *cur.Doc
 			doc.Enabled = &enable
-			raw, err := hookdoc.Encode(k, &doc)
+			raw, err := hookdoc.Encode(k, &doc, a.conn.maxHookTimeout)
 			if err != nil {
 				return failed(fmt.Errorf("hook %s: %w", hookname.Format(k), err))
 			}

@@ -353,11 +353,11 @@ func (s *Server) build(ctx context.Context, id string, doc json.RawMessage) (reg
 			return k, nil, badRequest("hook %s: %v", id, err)
 		}
 	}
-	d, err := registry.DecodeDocumentWithin(doc, cmp.Or(s.cfg.MaxHookTimeout, registry.DefaultMaxTimeout))
+	d, err := registry.DecodeDocumentWithin(doc, s.maxHookTimeout())
 	if err != nil {
 		return k, nil, badRequest("%v", err)
 	}
-	raw, err := hookdoc.Encode(k, d)
+	raw, err := hookdoc.Encode(k, d, s.maxHookTimeout())
 	if err != nil {
 		ae := badRequest("%v", err)
 		if pos, ok := hookdoc.ScriptPosition(err); ok {
@@ -468,7 +468,7 @@ func (s *Server) setEnabled(ctx context.Context, body []byte) (any, error) {
 	if enabled {
 		d.Enabled = nil // the default
 	}
-	raw, err := hookdoc.Encode(k, &d)
+	raw, err := hookdoc.Encode(k, &d, s.maxHookTimeout())
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -544,7 +544,7 @@ func (s *Server) rollback(ctx context.Context, body []byte) (any, error) {
 	if target.DocErr != nil {
 		return nil, badRequest("the version of %s at revision %d is invalid, not rolling back to it: %v", req.Key, target.ModRevision, target.DocErr)
 	}
-	if _, err := registry.BuildWithin(k, target.Raw, cmp.Or(s.cfg.MaxHookTimeout, registry.DefaultMaxTimeout)); err != nil {
+	if _, err := registry.BuildWithin(k, target.Raw, s.maxHookTimeout()); err != nil {
 		return nil, badRequest("the version of %s at revision %d: %v", req.Key, target.ModRevision, err)
 	}
 	if cur.DocErr == nil && hookdoc.Equal(cur.Doc, target.Doc) {

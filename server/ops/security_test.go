@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apihooks/apihooks/server"
 	"github.com/apihooks/apihooks/server/ops"
@@ -217,5 +218,22 @@ func TestWritesAreCheckedAndGuardedAsHookctlDoes(t *testing.T) {
 	resp, err := d.etcd.Get(context.Background(), "/apihooks/hooks/"+key)
 	if err != nil || resp.Count != 0 {
 		t.Errorf("after delete etcd holds %v (%v); want nothing", resp.Count, err)
+	}
+}
+
+// A daemon that allows longer hooks (--max-hook-timeout) takes them from
+// the page too, and only up to its limit.
+func TestWritesFollowTheDaemonsHookTimeoutLimit(t *testing.T) {
+	d := startDaemon(t, func(c *server.Config) { c.MaxHookTimeout = 10 * time.Second })
+	h := map[string]string{"X-CSRF-Token": csrf(t, d, nil)}
+	put := func(doc string) (int, string) {
+		b, _ := json.Marshal(map[string]any{"key": "events.v1.EventService/SendEvent/pre/slow", "document": json.RawMessage(doc)})
+		return call(t, d, "PUT", "/api/hooks", string(b), h)
+	}
+	if code, body := put(`{"script": "undefined", "timeout": "11s"}`); code != 400 || !strings.Contains(body, "limit of 10s") {
+		t.Fatalf("PUT with 11s = %d %s; want 400 naming the limit of 10s", code, body)
+	}
+	if code, body := put(`{"script": "undefined", "timeout": "8s"}`); code != 200 {
+		t.Fatalf("PUT with 8s = %d %s; want 200", code, body)
 	}
 }

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -120,6 +121,11 @@ func New(cfg Config) (*Server, error) {
 
 // Handler returns the server's handler.
 func (s *Server) Handler() http.Handler { return s.h }
+
+// maxHookTimeout is the longest timeout a hook document may set here.
+func (s *Server) maxHookTimeout() time.Duration {
+	return cmp.Or(s.cfg.MaxHookTimeout, registry.DefaultMaxTimeout)
+}
 
 // Serve serves on lis until ctx ends, then stops within a few seconds.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {

@@ -23,17 +23,11 @@ import (
 )
 
 // Encode returns the JSON document hookctl stores for d. The result is
-// decoded again with registry.DecodeDocument and its script compiled with
-// registry.Compile under k, so nothing the daemon would refuse is returned.
-// The utils it imports are checked for their names only: see
-// EncodeWithUtils.
-func Encode(k registry.Key, d *registry.Document) ([]byte, error) {
-	return EncodeWithUtils(k, d, registry.StubUtils())
-}
-
-// EncodeWithUtils is Encode with the script's imports of utils resolved
-// from utils.
-func EncodeWithUtils(k registry.Key, d *registry.Document, utils engine.Modules) ([]byte, error) {
+// decoded again with registry.DecodeDocumentWithin (maxTimeout is the
+// daemons' --max-hook-timeout) and its script compiled with registry.Compile
+// under k, so nothing the daemon would refuse is returned. The utils it
+// imports are checked for their names only.
+func Encode(k registry.Key, d *registry.Document, maxTimeout time.Duration) ([]byte, error) {
 	out := *d
 	if len(out.Params) > 0 {
 		var b bytes.Buffer
@@ -49,11 +43,11 @@ func EncodeWithUtils(k registry.Key, d *registry.Document, utils engine.Modules)
 		return nil, fmt.Errorf("document: %w", err)
 	}
 	raw := bytes.TrimRight(b.Bytes(), "\n")
-	back, err := registry.DecodeDocument(raw)
+	back, err := registry.DecodeDocumentWithin(raw, maxTimeout)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := registry.CompileWithUtils(k, back, utils); err != nil {
+	if _, err := registry.CompileWithUtils(k, back, registry.StubUtils()); err != nil {
 		return nil, err
 	}
 	return raw, nil

@@ -58,7 +58,7 @@ func TestEqualComparesWhatTheDaemonSees(t *testing.T) {
 func TestEncodeWritesWhatTheRegistryAccepts(t *testing.T) {
 	f := false
 	d := &registry.Document{Script: "a < b && c", Params: json.RawMessage(`{ "k" : "<v>" }`), Enabled: &f, Order: 3, Timeout: "1s", OnError: registry.Continue, Description: "d", Isolation: registry.Process}
-	raw, err := hookdoc.Encode(key, d)
+	raw, err := hookdoc.Encode(key, d, registry.DefaultMaxTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestEncodeRefusesWhatTheDaemonWould(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := hookdoc.Encode(key, &tc.doc)
+			_, err := hookdoc.Encode(key, &tc.doc, registry.DefaultMaxTimeout)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v; want an error containing %q", err, tc.want)
 			}

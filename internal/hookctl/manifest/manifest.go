@@ -37,6 +37,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -95,7 +96,8 @@ func (m *Manifest) Lookup(k registry.Key) *Hook {
 }
 
 type options struct {
-	schema *schema.Source
+	schema     *schema.Source
+	maxTimeout time.Duration
 }
 
 // Option configures Load.
@@ -105,6 +107,12 @@ type Option func(*options)
 // service is hookable, and a post-hook does not target a streaming method.
 func WithSchema(src *schema.Source) Option {
 	return func(o *options) { o.schema = src }
+}
+
+// WithMaxTimeout sets the longest timeout a hook may have, the daemons'
+// --max-hook-timeout (default registry.DefaultMaxTimeout).
+func WithMaxTimeout(d time.Duration) Option {
+	return func(o *options) { o.maxTimeout = d }
 }
 
 // Find returns the manifest at path: path itself when it is a file, or the
@@ -130,7 +138,7 @@ func Find(path string) (string, error) {
 // hooks.yaml). On problems it returns a diag.List naming each one's file and
 // line, and no manifest.
 func Load(path string, opts ...Option) (*Manifest, error) {
-	var o options
+	o := options{maxTimeout: registry.DefaultMaxTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -336,11 +344,11 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	if len(errs) > 0 {
 		// The document's own fields are still checked, with a stand-in
 		// script, so that every problem is reported at once.
-		for _, err := range documentFieldErrors(doc) {
+		for _, err := range documentFieldErrors(doc, o.maxTimeout) {
 			errs.Add(file, fieldLine(err, at), hook, err)
 		}
 	} else {
-		raw, err = hookdoc.Encode(k, doc)
+		raw, err = hookdoc.Encode(k, doc, o.maxTimeout)
 		if pos, ok := hookdoc.ScriptPosition(err); ok {
 			errs = append(errs, &diag.Error{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)})
 		} else if err != nil {
@@ -355,7 +363,7 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	compiled, err := registry.BuildWithUtils(k, raw, registry.DefaultMaxTimeout, m.UtilModules(false))
+	compiled, err := registry.BuildWithUtils(k, raw, o.maxTimeout, m.UtilModules(false))
 	if err != nil {
 		if pos, ok := hookdoc.ScriptPosition(err); ok {
 			return nil, diag.List{{File: h.Script, Line: pos.Line, Column: pos.Column, Hook: hook, Err: errors.New(pos.Msg)}}
@@ -399,7 +407,7 @@ func lineError(file, hook string, err error) error {
 
 // documentFieldErrors checks each field of doc that the registry validates
 // on its own, with a stand-in script, and returns every error.
-func documentFieldErrors(doc *registry.Document) []error {
+func documentFieldErrors(doc *registry.Document, maxTimeout time.Duration) []error {
 	const script = "undefined"
 	checks := []registry.Document{
 		{Script: script, Timeout: doc.Timeout},
@@ -409,7 +417,7 @@ func documentFieldErrors(doc *registry.Document) []error {
 	}
 	var errs []error
 	for _, d := range checks {
-		if err := d.Validate(); err != nil {
+		if err := d.ValidateWithin(maxTimeout); err != nil {
 			errs = append(errs, err)
 		}
 	}

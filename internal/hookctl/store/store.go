@@ -7,6 +7,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -39,6 +40,9 @@ type Config struct {
 	Prefix string
 	// Limits are etcd's limits writes must respect.
 	Limits Limits
+	// MaxHookTimeout is the daemons' --max-hook-timeout: a stored document
+	// asking for longer is invalid. registry.DefaultMaxTimeout when zero.
+	MaxHookTimeout time.Duration
 }
 
 // UnreachableError is returned when etcd does not answer, or refuses.
@@ -284,7 +288,7 @@ func (e *Entry) Valid() bool { return e.KeyErr == nil && e.DocErr == nil }
 func (s *Store) entry(path string, value []byte, mod, create, version int64) Entry {
 	e := Entry{Path: path, Raw: value, ModRevision: mod, CreateRevision: create, Version: version}
 	e.Key, e.KeyErr = registry.ParseKey(s.cfg.Prefix, path)
-	e.Doc, e.DocErr = registry.DecodeDocument(value)
+	e.Doc, e.DocErr = registry.DecodeDocumentWithin(value, cmp.Or(s.cfg.MaxHookTimeout, registry.DefaultMaxTimeout))
 	if e.DocErr == nil && e.KeyErr == nil {
 		if _, err := registry.CompileWithUtils(e.Key, e.Doc, registry.StubUtils()); err != nil {
 			e.DocErr = err
