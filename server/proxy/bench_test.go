@@ -46,8 +46,21 @@ func benchRequest(b *testing.B) *eventsv1.SendEventRequest {
 	return &eventsv1.SendEventRequest{ToUserId: "user-8c1e2f4a9b7d", EventType: "notification.weekly_summary", EventData: data}
 }
 
+// relayService answers SendEvent by calling the backend with a generated
+// client: the least a Go gRPC server in front of the backend costs.
+type relayService struct {
+	eventsv1.UnimplementedEventServiceServer
+	backend eventsv1.EventServiceClient
+}
+
+func (r relayService) SendEvent(ctx context.Context, req *eventsv1.SendEventRequest) (*eventsv1.SendEventResponse, error) {
+	return r.backend.SendEvent(ctx, req)
+}
+
 // benchConfigs starts, on one embedded etcd, each configuration the proxy
-// benchmark compares: the backend called directly; the built-in server
+// benchmark compares: the backend called directly; a relay (a Go server
+// that makes the same call to the backend, the floor of any proxy); the
+// built-in server
 // (the backend with the interceptors in it) with no hook for SendEvent,
 // and with one pre-hook; the proxy in front of the bare backend with no
 // hook for SendEvent, with one pre-hook, and with a pre- and a post-hook.
@@ -87,6 +100,10 @@ func benchConfigs(b *testing.B) []benchConfig {
 	eventsv1.RegisterEventServiceServer(bare, benchService{})
 	backend := serve(b, bare)
 	out := []benchConfig{{name: "direct", client: client(backend)}}
+
+	relay := grpc.NewServer()
+	eventsv1.RegisterEventServiceServer(relay, relayService{backend: client(backend)})
+	out = append(out, benchConfig{name: "relay", client: client(serve(b, relay))})
 
 	for _, c := range []struct {
 		name, prefix string
@@ -137,7 +154,8 @@ const interleaveRound = 200
 // turns between them every few hundred calls: "latency" with one caller,
 // "callers=20" with twenty. b.N calls go to each configuration. It reports
 // each configuration's time per call ("<name>-ns/call"), the proxy's
-// passthrough over a direct call ("passthrough-x"), and what a pre-hook
+// passthrough and the relay over a direct call ("passthrough-x",
+// "relay-x"), and what a pre-hook
 // adds to a call through the proxy and in the built-in server
 // ("proxy-pre-added-ns", "builtin-pre-added-ns").
 func BenchmarkProxy(b *testing.B) {
@@ -180,6 +198,7 @@ func BenchmarkProxy(b *testing.B) {
 				b.ReportMetric(per(c.name), c.name+"-ns/call")
 			}
 			b.ReportMetric(per("proxy-no-hooks")/per("direct"), "passthrough-x")
+			b.ReportMetric(per("relay")/per("direct"), "relay-x")
 			b.ReportMetric(per("proxy-pre")-per("proxy-no-hooks"), "proxy-pre-added-ns")
 			b.ReportMetric(per("builtin-pre")-per("builtin-no-hooks"), "builtin-pre-added-ns")
 			b.ReportMetric(0, "ns/op")
