@@ -28,6 +28,17 @@ const (
 	DefaultRefreshTimeout = 10 * time.Second
 )
 
+// Flow-control windows of the proxy's connections, to its clients and to
+// the backend. Fixed windows turn off grpc-go's bandwidth-delay estimate,
+// whose ping goes out on nearly every small call and whose ack the peer
+// writes on its own: a write and a wakeup more per call at each end. A
+// stream may have 1 MiB in flight each way, a connection 16 MiB: the most
+// the estimate would give either.
+const (
+	streamWindow = 1 << 20
+	connWindow   = 16 << 20
+)
+
 // Proxy forwards calls to a backend, running hooks on the methods that have
 // some. It is safe for concurrent use.
 type Proxy struct {
@@ -121,17 +132,23 @@ func (p *Proxy) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.UnknownServiceHandler(p.handle),
 		grpc.ForceServerCodecV2(newCodec()),
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
 	}
 }
 
 // DialOptions are the options a connection to the backend needs, beside
 // its credentials.
 func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultCallOptions(
-		grpc.ForceCodecV2(newCodec()),
-		// The client that called enforces its own limit.
-		grpc.MaxCallRecvMsgSize(1<<31-1),
-	)}
+	return []grpc.DialOption{
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
+		grpc.WithDefaultCallOptions(
+			grpc.ForceCodecV2(newCodec()),
+			// The client that called enforces its own limit.
+			grpc.MaxCallRecvMsgSize(1<<31-1),
+		),
+	}
 }
 
 func (p *Proxy) responseType(fullMethod string) protoreflect.MessageType {
