@@ -12,9 +12,27 @@ import (
 	_ "google.golang.org/grpc/encoding/proto"
 )
 
-// frame is one message as it travels on the wire, never decoded.
+// frame is one message as it travels on the wire, never decoded: the
+// buffers gRPC received it in, which the frame keeps a reference to. gRPC
+// frees a frame it sends; one that is not sent is freed with free (or left
+// to the garbage collector, which takes the buffers from gRPC's pool).
 type frame struct {
-	b []byte
+	data mem.BufferSlice
+}
+
+// bytes returns the message in one slice, a copy only when it came in
+// pieces. It is valid until the frame is sent or freed.
+func (f *frame) bytes() []byte {
+	if len(f.data) == 1 {
+		return f.data[0].ReadOnlyData()
+	}
+	return f.data.Materialize()
+}
+
+// free gives the frame's buffers back; it must not be sent afterwards.
+func (f *frame) free() {
+	f.data.Free()
+	f.data = nil
 }
 
 // codec passes frames through as they are and hands every other message to
@@ -31,7 +49,11 @@ func newCodec() codec {
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	switch m := v.(type) {
 	case *frame:
-		return mem.BufferSlice{mem.SliceBuffer(m.b)}, nil
+		// gRPC frees what Marshal returns once it is sent: the frame's
+		// reference goes with it.
+		data := m.data
+		m.data = nil
+		return data, nil
 	case *dynamicpb.Message:
 		// A dynamic message of a backend's: proto3 or not, it is the
 		// backend's to check required fields, as it would without the
@@ -47,8 +69,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if f, ok := v.(*frame); ok {
-		// gRPC frees data once Unmarshal returns: keep a copy.
-		f.b = data.Materialize()
+		// gRPC frees data once Unmarshal returns: keep a reference.
+		data.Ref()
+		f.data = data
 		return nil
 	}
 	return c.proto.Unmarshal(data, v)

@@ -37,7 +37,8 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	if err := recvRequest(ss, fullMethod, &f); err != nil {
 		return err
 	}
-	req, err := p.decode(ctx, fullMethod, false, f.b, true)
+	req, err := p.decode(ctx, fullMethod, false, f.bytes(), true)
+	f.free()
 	if err != nil {
 		return err
 	}
@@ -62,7 +63,8 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 				return out, nil
 			}
 		}
-		return p.decode(ctx, fullMethod, true, out.b, true)
+		defer out.free()
+		return p.decode(ctx, fullMethod, true, out.bytes(), true)
 	}
 	resp, err := p.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: fullMethod}, handler)
 	if err != nil {
@@ -179,8 +181,9 @@ func (s *decodingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(&f); err != nil {
 		return err
 	}
+	defer f.free()
 	msg := m.(proto.Message)
-	if err := unmarshal.Unmarshal(f.b, msg); err != nil {
+	if err := unmarshal.Unmarshal(f.bytes(), msg); err != nil {
 		return status.Errorf(codes.Internal, "%s: a request does not decode against its descriptor %s: %v",
 			s.method, msg.ProtoReflect().Descriptor().FullName(), err)
 	}
