@@ -23,12 +23,12 @@ func (p *Proxy) call(ctx context.Context, method string, request []byte) ([]byte
 	case m.streaming():
 		return nil, status.Errorf(codes.Unimplemented, "ctx.call: %s is a streaming method; only unary methods can be called", full[1:])
 	}
-	req := m.in.New().Interface()
+	req := m.in.NewMessage()
 	if err := protojson.Unmarshal(request, req); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "ctx.call %s: request: %v", full[1:], err)
 	}
 	handler := func(ctx context.Context, req any) (any, error) {
-		out := m.out.New().Interface()
+		out := m.out.NewMessage()
 		if err := p.cc.Invoke(outgoing(ctx), full, req, out); err != nil {
 			return nil, err
 		}

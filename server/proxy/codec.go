@@ -4,12 +4,13 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/dynamicpb"
 
 	// Clients and backends may compress messages with gzip.
 	_ "google.golang.org/grpc/encoding/gzip"
 	// The proto codec is the one every other message goes through.
 	_ "google.golang.org/grpc/encoding/proto"
+
+	"github.com/apihooks/apihooks/server/proxy/lazypb"
 )
 
 // frame is one message as it travels on the wire, never decoded: the
@@ -54,10 +55,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		data := m.data
 		m.data = nil
 		return data, nil
-	case *dynamicpb.Message:
-		// A dynamic message of a backend's: proto3 or not, it is the
-		// backend's to check required fields, as it would without the
-		// proxy. Skipping the check saves a walk through the message.
+	case *lazypb.Message:
+		// A message of a backend's: proto3 or not, it is the backend's to
+		// check required fields, as it would without the proxy.
 		b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(m)
 		if err != nil {
 			return nil, err

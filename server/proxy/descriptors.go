@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+
+	"github.com/apihooks/apihooks/server/proxy/lazypb"
 )
 
 // table is one generation of learned descriptors. It is never changed once
@@ -36,10 +38,11 @@ type table struct {
 	set []byte
 }
 
-// method is what the proxy knows of one method of the backend.
+// method is what the proxy knows of one method of the backend. Its
+// messages decode each field only when a hook first uses it.
 type method struct {
 	desc    protoreflect.MethodDescriptor
-	in, out protoreflect.MessageType
+	in, out *lazypb.Type
 }
 
 // streaming reports whether the method is not unary.
@@ -84,8 +87,8 @@ func newTable(fds []*descriptorpb.FileDescriptorProto, services []string) (*tabl
 			md := sd.Methods().Get(i)
 			t.methods["/"+name+"/"+string(md.Name())] = &method{
 				desc: md,
-				in:   dynamicpb.NewMessageType(md.Input()),
-				out:  dynamicpb.NewMessageType(md.Output()),
+				in:   lazypb.NewType(md.Input()),
+				out:  lazypb.NewType(md.Output()),
 			}
 		}
 	}

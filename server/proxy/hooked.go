@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/server/proxy/lazypb"
 )
 
 // hooked serves a call of a method with hooks: its messages are decoded
@@ -29,7 +29,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 			IsClientStream: m.desc.IsStreamingClient(), IsServerStream: m.desc.IsStreamingServer()}
 		ds := &decodingStream{ServerStream: ss, p: p, method: fullMethod}
 		return p.stream(nil, ds, info, func(_ any, hs grpc.ServerStream) error {
-			return forward(hs, p.cc, fullMethod, func() any { return m.in.New().Interface() })
+			return forward(hs, p.cc, fullMethod, func() any { return m.in.NewMessage() })
 		})
 	}
 
@@ -105,12 +105,12 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 		if response {
 			mt = m.out
 		}
-		msg := mt.New().Interface()
-		if err := unmarshal.Unmarshal(b, msg); err != nil {
+		msg := mt.NewMessage()
+		if err := unmarshal(b, msg); err != nil {
 			return nil, status.Errorf(codes.Internal, "%s: the %s does not decode against its descriptor %s: %v",
 				fullMethod, what, mt.Descriptor().FullName(), err)
 		}
-		if retried || !refresh || !hasUnknown(msg.ProtoReflect()) {
+		if retried || !refresh || !msg.Unknown() {
 			return msg, nil
 		}
 		changed, err := p.desc.refresh(ctx, false)
@@ -125,46 +125,10 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 	}
 }
 
-// unmarshal decodes the backend's messages, leaving required fields to the
-// backend to check, as it would without the proxy.
-var unmarshal = proto.UnmarshalOptions{AllowPartial: true}
-
-// hasUnknown reports whether m, or a message in it, has fields its
-// descriptor does not describe. Well-known types (google.protobuf.*) never
-// change, so it does not look into them.
-func hasUnknown(m protoreflect.Message) bool {
-	if len(m.GetUnknown()) > 0 {
-		return true
-	}
-	if m.Descriptor().ParentFile().Package() == "google.protobuf" {
-		return false
-	}
-	found := false
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil {
-			return true
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := range l.Len() {
-				if found = hasUnknown(l.Get(i).Message()); found {
-					return false
-				}
-			}
-		case fd.IsMap():
-			if fd.MapValue().Message() != nil {
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					found = hasUnknown(mv.Message())
-					return !found
-				})
-			}
-		default:
-			found = hasUnknown(v.Message())
-		}
-		return !found
-	})
-	return found
+// unmarshal decodes a backend's message into msg, leaving required fields
+// to the backend to check, as it would without the proxy.
+func unmarshal(b []byte, msg *lazypb.Message) error {
+	return proto.UnmarshalOptions{AllowPartial: true}.Unmarshal(b, msg)
 }
 
 // decodingStream decodes the client's messages itself, so a message that
@@ -182,12 +146,12 @@ func (s *decodingStream) RecvMsg(m any) error {
 		return err
 	}
 	defer f.free()
-	msg := m.(proto.Message)
-	if err := unmarshal.Unmarshal(f.bytes(), msg); err != nil {
+	msg := m.(*lazypb.Message)
+	if err := unmarshal(f.bytes(), msg); err != nil {
 		return status.Errorf(codes.Internal, "%s: a request does not decode against its descriptor %s: %v",
-			s.method, msg.ProtoReflect().Descriptor().FullName(), err)
+			s.method, msg.Descriptor().FullName(), err)
 	}
-	if hasUnknown(msg.ProtoReflect()) {
+	if msg.Unknown() {
 		// This stream goes on with the descriptors it began with; the
 		// next calls get the new ones.
 		if _, err := s.p.desc.refresh(s.Context(), false); err != nil {

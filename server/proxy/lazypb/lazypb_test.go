@@ -1,0 +1,247 @@
+package lazypb_test
+
+import (
+	"bytes"
+	"testing"
+
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server/proxy/lazypb"
+)
+
+// event is a request whose eventData, a Struct, holds most of its bytes.
+func event(t *testing.T) []byte {
+	t.Helper()
+	data, err := structpb.NewStruct(map[string]any{
+		"title": "Weekly summary", "score": 1250, "tags": []any{"a", "b"},
+		"location": map[string]any{"city": "Lisbon"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := proto.Marshal(&eventsv1.SendEventRequest{ToUserId: "u-1", EventType: "weekly", EventData: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var eventDesc = (&eventsv1.SendEventRequest{}).ProtoReflect().Descriptor()
+
+func decode(t *testing.T, md protoreflect.MessageDescriptor, b []byte) *lazypb.Message {
+	t.Helper()
+	m := lazypb.NewType(md).NewMessage()
+	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// same fails unless a and b, wire bytes of messages of md, decode to equal
+// messages.
+func same(t *testing.T, md protoreflect.MessageDescriptor, a, b []byte) {
+	t.Helper()
+	x, y := dynamicpb.NewMessage(md), dynamicpb.NewMessage(md)
+	if err := proto.Unmarshal(a, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(b, y); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(x, y) {
+		t.Fatalf("got %v; want %v", x, y)
+	}
+}
+
+func TestAMessageNobodyChangedMarshalsToTheBytesItCameIn(t *testing.T) {
+	b := event(t)
+	b = append(b, protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "again")...) // to_user_id twice
+	m := decode(t, eventDesc, b)
+	if got := marshal(t, m); !bytes.Equal(got, b) {
+		t.Fatalf("marshal: %x; want the bytes it came in, %x", got, b)
+	}
+	// Reading a string, or cloning, changes nothing.
+	if got := m.Get(eventDesc.Fields().ByName("to_user_id")).String(); got != "again" {
+		t.Fatalf("to_user_id %q; want the last one, again", got)
+	}
+	c := proto.Clone(m)
+	for name, msg := range map[string]proto.Message{"the message read": m, "its clone": c} {
+		if got := marshal(t, msg); !bytes.Equal(got, b) {
+			t.Fatalf("marshal of %s: %x; want the bytes it came in, %x", name, got, b)
+		}
+	}
+	// A clone changes apart from its original.
+	c.ProtoReflect().Set(eventDesc.Fields().ByName("to_user_id"), protoreflect.ValueOfString("other"))
+	if got := marshal(t, m); !bytes.Equal(got, b) {
+		t.Fatalf("marshal after its clone changed: %x; want the bytes it came in, %x", got, b)
+	}
+	// Reading a message field hands out a value that may change: the
+	// message is encoded again, to the same content.
+	m.Get(eventDesc.Fields().ByName("event_data"))
+	same(t, eventDesc, marshal(t, m), b)
+}
+
+// TestFieldsDecodeAsDynamicpbDecodesThem: whatever is read or changed, a
+// lazy message answers and encodes as a dynamicpb message given the same
+// bytes and the same changes.
+func TestFieldsDecodeAsDynamicpbDecodesThem(t *testing.T) {
+	fields := eventDesc.Fields()
+	user, typ, data := fields.ByName("to_user_id"), fields.ByName("event_type"), fields.ByName("event_data")
+	for _, tt := range []struct {
+		name   string
+		change func(m protoreflect.Message)
+	}{
+		{"set a string", func(m protoreflect.Message) { m.Set(typ, protoreflect.ValueOfString("checked")) }},
+		{"clear a string", func(m protoreflect.Message) { m.Clear(user) }},
+		{"change a map in a message", func(m protoreflect.Message) {
+			st := m.Mutable(data).Message()
+			mp := st.Mutable(st.Descriptor().Fields().ByName("fields")).Map()
+			mp.Clear(protoreflect.ValueOfString("title").MapKey())
+		}},
+		{"read everything", func(m protoreflect.Message) {
+			m.Range(func(protoreflect.FieldDescriptor, protoreflect.Value) bool { return true })
+		}},
+		{"drop the unknown fields", func(m protoreflect.Message) { m.SetUnknown(nil) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := event(t)
+			b = protowire.AppendTag(b, 99, protowire.VarintType) // an unknown field
+			b = protowire.AppendVarint(b, 7)
+			want := dynamicpb.NewMessage(eventDesc)
+			if err := proto.Unmarshal(b, want); err != nil {
+				t.Fatal(err)
+			}
+			got := decode(t, eventDesc, b)
+			tt.change(want)
+			tt.change(got)
+			same(t, eventDesc, marshal(t, got), marshal(t, want))
+			if !proto.Equal(proto.Clone(got), want) {
+				t.Fatalf("a clone of %v; want %v", got, want)
+			}
+			det := proto.MarshalOptions{Deterministic: true}
+			a, err := det.Marshal(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w, _ := det.Marshal(want); !bytes.Equal(a, w) {
+				t.Fatalf("deterministic marshal %x; want dynamicpb's %x", a, w)
+			}
+		})
+	}
+}
+
+// TestTheLastMemberOfAOneofWins: a oneof decodes whole, so the member that
+// came last is the one set, and setting another drops every member that
+// came.
+func TestTheLastMemberOfAOneofWins(t *testing.T) {
+	md := (&structpb.Value{}).ProtoReflect().Descriptor()
+	b := marshal(t, structpb.NewStringValue("first"))
+	b = append(b, marshal(t, structpb.NewNumberValue(2))...)
+	m := decode(t, md, b)
+	num := md.Fields().ByName("number_value")
+	if !m.Has(num) || m.Get(num).Float() != 2 {
+		t.Fatalf("number_value %v; want 2, the member that came last", m.Get(num))
+	}
+	m = decode(t, md, b)
+	m.Set(md.Fields().ByName("bool_value"), protoreflect.ValueOfBool(true))
+	same(t, md, marshal(t, m), marshal(t, structpb.NewBoolValue(true)))
+	if od := md.Oneofs().ByName("kind"); decode(t, md, b).WhichOneof(od) != num {
+		t.Fatal("WhichOneof is not number_value, the member that came last")
+	}
+}
+
+// simple is a request with a message in it, payload, which is not a
+// well-known type.
+func simple(t *testing.T) []byte {
+	return marshal(t, &testgrpc.SimpleRequest{ResponseSize: 3, Payload: &testgrpc.Payload{Body: []byte("abc")}})
+}
+
+var simpleDesc = (&testgrpc.SimpleRequest{}).ProtoReflect().Descriptor()
+
+// inPayload is a payload field (3) holding inner.
+func inPayload(inner []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), inner)
+}
+
+func TestUnknownFieldsAreFoundAtAnyDepth(t *testing.T) {
+	newField := protowire.AppendString(protowire.AppendTag(nil, 42, protowire.BytesType), "new")
+	wrongType := protowire.AppendFixed64(protowire.AppendTag(nil, 2, protowire.Fixed64Type), 1) // response_size is a varint
+	for _, tt := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"none", simple(t), false},
+		{"in it", append(simple(t), newField...), true},
+		{"in a message in it", append(simple(t), inPayload(newField)...), true},
+		{"a known field with a wire type it does not allow", append(simple(t), wrongType...), true},
+	} {
+		if got := decode(t, simpleDesc, tt.b).Unknown(); got != tt.want {
+			t.Errorf("%s: Unknown() = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAMessageWhoseBytesAreBrokenDoesNotUnmarshal(t *testing.T) {
+	b := simple(t)
+	cut := []byte{0x12, 100, 'x'} // body: 100 bytes long, but 1 follows
+	for name, bad := range map[string][]byte{"cut": b[:len(b)-1], "cut in a message in it": append(simple(t), inPayload(cut)...)} {
+		if err := proto.Unmarshal(bad, lazypb.NewType(simpleDesc).NewMessage()); err == nil {
+			t.Errorf("%s: Unmarshal succeeded; want an error", name)
+		}
+	}
+}
+
+// TestAFieldThatDoesNotDecode: what only decoding finds goes through as it
+// came while the field is not decoded; once it is, it shows in Err and
+// fails the marshal.
+func TestAFieldThatDoesNotDecode(t *testing.T) {
+	bad := protowire.AppendTag(nil, 1, protowire.BytesType) // to_user_id, a proto3 string
+	bad = protowire.AppendBytes(bad, []byte{0xff})
+	m := decode(t, eventDesc, bad)
+	if got := marshal(t, m); !bytes.Equal(got, bad) {
+		t.Fatalf("marshal before decoding: %x; want the bytes as they came, %x", got, bad)
+	}
+	m.Get(eventDesc.Fields().ByName("to_user_id"))
+	if _, err := proto.Marshal(m); err == nil {
+		t.Fatal("marshal succeeded; want the field's error")
+	}
+	if m.Err() == nil {
+		t.Fatal("Err() = nil after the failed decode")
+	}
+}
+
+// TestRequiredFieldsAreCheckedOnlyWhereThereMayBeSome: a message of a type
+// that holds no required field is initialized without being decoded.
+func TestRequiredFieldsAreCheckedOnlyWhereThereMayBeSome(t *testing.T) {
+	part := (&descriptorpb.UninterpretedOption_NamePart{}).ProtoReflect().Descriptor()
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(&descriptorpb.UninterpretedOption_NamePart{NamePart: proto.String("x")}) // is_extension unset
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.CheckInitialized(decode(t, part, b)); err == nil {
+		t.Fatal("CheckInitialized: nil; want the missing required field")
+	}
+	bad := protowire.AppendTag(nil, 1, protowire.BytesType)
+	bad = protowire.AppendBytes(bad, []byte{0xff})
+	m := decode(t, eventDesc, bad)
+	if err := proto.CheckInitialized(m); err != nil || m.Err() != nil {
+		t.Fatalf("CheckInitialized of a type with no required field: %v, Err %v; want nil, and nothing decoded", err, m.Err())
+	}
+}
