@@ -6,6 +6,8 @@
 // bytes, message by message, never decoded: headers, trailers, status
 // details, deadlines and cancellation go both ways. A method with hooks is
 // decoded with descriptors learned from the backend's server reflection (or
-// given as a FileDescriptorSet) into dynamic messages, and runs through the
-// same interceptors as a Go service built with package interceptor.
+// given as a FileDescriptorSet) into messages of package lazypb, which
+// decode a field only when a hook uses it and go on as they came when no
+// hook changed them, and runs through the same interceptors as a Go
+// service built with package interceptor.
 package proxy
