@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -144,20 +145,22 @@ type benchConfig struct {
 	client eventsv1.EventServiceClient
 }
 
-// interleaveRound is how many calls each caller makes to one configuration
-// before the benchmark moves on to the next, so that all of them run under
-// the same conditions.
-const interleaveRound = 200
+// roundCalls is how many calls one configuration gets before the
+// benchmark moves on to the next, so that all of them run under the same
+// conditions: a few hundred, and fifty per caller, so that the callers run
+// together most of the round.
+func roundCalls(callers int) int { return max(200, 50*callers) }
 
 // BenchmarkProxy measures SendEvent over loopback, client, proxy and
 // backend in one process, in every configuration of benchConfigs, taking
-// turns between them every few hundred calls: "latency" with one caller,
-// "callers=20" with twenty. b.N calls go to each configuration. It reports
-// each configuration's time per call ("<name>-ns/call"), the proxy's
-// passthrough and the relay over a direct call ("passthrough-x",
-// "relay-x"), and what a pre-hook
-// adds to a call through the proxy and in the built-in server
-// ("proxy-pre-added-ns", "builtin-pre-added-ns").
+// turns between them every round of roundCalls: "latency" with one
+// caller, "callers=20" with twenty. b.N calls go to each configuration. It
+// reports each configuration's time per call ("<name>-ns/call"), the
+// proxy's passthrough and the relay over a direct call ("passthrough-x",
+// "relay-x"), and what a pre-hook adds to a call through the proxy and in
+// the built-in server ("proxy-pre-added-ns", "builtin-pre-added-ns"). Each
+// figure is the median over the rounds of that round's figure, so that a
+// burst of other work on the machine moves a round or two, not the result.
 func BenchmarkProxy(b *testing.B) {
 	req := benchRequest(b)
 	configs := benchConfigs(b)
@@ -172,9 +175,11 @@ func BenchmarkProxy(b *testing.B) {
 			name = "callers=20"
 		}
 		b.Run(name, func(b *testing.B) {
-			spent := make(map[string]time.Duration, len(configs))
+			// perCall holds each configuration's time per call, round by
+			// round.
+			perCall := make(map[string][]float64, len(configs))
 			for done := 0; done < b.N; {
-				n := min(interleaveRound*callers, b.N-done)
+				n := min(roundCalls(callers), b.N-done)
 				for _, c := range configs {
 					start := time.Now()
 					var wg sync.WaitGroup
@@ -189,18 +194,32 @@ func BenchmarkProxy(b *testing.B) {
 						})
 					}
 					wg.Wait()
-					spent[c.name] += time.Since(start)
+					perCall[c.name] = append(perCall[c.name], float64(time.Since(start).Nanoseconds())/float64(n))
 				}
 				done += n
 			}
-			per := func(name string) float64 { return float64(spent[name].Nanoseconds()) / float64(b.N) }
-			for _, c := range configs {
-				b.ReportMetric(per(c.name), c.name+"-ns/call")
+			// overRounds is the median over the rounds of f(round).
+			overRounds := func(f func(round int) float64) float64 {
+				v := make([]float64, len(perCall["direct"]))
+				for i := range v {
+					v[i] = f(i)
+				}
+				slices.Sort(v)
+				return (v[(len(v)-1)/2] + v[len(v)/2]) / 2
 			}
-			b.ReportMetric(per("proxy-no-hooks")/per("direct"), "passthrough-x")
-			b.ReportMetric(per("relay")/per("direct"), "relay-x")
-			b.ReportMetric(per("proxy-pre")-per("proxy-no-hooks"), "proxy-pre-added-ns")
-			b.ReportMetric(per("builtin-pre")-per("builtin-no-hooks"), "builtin-pre-added-ns")
+			ratio := func(a, b string) float64 {
+				return overRounds(func(i int) float64 { return perCall[a][i] / perCall[b][i] })
+			}
+			added := func(a, b string) float64 {
+				return overRounds(func(i int) float64 { return perCall[a][i] - perCall[b][i] })
+			}
+			for _, c := range configs {
+				b.ReportMetric(overRounds(func(i int) float64 { return perCall[c.name][i] }), c.name+"-ns/call")
+			}
+			b.ReportMetric(ratio("proxy-no-hooks", "direct"), "passthrough-x")
+			b.ReportMetric(ratio("relay", "direct"), "relay-x")
+			b.ReportMetric(added("proxy-pre", "proxy-no-hooks"), "proxy-pre-added-ns")
+			b.ReportMetric(added("builtin-pre", "builtin-no-hooks"), "builtin-pre-added-ns")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
