@@ -18,9 +18,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
@@ -397,7 +399,7 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		stop()
 		return nil, nil, err
 	}
-	client, err := clientv3.New(clientv3.Config{
+	ccfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: cfg.EtcdDialTimeout,
 		TLS:         tlsCfg,
@@ -410,12 +412,41 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		DialOptions:          registry.DialOptions(),
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-	})
+	}
+	client, err := clientv3.New(ccfg)
+	if err != nil && ccfg.Username != "" && unreachable(err) {
+		log.Warn("cannot log in to etcd; going on, to log in once it answers", "user", ccfg.Username, "error", err)
+		client, err = newLoggedOutClient(ccfg)
+	}
 	if err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("etcd client: %w", err)
+		return nil, nil, fmt.Errorf("etcd client (endpoints %s, user %q): %w", strings.Join(endpoints, ","), cfg.EtcdUser, err)
 	}
 	return client, stop, nil
+}
+
+// unreachable reports whether err says etcd did not answer, rather than
+// that it refused.
+func unreachable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded
+}
+
+// newLoggedOutClient returns a client of cfg that has not logged in: etcd's
+// client logs in before New returns, which it cannot do while etcd is
+// down, and the daemon must then still start (from its snapshot). The
+// client is made with a token etcd never issued, then given the user and
+// password instead: etcd refuses the first request for its token, and the
+// client logs in with them and sends the request again, as it does when a
+// token expires.
+func newLoggedOutClient(cfg clientv3.Config) (*clientv3.Client, error) {
+	user, password := cfg.Username, cfg.Password
+	cfg.Username, cfg.Password, cfg.Token = "", "", "not-logged-in"
+	c, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.Token, c.Username, c.Password = "", user, password
+	return c, nil
 }
 
 func etcdTLS(cfg Config) (*tls.Config, error) {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -43,32 +46,34 @@ func (l *logBuffer) String() string {
 
 // launch starts the daemon against the external etcd at endpoints, keeping
 // its snapshot file in dataDir; ready receives its address once it serves.
-func launch(endpoints []string, dataDir string) (d *daemon, ready chan net.Addr, logs *logBuffer) {
+func launch(endpoints []string, dataDir string, configure ...func(*server.Config)) (d *daemon, ready chan net.Addr, logs *logBuffer) {
 	logs = &logBuffer{}
 	ready = make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	d = &daemon{cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		d.done <- server.Run(ctx, server.Config{
-			Listen:          "127.0.0.1:0",
-			DataDir:         dataDir,
-			EtcdEndpoints:   endpoints,
-			EtcdDialTimeout: time.Second,
-			Prefix:          "/apihooks/",
-			HookTimeout:     time.Second,
-			ShutdownTimeout: 5 * time.Second,
-			Logger:          slog.New(slog.NewTextHandler(logs, nil)),
-			Ready:           func(a net.Addr) { ready <- a },
-		})
-	}()
+	cfg := server.Config{
+		Listen:          "127.0.0.1:0",
+		DataDir:         dataDir,
+		EtcdEndpoints:   endpoints,
+		EtcdDialTimeout: time.Second,
+		Prefix:          "/apihooks/",
+		HookTimeout:     time.Second,
+		ShutdownTimeout: 5 * time.Second,
+		Logger:          slog.New(slog.NewTextHandler(logs, nil)),
+		Ready:           func(a net.Addr) { ready <- a },
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	go func() { d.done <- server.Run(ctx, cfg) }()
 	return d, ready, logs
 }
 
 // runDaemon launches the daemon and waits until it serves; it stops when
 // the test ends.
-func runDaemon(t *testing.T, endpoints []string, dataDir string) (*daemon, *logBuffer) {
+func runDaemon(t *testing.T, endpoints []string, dataDir string, configure ...func(*server.Config)) (*daemon, *logBuffer) {
 	t.Helper()
-	d, ready, logs := launch(endpoints, dataDir)
+	d, ready, logs := launch(endpoints, dataDir, configure...)
 	waitServing(t, d, ready, logs)
 	return d, logs
 }
@@ -127,47 +132,87 @@ func health(d *daemon, service string, want healthpb.HealthCheckResponse_Serving
 }
 
 func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
-	e := etcdtest.Start(t)
-	dataDir := t.TempDir()
-	const key = "/apihooks/hooks/events.v1.EventService/SendEvent/pre/deny"
+	for _, tt := range []struct {
+		name string
+		// auth enables etcd's authentication: the daemon logs in with a
+		// password, which it cannot do while etcd is down.
+		auth bool
+	}{
+		{name: "without authentication"},
+		{name: "with a user and password", auth: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := etcdtest.Start(t)
+			writer, login := e.Client, func(*server.Config) {}
+			if tt.auth {
+				writer = enableAuth(t, e, "root", "s3cret")
+				login = func(c *server.Config) { c.EtcdUser, c.EtcdPassword = "root", "s3cret" }
+			}
+			dataDir := t.TempDir()
+			const key = "/apihooks/hooks/events.v1.EventService/SendEvent/pre/deny"
+			ctx := context.Background()
+
+			// A daemon with etcd loads a hook and keeps it in its snapshot file.
+			d, _ := runDaemon(t, e.Endpoints(), dataDir, login)
+			waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+			if _, err := writer.Put(ctx, key, `{"script":"({status: 403, message: 'v1'})"}`); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the hook in force", denied(d, "v1"))
+			waitUntil(t, "the snapshot file", func() (bool, string) {
+				b, err := os.ReadFile(filepath.Join(dataDir, "hooks-snapshot.json"))
+				return err == nil && strings.Contains(string(b), "v1"), string(b)
+			})
+			d.stop(t)
+
+			// etcd goes down; a daemon restarted now serves the snapshot's hooks.
+			e.Stop()
+			d, logs := runDaemon(t, e.Endpoints(), dataDir, login)
+			if ok, got := denied(d, "v1")(); !ok {
+				t.Fatalf("with etcd down: %s; want the snapshot's hook in force (PermissionDenied v1)", got)
+			}
+			if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd unreachable") {
+				t.Fatalf("log does not say the hooks come from the snapshot:\n%s", logs)
+			}
+			if ok, got := health(d, "", healthpb.HealthCheckResponse_SERVING)(); !ok {
+				t.Fatalf("overall %s; want SERVING", got)
+			}
+			if ok, got := health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)(); !ok {
+				t.Fatalf("%s; want NOT_SERVING while etcd is down", got)
+			}
+
+			// etcd returns with a change: the daemon catches up.
+			e.Start()
+			if _, err := writer.Put(ctx, key, `{"script":"({status: 403, message: 'v2'})"}`); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the change made after etcd returned", denied(d, "v2"))
+			waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+		})
+	}
+}
+
+// enableAuth turns on etcd's authentication with user as its root, and
+// returns a client logged in as user.
+func enableAuth(t *testing.T, e *etcdtest.Etcd, user, password string) *clientv3.Client {
+	t.Helper()
 	ctx := context.Background()
-
-	// A daemon with etcd loads a hook and keeps it in its snapshot file.
-	d, _ := runDaemon(t, e.Endpoints(), dataDir)
-	waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
-	if _, err := e.Client.Put(ctx, key, `{"script":"({status: 403, message: 'v1'})"}`); err != nil {
+	if _, err := e.Client.UserAdd(ctx, user, password); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the hook in force", denied(d, "v1"))
-	waitUntil(t, "the snapshot file", func() (bool, string) {
-		b, err := os.ReadFile(filepath.Join(dataDir, "hooks-snapshot.json"))
-		return err == nil && strings.Contains(string(b), "v1"), string(b)
-	})
-	d.stop(t)
-
-	// etcd goes down; a daemon restarted now serves the snapshot's hooks.
-	e.Stop()
-	d, logs := runDaemon(t, e.Endpoints(), dataDir)
-	if ok, got := denied(d, "v1")(); !ok {
-		t.Fatalf("with etcd down: %s; want the snapshot's hook in force (PermissionDenied v1)", got)
-	}
-	if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd unreachable") {
-		t.Fatalf("log does not say the hooks come from the snapshot:\n%s", logs)
-	}
-	if ok, got := health(d, "", healthpb.HealthCheckResponse_SERVING)(); !ok {
-		t.Fatalf("overall %s; want SERVING", got)
-	}
-	if ok, got := health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)(); !ok {
-		t.Fatalf("%s; want NOT_SERVING while etcd is down", got)
-	}
-
-	// etcd returns with a change: the daemon catches up.
-	e.Start()
-	if _, err := e.Client.Put(ctx, key, `{"script":"({status: 403, message: 'v2'})"}`); err != nil {
+	if _, err := e.Client.UserGrantRole(ctx, user, "root"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the change made after etcd returned", denied(d, "v2"))
-	waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+	if _, err := e.Client.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), Username: user, Password: password,
+		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestDaemonWithoutUsableSnapshotOrEtcdWaitsForEtcd(t *testing.T) {
