@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,16 +79,13 @@ func TestRegistrySlowDocumentDoesNotDelayOtherKeys(t *testing.T) {
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("slow"))
 	g.waitStarted(t)
 	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
-	waitFor(t, "the fast key while the slow one compiles", func() bool {
-		g := preHooks(r, "/events.v1.EventService/GetEvents")
-		return len(g) == 1 && g[0] == "deny fast"
-	})
+	waitFor(t, "the fast key while the slow one compiles", hooksAre(r, "/events.v1.EventService/GetEvents", "deny fast"))
 	g.stillHeld(t)
 	if got := preHooks(r, sendEvent); len(got) != 0 {
 		t.Fatalf("SendEvent pre-hooks = %v while its document compiles; want none yet", got)
 	}
 	g.release()
-	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+	waitFor(t, "the slow key once compiled", hooksAre(r, sendEvent, "a slow"))
 }
 
 // A full read (here after etcd restarts) while a slow document compiles
@@ -106,13 +104,10 @@ func TestRegistryRereadDoesNotWaitForASlowDocument(t *testing.T) {
 	waitFor(t, "the registry to notice etcd is gone", func() bool { return !r.Status().Synced })
 	e.Start()
 	put(t, c, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
-	waitFor(t, "the fast key while the slow one compiles, across a full read", func() bool {
-		g := preHooks(r, "/events.v1.EventService/GetEvents")
-		return len(g) == 1 && g[0] == "deny fast"
-	})
+	waitFor(t, "the fast key while the slow one compiles, across a full read", hooksAre(r, "/events.v1.EventService/GetEvents", "deny fast"))
 	g.stillHeld(t)
 	g.release()
-	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+	waitFor(t, "the slow key once compiled", hooksAre(r, sendEvent, "a slow"))
 	select {
 	case <-g.started:
 		t.Fatal("the slow document was compiled twice")
@@ -136,13 +131,10 @@ func TestRegistryChangesAfterARereadDoNotWaitForItsSlowDocuments(t *testing.T) {
 	proxy.Restore()
 	g.waitStarted(t)
 	put(t, e.Client, "events.v1.EventService/GetEvents/pre/deny", doc("fast"))
-	waitFor(t, "a change after the read while its slow document compiles", func() bool {
-		g := preHooks(r, "/events.v1.EventService/GetEvents")
-		return len(g) == 1 && g[0] == "deny fast"
-	})
+	waitFor(t, "a change after the read while its slow document compiles", hooksAre(r, "/events.v1.EventService/GetEvents", "deny fast"))
 	g.stillHeld(t)
 	g.release()
-	waitFor(t, "the slow key once compiled", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a slow" })
+	waitFor(t, "the slow key once compiled", hooksAre(r, sendEvent, "a slow"))
 	if got := preHooks(r, "/events.v1.EventService/GetEvents"); len(got) != 1 {
 		t.Fatalf("after the read's batch: GetEvents pre-hooks = %v; want the later key kept", got)
 	}
@@ -395,6 +387,20 @@ func TestRegistryStartFromSnapshotRefusesBadFiles(t *testing.T) {
 	}
 }
 
+// hooksAre returns a condition: the pre-hooks of method are want (see
+// preHooks).
+func hooksAre(r *registry.Registry, method string, want ...string) func() bool {
+	return func() bool { return slices.Equal(preHooks(r, method), want) }
+}
+
+// putUtil stores value at key under UtilsDir.
+func putUtil(t *testing.T, c *clientv3.Client, key, value string) {
+	t.Helper()
+	if _, err := c.Put(context.Background(), registry.UtilsDir(registry.DefaultPrefix)+key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rejection runs the first pre-hook of method and returns the message it
 // rejects the call with, or what went wrong.
 func rejection(r *registry.Registry, eng *engine.Engine, method string) string {
@@ -423,21 +429,15 @@ func TestRegistryNewerUtilsWinOverASlowerOlderCompile(t *testing.T) {
 	g := newGate(t)
 	eng := engine.New(engine.WithLogger(quiet()))
 	t.Cleanup(eng.Close)
-	putUtil := func(key, value string) {
-		t.Helper()
-		if _, err := e.Client.Put(context.Background(), registry.UtilsDir(registry.DefaultPrefix)+key, value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putUtil("Version/1", `{"script":"module.exports = { v: 1 } // slow"}`)
-	putUtil("Version/2", `{"script":"module.exports = { v: 2 }"}`)
-	putUtil("Version/active", `{"version":2}`)
+	putUtil(t, e.Client, "Version/1", `{"script":"module.exports = { v: 1 } // slow"}`)
+	putUtil(t, e.Client, "Version/2", `{"script":"module.exports = { v: 2 }"}`)
+	putUtil(t, e.Client, "Version/active", `{"version":2}`)
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/v",
 		`{"script":"({status: 409, message: 'v' + require('utils/Version').v})"}`)
 	r := start(t, e.Client, registry.WithBuild(g.build))
 	t.Cleanup(g.release) // before Close, which waits for the held compile
 
-	putUtil("Version/active", `{"version":1}`)
+	putUtil(t, e.Client, "Version/active", `{"version":1}`)
 	g.waitStarted(t)
 	dir := registry.UtilsDir(registry.DefaultPrefix)
 	if _, err := e.Client.Txn(context.Background()).Then(
@@ -471,15 +471,9 @@ func TestRegistryRereadRecompilesHooksWhoseUtilsChanged(t *testing.T) {
 	rc := fastClient(t, []string{proxy.Addr()})
 	eng := engine.New(engine.WithLogger(quiet()))
 	t.Cleanup(eng.Close)
-	putUtil := func(key, value string) {
-		t.Helper()
-		if _, err := e.Client.Put(context.Background(), registry.UtilsDir(registry.DefaultPrefix)+key, value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putUtil("Version/1", `{"script":"module.exports = { v: 1 }"}`)
-	putUtil("Version/2", `{"script":"module.exports = { v: 2 }"}`)
-	putUtil("Version/active", `{"version":1}`)
+	putUtil(t, e.Client, "Version/1", `{"script":"module.exports = { v: 1 }"}`)
+	putUtil(t, e.Client, "Version/2", `{"script":"module.exports = { v: 2 }"}`)
+	putUtil(t, e.Client, "Version/active", `{"version":1}`)
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/v",
 		`{"script":"({status: 409, message: 'v' + require('utils/Version').v})"}`)
 	r := start(t, rc)
@@ -489,7 +483,7 @@ func TestRegistryRereadRecompilesHooksWhoseUtilsChanged(t *testing.T) {
 
 	proxy.Cut()
 	waitFor(t, "the registry to notice it lost etcd", func() bool { return !r.Status().Synced })
-	putUtil("Version/active", `{"version":2}`)
+	putUtil(t, e.Client, "Version/active", `{"version":2}`)
 	proxy.Restore()
 	waitFor(t, "the hook to use the util's new version", func() bool { return rejection(r, eng, sendEvent) == "v2" })
 }
