@@ -34,8 +34,17 @@ const scriptCacheSize = 256
 // output (apihooksd does so when its first argument is "hook-worker"); the
 // first message sets the worker's memory limit, which it applies to itself
 // (on Linux, RLIMIT_DATA: going over it is a fatal error of the process).
-// Nothing else may write to w.
+// Nothing else may read r or write w; when they are pipes, ServeWorker puts
+// them in non-blocking mode (see pollable).
 func ServeWorker(r io.Reader, w io.Writer) error {
+	if p := asPollable(r); p != nil {
+		defer p.Close()
+		r = p
+	}
+	if p := asPollable(w); p != nil {
+		defer p.Close()
+		w = p
+	}
 	s := &server{
 		in:      bufio.NewReaderSize(r, 64<<10),
 		out:     &frameWriter{w: w},
@@ -93,6 +102,17 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 			return fmt.Errorf("hook worker: write: %w", err)
 		}
 	}
+}
+
+// asPollable returns v as a pollable file when it is a file that can be one,
+// and nil otherwise.
+func asPollable(v any) *os.File {
+	if f, ok := v.(*os.File); ok {
+		if p, err := pollable(f); err == nil {
+			return p
+		}
+	}
+	return nil
 }
 
 // server is the state of one worker.
