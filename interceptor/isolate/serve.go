@@ -45,14 +45,7 @@ func ServeWorker(r io.Reader, w io.Writer) error {
 		defer p.Close()
 		w = p
 	}
-	s := &server{
-		in:      bufio.NewReaderSize(r, 64<<10),
-		out:     &frameWriter{w: w},
-		scripts: newScriptCache(scriptCacheSize),
-		files:   new(protoregistry.Files),
-		types:   map[protoreflect.FullName]protoreflect.MessageType{},
-		linked:  map[string]bool{},
-	}
+	s := newServer(r, w)
 	var in isolatev1.Input
 	var buf []byte
 	var err error
@@ -113,6 +106,19 @@ func asPollable(v any) *os.File {
 		}
 	}
 	return nil
+}
+
+// newServer returns the state of a worker that reads r and writes w, with
+// no engine yet.
+func newServer(r io.Reader, w io.Writer) *server {
+	return &server{
+		in:      bufio.NewReaderSize(r, 64<<10),
+		out:     &frameWriter{w: w},
+		scripts: newScriptCache(scriptCacheSize),
+		files:   new(protoregistry.Files),
+		types:   map[protoreflect.FullName]protoreflect.MessageType{},
+		linked:  map[string]bool{},
+	}
 }
 
 // server is the state of one worker.
