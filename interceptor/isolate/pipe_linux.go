@@ -1,7 +1,10 @@
 package isolate
 
 import (
+	"io"
 	"os"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,4 +41,56 @@ func pollable(f *os.File) (*os.File, error) {
 	// NewFile makes a File that uses the poller of a descriptor in
 	// non-blocking mode.
 	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// answerReader reads the daemon's end of a worker's standard output, a
+// pollable file. It first tries for up to spin, giving up its CPU between
+// tries (sched_yield) to whatever else is runnable there, such as the
+// worker; then it waits in the network poller. Most answers come within a
+// few tens of µs, and an answer that finds its caller still running need
+// not wake a sleeping thread, which on a busy machine waits its turn on a
+// CPU. The poller, unlike a blocking read(2), leaves the caller's P to other
+// goroutines. Nothing spins unless a run is waiting for its answer.
+type answerReader struct {
+	rc   syscall.RawConn
+	spin time.Duration
+}
+
+func newAnswerReader(f *os.File, spin time.Duration) (io.Reader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return &answerReader{rc: rc, spin: spin}, nil
+}
+
+func (a *answerReader) Read(b []byte) (int, error) {
+	var n int
+	var rerr error
+	var deadline time.Time
+	if err := a.rc.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), b)
+			if rerr != unix.EAGAIN {
+				return true
+			}
+			now := time.Now()
+			if deadline.IsZero() {
+				deadline = now.Add(a.spin)
+			}
+			if now.After(deadline) {
+				return false // wait in the poller
+			}
+			unix.RawSyscallNoError(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		}
+	}); err != nil {
+		return 0, err
+	}
+	switch {
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n == 0 && len(b) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }

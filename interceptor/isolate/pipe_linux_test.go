@@ -3,6 +3,8 @@ package isolate
 import (
 	"bytes"
 	"io"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -10,10 +12,11 @@ import (
 // is given, what goes in one end comes out of the other, more than the pipe
 // holds at once, and the reader sees io.EOF when the writer closes.
 func TestPollablePipe(t *testing.T) {
-	r, w, err := blockingPipe()
-	if err != nil {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
+	r, w := os.NewFile(uintptr(fds[0]), "r"), os.NewFile(uintptr(fds[1]), "w")
 	defer r.Close()
 	qr, err := pollable(r)
 	if err != nil {

@@ -20,11 +20,10 @@ import (
 )
 
 // worker is the daemon's side of one worker process. The run holding it
-// writes to its standard input and reads its standard output itself, in
-// blocking system calls: the answer wakes the caller's thread at once, with
-// no hop through another goroutine or the network poller (which a busy
-// server polls late). A run that must stop waiting kills the worker, which
-// ends the read.
+// writes to its standard input and reads its standard output itself, with
+// no hop through another goroutine: it polls for the answer for a short
+// while, then waits in the network poller (see answerReader). A run that
+// must stop waiting kills the worker, which ends the read.
 type worker struct {
 	p        *Pool
 	cmd      *exec.Cmd
@@ -74,14 +73,19 @@ func (p *Pool) newWorker() (*worker, error) {
 		return nil, err
 	}
 	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]bool{}}
-	inR, inW, err := blockingPipe()
+	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	outR, outW, err := blockingPipe()
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		inR.Close()
 		inW.Close()
+		return nil, err
+	}
+	answers, err := newAnswerReader(outR, answerSpin)
+	if err != nil {
+		closeAll(inR, inW, outR, outW)
 		return nil, err
 	}
 	cmd.Stdin, cmd.Stdout = inR, outW
@@ -99,9 +103,13 @@ func (p *Pool) newWorker() (*worker, error) {
 	w.pid = cmd.Process.Pid
 	w.stdin, w.stdout = inW, outR
 	w.in.w = inW
-	w.out = bufio.NewReaderSize(outR, 64<<10)
+	w.out = bufio.NewReaderSize(answers, 64<<10)
 	return w, nil
 }
+
+// answerSpin is how long a run polls for its worker's answer before it
+// waits in the network poller.
+const answerSpin = 25 * time.Microsecond
 
 func closeAll(fs ...*os.File) {
 	for _, f := range fs {
