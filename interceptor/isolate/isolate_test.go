@@ -386,6 +386,28 @@ func runErr(t *testing.T, pool *isolate.Pool, ctx context.Context, src string, t
 	return out, ee
 }
 
+// A worker lets a run hold half its memory limit (64 MiB by default) of
+// live data, and more for a moment: the kernel's ceiling leaves room for
+// the heap the Go runtime freed but keeps mapped, and for an array that
+// grows, which holds its old and new storage at once.
+func TestARunMayHoldHalfItsMemoryLimitOfLiveData(t *testing.T) {
+	if raceDetector {
+		t.Skip("the race detector's shadow memory counts against the limit; .ci/run runs this test without it")
+	}
+	for _, src := range []string{
+		`const a = []; for (let i = 0; i < 1e6; i++) a.push(i)`, // 16 MiB of values, grown by doubling
+		`new Array(2e6).fill(0)`,                                // 32 MiB at once
+		`JSON.stringify(new Array(1e6).fill(1)).length`,
+	} {
+		t.Run(src, func(t *testing.T) {
+			pool := newPool(t, &syncBuffer{})
+			if _, ee := runErr(t, pool, context.Background(), "module.exports = () => { "+src+" }", generous); ee != nil {
+				t.Fatalf("got %v; want the run to succeed within the default limit of 64 MiB", ee)
+			}
+		})
+	}
+}
+
 // TestMemoryHogsKillOnlyTheirWorker runs allocations that no built-in's
 // memory budget sees, and that would grow an in-process server without
 // bound, each beside runs of a healthy hook.

@@ -10,20 +10,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// limitMemory caps the process's private writable memory (RLIMIT_DATA,
-// what /proc/self/status shows as VmData) at what it has now plus limit,
-// and returns what it has now. The Go runtime maps its heap as such memory,
-// and treats a mapping the kernel refuses as a fatal "out of memory": the
-// process ends at once. It also asks the garbage collector to keep the heap
-// under the same amount, so that garbage left by earlier runs is collected
-// before the limit is reached. A limit of zero or less sets nothing.
+// limitMemory lets a run hold about limit of live memory: it asks the
+// garbage collector to keep the heap under what it is now plus limit, and
+// caps the process's private writable memory (RLIMIT_DATA, what
+// /proc/self/status shows as VmData) at what it has now plus twice limit,
+// and returns what it has now. The Go runtime maps its heap as such memory
+// and keeps what it freed mapped, and a growing array holds its old and new
+// storage for a moment, hence the factor. The runtime treats a mapping the
+// kernel refuses as a fatal "out of memory": the process ends at once. A
+// limit of zero or less sets nothing.
 func limitMemory(limit int64) (int64, error) {
 	base, err := vmData()
 	if err != nil || limit <= 0 {
 		return base, err
 	}
 	debug.SetMemoryLimit(heapNow() + limit*7/8)
-	max := uint64(base + limit)
+	max := uint64(base + 2*limit)
 	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: max, Max: max}); err != nil {
 		return base, fmt.Errorf("set RLIMIT_DATA: %w", err)
 	}
