@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/internal/hookctl/hookname"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
+	"github.com/apihooks/apihooks/internal/hookctl/store"
 	"github.com/apihooks/apihooks/internal/hookctl/yamljson"
 )
 
@@ -34,15 +36,24 @@ type exportHook struct {
 	Style       string     `yaml:"style,omitempty"`
 }
 
+// exportUtil is one util of an exported manifest: its active version.
+type exportUtil struct {
+	Name        string `yaml:"name"`
+	Script      string `yaml:"script"`
+	Description string `yaml:"description,omitempty"`
+}
+
 func (a *app) exportCommand() *cobra.Command {
 	var dir, owner string
 	c := &cobra.Command{
 		Use:   "export -f DIR",
 		Short: "Write the hooks etcd holds as a manifest (hooks.yaml) and its scripts",
 		Long: `Write what etcd holds under the prefix as a manifest: DIR/hooks.yaml and one
-script file per hook beside it (TypeScript hooks as .ts). Applying the result
-changes nothing. Keys or documents that are not valid hooks are left out, with
-a warning. --owner exports the hooks of one owner only; hooks of several owners
+script file per hook beside it (TypeScript hooks as .ts), and the active
+version of each util under DIR/utils/. Applying the result changes nothing.
+Keys or documents that are not valid hooks are left out, with a warning.
+--owner exports the hooks of one owner only, and no utils (utils have no
+owner, and a manifest with one never removes any); hooks of several owners
 need it.`,
 		Example: `  hookctl export -f exported/
   hookctl export -f payments/ --owner payments`,
@@ -98,10 +109,16 @@ need it.`,
 			}
 			top := struct {
 				Owner string       `yaml:"owner,omitempty"`
+				Utils []exportUtil `yaml:"utils,omitempty"`
 				Hooks []exportHook `yaml:"hooks"`
 			}{Hooks: hooks}
 			for o := range owners {
 				top.Owner = o
+			}
+			if top.Owner == "" {
+				if top.Utils, err = a.exportUtils(s, scripts); err != nil {
+					return err
+				}
 			}
 			if top.Hooks == nil {
 				top.Hooks = []exportHook{}
@@ -122,6 +139,11 @@ need it.`,
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return failed(err)
 			}
+			if len(top.Utils) > 0 {
+				if err := os.MkdirAll(filepath.Join(dir, "utils"), 0o755); err != nil {
+					return failed(err)
+				}
+			}
 			for name, src := range scripts {
 				if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
 					return failed(err)
@@ -130,7 +152,8 @@ need it.`,
 			if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 				return failed(err)
 			}
-			fmt.Fprintf(a.out, "Exported %d hook%s at revision %d to %s.\n", len(hooks), plural(len(hooks)), rev, path)
+			fmt.Fprintf(a.out, "Exported %d hook%s and %d util%s at revision %d to %s.\n",
+				len(hooks), plural(len(hooks)), len(top.Utils), plural(len(top.Utils)), rev, path)
 			return nil
 		}),
 	}
@@ -138,6 +161,38 @@ need it.`,
 	_ = c.MarkFlagDirname("filename")
 	c.Flags().StringVar(&owner, "owner", "", "export only the hooks of this owner")
 	return c
+}
+
+// exportUtils returns the manifest entries of the utils in etcd, their
+// active versions, and adds their scripts (utils/<name>.js or .ts) to
+// scripts. A util without a valid active version is left out, with a
+// warning: applying the export with --prune would remove it.
+func (a *app) exportUtils(s *store.Store, scripts map[string]string) ([]exportUtil, error) {
+	utils, _, _, err := s.Utils(a.ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(utils))
+	for n := range utils {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []exportUtil
+	for _, n := range names {
+		u := utils[n]
+		v := u.Version(u.Active)
+		if u.ActiveErr != nil || v == nil || v.DocErr != nil {
+			fmt.Fprintf(a.err, "hookctl: util %s left out: it has no valid active version (apply --prune of the export would remove it)\n", n)
+			continue
+		}
+		file := "utils/" + n + ".js"
+		if v.Doc.Lang == engine.TS {
+			file = "utils/" + n + ".ts"
+		}
+		scripts[file] = v.Doc.Script
+		out = append(out, exportUtil{Name: n, Script: file, Description: v.Doc.Description})
+	}
+	return out, nil
 }
 
 // scriptName is a file name for a hook's script: its method, phase and

@@ -10,6 +10,7 @@ func TestExportThenApplyChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	e.want(0, "apply", "-f", scriptsDir)
 	e.want(0, "apply", "-f", filepath.Join(scriptsDir, "typescript"))
+	e.want(0, "apply", "-f", filepath.Join(scriptsDir, "utils-example"))
 	before := e.revision()
 
 	dir := filepath.Join(t.TempDir(), "exported")
