@@ -227,7 +227,7 @@ the plan only. --wait waits until every live daemon has the result in force.`,
 	delete(c.Flags().Lookup("filename").Annotations, cobra.BashCompOneRequiredFlag)
 	c.Flags().BoolVar(&prune, "prune", false, "also delete the hooks under the prefix that the manifest does not list (of its owner only, when it declares one)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan; write nothing")
-	c.Flags().BoolVar(&abort, "abort", false, "undo a staged apply that stopped part way: put back the hooks from before it")
+	c.Flags().BoolVar(&abort, "abort", false, "undo a staged apply that stopped part way: put back the hooks and utils from before it")
 	outputFlag(c, &output, "text", "json", "yaml")
 	waitFlag(c, &a.wait)
 	return c
@@ -252,7 +252,7 @@ func (a *app) abortApply(output string) error {
 		return err
 	}
 	return a.done(output, writeResult{Action: "aborted", Revision: rev, Previous: m.ReadRevision},
-		"Aborted the staged apply started %s by %s: the hooks of revision %d are back, at revision %d.",
+		"Aborted the staged apply started %s by %s: the hooks and utils of revision %d are back, at revision %d.",
 		m.Started.Format(time.RFC3339), m.By, m.ReadRevision, rev)
 }
 

@@ -301,9 +301,9 @@ func (e *StagedError) Error() string {
 func (e *StagedError) Unwrap() error { return e.Err }
 
 // Abort undoes a staged apply that stopped part way: it puts back every key
-// under the hooks directory as it was at the marker's read revision, then
-// removes the marker. It returns the revision written, or 0 when there was
-// no staged apply.
+// under the hooks and utils directories as it was at the marker's read
+// revision, then removes the marker. It returns the revision written, or 0
+// when there was no staged apply.
 func (s *Store) Abort(ctx context.Context) (int64, error) {
 	m, err := s.Marker(ctx)
 	if err != nil || m == nil {
@@ -312,37 +312,48 @@ func (s *Store) Abort(ctx context.Context) (int64, error) {
 	if m.ReadRevision <= 0 {
 		return 0, errors.New("the staged apply's marker does not say what was in force before it; delete it by hand once etcd holds what you want")
 	}
-	cur, rev, err := s.List(ctx)
-	if err != nil {
-		return 0, err
-	}
 	gctx, cancel := s.timeout(ctx)
 	defer cancel()
-	old, err := s.client.Get(gctx, registry.HooksDir(s.cfg.Prefix), clientv3.WithPrefix(), clientv3.WithRev(m.ReadRevision))
-	if err != nil {
-		return 0, fmt.Errorf("read the hooks at revision %d, before the staged apply: %w", m.ReadRevision, s.wrap(err))
-	}
-	w := &Write{ReadRevision: rev, Guards: map[string]int64{}, Puts: map[string][]byte{}, Resume: m}
-	want := map[string][]byte{}
-	for _, kv := range old.Kvs {
-		if string(kv.Key) != registry.ApplyMarker(s.cfg.Prefix) {
+	w := &Write{Guards: map[string]int64{}, Puts: map[string][]byte{}, Resume: m}
+	for _, dir := range []string{registry.HooksDir(s.cfg.Prefix), registry.UtilsDir(s.cfg.Prefix)} {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if w.ReadRevision > 0 {
+			opts = append(opts, clientv3.WithRev(w.ReadRevision)) // both directories at one revision
+		}
+		cur, err := s.client.Get(gctx, dir, opts...)
+		if err != nil {
+			return 0, s.wrap(err)
+		}
+		w.ReadRevision = cur.Header.Revision
+		old, err := s.client.Get(gctx, dir, clientv3.WithPrefix(), clientv3.WithRev(m.ReadRevision))
+		if err != nil {
+			return 0, fmt.Errorf("read %s at revision %d, before the staged apply: %w", dir, m.ReadRevision, s.wrap(err))
+		}
+		want := map[string][]byte{}
+		for _, kv := range old.Kvs {
 			want[string(kv.Key)] = kv.Value
 		}
-	}
-	for _, e := range cur {
-		v, ok := want[e.Path]
-		switch {
-		case !ok:
-			w.Deletes = append(w.Deletes, e.Path)
-			w.Guards[e.Path] = e.ModRevision
-		case string(v) != string(e.Raw):
-			w.Puts[e.Path] = v
-			w.Guards[e.Path] = e.ModRevision
+		for _, kv := range cur.Kvs {
+			k := string(kv.Key)
+			if k == registry.ApplyMarker(s.cfg.Prefix) {
+				continue // Commit removes it
+			}
+			v, ok := want[k]
+			switch {
+			case !ok:
+				w.Deletes = append(w.Deletes, k)
+				w.Guards[k] = kv.ModRevision
+			case string(v) != string(kv.Value):
+				w.Puts[k] = v
+				w.Guards[k] = kv.ModRevision
+			}
+			delete(want, k)
 		}
-		delete(want, e.Path)
-	}
-	for k, v := range want {
-		w.Puts[k] = v
+		for k, v := range want {
+			if k != registry.ApplyMarker(s.cfg.Prefix) {
+				w.Puts[k] = v
+			}
+		}
 	}
 	return s.Commit(ctx, w)
 }

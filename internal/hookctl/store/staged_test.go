@@ -47,6 +47,20 @@ func hooksIn(t *testing.T, c *clientv3.Client) (map[string]string, bool) {
 }
 
 // manyPuts returns a write of n hooks, value v, read at rev.
+// utilsIn returns the values under the utils directory, by key.
+func utilsIn(t *testing.T, c *clientv3.Client) map[string]string {
+	t.Helper()
+	resp, err := c.Get(ctx, registry.UtilsDir(prefix), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), registry.UtilsDir(prefix))] = string(kv.Value)
+	}
+	return out
+}
+
 func manyPuts(n int, v string, rev int64) *store.Write {
 	w := &store.Write{ReadRevision: rev, Puts: map[string][]byte{}}
 	for i := range n {
@@ -131,27 +145,37 @@ func TestAStagedWriteStoppedPartWayIsResumedOrAborted(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			t.Parallel()
 			s, c := open(t)
-			if _, err := s.Commit(ctx, manyPuts(10, "old", 0)); err != nil {
+			first := manyPuts(10, "old", 0)
+			utils := registry.UtilsDir(prefix)
+			first.Puts[utils+"X/1"], first.Puts[utils+"X/active"] = []byte(`{"script":"1"}`), []byte(`{"version":1}`)
+			if _, err := s.Commit(ctx, first); err != nil {
 				t.Fatal(err)
 			}
 			before, _ := hooksIn(t, c)
+			utilsBefore := utilsIn(t, c)
 			_, rev, _ := s.List(ctx)
 			w := manyPuts(400, "new", rev)
+			// Enough utils that some are written before the apply stops
+			// (keys are written in order, utils after hooks).
+			for i := range 300 {
+				w.Puts[utils+fmt.Sprintf("U%03d/1", i)] = []byte(`{"script":"1"}`)
+			}
+			w.Puts[utils+"X/2"], w.Puts[utils+"X/active"] = []byte(`{"script":"2"}`), []byte(`{"version":2}`)
 			for k := range w.Puts {
 				if strings.HasSuffix(k, "h0001") {
 					w.Guards = map[string]int64{k: 2}
 				}
 			}
 			w.Step = func(done, total int) error {
-				if done == 2 {
-					return errStop
+				if done == total-1 {
+					return errStop // before the last transaction
 				}
 				return nil
 			}
 			_, err := s.Commit(ctx, w)
 			var staged *store.StagedError
-			if !errors.As(err, &staged) || !errors.Is(err, errStop) || staged.Done != 2 {
-				t.Fatalf("Commit: got %v; want a *StagedError after 2 transactions", err)
+			if !errors.As(err, &staged) || !errors.Is(err, errStop) || staged.Done != staged.Total-1 || staged.Done < 2 {
+				t.Fatalf("Commit: got %v; want a *StagedError before the last of several transactions", err)
 			}
 			m, err := s.Marker(ctx)
 			if err != nil || m == nil || m.ReadRevision != rev {
@@ -191,6 +215,10 @@ func TestAStagedWriteStoppedPartWayIsResumedOrAborted(t *testing.T) {
 				got, marker := hooksIn(t, c)
 				if marker || fmt.Sprint(got) != fmt.Sprint(before) {
 					t.Fatalf("after aborting: %d hooks, marker %v; want the 10 from before and no marker", len(got), marker)
+				}
+				if got := utilsIn(t, c); fmt.Sprint(got) != fmt.Sprint(utilsBefore) {
+					t.Fatalf("after aborting: %d keys under utils, X/active %s; want the %d from before, X/active %s",
+						len(got), got["X/active"], len(utilsBefore), utilsBefore["X/active"])
 				}
 			}
 		})
