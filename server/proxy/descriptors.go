@@ -6,16 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -23,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/apihooks/apihooks/internal/reflectclient"
 	"github.com/apihooks/apihooks/server/proxy/lazypb"
 )
 
@@ -167,141 +164,21 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 	return true, nil
 }
 
-// Methods of server reflection, newest first: a backend may serve only the
-// older one.
-var reflectionMethods = []string{
-	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-}
-
 // fromReflection learns the backend's services and their descriptors
 // through its server reflection.
 func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, error) {
 	return func(ctx context.Context) (*table, error) {
-		var err error
-		for _, m := range reflectionMethods {
-			var t *table
-			t, err = reflect(ctx, cc, m)
-			if status.Code(err) != codes.Unimplemented {
-				return t, err
-			}
-		}
-		return nil, fmt.Errorf("the backend serves no server reflection (give its descriptors with a descriptor set): %w", err)
-	}
-}
-
-// reflect asks the backend's reflection at method; v1 and v1alpha share
-// their messages on the wire.
-func reflect(ctx context.Context, cc grpc.ClientConnInterface, method string) (*table, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method)
-	if err != nil {
-		return nil, err
-	}
-	ask := func(req *rpb.ServerReflectionRequest) (*rpb.ServerReflectionResponse, error) {
-		if err := stream.SendMsg(req); err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		resp := new(rpb.ServerReflectionResponse)
-		if err := stream.RecvMsg(resp); err != nil {
-			return nil, err
-		}
-		if e := resp.GetErrorResponse(); e != nil {
-			return nil, refused{fmt.Errorf("%s (code %d)", e.GetErrorMessage(), e.GetErrorCode())}
-		}
-		return resp, nil
-	}
-	resp, err := ask(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}})
-	if err != nil {
-		return nil, err
-	}
-	var services []string
-	for _, s := range resp.GetListServicesResponse().GetService() {
-		services = append(services, s.GetName())
-	}
-	byName := map[string]*descriptorpb.FileDescriptorProto{}
-	add := func(resp *rpb.ServerReflectionResponse) error {
-		for _, b := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
-			fd := new(descriptorpb.FileDescriptorProto)
-			if err := proto.Unmarshal(b, fd); err != nil {
-				return fmt.Errorf("a file descriptor: %w", err)
-			}
-			byName[fd.GetName()] = fd
-		}
-		return nil
-	}
-	for _, svc := range services {
-		resp, err := ask(&rpb.ServerReflectionRequest{
-			MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: svc},
-		})
-		var r refused
-		if errors.As(err, &r) {
-			// A service the backend lists but cannot describe (often its
-			// reflection itself): its calls go through, unhooked.
-			continue
+		services, files, err := reflectclient.Read(ctx, cc)
+		if errors.Is(err, reflectclient.ErrNoReflection) {
+			return nil, fmt.Errorf("%w (give its descriptors with a descriptor set)", err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reflection: service %s: %w", svc, err)
+			return nil, err
 		}
-		if err := add(resp); err != nil {
-			return nil, fmt.Errorf("reflection: service %s: %w", svc, err)
+		t, err := newTable(files, services)
+		if err != nil {
+			return nil, fmt.Errorf("reflection: %w", err)
 		}
+		return t, nil
 	}
-	// A server sends each file once per stream: ask for imports still
-	// missing, and take the ones it does not have from the program.
-	for {
-		missing := missingImports(byName)
-		if len(missing) == 0 {
-			break
-		}
-		for _, name := range missing {
-			resp, err := ask(&rpb.ServerReflectionRequest{
-				MessageRequest: &rpb.ServerReflectionRequest_FileByFilename{FileByFilename: name},
-			})
-			if err == nil {
-				err = add(resp)
-			}
-			if _, ok := byName[name]; ok {
-				continue
-			}
-			if f, gerr := protoregistry.GlobalFiles.FindFileByPath(name); gerr == nil {
-				byName[name] = protodesc.ToFileDescriptorProto(f)
-				continue
-			}
-			if err == nil {
-				err = errors.New("not sent")
-			}
-			return nil, fmt.Errorf("reflection: file %s: %w", name, err)
-		}
-	}
-	fds := make([]*descriptorpb.FileDescriptorProto, 0, len(byName))
-	for _, fd := range byName {
-		fds = append(fds, fd)
-	}
-	t, err := newTable(fds, services)
-	if err != nil {
-		return nil, fmt.Errorf("reflection: %w", err)
-	}
-	return t, nil
-}
-
-// refused is an error the backend's reflection answered with.
-type refused struct{ error }
-
-func (r refused) Unwrap() error { return r.error }
-
-func missingImports(byName map[string]*descriptorpb.FileDescriptorProto) []string {
-	var missing []string
-	seen := map[string]bool{}
-	for _, fd := range byName {
-		for _, dep := range fd.GetDependency() {
-			if _, ok := byName[dep]; !ok && !seen[dep] {
-				seen[dep] = true
-				missing = append(missing, dep)
-			}
-		}
-	}
-	slices.Sort(missing)
-	return missing
 }
