@@ -106,16 +106,24 @@ func (c *Calls) call(ctx context.Context, method string, request []byte) ([]byte
 	}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, callStream{method: full})
 	resp, err := m.handler(m.impl, ctx, dec, unary)
+	return CallAnswer(full, resp, err)
+}
+
+// CallAnswer is the answer of an engine.Caller to a hook's ctx.call of
+// fullMethod ("/package.Service/Method"), from what the call returned: the
+// response as protojson text, or the call's error as a gRPC status.
+func CallAnswer(fullMethod string, resp any, err error) ([]byte, error) {
 	if err != nil {
 		return nil, status.Convert(err).Err()
 	}
+	method := strings.TrimPrefix(fullMethod, "/")
 	msg, ok := resp.(proto.Message)
 	if !ok {
-		return nil, status.Errorf(codes.Internal, "ctx.call %s: response type %T is not a protobuf message", full[1:], resp)
+		return nil, status.Errorf(codes.Internal, "ctx.call %s: response type %T is not a protobuf message", method, resp)
 	}
 	out, err := protojson.Marshal(msg)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "ctx.call %s: response: %v", full[1:], err)
+		return nil, status.Errorf(codes.Internal, "ctx.call %s: response: %v", method, err)
 	}
 	return out, nil
 }

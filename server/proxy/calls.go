@@ -8,7 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/apihooks/apihooks/interceptor"
 )
 
 // call is the hooks' ctx.call (an engine.Caller): it calls a unary method
@@ -35,16 +36,5 @@ func (p *Proxy) call(ctx context.Context, method string, request []byte) ([]byte
 		return out, nil
 	}
 	resp, err := p.unary(ctx, req, &grpc.UnaryServerInfo{FullMethod: full}, handler)
-	if err != nil {
-		return nil, status.Convert(err).Err()
-	}
-	msg, ok := resp.(proto.Message)
-	if !ok {
-		return nil, status.Errorf(codes.Internal, "ctx.call %s: response type %T is not a protobuf message", full[1:], resp)
-	}
-	out, err := protojson.Marshal(msg)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "ctx.call %s: response: %v", full[1:], err)
-	}
-	return out, nil
+	return interceptor.CallAnswer(full, resp, err)
 }
