@@ -10,14 +10,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/eventstest"
 	"github.com/apihooks/apihooks/server/ops"
 )
 
@@ -29,26 +28,6 @@ type benchService struct {
 
 func (benchService) SendEvent(_ context.Context, req *eventsv1.SendEventRequest) (*eventsv1.SendEventResponse, error) {
 	return &eventsv1.SendEventResponse{EventId: "0190d7a2-6c1e-7b4c-9d1e-" + req.ToUserId}, nil
-}
-
-// benchRequest is a SendEventRequest of about 250 bytes on the wire.
-func benchRequest(b *testing.B) *eventsv1.SendEventRequest {
-	data, err := structpb.NewStruct(map[string]any{
-		"title":    "Weekly summary of your account activity",
-		"score":    1250,
-		"tags":     []any{"summary", "weekly", "account"},
-		"level":    7,
-		"location": map[string]any{"city": "Lisbon", "country": "PT"},
-		"campaign": "autumn-2026-newsletter-retention-segment-b",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := &eventsv1.SendEventRequest{ToUserId: "user-8c1e2f4a9b7d", EventType: "notification.weekly_summary", EventData: data}
-	if n := proto.Size(req); n < 200 || n > 300 {
-		b.Fatalf("request is %d bytes; want about 250", n)
-	}
-	return req
 }
 
 // benchConfig is one configuration of the unary call benchmarks: a server
@@ -136,7 +115,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 // BenchmarkUnaryCall measures SendEvent over loopback, client and server in
 // one process, each configuration as a sub-benchmark of the same run.
 func BenchmarkUnaryCall(b *testing.B) {
-	req := benchRequest(b)
+	req := eventstest.Request(b)
 	for _, c := range benchConfigs(b) {
 		b.Run(c.name, func(b *testing.B) {
 			if _, err := c.client.SendEvent(context.Background(), req); err != nil {
@@ -169,7 +148,7 @@ const interleaveRound = 200
 // ratio to the bare call ("<name>-x"); with -benchmem, the allocations per
 // op add up all four configurations.
 func BenchmarkUnaryCallRatio(b *testing.B) {
-	req := benchRequest(b)
+	req := eventstest.Request(b)
 	configs := benchConfigs(b)
 	for _, c := range configs {
 		if _, err := c.client.SendEvent(context.Background(), req); err != nil {
@@ -225,7 +204,7 @@ func BenchmarkInterceptorNoHooks(b *testing.B) {
 	info := &grpc.UnaryServerInfo{FullMethod: "/events.v1.EventService/SendEvent"}
 	resp := &eventsv1.SendEventResponse{}
 	handler := func(context.Context, any) (any, error) { return resp, nil }
-	req := benchRequest(b)
+	req := eventstest.Request(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -252,7 +231,7 @@ func BenchmarkInterceptorCacheHit(b *testing.B) {
 		calls++
 		return &eventsv1.SendEventResponse{EventId: "0190d7a2-6c1e-7b4c-9d1e-user-8c1e2f4a9b7d"}, nil
 	}
-	req := benchRequest(b)
+	req := eventstest.Request(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -8,28 +8,17 @@ import (
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/internal/eventstest"
 )
 
 // benchCall is a pre-hook's call as a server makes it: SendEvent with a
 // request of about 250 bytes, the incoming metadata of a gRPC call, and
 // the hook's (empty) parameters.
 func benchCall(b *testing.B) (context.Context, *engine.Script, *engine.Call) {
-	data, err := structpb.NewStruct(map[string]any{
-		"title":    "Weekly summary of your account activity",
-		"score":    1250,
-		"tags":     []any{"summary", "weekly", "account"},
-		"level":    7,
-		"location": map[string]any{"city": "Lisbon", "country": "PT"},
-		"campaign": "autumn-2026-newsletter-retention-segment-b",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	s, err := engine.Compile("set.js", `module.exports = function (ctx) { ctx.request.eventType = 'checked' }`)
 	if err != nil {
 		b.Fatal(err)
@@ -42,7 +31,7 @@ func benchCall(b *testing.B) (context.Context, *engine.Script, *engine.Call) {
 		Phase:        engine.Pre,
 		Hook:         "set",
 		Params:       map[string]any{},
-		Request:      &eventsv1.SendEventRequest{ToUserId: "user-8c1e2f4a9b7d", EventType: "notification.weekly_summary", EventData: data},
+		Request:      eventstest.Request(b),
 		ResponseType: (&eventsv1.SendEventResponse{}).ProtoReflect().Type(),
 		Timeout:      engine.DefaultTimeout,
 	}

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/eventstest"
 	"github.com/apihooks/apihooks/server/proxy"
 )
 
@@ -28,23 +28,6 @@ type benchService struct {
 
 func (benchService) SendEvent(_ context.Context, req *eventsv1.SendEventRequest) (*eventsv1.SendEventResponse, error) {
 	return &eventsv1.SendEventResponse{EventId: "0190d7a2-6c1e-7b4c-9d1e-" + req.ToUserId}, nil
-}
-
-// benchRequest is interceptor's benchmark request: a SendEventRequest of
-// about 250 bytes on the wire.
-func benchRequest(b *testing.B) *eventsv1.SendEventRequest {
-	data, err := structpb.NewStruct(map[string]any{
-		"title":    "Weekly summary of your account activity",
-		"score":    1250,
-		"tags":     []any{"summary", "weekly", "account"},
-		"level":    7,
-		"location": map[string]any{"city": "Lisbon", "country": "PT"},
-		"campaign": "autumn-2026-newsletter-retention-segment-b",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &eventsv1.SendEventRequest{ToUserId: "user-8c1e2f4a9b7d", EventType: "notification.weekly_summary", EventData: data}
 }
 
 // relayService answers SendEvent by calling the backend with a generated
@@ -162,7 +145,7 @@ func roundCalls(callers int) int { return max(200, 50*callers) }
 // figure is the median over the rounds of that round's figure, so that a
 // burst of other work on the machine moves a round or two, not the result.
 func BenchmarkProxy(b *testing.B) {
-	req := benchRequest(b)
+	req := eventstest.Request(b)
 	configs := benchConfigs(b)
 	for _, c := range configs {
 		if _, err := c.client.SendEvent(context.Background(), req); err != nil {
