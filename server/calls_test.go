@@ -31,6 +31,16 @@ func putHooks(t *testing.T, d *daemon, hooks map[string]string, probe func() boo
 	putHooksWithin(t, d, hooks, nil, probe)
 }
 
+// putIsolated puts the hook key (under the EventService) with script, run
+// in a worker process, beside the hooks in etcd.
+func putIsolated(t *testing.T, d *daemon, key, script string) {
+	t.Helper()
+	doc, _ := json.Marshal(map[string]any{"script": script, "timeout": "5s", "isolation": "process"})
+	if _, err := d.etcd.Put(context.Background(), hooksDir+key, string(doc)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // putHooksWithin is putHooks with the timeouts that timeouts names.
 func putHooksWithin(t *testing.T, d *daemon, hooks, timeouts map[string]string, probe func() bool) {
 	t.Helper()
@@ -136,6 +146,30 @@ func TestCallsBetweenMethods(t *testing.T) {
 			"SendEvent/pre/a": `module.exports = async function (ctx) { await ctx.call("` + getEvents + `", {userId: "x"}) }`,
 			"GetEvents/pre/b": `module.exports = async function (ctx) { await ctx.call("` + sendEvent + `", {toUserId: "y", eventType: "t"}) }`,
 		}, rejectedWith("bob", "cycle"))
+		err := send(ctx, "bob")
+		want := "cycle detected: " + sendEvent + "/pre/a → " + getEvents + "/pre/b → " + sendEvent + "/pre/a"
+		if got := status.Convert(err); got.Code() != codes.FailedPrecondition || got.Message() != want {
+			t.Fatalf("SendEvent = %v; want FAILED_PRECONDITION %q", err, want)
+		}
+	})
+
+	t.Run("a hook in a worker process calls the same way", func(t *testing.T) {
+		putHooks(t, d, map[string]string{
+			"GetEvents/pre/deny": `({status: 404, message: "no such user"})`,
+		}, func() bool { return status.Code(send(ctx, "bob")) == codes.OK })
+		putIsolated(t, d, "SendEvent/pre/ask", `module.exports = async function (ctx) {
+			try { await ctx.call("`+getEvents+`", {userId: "carol"}); }
+			catch (e) { return {status: 409, message: "caught in a worker " + e.code + ": " + e.message}; }
+		}`)
+		waitFor(t, "the isolated hook's call", rejectedWith("bob", "caught in a worker NOT_FOUND: no such user"))
+	})
+
+	t.Run("a cycle through a hook in a worker process is caught", func(t *testing.T) {
+		putHooks(t, d, map[string]string{
+			"SendEvent/pre/a": `module.exports = async function (ctx) { await ctx.call("` + getEvents + `", {userId: "x"}) }`,
+		}, func() bool { return status.Code(send(ctx, "bob")) == codes.OK })
+		putIsolated(t, d, "GetEvents/pre/b", `module.exports = async function (ctx) { await ctx.call("`+sendEvent+`", {toUserId: "y", eventType: "t"}) }`)
+		waitFor(t, "the cycle", rejectedWith("bob", "cycle"))
 		err := send(ctx, "bob")
 		want := "cycle detected: " + sendEvent + "/pre/a → " + getEvents + "/pre/b → " + sendEvent + "/pre/a"
 		if got := status.Convert(err); got.Code() != codes.FailedPrecondition || got.Message() != want {

@@ -106,12 +106,4 @@ func TestUtils(t *testing.T) {
 		}
 		waitFor(t, "the hook to run in a worker", says("worker 103"))
 	})
-
-	t.Run("calls are not available in a worker process", func(t *testing.T) {
-		if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/add",
-			`{"script":"module.exports = async function (ctx) { try { await ctx.call('events.v1.EventService/GetEvents', {userId: 'a'}) } catch (e) { return {status: 409, message: 'worker ' + e.code} } }", "isolation": "process", "timeout": "5s"}`); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "the hook to run in a worker", says("worker UNIMPLEMENTED"))
-	})
 }

@@ -80,6 +80,34 @@ func hopOf(call *Call) string {
 	return strings.TrimPrefix(call.Method, "/") + "/" + string(call.Phase) + "/" + call.Hook
 }
 
+// ErrNoCaller is the error of a ctx.call in a run whose Call has no
+// Caller.
+var ErrNoCaller = status.Error(codes.Unimplemented, "ctx.call: calls between methods are not available to this hook (a server built without interceptor.WithCalls)")
+
+// NestCall returns the context of a call of method that the run of call,
+// in ctx, makes with ctx.call: it carries the chain of hooks the call comes
+// from, which the Caller passes on. It fails with FAILED_PRECONDITION when
+// the call would lead back to call's hook, or nest deeper than
+// MaxCallDepth. A Caller that makes calls on behalf of runs in another
+// process (a worker's) calls it with the context and Call of its own Run.
+func NestCall(ctx context.Context, call *Call, method string) (context.Context, error) {
+	parent := chainFrom(ctx)
+	hop := hopOf(call)
+	if parent.has(hop) {
+		// This hook made a call that led back to it, and calls again.
+		return nil, status.Errorf(codes.FailedPrecondition, "cycle detected: %s", parent.String(hop))
+	}
+	chain := &callChain{parent: parent, hop: hop, depth: 1}
+	if parent != nil {
+		chain.depth = parent.depth + 1
+	}
+	if chain.depth > MaxCallDepth {
+		return nil, status.Errorf(codes.FailedPrecondition, "ctx.call %s: calls nest deeper than %d: %s",
+			method, MaxCallDepth, chain.String(""))
+	}
+	return context.WithValue(ctx, chainKey{}, chain), nil
+}
+
 // nestedTime is the wall-clock time a run spent waiting for its calls,
 // which counts against its time limit as if it were CPU time.
 type nestedTime struct {
@@ -126,25 +154,15 @@ func (r *run) callFunction() goja.Value {
 // callMethod makes one call for callFunction.
 func (r *run) callMethod(methodArg, reqArg goja.Value) (goja.Value, error) {
 	if r.call.Caller == nil {
-		return nil, status.Error(codes.Unimplemented, "ctx.call: calls between methods are not available to this hook (a worker process, or a server built without interceptor.WithCalls)")
+		return nil, ErrNoCaller
 	}
 	if goja.IsUndefined(methodArg) || goja.IsNull(methodArg) {
 		return nil, status.Error(codes.InvalidArgument, `ctx.call: the first argument must name a method, "pkg.Service/Method"`)
 	}
 	method := methodArg.String()
-	parent := chainFrom(r.ctx)
-	hop := hopOf(&r.call)
-	if parent.has(hop) {
-		// This hook made a call that led back to it, and calls again.
-		return nil, status.Errorf(codes.FailedPrecondition, "cycle detected: %s", parent.String(hop))
-	}
-	chain := &callChain{parent: parent, hop: hop, depth: 1}
-	if parent != nil {
-		chain.depth = parent.depth + 1
-	}
-	if chain.depth > MaxCallDepth {
-		return nil, status.Errorf(codes.FailedPrecondition, "ctx.call %s: calls nest deeper than %d: %s",
-			method, MaxCallDepth, chain.String(""))
+	nested, err := NestCall(r.ctx, &r.call, method)
+	if err != nil {
+		return nil, err
 	}
 	req := []byte("{}")
 	if !goja.IsUndefined(reqArg) && !goja.IsNull(reqArg) {
@@ -164,7 +182,7 @@ func (r *run) callMethod(methodArg, reqArg goja.Value) (goja.Value, error) {
 	if left <= 0 {
 		return nil, status.Errorf(codes.DeadlineExceeded, "ctx.call %s: the hook's time limit of %v is used up", method, timeout)
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(r.ctx, chainKey{}, chain), left)
+	ctx, cancel := context.WithTimeout(nested, left)
 	defer cancel()
 	r.nested.since.Store(time.Now().UnixNano())
 	resp, err := r.call.Caller(ctx, method, req)

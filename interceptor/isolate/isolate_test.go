@@ -624,3 +624,46 @@ func TestCloseReapsEveryWorker(t *testing.T) {
 		t.Errorf("a run after Close: %v; want: hook worker pool is closed", ee)
 	}
 }
+
+// TestCallsFromAWorker: a script in a worker calls other methods through
+// the Caller of its run, which the daemon runs on its behalf with the
+// chain of hooks the call comes from; the call's status comes back whole.
+func TestCallsFromAWorker(t *testing.T) {
+	pool := newPool(t, &syncBuffer{})
+	src := `module.exports = async ctx => {
+		const r = await ctx.call("events.v1.EventService/GetEvents", {userId: ctx.request.toUserId});
+		let caught = "";
+		try { await ctx.call("events.v1.EventService/Missing", {}); } catch (e) { caught = e.code + " " + e.message; }
+		return {status: 409, message: r.events[0].eventId + " | " + caught};
+	}`
+	var requests []string
+	caller := func(ctx context.Context, method string, req []byte) ([]byte, error) {
+		if !engine.InNestedCall(ctx) {
+			t.Errorf("the call of %s does not carry the chain of hooks it comes from", method)
+		}
+		requests = append(requests, method+" "+string(req))
+		if method == "events.v1.EventService/Missing" {
+			return nil, status.Error(codes.NotFound, "no such method here")
+		}
+		return []byte(`{"events":[{"eventId":"e1"}]}`), nil
+	}
+	for _, tt := range []struct {
+		name   string
+		caller engine.Caller
+		want   string
+	}{
+		{"with a caller", caller, `status Aborted "e1 | NOT_FOUND no such method here"`},
+		{"without one", nil, `status Unimplemented "ctx.call: calls between methods are not available`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := pool.Run(context.Background(), compile(t, src), &engine.Call{Method: "/events.v1.EventService/SendEvent",
+				Phase: engine.Pre, Hook: "h", Request: request(), Timeout: generous, Caller: tt.caller})
+			if got := describe(out, err); !strings.Contains(got, tt.want) {
+				t.Fatalf("got %s; want %s", got, tt.want)
+			}
+		})
+	}
+	if want := `events.v1.EventService/GetEvents {"userId":"alice"}`; len(requests) != 2 || requests[0] != want {
+		t.Fatalf("calls made: %q; want %q first", requests, want)
+	}
+}

@@ -134,6 +134,8 @@ type server struct {
 	linked map[string]bool
 	// cur is the ID of the run going on, for its log lines.
 	cur atomic.Uint64
+	// callBuf holds the frames of the answers to the runs' calls.
+	callBuf []byte
 }
 
 // run runs one script and returns its Result, or NeedScript.
@@ -217,6 +219,7 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		Timeout:  time.Duration(in.TimeoutNanos),
 		// The worker owns its copies of the messages.
 		InPlace: true,
+		Caller:  s.caller(in.Id),
 	}
 	if len(in.ParamsJson) > 0 {
 		if err := json.Unmarshal(in.ParamsJson, &call.Params); err != nil {
@@ -283,6 +286,35 @@ func (s *server) messageType(name string) (protoreflect.MessageType, error) {
 	}
 	s.types[fn] = mt
 	return mt, nil
+}
+
+// caller is the ctx.call of run id: the daemon makes the call (through the
+// hooks of the method called, as in process) and answers it. The run reads
+// the answer from the worker's input itself, which nothing else reads while
+// a run is in progress.
+func (s *server) caller(id uint64) engine.Caller {
+	return func(ctx context.Context, method string, request []byte) ([]byte, error) {
+		c := &isolatev1.Call{Id: id, Method: method, Request: request}
+		if d, ok := ctx.Deadline(); ok {
+			c.TimeoutNanos = int64(max(time.Until(d), time.Nanosecond))
+		}
+		if err := s.out.write(&isolatev1.Output{Kind: &isolatev1.Output_Call{Call: c}}); err != nil {
+			return nil, status.Errorf(codes.Internal, "ctx.call %s: %v", method, err)
+		}
+		var in isolatev1.Input
+		var err error
+		if s.callBuf, err = readFrame(s.in, s.callBuf, &in); err != nil {
+			return nil, status.Errorf(codes.Internal, "ctx.call %s: %v", method, err)
+		}
+		res := in.GetCallResult()
+		switch {
+		case res == nil || res.Id != id:
+			return nil, status.Errorf(codes.Internal, "ctx.call %s: the daemon answered with %T", method, in.Kind)
+		case res.StatusCode != 0:
+			return nil, status.Error(codes.Code(res.StatusCode), res.StatusMessage)
+		}
+		return res.Response, nil
+	}
 }
 
 func failure(id uint64, k engine.Kind, msg string) *isolatev1.Output {

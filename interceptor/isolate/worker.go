@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -220,6 +224,14 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 				w.kill()
 			}
 			return o, err
+		case *isolatev1.Output_Call:
+			if k.Call.Id == in.Id {
+				res := &isolatev1.Input{Kind: &isolatev1.Input_CallResult{CallResult: answerCall(ctx, call, k.Call)}}
+				if err := w.in.write(res); err != nil {
+					return w.failed(ctx, timeout, timedOut.Load())
+				}
+				goto read
+			}
 		case *isolatev1.Output_NeedScript:
 			if k.NeedScript.Id == in.Id && !in.HasSource {
 				in.ScriptSource, in.HasSource = s.Source(), true
@@ -230,6 +242,33 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 		return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
 			"hook worker %d answered run %d out of turn; killed", w.pid, in.Id)}
 	}
+}
+
+// answerCall makes the ctx.call c of the run of call, in ctx, as the engine
+// makes one in process, and returns its answer for the worker.
+func answerCall(ctx context.Context, call *engine.Call, c *isolatev1.Call) *isolatev1.CallResult {
+	resp, err := makeCall(ctx, call, c)
+	if err != nil {
+		st := status.Convert(err)
+		return &isolatev1.CallResult{Id: c.Id, StatusCode: int32(cmp.Or(st.Code(), codes.Unknown)), StatusMessage: st.Message()}
+	}
+	return &isolatev1.CallResult{Id: c.Id, Response: resp}
+}
+
+func makeCall(ctx context.Context, call *engine.Call, c *isolatev1.Call) ([]byte, error) {
+	if call.Caller == nil {
+		return nil, engine.ErrNoCaller
+	}
+	nested, err := engine.NestCall(ctx, call, c.Method)
+	if err != nil {
+		return nil, err
+	}
+	if c.TimeoutNanos > 0 {
+		var cancel context.CancelFunc
+		nested, cancel = context.WithTimeout(nested, time.Duration(c.TimeoutNanos))
+		defer cancel()
+	}
+	return call.Caller(nested, c.Method, c.Request)
 }
 
 // failed returns the error of a run whose pipe failed: a timeout, a

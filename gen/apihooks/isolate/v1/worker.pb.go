@@ -87,6 +87,7 @@ type Input struct {
 	//
 	//	*Input_Setup
 	//	*Input_Run
+	//	*Input_CallResult
 	Kind          isInput_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -147,6 +148,15 @@ func (x *Input) GetRun() *Run {
 	return nil
 }
 
+func (x *Input) GetCallResult() *CallResult {
+	if x != nil {
+		if x, ok := x.Kind.(*Input_CallResult); ok {
+			return x.CallResult
+		}
+	}
+	return nil
+}
+
 type isInput_Kind interface {
 	isInput_Kind()
 }
@@ -158,13 +168,20 @@ type Input_Setup struct {
 
 type Input_Run struct {
 	// Run asks for one run of a script; the worker answers with a Result
-	// (or NeedScript), after any Log lines of the run.
+	// (or NeedScript), after any Log lines and Calls of the run.
 	Run *Run `protobuf:"bytes,2,opt,name=run,proto3,oneof"`
+}
+
+type Input_CallResult struct {
+	// CallResult answers a Call of the run in progress.
+	CallResult *CallResult `protobuf:"bytes,3,opt,name=call_result,json=callResult,proto3,oneof"`
 }
 
 func (*Input_Setup) isInput_Kind() {}
 
 func (*Input_Run) isInput_Kind() {}
+
+func (*Input_CallResult) isInput_Kind() {}
 
 // Setup configures a worker.
 type Setup struct {
@@ -492,6 +509,7 @@ type Output struct {
 	//	*Output_Result
 	//	*Output_Log
 	//	*Output_NeedScript
+	//	*Output_Call
 	Kind          isOutput_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -570,6 +588,15 @@ func (x *Output) GetNeedScript() *NeedScript {
 	return nil
 }
 
+func (x *Output) GetCall() *Call {
+	if x != nil {
+		if x, ok := x.Kind.(*Output_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
 type isOutput_Kind interface {
 	isOutput_Kind()
 }
@@ -590,6 +617,10 @@ type Output_NeedScript struct {
 	NeedScript *NeedScript `protobuf:"bytes,4,opt,name=need_script,json=needScript,proto3,oneof"`
 }
 
+type Output_Call struct {
+	Call *Call `protobuf:"bytes,5,opt,name=call,proto3,oneof"`
+}
+
 func (*Output_Ready) isOutput_Kind() {}
 
 func (*Output_Result) isOutput_Kind() {}
@@ -597,6 +628,154 @@ func (*Output_Result) isOutput_Kind() {}
 func (*Output_Log) isOutput_Kind() {}
 
 func (*Output_NeedScript) isOutput_Kind() {}
+
+func (*Output_Call) isOutput_Kind() {}
+
+// Call is a script's ctx.call, which the daemon makes on the run's behalf
+// and answers with a CallResult; the run waits for it.
+type Call struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID is the run's.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Method is the unary method called, "pkg.Service/Method".
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// Request in protojson form.
+	Request []byte `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// Timeout is what is left of the run's time limit.
+	TimeoutNanos  int64 `protobuf:"varint,4,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Call) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Call) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Call) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *Call) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
+// CallResult is the answer to a Call: the response in protojson form, or
+// the call's status.
+type CallResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID is the run's.
+	Id       uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Response []byte `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// Status code (0 for OK) and message.
+	StatusCode    int32  `protobuf:"varint,3,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	StatusMessage string `protobuf:"bytes,4,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResult) Reset() {
+	*x = CallResult{}
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResult) ProtoMessage() {}
+
+func (x *CallResult) ProtoReflect() protoreflect.Message {
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResult.ProtoReflect.Descriptor instead.
+func (*CallResult) Descriptor() ([]byte, []int) {
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CallResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *CallResult) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *CallResult) GetStatusCode() int32 {
+	if x != nil {
+		return x.StatusCode
+	}
+	return 0
+}
+
+func (x *CallResult) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
 
 // Ready answers Setup.
 type Ready struct {
@@ -611,7 +790,7 @@ type Ready struct {
 
 func (x *Ready) Reset() {
 	*x = Ready{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[5]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +802,7 @@ func (x *Ready) String() string {
 func (*Ready) ProtoMessage() {}
 
 func (x *Ready) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[5]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +815,7 @@ func (x *Ready) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ready.ProtoReflect.Descriptor instead.
 func (*Ready) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{5}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Ready) GetPid() int32 {
@@ -664,7 +843,7 @@ type NeedScript struct {
 
 func (x *NeedScript) Reset() {
 	*x = NeedScript{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[6]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +855,7 @@ func (x *NeedScript) String() string {
 func (*NeedScript) ProtoMessage() {}
 
 func (x *NeedScript) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[6]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +868,7 @@ func (x *NeedScript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NeedScript.ProtoReflect.Descriptor instead.
 func (*NeedScript) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NeedScript) GetId() uint64 {
@@ -720,7 +899,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[7]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +911,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[7]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +924,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{7}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Result) GetId() uint64 {
@@ -812,7 +991,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[8]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1003,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[8]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1016,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{8}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Log) GetId() uint64 {
@@ -879,10 +1058,12 @@ var File_apihooks_isolate_v1_worker_proto protoreflect.FileDescriptor
 
 const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	" apihooks/isolate/v1/worker.proto\x12\x13apihooks.isolate.v1\x1a google/protobuf/descriptor.proto\"q\n" +
+	" apihooks/isolate/v1/worker.proto\x12\x13apihooks.isolate.v1\x1a google/protobuf/descriptor.proto\"\xb5\x01\n" +
 	"\x05Input\x122\n" +
 	"\x05setup\x18\x01 \x01(\v2\x1a.apihooks.isolate.v1.SetupH\x00R\x05setup\x12,\n" +
-	"\x03run\x18\x02 \x01(\v2\x18.apihooks.isolate.v1.RunH\x00R\x03runB\x06\n" +
+	"\x03run\x18\x02 \x01(\v2\x18.apihooks.isolate.v1.RunH\x00R\x03run\x12B\n" +
+	"\vcall_result\x18\x03 \x01(\v2\x1f.apihooks.isolate.v1.CallResultH\x00R\n" +
+	"callResultB\x06\n" +
 	"\x04kind\"*\n" +
 	"\x05Setup\x12!\n" +
 	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\xbf\x06\n" +
@@ -921,14 +1102,27 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ValuesR\x05value:\x028\x01\" \n" +
 	"\x06Values\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xed\x01\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\x9e\x02\n" +
 	"\x06Output\x122\n" +
 	"\x05ready\x18\x01 \x01(\v2\x1a.apihooks.isolate.v1.ReadyH\x00R\x05ready\x125\n" +
 	"\x06result\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ResultH\x00R\x06result\x12,\n" +
 	"\x03log\x18\x03 \x01(\v2\x18.apihooks.isolate.v1.LogH\x00R\x03log\x12B\n" +
 	"\vneed_script\x18\x04 \x01(\v2\x1f.apihooks.isolate.v1.NeedScriptH\x00R\n" +
-	"needScriptB\x06\n" +
-	"\x04kind\"@\n" +
+	"needScript\x12/\n" +
+	"\x04call\x18\x05 \x01(\v2\x19.apihooks.isolate.v1.CallH\x00R\x04callB\x06\n" +
+	"\x04kind\"m\n" +
+	"\x04Call\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\x03 \x01(\fR\arequest\x12#\n" +
+	"\rtimeout_nanos\x18\x04 \x01(\x03R\ftimeoutNanos\"\x80\x01\n" +
+	"\n" +
+	"CallResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\fR\bresponse\x12\x1f\n" +
+	"\vstatus_code\x18\x03 \x01(\x05R\n" +
+	"statusCode\x12%\n" +
+	"\x0estatus_message\x18\x04 \x01(\tR\rstatusMessage\"@\n" +
 	"\x05Ready\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12%\n" +
 	"\x0ebaseline_bytes\x18\x02 \x01(\x03R\rbaselineBytes\"\x1c\n" +
@@ -973,7 +1167,7 @@ func file_apihooks_isolate_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_apihooks_isolate_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apihooks_isolate_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_apihooks_isolate_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_apihooks_isolate_v1_worker_proto_goTypes = []any{
 	(Action)(0),                              // 0: apihooks.isolate.v1.Action
 	(*Input)(nil),                            // 1: apihooks.isolate.v1.Input
@@ -981,29 +1175,33 @@ var file_apihooks_isolate_v1_worker_proto_goTypes = []any{
 	(*Run)(nil),                              // 3: apihooks.isolate.v1.Run
 	(*Values)(nil),                           // 4: apihooks.isolate.v1.Values
 	(*Output)(nil),                           // 5: apihooks.isolate.v1.Output
-	(*Ready)(nil),                            // 6: apihooks.isolate.v1.Ready
-	(*NeedScript)(nil),                       // 7: apihooks.isolate.v1.NeedScript
-	(*Result)(nil),                           // 8: apihooks.isolate.v1.Result
-	(*Log)(nil),                              // 9: apihooks.isolate.v1.Log
-	nil,                                      // 10: apihooks.isolate.v1.Run.MetadataEntry
-	(*descriptorpb.FileDescriptorProto)(nil), // 11: google.protobuf.FileDescriptorProto
+	(*Call)(nil),                             // 6: apihooks.isolate.v1.Call
+	(*CallResult)(nil),                       // 7: apihooks.isolate.v1.CallResult
+	(*Ready)(nil),                            // 8: apihooks.isolate.v1.Ready
+	(*NeedScript)(nil),                       // 9: apihooks.isolate.v1.NeedScript
+	(*Result)(nil),                           // 10: apihooks.isolate.v1.Result
+	(*Log)(nil),                              // 11: apihooks.isolate.v1.Log
+	nil,                                      // 12: apihooks.isolate.v1.Run.MetadataEntry
+	(*descriptorpb.FileDescriptorProto)(nil), // 13: google.protobuf.FileDescriptorProto
 }
 var file_apihooks_isolate_v1_worker_proto_depIdxs = []int32{
 	2,  // 0: apihooks.isolate.v1.Input.setup:type_name -> apihooks.isolate.v1.Setup
 	3,  // 1: apihooks.isolate.v1.Input.run:type_name -> apihooks.isolate.v1.Run
-	11, // 2: apihooks.isolate.v1.Run.files:type_name -> google.protobuf.FileDescriptorProto
-	10, // 3: apihooks.isolate.v1.Run.metadata:type_name -> apihooks.isolate.v1.Run.MetadataEntry
-	6,  // 4: apihooks.isolate.v1.Output.ready:type_name -> apihooks.isolate.v1.Ready
-	8,  // 5: apihooks.isolate.v1.Output.result:type_name -> apihooks.isolate.v1.Result
-	9,  // 6: apihooks.isolate.v1.Output.log:type_name -> apihooks.isolate.v1.Log
-	7,  // 7: apihooks.isolate.v1.Output.need_script:type_name -> apihooks.isolate.v1.NeedScript
-	0,  // 8: apihooks.isolate.v1.Result.action:type_name -> apihooks.isolate.v1.Action
-	4,  // 9: apihooks.isolate.v1.Run.MetadataEntry.value:type_name -> apihooks.isolate.v1.Values
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	7,  // 2: apihooks.isolate.v1.Input.call_result:type_name -> apihooks.isolate.v1.CallResult
+	13, // 3: apihooks.isolate.v1.Run.files:type_name -> google.protobuf.FileDescriptorProto
+	12, // 4: apihooks.isolate.v1.Run.metadata:type_name -> apihooks.isolate.v1.Run.MetadataEntry
+	8,  // 5: apihooks.isolate.v1.Output.ready:type_name -> apihooks.isolate.v1.Ready
+	10, // 6: apihooks.isolate.v1.Output.result:type_name -> apihooks.isolate.v1.Result
+	11, // 7: apihooks.isolate.v1.Output.log:type_name -> apihooks.isolate.v1.Log
+	9,  // 8: apihooks.isolate.v1.Output.need_script:type_name -> apihooks.isolate.v1.NeedScript
+	6,  // 9: apihooks.isolate.v1.Output.call:type_name -> apihooks.isolate.v1.Call
+	0,  // 10: apihooks.isolate.v1.Result.action:type_name -> apihooks.isolate.v1.Action
+	4,  // 11: apihooks.isolate.v1.Run.MetadataEntry.value:type_name -> apihooks.isolate.v1.Values
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_apihooks_isolate_v1_worker_proto_init() }
@@ -1014,21 +1212,23 @@ func file_apihooks_isolate_v1_worker_proto_init() {
 	file_apihooks_isolate_v1_worker_proto_msgTypes[0].OneofWrappers = []any{
 		(*Input_Setup)(nil),
 		(*Input_Run)(nil),
+		(*Input_CallResult)(nil),
 	}
 	file_apihooks_isolate_v1_worker_proto_msgTypes[4].OneofWrappers = []any{
 		(*Output_Ready)(nil),
 		(*Output_Result)(nil),
 		(*Output_Log)(nil),
 		(*Output_NeedScript)(nil),
+		(*Output_Call)(nil),
 	}
-	file_apihooks_isolate_v1_worker_proto_msgTypes[7].OneofWrappers = []any{}
+	file_apihooks_isolate_v1_worker_proto_msgTypes[9].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apihooks_isolate_v1_worker_proto_rawDesc), len(file_apihooks_isolate_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
