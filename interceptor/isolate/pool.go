@@ -82,7 +82,8 @@ var errClosed = &engine.Error{Kind: engine.Crashed, Message: "hook worker pool i
 // CPU time of the run, as engine.Engine counts it, inside the worker.
 // Waiting for a free worker is bounded by ctx and by the queue wait (then
 // the run fails with Kind Overloaded), and starting a new worker by ctx and
-// the start timeout. Run never changes call's messages: a changed message comes
+// the start timeout. A run for a hook's ctx.call (engine.InNestedCall) never
+// waits: with no worker free, it gets one of its own, which ends with it. Run never changes call's messages: a changed message comes
 // back as a new one in the Outcome.
 func (p *Pool) Run(ctx context.Context, s *engine.Script, call *engine.Call) (engine.Outcome, error) {
 	timeout := call.Timeout
@@ -98,12 +99,16 @@ func (p *Pool) Run(ctx context.Context, s *engine.Script, call *engine.Call) (en
 	}
 	in.TimeoutNanos = int64(timeout)
 	in.Id = p.nextID.Add(1)
-	w, err := p.acquire(ctx)
+	w, own, err := p.acquire(ctx)
 	if err != nil {
 		return engine.Outcome{}, err
 	}
 	out, err := w.run(ctx, s, in, call, timeout)
-	p.release(w)
+	if own {
+		w.kill()
+	} else {
+		p.release(w)
+	}
 	return out, err
 }
 
@@ -111,34 +116,41 @@ func canceled(err error) *engine.Error {
 	return &engine.Error{Kind: engine.Canceled, Message: err.Error(), Err: err}
 }
 
-// acquire takes a worker, starting one when the token it got has none.
-func (p *Pool) acquire(ctx context.Context) (*worker, error) {
-	var w *worker
+// acquire takes a worker, starting one when the token it got has none. own
+// is set for a worker of a nested call's own, which takes no token.
+func (p *Pool) acquire(ctx context.Context) (w *worker, own bool, err error) {
 	select {
 	case w = <-p.slots:
 	default:
+		if engine.InNestedCall(ctx) {
+			// The run that made the call waits for it, holding a worker
+			// or a run of the engine: waiting for a worker could wait for
+			// that run. Calls nest engine.MaxCallDepth deep at most, so
+			// such workers are bounded too.
+			w, err = p.start(ctx)
+			return w, true, err
+		}
 		t := time.NewTimer(p.opts.queueWait)
 		defer t.Stop()
 		select {
 		case w = <-p.slots:
 		case <-ctx.Done():
-			return nil, canceled(ctx.Err())
+			return nil, false, canceled(ctx.Err())
 		case <-t.C:
-			return nil, &engine.Error{Kind: engine.Overloaded, Message: fmt.Sprintf(
+			return nil, false, &engine.Error{Kind: engine.Overloaded, Message: fmt.Sprintf(
 				"not run: all %d hook worker processes were busy for %v", cap(p.slots), p.opts.queueWait)}
 		case <-p.closing:
-			return nil, errClosed
+			return nil, false, errClosed
 		}
 	}
 	if w != nil && !w.dead() {
-		return w, nil
+		return w, false, nil
 	}
-	w, err := p.start(ctx)
-	if err != nil {
+	if w, err = p.start(ctx); err != nil {
 		p.slots <- nil
-		return nil, err
+		return nil, false, err
 	}
-	return w, nil
+	return w, false, nil
 }
 
 // release gives back the token of w, or an empty one when w is dead.
