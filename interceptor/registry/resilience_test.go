@@ -60,6 +60,23 @@ func (g *gate) waitStarted(t *testing.T) {
 	}
 }
 
+// releaseAndSettle releases the held compile, waits until it returned, and
+// lets r go on with other changes put through c: the held compile's result
+// is applied (or dropped) by then, so a test can check it never won.
+func (g *gate) releaseAndSettle(t *testing.T, r *registry.Registry, c *clientv3.Client) {
+	t.Helper()
+	g.release()
+	select {
+	case <-g.finished:
+	case <-time.After(waitTimeout):
+		t.Fatal("the slow compile did not return")
+	}
+	for range 3 {
+		marker := put(t, c, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
+		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
+	}
+}
+
 // stillHeld fails the test unless no held compile has finished.
 func (g *gate) stillHeld(t *testing.T) {
 	t.Helper()
@@ -213,18 +230,7 @@ func TestRegistryNewerValueWinsOverASlowerOlderOne(t *testing.T) {
 	g.waitStarted(t)
 	put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v2"))
 	waitFor(t, "v2", func() bool { g := preHooks(r, sendEvent); return len(g) == 1 && g[0] == "a v2" })
-	g.release()
-	select {
-	case <-g.finished:
-	case <-time.After(waitTimeout):
-		t.Fatal("the slow compile did not return")
-	}
-	// Its result is applied (or dropped) right after it returns; let the
-	// registry go on with other changes, then check it never won.
-	for range 3 {
-		marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
-		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
-	}
+	g.releaseAndSettle(t, r, e.Client)
 	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "a v2" {
 		t.Fatalf("pre-hooks = %v; want the newer [a v2]", got)
 	}
@@ -447,16 +453,7 @@ func TestRegistryNewerUtilsWinOverASlowerOlderCompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the hook to use version 3", func() bool { return rejection(r, eng, sendEvent) == "v3" })
-	g.release()
-	select {
-	case <-g.finished:
-	case <-time.After(waitTimeout):
-		t.Fatal("the slow compile did not return")
-	}
-	for range 3 {
-		marker := put(t, e.Client, "events.v1.EventService/GetEvents/pre/marker", doc("m"))
-		waitFor(t, "the marker", func() bool { return r.Snapshot().Revision >= marker })
-	}
+	g.releaseAndSettle(t, r, e.Client)
 	if got := rejection(r, eng, sendEvent); got != "v3" {
 		t.Fatalf("hook says %q; want v3, from the newest utils", got)
 	}

@@ -260,19 +260,11 @@ with it (such a hook would fail its calls closed), unless --force.`,
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
-			s, err := a.open()
+			s, utils, u, err := a.openUtil(name)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			utils, _, _, err := s.Utils(a.ctx)
-			if err != nil {
-				return err
-			}
-			u := utils[name]
-			if u == nil {
-				return failed(fmt.Errorf("no util %q in etcd", name))
-			}
 			x := u.Version(v)
 			switch {
 			case x == nil:
@@ -344,6 +336,26 @@ type utilVersionView struct {
 	Error       string `json:"error,omitempty"`
 }
 
+// openUtil opens the store and reads the utils in etcd, among which the one
+// named name must be; the caller closes the store.
+func (a *app) openUtil(name string) (*store.Store, map[string]*store.Util, *store.Util, error) {
+	s, err := a.open()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	utils, _, _, err := s.Utils(a.ctx)
+	if err != nil {
+		s.Close()
+		return nil, nil, nil, err
+	}
+	u := utils[name]
+	if u == nil {
+		s.Close()
+		return nil, nil, nil, failed(fmt.Errorf("no util %q in etcd", name))
+	}
+	return s, utils, u, nil
+}
+
 func (a *app) utilsHistoryCommand() *cobra.Command {
 	var output string
 	var limit int
@@ -356,19 +368,11 @@ func (a *app) utilsHistoryCommand() *cobra.Command {
 			if err := registry.ValidUtilName(name); err != nil {
 				return usageErrorf("%v", err)
 			}
-			s, err := a.open()
+			s, _, u, err := a.openUtil(name)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			utils, _, _, err := s.Utils(a.ctx)
-			if err != nil {
-				return err
-			}
-			u := utils[name]
-			if u == nil {
-				return failed(fmt.Errorf("no util %q in etcd", name))
-			}
 			acts, err := s.ActivationHistory(a.ctx, name, limit)
 			if err != nil {
 				return err
