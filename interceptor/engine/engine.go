@@ -251,13 +251,12 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	// A run in a call a hook made (ctx.call) uses the slot of the run
 	// that waits for it.
 	nested := InNestedCall(ctx)
-	w := waiters.Get().(*waiter)
 	if !nested {
-		if err := e.admit(ctx, w); err != nil {
-			waiters.Put(w)
+		if err := e.admit(ctx); err != nil {
 			return Outcome{}, err
 		}
 	}
+	w := waiters.Get().(*waiter)
 	r := newRun(ctx, e, s, call)
 	r.unadmitted = nested
 	r.done = w.done
@@ -309,8 +308,8 @@ func WallCeiling(timeout time.Duration) time.Duration {
 }
 
 // admit takes a slot for a run, waiting at most the queue wait for one.
-func (e *Engine) admit(ctx context.Context, w *waiter) error {
-	ok, err := e.slots.take(ctx, e.opts.queueWait, w.timer)
+func (e *Engine) admit(ctx context.Context) error {
+	ok, err := e.slots.take(ctx, e.opts.queueWait)
 	switch {
 	case err != nil:
 		return canceled(err)

@@ -4,70 +4,45 @@ import (
 	"context"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
-// slots bounds the runs in flight. Taking and giving back a slot is an
-// atomic add while there is room; only runs that find none wait, on free.
+// slots bounds the runs in flight. Waiting runs take a slot in the order
+// they came, and a slot given back goes to one of them at once.
 type slots struct {
-	max     int64
-	n       atomic.Int64
-	waiting atomic.Int64
-	// free carries a wake-up to a waiting run when a slot is given back.
-	free chan struct{}
+	max int64
+	sem *semaphore.Weighted
+	// n counts the slots taken, for InFlight.
+	n atomic.Int64
 }
 
 func newSlots(max int) *slots {
-	return &slots{max: int64(max), free: make(chan struct{}, 1)}
+	return &slots{max: int64(max), sem: semaphore.NewWeighted(int64(max))}
 }
 
-// tryTake takes a slot when there is one.
-func (s *slots) tryTake() bool {
-	if s.n.Add(1) <= s.max {
-		return true
-	}
-	s.n.Add(-1)
-	return false
-}
-
-// take takes a slot, waiting at most wait (with timer) for one. It
-// reports false when none came free in time, and ctx's error when ctx
-// ended first.
-func (s *slots) take(ctx context.Context, wait time.Duration, timer *time.Timer) (bool, error) {
-	if s.tryTake() {
-		return true, nil
-	}
-	if wait <= 0 {
-		return false, nil
-	}
-	s.waiting.Add(1)
-	defer s.waiting.Add(-1)
-	timer.Reset(wait)
-	defer timer.Stop()
-	for {
-		// A slot given back after the waiting count went up sends a
-		// wake-up; one given back before it is seen here.
-		if s.tryTake() {
-			return true, nil
+// take takes a slot, waiting at most wait for one. It reports false when
+// none came free in time, and ctx's error when ctx ended first.
+func (s *slots) take(ctx context.Context, wait time.Duration) (bool, error) {
+	if !s.sem.TryAcquire(1) {
+		if wait <= 0 {
+			return false, nil
 		}
-		select {
-		case <-s.free:
-		case <-timer.C:
-			return s.tryTake(), nil
-		case <-ctx.Done():
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err := s.sem.Acquire(wctx, 1)
+		cancel()
+		if err != nil {
 			return false, ctx.Err()
 		}
 	}
+	s.n.Add(1)
+	return true, nil
 }
 
 // give gives a slot back.
 func (s *slots) give() {
 	s.n.Add(-1)
-	if s.waiting.Load() > 0 {
-		select {
-		case s.free <- struct{}{}:
-		default:
-		}
-	}
+	s.sem.Release(1)
 }
 
 // inFlight is the number of slots taken.
