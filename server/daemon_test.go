@@ -186,9 +186,9 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 	d := startDaemonWith(t, func(c *server.Config) { c.Logger = slog.New(signalHandler{msg: "entered", c: entered}) })
 	ctx := context.Background()
 	// A hook that takes a while for user a, so a call is in flight at
-	// shutdown; it answers probes at once.
+	// shutdown; it tags everyone else's events at once.
 	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/slow",
-		`{"script":"module.exports = (ctx) => { if (ctx.request.toUserId !== 'a') return; ctx.log.info('entered'); var end = Date.now() + 300; while (Date.now() < end) {} }"}`); err != nil {
+		`{"script":"module.exports = (ctx) => { if (ctx.request.toUserId !== 'a') { ctx.request.eventType = 'hooked'; return; } ctx.log.info('entered'); var end = Date.now() + 300; while (Date.now() < end) {} }"}`); err != nil {
 		t.Fatal(err)
 	}
 	client := eventsv1.NewEventServiceClient(d.conn)
@@ -196,22 +196,31 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The stream is live once an event sent after it opened reaches it.
-	received := make(chan error, 1)
+	// The stream is live, and the hook in force, once an event sent after
+	// the stream opened reaches it tagged by the hook.
+	events := make(chan *eventsv1.Event)
+	recvErr := make(chan error, 1)
 	go func() {
-		_, err := stream.Recv()
-		received <- err
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				close(events)
+				return
+			}
+			events <- ev
+		}
 	}()
-	waitFor(t, "the stream to be live", func() bool {
+	waitFor(t, "the stream to be live and the hook in force", func() bool {
 		if _, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "watcher", EventType: "probe"}); err != nil {
 			t.Fatalf("probe: %v", err)
 		}
 		select {
-		case err := <-received:
-			if err != nil {
-				t.Fatalf("stream: %v", err)
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("stream: %v", <-recvErr)
 			}
-			return true
+			return ev.EventType == "hooked"
 		case <-time.After(50 * time.Millisecond):
 			return false
 		}
@@ -222,20 +231,21 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
 		inFlight <- err
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case err := <-inFlight:
+		t.Fatalf("the slow call ended (%v) before the hook ran", err)
+	case <-time.After(startTimeout):
+		t.Fatal("the slow hook never started")
+	}
 	d.stop(t)
 	if err := <-inFlight; err != nil {
 		t.Fatalf("in-flight call at shutdown: %v; want it to complete", err)
 	}
-	for {
-		_, err := stream.Recv()
-		if err == nil {
-			continue
-		}
-		if status.Code(err) != codes.Unavailable {
-			t.Fatalf("live stream ended with %v; want UNAVAILABLE", err)
-		}
-		break
+	for range events { // events sent before the shutdown
+	}
+	if err := <-recvErr; status.Code(err) != codes.Unavailable {
+		t.Fatalf("live stream ended with %v; want UNAVAILABLE", err)
 	}
 }
 
