@@ -27,6 +27,7 @@ import (
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
 )
@@ -35,7 +36,7 @@ import (
 const waitTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
-	serveWorkerIfAsked() // process isolation: see isolation_test.go
+	isolate.ServeWorkerIfAsked() // the workers of process isolation's tests
 	goleak.VerifyTestMain(m)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -23,32 +22,11 @@ import (
 	"github.com/apihooks/apihooks/internal/etcdtest"
 )
 
-// workerEnv makes this test binary a hook worker.
-const workerEnv = "APIHOOKS_INTERCEPTOR_TEST_WORKER"
-
-// serveWorkerIfAsked serves as a hook worker and exits when this process
-// was started as one; otherwise it marks the environment so that the
-// workers the tests start are.
-func serveWorkerIfAsked() {
-	if os.Getenv(workerEnv) != "1" {
-		os.Setenv(workerEnv, "1")
-		return
-	}
-	if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-// testPool returns a pool of this test binary's workers, closed when tb ends.
+// testPool returns a pool of this test binary's workers (the pool's
+// default command: see TestMain), closed when tb ends.
 func testPool(tb testing.TB, log *slog.Logger, opts ...isolate.Option) *isolate.Pool {
 	tb.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := isolate.New(append([]isolate.Option{isolate.WithCommand(exe), isolate.WithLogger(log)}, opts...)...)
+	p := isolate.New(append([]isolate.Option{isolate.WithLogger(log)}, opts...)...)
 	tb.Cleanup(p.Close)
 	return p
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/internal/etcdtest"
 	"github.com/apihooks/apihooks/server"
 )
@@ -27,7 +28,7 @@ import (
 const startTimeout = 30 * time.Second
 
 func TestMain(m *testing.M) {
-	serveWorkerIfAsked() // see isolation_test.go
+	isolate.ServeWorkerIfAsked() // the daemon's hook workers, in isolation tests
 	goleak.VerifyTestMain(m)
 }
 

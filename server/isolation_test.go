@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -11,22 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
-	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/server"
 )
-
-// serveWorkerIfAsked serves as a hook worker and exits when the daemon
-// under test started this test binary as one, as it starts apihooksd.
-func serveWorkerIfAsked() {
-	if len(os.Args) < 2 || os.Args[1] != isolate.WorkerArg {
-		return
-	}
-	if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
 
 // TestDaemonIsolatesHooksInProcesses runs the daemon with --isolation
 // process and a 32 MiB --hook-memory: a hook that allocates without bound

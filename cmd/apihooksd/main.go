@@ -25,14 +25,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == isolate.WorkerArg {
-		// A hook worker of a daemon with process isolation.
-		if err := isolate.ServeWorker(os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "apihooksd:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	// A hook worker of a daemon with process isolation serves, then exits.
+	isolate.ServeWorkerIfAsked()
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "apihooksd:", err)
 		os.Exit(1)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,23 @@ import (
 
 // scriptCacheSize bounds how many compiled scripts a worker keeps.
 const scriptCacheSize = 256
+
+// ServeWorkerIfAsked makes this program a hook worker when it was started
+// as one: when its first argument is WorkerArg, as a Pool with the default
+// command starts it, it serves runs on its standard input and output until
+// the pool closes them, then exits. Otherwise it returns at once. A
+// program that runs hooks in worker processes calls it first thing in
+// main (and in TestMain, for its tests).
+func ServeWorkerIfAsked() {
+	if len(os.Args) < 2 || os.Args[1] != WorkerArg {
+		return
+	}
+	if err := ServeWorker(os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
 
 // ServeWorker is the worker side of a Pool: it reads runs from r and writes
 // their results and log lines to w until r ends, running each script in an
@@ -194,6 +212,11 @@ func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
 
 // call builds the engine's Call from a Run.
 func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
+	if in.ResetFiles {
+		s.files = new(protoregistry.Files)
+		clear(s.types)
+		clear(s.linked)
+	}
 	for _, f := range in.Files {
 		if _, err := s.files.FindFileByPath(f.GetName()); err == nil {
 			continue

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -143,17 +144,35 @@ func typeOf(m proto.Message) protoreflect.MessageType {
 	return m.ProtoReflect().Type()
 }
 
-// fileSets caches, per message type, the descriptors of its file and of
-// the files that file imports, imports first.
-type fileSets struct {
-	m sync.Map // protoreflect.MessageDescriptor → []*descriptorpb.FileDescriptorProto
+// file is a descriptor file: as the daemon has it, and as it is sent.
+type file struct {
+	fd    protoreflect.FileDescriptor
+	proto *descriptorpb.FileDescriptorProto
 }
 
-func (f *fileSets) get(md protoreflect.MessageDescriptor) []*descriptorpb.FileDescriptorProto {
-	if v, ok := f.m.Load(md); ok {
-		return v.([]*descriptorpb.FileDescriptorProto)
+// maxFileSets bounds the message types fileSets keeps. A proxy learns new
+// descriptors each time its backend describes its services anew; the
+// cache forgets everything past the bound, so old ones are not kept
+// forever.
+const maxFileSets = 4096
+
+// fileSets caches, per message type, the descriptor files of its file and
+// of the files that file imports, imports first.
+type fileSets struct {
+	m atomic.Pointer[sync.Map] // protoreflect.MessageDescriptor → []file
+	n atomic.Int64
+}
+
+func (f *fileSets) get(md protoreflect.MessageDescriptor) []file {
+	m := f.m.Load()
+	if m == nil {
+		f.m.CompareAndSwap(nil, new(sync.Map))
+		m = f.m.Load()
 	}
-	var out []*descriptorpb.FileDescriptorProto
+	if v, ok := m.Load(md); ok {
+		return v.([]file)
+	}
+	var out []file
 	seen := map[string]bool{}
 	var walk func(fd protoreflect.FileDescriptor)
 	walk = func(fd protoreflect.FileDescriptor) {
@@ -165,10 +184,15 @@ func (f *fileSets) get(md protoreflect.MessageDescriptor) []*descriptorpb.FileDe
 		for i := range imports.Len() {
 			walk(imports.Get(i).FileDescriptor)
 		}
-		out = append(out, protodesc.ToFileDescriptorProto(fd))
+		out = append(out, file{fd: fd, proto: protodesc.ToFileDescriptorProto(fd)})
 	}
 	walk(md.ParentFile())
-	f.m.Store(md, out)
+	if f.n.Add(1) > maxFileSets {
+		f.n.Store(0)
+		f.m.Store(new(sync.Map))
+		return out
+	}
+	m.Store(md, out)
 	return out
 }
 

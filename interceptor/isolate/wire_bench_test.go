@@ -87,7 +87,9 @@ func BenchmarkWorkerSide(b *testing.B) {
 	}
 	in.Id = 1
 	for _, md := range descriptors(call) {
-		in.Files = append(in.Files, p.files.get(md)...)
+		for _, f := range p.files.get(md) {
+			in.Files = append(in.Files, f.proto)
+		}
 	}
 	in.ScriptSource, in.HasSource = s.Source(), true
 	first, err := proto.Marshal(&isolatev1.Input{Kind: &isolatev1.Input_Run{Run: in}})

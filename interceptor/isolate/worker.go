@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -49,8 +50,8 @@ type worker struct {
 	exited  chan struct{}
 	exitErr error
 
-	// sent are the descriptor files the worker has been sent.
-	sent map[string]bool
+	// sent are the descriptor files the worker has been sent, by name.
+	sent map[string]protoreflect.FileDescriptor
 }
 
 func (p *Pool) command() (*exec.Cmd, error) {
@@ -76,7 +77,7 @@ func (p *Pool) newWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]bool{}}
+	w := &worker{p: p, cmd: cmd, exited: make(chan struct{}), sent: map[string]protoreflect.FileDescriptor{}}
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -180,14 +181,7 @@ func (w *worker) startErr(ctx context.Context, err error) error {
 // when the run times out, when ctx ends, or when the worker's answer is
 // not what the protocol allows.
 func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, call *engine.Call, timeout time.Duration) (engine.Outcome, error) {
-	for _, md := range descriptors(call) {
-		for _, f := range w.p.files.get(md) {
-			if !w.sent[f.GetName()] {
-				in.Files = append(in.Files, f)
-				w.sent[f.GetName()] = true
-			}
-		}
-	}
+	w.addFiles(in, call)
 	stop := context.AfterFunc(ctx, w.kill)
 	defer stop()
 	// The worker's engine ends the run at its time limit, in CPU time; a
@@ -400,5 +394,29 @@ func (s *spawner) stop() {
 	s.once.Do(func() {}) // orders this read of done after start's write
 	if s.done != nil {
 		<-s.done
+	}
+}
+
+// addFiles adds to in the descriptor files of call's messages that the
+// worker has not been sent. When one of them was sent under its name with
+// other contents (the proxy learned its backend's descriptors anew), the
+// worker is told to forget every file and is sent all of the run's.
+func (w *worker) addFiles(in *isolatev1.Run, call *engine.Call) {
+	mds := descriptors(call)
+	for _, md := range mds {
+		for _, f := range w.p.files.get(md) {
+			if sent, ok := w.sent[f.fd.Path()]; ok && sent != f.fd {
+				clear(w.sent)
+				in.ResetFiles = true
+			}
+		}
+	}
+	for _, md := range mds {
+		for _, f := range w.p.files.get(md) {
+			if _, ok := w.sent[f.fd.Path()]; !ok {
+				in.Files = append(in.Files, f.proto)
+				w.sent[f.fd.Path()] = f.fd
+			}
+		}
 	}
 }

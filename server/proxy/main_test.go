@@ -22,6 +22,7 @@ import (
 
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
 	"github.com/apihooks/apihooks/server/proxy"
@@ -32,6 +33,7 @@ import (
 const waitTimeout = 20 * time.Second
 
 func TestMain(m *testing.M) {
+	isolate.ServeWorkerIfAsked()
 	// grpc-go's interop test cases end the process on failure through
 	// grpclog's Fatal: make that a panic their subtest reports.
 	grpclog.SetLoggerV2(panicOnFatal{grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard)})

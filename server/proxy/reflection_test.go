@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/internal/hookctl/schema"
 	"github.com/apihooks/apihooks/server/proxy"
 )
@@ -254,40 +255,55 @@ func TestStatusDetailsPassThrough(t *testing.T) {
 
 // TestABackendThatGoesAwayAndChanges: while the backend is away, calls fail
 // with UNAVAILABLE; when it comes back, the proxy reconnects; when it
-// comes back with a new field, hooks see the field without a restart.
+// comes back with a new field, hooks see the field without a restart,
+// whether they run in the proxy's process or in a worker process.
 func TestABackendThatGoesAwayAndChanges(t *testing.T) {
-	addr, stop := startEcho(t, 1, listen(t, "127.0.0.1:0"))
-	w := newWorld(t, addr, nil, proxy.WithRefresh(10*time.Millisecond, 5*time.Second))
-	w.setHooks(t, map[string]string{sayKey + "pre/extra": doc(
-		`module.exports = c => { c.request.name += "+" + (c.request.extra === undefined ? "no extra" : c.request.extra) }`)})
-	ctx := callCtx(t)
-	if got, err := say(ctx, w.conn, newMsg("a", "x")); err != nil || got != "a+no extra" {
-		t.Fatalf("Say to version 1: %q, %v; want %q", got, err, "a+no extra")
-	}
+	for _, tc := range []struct {
+		name string
+		opts func(t *testing.T) []proxy.Option
+	}{
+		{"in process", func(*testing.T) []proxy.Option { return nil }},
+		{"in a worker process", func(t *testing.T) []proxy.Option {
+			return []proxy.Option{proxy.WithInterceptorOptions(
+				interceptor.WithIsolation(interceptor.Process), interceptor.WithProcessRunner(testPool(t)))}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts(t)
+			addr, stop := startEcho(t, 1, listen(t, "127.0.0.1:0"))
+			w := newWorld(t, addr, nil, append(opts, proxy.WithRefresh(10*time.Millisecond, 5*time.Second))...)
+			w.setHooks(t, map[string]string{sayKey + "pre/extra": doc(
+				`module.exports = c => { c.request.name += "+" + (c.request.extra === undefined ? "no extra" : c.request.extra) }`)})
+			ctx := callCtx(t)
+			if got, err := say(ctx, w.conn, newMsg("a", "x")); err != nil || got != "a+no extra" {
+				t.Fatalf("Say to version 1: %q, %v; want %q", got, err, "a+no extra")
+			}
 
-	stop()
-	if _, err := say(ctx, w.conn, newMsg("a", "x")); status.Code(err) != codes.Unavailable {
-		t.Fatalf("Say, a hooked method, with the backend away: %v; want Unavailable", err)
-	}
-	chat, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, chatMethod)
-	if err == nil {
-		err = chat.RecvMsg(dynamicpb.NewMessage(echoMsg(2)))
-	}
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("Chat, a method without hooks, with the backend away: %v; want Unavailable", err)
-	}
+			stop()
+			if _, err := say(ctx, w.conn, newMsg("a", "x")); status.Code(err) != codes.Unavailable {
+				t.Fatalf("Say, a hooked method, with the backend away: %v; want Unavailable", err)
+			}
+			chat, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, chatMethod)
+			if err == nil {
+				err = chat.RecvMsg(dynamicpb.NewMessage(echoMsg(2)))
+			}
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("Chat, a method without hooks, with the backend away: %v; want Unavailable", err)
+			}
 
-	startEcho(t, 2, listen(t, addr))
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		got, err := say(ctx, w.conn, newMsg("a", "x"))
-		if err == nil && got == "a+x" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Say to version 2: %q, %v; want a+x (the hook sees the new field). Logs:\n%s", got, err, w.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
+			startEcho(t, 2, listen(t, addr))
+			deadline := time.Now().Add(waitTimeout)
+			for {
+				got, err := say(ctx, w.conn, newMsg("a", "x"))
+				if err == nil && got == "a+x" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Say to version 2: %q, %v; want a+x (the hook sees the new field). Logs:\n%s", got, err, w.logs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 

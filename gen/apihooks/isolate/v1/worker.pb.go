@@ -243,11 +243,16 @@ type Run struct {
 	HasSource    bool   `protobuf:"varint,5,opt,name=has_source,json=hasSource,proto3" json:"has_source,omitempty"`
 	// Files are the descriptors of the messages' types (and their imports)
 	// that this worker has not been sent yet, imports first.
-	Files  []*descriptorpb.FileDescriptorProto `protobuf:"bytes,6,rep,name=files,proto3" json:"files,omitempty"`
-	Method string                              `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
-	Phase  string                              `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
-	Hook   string                              `protobuf:"bytes,9,opt,name=hook,proto3" json:"hook,omitempty"`
-	HookId string                              `protobuf:"bytes,10,opt,name=hook_id,json=hookId,proto3" json:"hook_id,omitempty"`
+	Files []*descriptorpb.FileDescriptorProto `protobuf:"bytes,6,rep,name=files,proto3" json:"files,omitempty"`
+	// Reset_files: the worker forgets every file it was sent before, and
+	// files holds all of the run's. The daemon sends it when a file it sent
+	// under a name has changed since (a proxy's backend that describes its
+	// services anew).
+	ResetFiles bool   `protobuf:"varint,23,opt,name=reset_files,json=resetFiles,proto3" json:"reset_files,omitempty"`
+	Method     string `protobuf:"bytes,7,opt,name=method,proto3" json:"method,omitempty"`
+	Phase      string `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
+	Hook       string `protobuf:"bytes,9,opt,name=hook,proto3" json:"hook,omitempty"`
+	HookId     string `protobuf:"bytes,10,opt,name=hook_id,json=hookId,proto3" json:"hook_id,omitempty"`
 	// Params as JSON.
 	ParamsJson []byte             `protobuf:"bytes,11,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
 	Metadata   map[string]*Values `protobuf:"bytes,12,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -341,6 +346,13 @@ func (x *Run) GetFiles() []*descriptorpb.FileDescriptorProto {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *Run) GetResetFiles() bool {
+	if x != nil {
+		return x.ResetFiles
+	}
+	return false
 }
 
 func (x *Run) GetMethod() string {
@@ -1066,7 +1078,7 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"callResultB\x06\n" +
 	"\x04kind\"*\n" +
 	"\x05Setup\x12!\n" +
-	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\xbf\x06\n" +
+	"\fmemory_limit\x18\x01 \x01(\x03R\vmemoryLimit\"\xe0\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1f\n" +
 	"\vscript_hash\x18\x02 \x01(\fR\n" +
@@ -1076,7 +1088,9 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\rscript_source\x18\x04 \x01(\tR\fscriptSource\x12\x1d\n" +
 	"\n" +
 	"has_source\x18\x05 \x01(\bR\thasSource\x12:\n" +
-	"\x05files\x18\x06 \x03(\v2$.google.protobuf.FileDescriptorProtoR\x05files\x12\x16\n" +
+	"\x05files\x18\x06 \x03(\v2$.google.protobuf.FileDescriptorProtoR\x05files\x12\x1f\n" +
+	"\vreset_files\x18\x17 \x01(\bR\n" +
+	"resetFiles\x12\x16\n" +
 	"\x06method\x18\a \x01(\tR\x06method\x12\x14\n" +
 	"\x05phase\x18\b \x01(\tR\x05phase\x12\x12\n" +
 	"\x04hook\x18\t \x01(\tR\x04hook\x12\x17\n" +
