@@ -83,8 +83,9 @@ var errClosed = &engine.Error{Kind: engine.Crashed, Message: "hook worker pool i
 // Waiting for a free worker is bounded by ctx and by the queue wait (then
 // the run fails with Kind Overloaded), and starting a new worker by ctx and
 // the start timeout. A run for a hook's ctx.call (engine.InNestedCall) never
-// waits: with no worker free, it gets one of its own, which ends with it. Run never changes call's messages: a changed message comes
-// back as a new one in the Outcome.
+// waits: with no worker free, it gets one of its own, which ends with it.
+// Run never changes call's messages: a changed message comes back as a new
+// one in the Outcome.
 func (p *Pool) Run(ctx context.Context, s *engine.Script, call *engine.Call) (engine.Outcome, error) {
 	timeout := call.Timeout
 	if timeout <= 0 {
