@@ -263,10 +263,8 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 	start := time.Now()
 	e.workers.do(r)
 	ceiling := WallCeiling(timeout)
-	// A run uses no more CPU time than wall-clock time: the meter is
-	// read first when the time limit has passed.
-	cpu := cpuMeter{r: r}
-	w.timer.Reset(timeout)
+	cpu := cpuMeter{r: r, base: -1}
+	w.timer.Reset(min(timeout, cpuProbe))
 	for {
 		select {
 		case res := <-w.done:

@@ -46,11 +46,9 @@ type run struct {
 	// logged.
 	jsonStringify goja.Callable
 	// tid is the OS thread the run executes on, set by the worker once the
-	// run has started (-1 when its CPU time cannot be measured); cpuBase
-	// is the thread's CPU time then, and started when that was. Both are
-	// written before tid.
+	// run has started (-1 when its CPU time cannot be measured); started
+	// is when it started, written before tid.
 	tid     atomic.Int64
-	cpuBase int64
 	started time.Time
 	// nested is the time spent in calls to other methods (ctx.call);
 	// unadmitted, that the run took no slot, being in such a call.
@@ -66,7 +64,6 @@ func (r *run) startCPU() {
 		r.tid.Store(-1)
 		return
 	}
-	r.cpuBase = ownThreadCPU()
 	r.tid.Store(int64(threadID()))
 }
 
