@@ -324,6 +324,58 @@ func TestTypesOnlyTheCallerKnows(t *testing.T) {
 	}
 }
 
+// TestAWorkerFollowsDescriptorsThatChange runs a hook in one worker on a
+// type as its descriptors change between runs (as a proxy's backend
+// describes its services anew): the worker sees the new field on the next
+// run, whether the file changed in place or the type moved to another file.
+func TestAWorkerFollowsDescriptorsThatChange(t *testing.T) {
+	thing := func(t *testing.T, file string, fields ...string) protoreflect.MessageDescriptor {
+		t.Helper()
+		m := &descriptorpb.DescriptorProto{Name: proto.String("Thing")}
+		for i, f := range fields {
+			m.Field = append(m.Field, &descriptorpb.FieldDescriptorProto{Name: proto.String(f), JsonName: proto.String(f),
+				Number: proto.Int32(int32(i + 1)), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(),
+				Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()})
+		}
+		fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{Name: proto.String(file), Package: proto.String("made.up"),
+			Syntax: proto.String("proto3"), MessageType: []*descriptorpb.DescriptorProto{m}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd.Messages().Get(0)
+	}
+	s := compile(t, `module.exports = c => { c.request.name = c.request.extra === undefined ? "no extra" : "extra " + c.request.extra }`)
+	for _, tc := range []struct{ name, before, after string }{
+		{"the file changed", "made/up.proto", "made/up.proto"},
+		{"the type moved to another file", "made/up.proto", "made/up_v2.proto"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+			run := func(md protoreflect.MessageDescriptor) string {
+				t.Helper()
+				req := dynamicpb.NewMessage(md)
+				if f := md.Fields().ByName("extra"); f != nil {
+					req.Set(f, protoreflect.ValueOfString("x"))
+				}
+				out, err := pool.Run(context.Background(), s, &engine.Call{Method: "/made.up.S/M", Phase: engine.Pre, Request: req, Timeout: generous})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out.Message.ProtoReflect().Get(md.Fields().ByName("name")).String()
+			}
+			if got := run(thing(t, tc.before, "name")); got != "no extra" {
+				t.Fatalf("before: name = %q; want %q", got, "no extra")
+			}
+			after := thing(t, tc.after, "name", "extra")
+			for i := range 2 {
+				if got := run(after); got != "extra x" {
+					t.Fatalf("after, run %d: name = %q; want %q (the hook sees the new field)", i+1, got, "extra x")
+				}
+			}
+		})
+	}
+}
+
 // children returns the pids of this process's children.
 func children(t *testing.T) []int {
 	t.Helper()

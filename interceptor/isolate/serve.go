@@ -174,6 +174,9 @@ func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
 		s.scripts.add(key, script)
 	}
 	call, err := s.call(in)
+	if errors.Is(err, errNeedFiles) {
+		return &isolatev1.Output{Kind: &isolatev1.Output_NeedFiles{NeedFiles: &isolatev1.NeedFiles{Id: in.Id}}}
+	}
 	if err != nil {
 		return failure(in.Id, engine.Crashed, "hook worker: "+err.Error())
 	}
@@ -213,19 +216,23 @@ func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
 // call builds the engine's Call from a Run.
 func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 	if in.ResetFiles {
-		s.files = new(protoregistry.Files)
-		clear(s.types)
-		clear(s.linked)
+		s.forgetFiles()
 	}
 	for _, f := range in.Files {
 		if _, err := s.files.FindFileByPath(f.GetName()); err == nil {
 			continue
 		}
 		fd, err := protodesc.NewFile(f, s.files)
-		if err != nil {
-			return nil, fmt.Errorf("descriptor %s: %w", f.GetName(), err)
+		if err == nil {
+			err = s.files.RegisterFile(fd)
 		}
-		if err := s.files.RegisterFile(fd); err != nil {
+		if err != nil && !in.ResetFiles {
+			// It may not fit beside files that an earlier run's
+			// descriptors had: start afresh with the run's own.
+			s.forgetFiles()
+			return nil, errNeedFiles
+		}
+		if err != nil {
 			return nil, fmt.Errorf("descriptor %s: %w", f.GetName(), err)
 		}
 		if g, err := protoregistry.GlobalFiles.FindFileByPath(f.GetName()); err == nil &&
@@ -268,6 +275,16 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		call.Status = status.New(codes.Code(in.StatusCode), in.StatusMessage)
 	}
 	return call, nil
+}
+
+// errNeedFiles reports that a run's files did not fit beside the worker's.
+var errNeedFiles = errors.New("the run's descriptor files do not fit beside the worker's")
+
+// forgetFiles forgets every descriptor file the worker was sent.
+func (s *server) forgetFiles() {
+	s.files = new(protoregistry.Files)
+	clear(s.types)
+	clear(s.linked)
 }
 
 // message decodes a message of the named type; nil when name is empty.

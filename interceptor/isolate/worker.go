@@ -231,6 +231,14 @@ func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, c
 				in.ScriptSource, in.HasSource = s.Source(), true
 				continue
 			}
+		case *isolatev1.Output_NeedFiles:
+			if k.NeedFiles.Id == in.Id && !in.ResetFiles {
+				clear(w.sent)
+				in.Files = nil
+				w.addFiles(in, call)
+				in.ResetFiles = true
+				continue
+			}
 		}
 		w.kill()
 		return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf(
@@ -400,23 +408,37 @@ func (s *spawner) stop() {
 // addFiles adds to in the descriptor files of call's messages that the
 // worker has not been sent. When one of them was sent under its name with
 // other contents (the proxy learned its backend's descriptors anew), the
-// worker is told to forget every file and is sent all of the run's.
+// worker is told to forget every file and is sent all of the run's; of two
+// versions of a file in one run (a response decoded with descriptors
+// learned after its request was), the one not sent before goes.
 func (w *worker) addFiles(in *isolatev1.Run, call *engine.Call) {
 	mds := descriptors(call)
+	var fresh map[string]protoreflect.FileDescriptor
 	for _, md := range mds {
 		for _, f := range w.p.files.get(md) {
 			if sent, ok := w.sent[f.fd.Path()]; ok && sent != f.fd {
-				clear(w.sent)
-				in.ResetFiles = true
+				if fresh == nil {
+					fresh = map[string]protoreflect.FileDescriptor{}
+				}
+				fresh[f.fd.Path()] = f.fd
 			}
 		}
 	}
+	if fresh != nil {
+		clear(w.sent)
+		in.ResetFiles = true
+	}
 	for _, md := range mds {
 		for _, f := range w.p.files.get(md) {
-			if _, ok := w.sent[f.fd.Path()]; !ok {
-				in.Files = append(in.Files, f.proto)
-				w.sent[f.fd.Path()] = f.fd
+			path := f.fd.Path()
+			if _, ok := w.sent[path]; ok {
+				continue
 			}
+			if newer, ok := fresh[path]; ok && newer != f.fd {
+				continue
+			}
+			in.Files = append(in.Files, f.proto)
+			w.sent[path] = f.fd
 		}
 	}
 }

@@ -168,7 +168,7 @@ type Input_Setup struct {
 
 type Input_Run struct {
 	// Run asks for one run of a script; the worker answers with a Result
-	// (or NeedScript), after any Log lines and Calls of the run.
+	// (or NeedScript, or NeedFiles), after any Log lines and Calls of the run.
 	Run *Run `protobuf:"bytes,2,opt,name=run,proto3,oneof"`
 }
 
@@ -522,6 +522,7 @@ type Output struct {
 	//	*Output_Log
 	//	*Output_NeedScript
 	//	*Output_Call
+	//	*Output_NeedFiles
 	Kind          isOutput_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -609,6 +610,15 @@ func (x *Output) GetCall() *Call {
 	return nil
 }
 
+func (x *Output) GetNeedFiles() *NeedFiles {
+	if x != nil {
+		if x, ok := x.Kind.(*Output_NeedFiles); ok {
+			return x.NeedFiles
+		}
+	}
+	return nil
+}
+
 type isOutput_Kind interface {
 	isOutput_Kind()
 }
@@ -633,6 +643,10 @@ type Output_Call struct {
 	Call *Call `protobuf:"bytes,5,opt,name=call,proto3,oneof"`
 }
 
+type Output_NeedFiles struct {
+	NeedFiles *NeedFiles `protobuf:"bytes,6,opt,name=need_files,json=needFiles,proto3,oneof"`
+}
+
 func (*Output_Ready) isOutput_Kind() {}
 
 func (*Output_Result) isOutput_Kind() {}
@@ -642,6 +656,8 @@ func (*Output_Log) isOutput_Kind() {}
 func (*Output_NeedScript) isOutput_Kind() {}
 
 func (*Output_Call) isOutput_Kind() {}
+
+func (*Output_NeedFiles) isOutput_Kind() {}
 
 // Call is a script's ctx.call, which the daemon makes on the run's behalf
 // and answers with a CallResult; the run waits for it.
@@ -890,6 +906,53 @@ func (x *NeedScript) GetId() uint64 {
 	return 0
 }
 
+// NeedFiles asks the daemon to send a run again with reset_files and all
+// of its files: a file it was sent does not fit beside the ones the worker
+// had (a type moved to another file), and the worker has forgotten them.
+type NeedFiles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NeedFiles) Reset() {
+	*x = NeedFiles{}
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NeedFiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NeedFiles) ProtoMessage() {}
+
+func (x *NeedFiles) ProtoReflect() protoreflect.Message {
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NeedFiles.ProtoReflect.Descriptor instead.
+func (*NeedFiles) Descriptor() ([]byte, []int) {
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NeedFiles) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
 // Result is engine.Outcome or engine.Error in wire form.
 type Result struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -911,7 +974,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +986,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[9]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +999,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{9}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Result) GetId() uint64 {
@@ -1003,7 +1066,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1078,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[10]
+	mi := &file_apihooks_isolate_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1091,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{10}
+	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Log) GetId() uint64 {
@@ -1116,14 +1179,16 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ValuesR\x05value:\x028\x01\" \n" +
 	"\x06Values\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\x9e\x02\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"\xdf\x02\n" +
 	"\x06Output\x122\n" +
 	"\x05ready\x18\x01 \x01(\v2\x1a.apihooks.isolate.v1.ReadyH\x00R\x05ready\x125\n" +
 	"\x06result\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ResultH\x00R\x06result\x12,\n" +
 	"\x03log\x18\x03 \x01(\v2\x18.apihooks.isolate.v1.LogH\x00R\x03log\x12B\n" +
 	"\vneed_script\x18\x04 \x01(\v2\x1f.apihooks.isolate.v1.NeedScriptH\x00R\n" +
 	"needScript\x12/\n" +
-	"\x04call\x18\x05 \x01(\v2\x19.apihooks.isolate.v1.CallH\x00R\x04callB\x06\n" +
+	"\x04call\x18\x05 \x01(\v2\x19.apihooks.isolate.v1.CallH\x00R\x04call\x12?\n" +
+	"\n" +
+	"need_files\x18\x06 \x01(\v2\x1e.apihooks.isolate.v1.NeedFilesH\x00R\tneedFilesB\x06\n" +
 	"\x04kind\"m\n" +
 	"\x04Call\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
@@ -1142,6 +1207,8 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x0ebaseline_bytes\x18\x02 \x01(\x03R\rbaselineBytes\"\x1c\n" +
 	"\n" +
 	"NeedScript\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\x1b\n" +
+	"\tNeedFiles\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\x84\x02\n" +
 	"\x06Result\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
@@ -1181,7 +1248,7 @@ func file_apihooks_isolate_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_apihooks_isolate_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_apihooks_isolate_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_apihooks_isolate_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_apihooks_isolate_v1_worker_proto_goTypes = []any{
 	(Action)(0),                              // 0: apihooks.isolate.v1.Action
 	(*Input)(nil),                            // 1: apihooks.isolate.v1.Input
@@ -1193,29 +1260,31 @@ var file_apihooks_isolate_v1_worker_proto_goTypes = []any{
 	(*CallResult)(nil),                       // 7: apihooks.isolate.v1.CallResult
 	(*Ready)(nil),                            // 8: apihooks.isolate.v1.Ready
 	(*NeedScript)(nil),                       // 9: apihooks.isolate.v1.NeedScript
-	(*Result)(nil),                           // 10: apihooks.isolate.v1.Result
-	(*Log)(nil),                              // 11: apihooks.isolate.v1.Log
-	nil,                                      // 12: apihooks.isolate.v1.Run.MetadataEntry
-	(*descriptorpb.FileDescriptorProto)(nil), // 13: google.protobuf.FileDescriptorProto
+	(*NeedFiles)(nil),                        // 10: apihooks.isolate.v1.NeedFiles
+	(*Result)(nil),                           // 11: apihooks.isolate.v1.Result
+	(*Log)(nil),                              // 12: apihooks.isolate.v1.Log
+	nil,                                      // 13: apihooks.isolate.v1.Run.MetadataEntry
+	(*descriptorpb.FileDescriptorProto)(nil), // 14: google.protobuf.FileDescriptorProto
 }
 var file_apihooks_isolate_v1_worker_proto_depIdxs = []int32{
 	2,  // 0: apihooks.isolate.v1.Input.setup:type_name -> apihooks.isolate.v1.Setup
 	3,  // 1: apihooks.isolate.v1.Input.run:type_name -> apihooks.isolate.v1.Run
 	7,  // 2: apihooks.isolate.v1.Input.call_result:type_name -> apihooks.isolate.v1.CallResult
-	13, // 3: apihooks.isolate.v1.Run.files:type_name -> google.protobuf.FileDescriptorProto
-	12, // 4: apihooks.isolate.v1.Run.metadata:type_name -> apihooks.isolate.v1.Run.MetadataEntry
+	14, // 3: apihooks.isolate.v1.Run.files:type_name -> google.protobuf.FileDescriptorProto
+	13, // 4: apihooks.isolate.v1.Run.metadata:type_name -> apihooks.isolate.v1.Run.MetadataEntry
 	8,  // 5: apihooks.isolate.v1.Output.ready:type_name -> apihooks.isolate.v1.Ready
-	10, // 6: apihooks.isolate.v1.Output.result:type_name -> apihooks.isolate.v1.Result
-	11, // 7: apihooks.isolate.v1.Output.log:type_name -> apihooks.isolate.v1.Log
+	11, // 6: apihooks.isolate.v1.Output.result:type_name -> apihooks.isolate.v1.Result
+	12, // 7: apihooks.isolate.v1.Output.log:type_name -> apihooks.isolate.v1.Log
 	9,  // 8: apihooks.isolate.v1.Output.need_script:type_name -> apihooks.isolate.v1.NeedScript
 	6,  // 9: apihooks.isolate.v1.Output.call:type_name -> apihooks.isolate.v1.Call
-	0,  // 10: apihooks.isolate.v1.Result.action:type_name -> apihooks.isolate.v1.Action
-	4,  // 11: apihooks.isolate.v1.Run.MetadataEntry.value:type_name -> apihooks.isolate.v1.Values
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 10: apihooks.isolate.v1.Output.need_files:type_name -> apihooks.isolate.v1.NeedFiles
+	0,  // 11: apihooks.isolate.v1.Result.action:type_name -> apihooks.isolate.v1.Action
+	4,  // 12: apihooks.isolate.v1.Run.MetadataEntry.value:type_name -> apihooks.isolate.v1.Values
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_apihooks_isolate_v1_worker_proto_init() }
@@ -1234,15 +1303,16 @@ func file_apihooks_isolate_v1_worker_proto_init() {
 		(*Output_Log)(nil),
 		(*Output_NeedScript)(nil),
 		(*Output_Call)(nil),
+		(*Output_NeedFiles)(nil),
 	}
-	file_apihooks_isolate_v1_worker_proto_msgTypes[9].OneofWrappers = []any{}
+	file_apihooks_isolate_v1_worker_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_apihooks_isolate_v1_worker_proto_rawDesc), len(file_apihooks_isolate_v1_worker_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
