@@ -275,7 +275,13 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 			wall := time.Since(start)
 			used := cpu.used(wall)
 			if used < timeout && wall < ceiling {
-				w.timer.Reset(min(timeout-used, ceiling-wall))
+				next := min(timeout-used, ceiling-wall)
+				if r.tid.Load() == 0 {
+					// Not started on a thread yet: read the meter
+					// again soon after it has.
+					next = min(next, cpuProbe)
+				}
+				w.timer.Reset(next)
 				continue
 			}
 			select {
