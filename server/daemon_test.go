@@ -201,6 +201,8 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 	// the stream opened reaches it tagged by the hook.
 	events := make(chan *eventsv1.Event)
 	recvErr := make(chan error, 1)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) }) // a failed test reads no more events
 	go func() {
 		for {
 			ev, err := stream.Recv()
@@ -209,7 +211,11 @@ func TestDaemonDrainsOnShutdown(t *testing.T) {
 				close(events)
 				return
 			}
-			events <- ev
+			select {
+			case events <- ev:
+			case <-done:
+				return
+			}
 		}
 	}()
 	waitFor(t, "the stream to be live and the hook in force", func() bool {
@@ -260,7 +266,10 @@ type signalHandler struct {
 func (signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == h.msg {
-		h.c <- struct{}{}
+		select {
+		case h.c <- struct{}{}:
+		default: // one signal waiting is enough
+		}
 	}
 	return nil
 }
