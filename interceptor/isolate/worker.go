@@ -412,10 +412,14 @@ func (s *spawner) stop() {
 // versions of a file in one run (a response decoded with descriptors
 // learned after its request was), the one not sent before goes.
 func (w *worker) addFiles(in *isolatev1.Run, call *engine.Call) {
-	mds := descriptors(call)
+	// The files of the request, the response and the answer's type.
+	sets := make([][]file, 0, 3)
+	for _, md := range descriptors(call) {
+		sets = append(sets, w.p.files.get(md))
+	}
 	var fresh map[string]protoreflect.FileDescriptor
-	for _, md := range mds {
-		for _, f := range w.p.files.get(md) {
+	for _, files := range sets {
+		for _, f := range files {
 			if sent, ok := w.sent[f.fd.Path()]; ok && sent != f.fd {
 				if fresh == nil {
 					fresh = map[string]protoreflect.FileDescriptor{}
@@ -428,8 +432,8 @@ func (w *worker) addFiles(in *isolatev1.Run, call *engine.Call) {
 		clear(w.sent)
 		in.ResetFiles = true
 	}
-	for _, md := range mds {
-		for _, f := range w.p.files.get(md) {
+	for _, files := range sets {
+		for _, f := range files {
 			path := f.fd.Path()
 			if _, ok := w.sent[path]; ok {
 				continue
