@@ -47,7 +47,10 @@ type benchConfig struct {
 // a response cache, which answers every call but the first ("cached"). Each
 // configuration has a prefix of its
 // own, and each also has a hook on another method, so "no-hooks" goes
-// through a real lookup. Everything stops when b ends.
+// through a real lookup. On Linux, "process-floor" is the bare server
+// behind processFloor: a round trip of a request's size to another
+// process, the least a hook run in a worker process can cost. Everything
+// stops when b ends.
 func benchConfigs(b *testing.B) []benchConfig {
 	e := etcdtest.Start(b)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -66,11 +69,18 @@ func benchConfigs(b *testing.B) []benchConfig {
 	}
 	configs := []struct{ name, prefix string }{
 		{"bare", ""}, {"no-hooks", "/no-hooks/"}, {"pre", "/pre/"}, {"pre+metrics", "/metrics/"}, {"pre+post", "/pre-post/"},
-		{"pre(process)", "/process/"}, {"cached", "/cached/"},
+		{"pre(process)", "/process/"}, {"cached", "/cached/"}, {"process-floor", ""},
 	}
 	var out []benchConfig
 	for _, c := range configs {
 		var opts []grpc.ServerOption
+		if c.name == "process-floor" {
+			floor := processFloor(b)
+			if floor == nil {
+				continue
+			}
+			opts = append(opts, grpc.UnaryInterceptor(floor))
+		}
 		if c.prefix != "" {
 			for _, k := range hooks[c.prefix] {
 				if _, err := e.Client.Put(context.Background(), registry.HooksDir(c.prefix)+"events.v1.EventService/"+k, scripts[k]); err != nil {

@@ -37,6 +37,7 @@ const waitTimeout = 10 * time.Second
 
 func TestMain(m *testing.M) {
 	isolate.ServeWorkerIfAsked() // the workers of process isolation's tests
+	serveEchoIfAsked()           // processFloor's echo processes
 	goleak.VerifyTestMain(m)
 }
 

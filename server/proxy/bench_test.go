@@ -43,9 +43,10 @@ func (r relayService) SendEvent(ctx context.Context, req *eventsv1.SendEventRequ
 
 // benchConfigs starts, on one embedded etcd, each configuration the proxy
 // benchmark compares: the backend called directly; a relay (a Go server
-// that makes the same call to the backend, the floor of any proxy); the
-// built-in server
-// (the backend with the interceptors in it) with no hook for SendEvent,
+// that makes the same call to the backend with a generated client: a
+// proxy written plainly with grpc-go); a TCP relay (tcpRelay: the least
+// any proxy costs); the built-in server (the backend with the
+// interceptors in it) with no hook for SendEvent,
 // and with one pre-hook; the proxy in front of the bare backend with no
 // hook for SendEvent, with one pre-hook, and with a pre- and a post-hook.
 // The hooks are interceptor's benchmark hooks. Every configuration with
@@ -88,6 +89,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 	relay := grpc.NewServer()
 	eventsv1.RegisterEventServiceServer(relay, relayService{backend: client(backend)})
 	out = append(out, benchConfig{name: "relay", client: client(serve(b, relay))})
+	out = append(out, benchConfig{name: "tcp-relay", client: client(tcpRelay(b, backend))})
 
 	for _, c := range []struct {
 		name, prefix string
@@ -139,9 +141,10 @@ func roundCalls(callers int) int { return max(200, 50*callers) }
 // turns between them every round of roundCalls: "latency" with one
 // caller, "callers=20" with twenty. b.N calls go to each configuration. It
 // reports each configuration's time per call ("<name>-ns/call"), the
-// proxy's passthrough and the relay over a direct call ("passthrough-x",
-// "relay-x"), and what a pre-hook adds to a call through the proxy and in
-// the built-in server ("proxy-pre-added-ns", "builtin-pre-added-ns"). Each
+// proxy's passthrough and the two relays over a direct call
+// ("passthrough-x", "relay-x", "tcp-relay-x"), and what a pre-hook adds
+// to a call through the proxy and in the built-in server
+// ("proxy-pre-added-ns", "builtin-pre-added-ns"). Each
 // figure is the median over the rounds of that round's figure, so that a
 // burst of other work on the machine moves a round or two, not the result.
 func BenchmarkProxy(b *testing.B) {
@@ -201,6 +204,7 @@ func BenchmarkProxy(b *testing.B) {
 			}
 			b.ReportMetric(ratio("proxy-no-hooks", "direct"), "passthrough-x")
 			b.ReportMetric(ratio("relay", "direct"), "relay-x")
+			b.ReportMetric(ratio("tcp-relay", "direct"), "tcp-relay-x")
 			b.ReportMetric(added("proxy-pre", "proxy-no-hooks"), "proxy-pre-added-ns")
 			b.ReportMetric(added("builtin-pre", "builtin-no-hooks"), "builtin-pre-added-ns")
 			b.ReportMetric(0, "ns/op")
