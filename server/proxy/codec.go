@@ -10,7 +10,7 @@ import (
 	// The proto codec is the one every other message goes through.
 	_ "google.golang.org/grpc/encoding/proto"
 
-	"github.com/apihooks/apihooks/server/proxy/lazypb"
+	"github.com/apihooks/apihooks/internal/lazypb"
 )
 
 // frame is one message as it travels on the wire, never decoded: the

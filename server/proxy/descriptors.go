@@ -19,8 +19,8 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/apihooks/apihooks/internal/lazypb"
 	"github.com/apihooks/apihooks/internal/reflectclient"
-	"github.com/apihooks/apihooks/server/proxy/lazypb"
 )
 
 // table is one generation of learned descriptors. It is never changed once

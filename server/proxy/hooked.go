@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
-	"github.com/apihooks/apihooks/server/proxy/lazypb"
+	"github.com/apihooks/apihooks/internal/lazypb"
 )
 
 // hooked serves a call of a method with hooks: its messages are decoded

@@ -1,7 +1,8 @@
-// Package lazypb holds protobuf messages described only by descriptors,
-// as dynamicpb's are, that decode each field of the wire bytes they were
-// given only when it is first used, and encode the fields never decoded as
-// the bytes they came in.
+// Package lazypb holds protobuf messages that decode each field of the
+// wire bytes they were given only when it is first used, and encode the
+// fields never decoded as the bytes they came in. The fields decoded are
+// held in a dynamicpb message, for types known only by their descriptors
+// (NewType), or in a message of a generated type (NewTypeOf).
 //
 // A hook that reads or changes a few fields of a large message costs what
 // those fields cost, not what the whole message does through dynamicpb's
@@ -31,15 +32,27 @@ import (
 // Type is the message type of one message descriptor.
 type Type struct {
 	desc protoreflect.MessageDescriptor
+	// held makes the messages that hold the fields decoded.
+	held protoreflect.MessageType
 	// required is whether a message of this type may hold a required
 	// field, in itself or in a message in it.
 	required bool
 	methods  protoiface.Methods
 }
 
-// NewType returns the type of the messages that desc describes.
+// NewType returns the type of the messages that desc describes, whose
+// decoded fields are held in a dynamicpb message.
 func NewType(desc protoreflect.MessageDescriptor) *Type {
-	t := &Type{desc: desc, required: mayRequire(desc, map[protoreflect.FullName]bool{})}
+	return NewTypeOf(dynamicpb.NewMessageType(desc))
+}
+
+// NewTypeOf returns the type of the messages of mt's descriptor, whose
+// decoded fields are held in a message of mt: a generated type, for one,
+// decodes and encodes several times faster than dynamicpb. The descriptor
+// of the messages is mt's; fields given to their methods must be its.
+func NewTypeOf(mt protoreflect.MessageType) *Type {
+	desc := mt.Descriptor()
+	t := &Type{desc: desc, held: mt, required: mayRequire(desc, map[protoreflect.FullName]bool{})}
 	t.methods = protoiface.Methods{
 		Flags:            protoiface.SupportMarshalDeterministic | protoiface.SupportUnmarshalDiscardUnknown,
 		Marshal:          marshal,
@@ -84,7 +97,7 @@ func (t *Type) Descriptor() protoreflect.MessageDescriptor { return t.desc }
 
 // NewMessage returns an empty message of the type.
 func (t *Type) NewMessage() *Message {
-	return &Message{typ: t, decoded: dynamicpb.NewMessage(t.desc)}
+	return &Message{typ: t, decoded: t.held.New()}
 }
 
 func (t *Type) checkInitialized(in protoiface.CheckInitializedInput) (protoiface.CheckInitializedOutput, error) {
@@ -93,15 +106,16 @@ func (t *Type) checkInitialized(in protoiface.CheckInitializedInput) (protoiface
 	}
 	m := in.Message.(*Message)
 	m.decodeAll()
-	return protoiface.CheckInitializedOutput{}, proto.CheckInitialized(m.decoded)
+	return protoiface.CheckInitializedOutput{}, proto.CheckInitialized(m.decoded.Interface())
 }
 
 // Message is a message of a Type. It implements proto.Message and
 // protoreflect.Message.
 type Message struct {
 	typ *Type
-	// decoded holds the fields decoded so far, and those set since.
-	decoded *dynamicpb.Message
+	// decoded holds the fields decoded so far, and those set since: a
+	// message of the type's held type.
+	decoded protoreflect.Message
 	// raw is the wire bytes given to Unmarshal; spans are those of its
 	// fields not decoded yet, in the order they came.
 	raw   []byte
@@ -153,7 +167,7 @@ func (m *Message) decode(nums ...protowire.Number) {
 			kept = append(kept, s)
 			continue
 		}
-		if err := m.opts.Unmarshal(m.raw[s.start:s.end], m.decoded); err != nil && m.err == nil {
+		if err := m.opts.Unmarshal(m.raw[s.start:s.end], m.decoded.Interface()); err != nil && m.err == nil {
 			m.err = err
 		}
 	}
@@ -209,7 +223,7 @@ func (m *Message) decodeAll() {
 		return
 	}
 	for _, s := range m.spans {
-		if err := m.opts.Unmarshal(m.raw[s.start:s.end], m.decoded); err != nil && m.err == nil {
+		if err := m.opts.Unmarshal(m.raw[s.start:s.end], m.decoded.Interface()); err != nil && m.err == nil {
 			m.err = err
 		}
 	}
@@ -324,7 +338,7 @@ func marshal(in protoiface.MarshalInput) (protoiface.MarshalOutput, error) {
 	for _, s := range m.spans {
 		b = append(b, m.raw[s.start:s.end]...)
 	}
-	b, err := opts.MarshalAppend(b, m.decoded)
+	b, err := opts.MarshalAppend(b, m.decoded.Interface())
 	return protoiface.MarshalOutput{Buf: b}, err
 }
 
@@ -343,7 +357,7 @@ func unmarshal(in protoiface.UnmarshalInput) (protoiface.UnmarshalOutput, error)
 	if !m.empty() || opts.DiscardUnknown {
 		m.decodeAll()
 		m.written = true
-		return protoiface.UnmarshalOutput{}, opts.Unmarshal(in.Buf, m.decoded)
+		return protoiface.UnmarshalOutput{}, opts.Unmarshal(in.Buf, m.decoded.Interface())
 	}
 	raw := append([]byte(nil), in.Buf...)
 	spans, unknown, err := scan(raw, m.typ.desc, in.Depth)
@@ -370,6 +384,6 @@ func merge(in protoiface.MergeInput) protoiface.MergeOutput {
 	// raw is never changed once given.
 	dst.raw, dst.spans = src.raw, slices.Clone(src.spans)
 	dst.opts, dst.written, dst.unknown, dst.err = src.opts, src.written, src.unknown, src.err
-	dst.decoded = proto.Clone(src.decoded).(*dynamicpb.Message)
+	dst.decoded = proto.Clone(src.decoded.Interface()).ProtoReflect()
 	return protoiface.MergeOutput{Flags: protoiface.MergeComplete}
 }

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
-	"github.com/apihooks/apihooks/server/proxy/lazypb"
+	"github.com/apihooks/apihooks/internal/lazypb"
 )
 
 // event is a request whose eventData, a Struct, holds most of its bytes.
@@ -35,9 +35,42 @@ func event(t *testing.T) []byte {
 
 var eventDesc = (&eventsv1.SendEventRequest{}).ProtoReflect().Descriptor()
 
+// holders are the two kinds of messages a Type may hold its decoded fields
+// in: dynamicpb's (NewType), and a generated type's (NewTypeOf). Each
+// returns the Type of like's messages, and a new message of the held type.
+var holders = []struct {
+	name string
+	of   func(like proto.Message) (*lazypb.Type, func() protoreflect.Message)
+}{
+	{"dynamicpb", func(like proto.Message) (*lazypb.Type, func() protoreflect.Message) {
+		md := like.ProtoReflect().Descriptor()
+		return lazypb.NewType(md), func() protoreflect.Message { return dynamicpb.NewMessage(md) }
+	}},
+	{"generated", func(like proto.Message) (*lazypb.Type, func() protoreflect.Message) {
+		mt := like.ProtoReflect().Type()
+		return lazypb.NewTypeOf(mt), mt.New
+	}},
+}
+
+// withEachHolder runs test once for each of holders, with the Type of
+// like's messages and a maker of messages of the held type.
+func withEachHolder(t *testing.T, like proto.Message, test func(t *testing.T, typ *lazypb.Type, held func() protoreflect.Message)) {
+	for _, h := range holders {
+		t.Run(h.name, func(t *testing.T) {
+			typ, held := h.of(like)
+			test(t, typ, held)
+		})
+	}
+}
+
 func decode(t *testing.T, md protoreflect.MessageDescriptor, b []byte) *lazypb.Message {
 	t.Helper()
-	m := lazypb.NewType(md).NewMessage()
+	return decodeAs(t, lazypb.NewType(md), b)
+}
+
+func decodeAs(t *testing.T, typ *lazypb.Type, b []byte) *lazypb.Message {
+	t.Helper()
+	m := typ.NewMessage()
 	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, m); err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +103,13 @@ func same(t *testing.T, md protoreflect.MessageDescriptor, a, b []byte) {
 }
 
 func TestAMessageNobodyChangedMarshalsToTheBytesItCameIn(t *testing.T) {
+	withEachHolder(t, &eventsv1.SendEventRequest{}, nobodyChanged)
+}
+
+func nobodyChanged(t *testing.T, typ *lazypb.Type, _ func() protoreflect.Message) {
 	b := event(t)
 	b = append(b, protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "again")...) // to_user_id twice
-	m := decode(t, eventDesc, b)
+	m := decodeAs(t, typ, b)
 	if got := marshal(t, m); !bytes.Equal(got, b) {
 		t.Fatalf("marshal: %x; want the bytes it came in, %x", got, b)
 	}
@@ -97,10 +134,15 @@ func TestAMessageNobodyChangedMarshalsToTheBytesItCameIn(t *testing.T) {
 	same(t, eventDesc, marshal(t, m), b)
 }
 
-// TestFieldsDecodeAsDynamicpbDecodesThem: whatever is read or changed, a
-// lazy message answers and encodes as a dynamicpb message given the same
-// bytes and the same changes.
-func TestFieldsDecodeAsDynamicpbDecodesThem(t *testing.T) {
+// TestFieldsDecodeAsTheirHolderDecodesThem: whatever is read or changed, a
+// lazy message answers and encodes as a message of the type it holds its
+// fields in (dynamicpb's, or a generated one) given the same bytes and the
+// same changes.
+func TestFieldsDecodeAsTheirHolderDecodesThem(t *testing.T) {
+	withEachHolder(t, &eventsv1.SendEventRequest{}, decodeAsHeld)
+}
+
+func decodeAsHeld(t *testing.T, lt *lazypb.Type, held func() protoreflect.Message) {
 	fields := eventDesc.Fields()
 	user, typ, data := fields.ByName("to_user_id"), fields.ByName("event_type"), fields.ByName("event_data")
 	for _, tt := range []struct {
@@ -123,15 +165,15 @@ func TestFieldsDecodeAsDynamicpbDecodesThem(t *testing.T) {
 			b := event(t)
 			b = protowire.AppendTag(b, 99, protowire.VarintType) // an unknown field
 			b = protowire.AppendVarint(b, 7)
-			want := dynamicpb.NewMessage(eventDesc)
-			if err := proto.Unmarshal(b, want); err != nil {
+			want := held()
+			if err := proto.Unmarshal(b, want.Interface()); err != nil {
 				t.Fatal(err)
 			}
-			got := decode(t, eventDesc, b)
+			got := decodeAs(t, lt, b)
 			tt.change(want)
 			tt.change(got)
-			same(t, eventDesc, marshal(t, got), marshal(t, want))
-			if !proto.Equal(proto.Clone(got), want) {
+			same(t, eventDesc, marshal(t, got), marshal(t, want.Interface()))
+			if !proto.Equal(proto.Clone(got), want.Interface()) {
 				t.Fatalf("a clone of %v; want %v", got, want)
 			}
 			det := proto.MarshalOptions{Deterministic: true}
@@ -139,8 +181,8 @@ func TestFieldsDecodeAsDynamicpbDecodesThem(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w, _ := det.Marshal(want); !bytes.Equal(a, w) {
-				t.Fatalf("deterministic marshal %x; want dynamicpb's %x", a, w)
+			if w, _ := det.Marshal(want.Interface()); !bytes.Equal(a, w) {
+				t.Fatalf("deterministic marshal %x; want its holder's %x", a, w)
 			}
 		})
 	}
@@ -150,18 +192,22 @@ func TestFieldsDecodeAsDynamicpbDecodesThem(t *testing.T) {
 // came last is the one set, and setting another drops every member that
 // came.
 func TestTheLastMemberOfAOneofWins(t *testing.T) {
-	md := (&structpb.Value{}).ProtoReflect().Descriptor()
+	withEachHolder(t, &structpb.Value{}, lastMemberWins)
+}
+
+func lastMemberWins(t *testing.T, typ *lazypb.Type, _ func() protoreflect.Message) {
+	md := typ.Descriptor()
 	b := marshal(t, structpb.NewStringValue("first"))
 	b = append(b, marshal(t, structpb.NewNumberValue(2))...)
-	m := decode(t, md, b)
+	m := decodeAs(t, typ, b)
 	num := md.Fields().ByName("number_value")
 	if !m.Has(num) || m.Get(num).Float() != 2 {
 		t.Fatalf("number_value %v; want 2, the member that came last", m.Get(num))
 	}
-	m = decode(t, md, b)
+	m = decodeAs(t, typ, b)
 	m.Set(md.Fields().ByName("bool_value"), protoreflect.ValueOfBool(true))
 	same(t, md, marshal(t, m), marshal(t, structpb.NewBoolValue(true)))
-	if od := md.Oneofs().ByName("kind"); decode(t, md, b).WhichOneof(od) != num {
+	if od := md.Oneofs().ByName("kind"); decodeAs(t, typ, b).WhichOneof(od) != num {
 		t.Fatal("WhichOneof is not number_value, the member that came last")
 	}
 }
@@ -212,9 +258,13 @@ func TestAMessageWhoseBytesAreBrokenDoesNotUnmarshal(t *testing.T) {
 // came while the field is not decoded; once it is, it shows in Err and
 // fails the marshal.
 func TestAFieldThatDoesNotDecode(t *testing.T) {
+	withEachHolder(t, &eventsv1.SendEventRequest{}, doesNotDecode)
+}
+
+func doesNotDecode(t *testing.T, typ *lazypb.Type, _ func() protoreflect.Message) {
 	bad := protowire.AppendTag(nil, 1, protowire.BytesType) // to_user_id, a proto3 string
 	bad = protowire.AppendBytes(bad, []byte{0xff})
-	m := decode(t, eventDesc, bad)
+	m := decodeAs(t, typ, bad)
 	if got := marshal(t, m); !bytes.Equal(got, bad) {
 		t.Fatalf("marshal before decoding: %x; want the bytes as they came, %x", got, bad)
 	}
