@@ -35,8 +35,10 @@
 // Pool.Run has the contract of engine.Engine.Run, so the interceptors can
 // use either. Messages cross the pipe as protobuf wire bytes (the protocol
 // is apihooks.isolate.v1), with the descriptors of their types sent once to
-// each worker, so any message type works, including dynamicpb messages; a
-// worker uses its program's own generated types when it has the same
-// descriptors, and dynamicpb otherwise. Scripts are sent once per worker
-// and kept compiled there, by a hash of their name and source.
+// each worker, so any message type works, including dynamicpb messages. A
+// worker decodes a message's fields only as its script uses them
+// (internal/lazypb), and sends back the others as the bytes they came in:
+// a hook that reads or sets a few fields of a large message pays for
+// those. Scripts are sent once per worker and kept compiled there, by a
+// hash of their name and source.
 package isolate

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -31,6 +32,7 @@ import (
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/isolate"
+	"github.com/apihooks/apihooks/internal/lazypb"
 )
 
 // workerEnv makes this test binary a hook worker.
@@ -289,6 +291,66 @@ func TestDynamicMessages(t *testing.T) {
 	}
 	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "toUserId": "alice", "eventType": "login", "eventData": { "level": 4, "tags": [ "a" ] } }`; got != want {
 		t.Errorf("got %s; want %s", got, want)
+	}
+}
+
+// TestFieldsNoHookReadsGoBackAsTheyCame runs, in process and in a worker, a
+// hook that sets one field of a proxy's message (a lazypb message) whose
+// other string field is not UTF-8, as a client in another language may
+// send: the hook never reads that field, so in both places the call goes on
+// with it as it came, rather than failing on a field nobody asked for.
+func TestFieldsNoHookReadsGoBackAsTheyCame(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	t.Cleanup(eng.Close)
+	notUTF8 := "\xff\xfe-alice"
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendString(b, notUTF8)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, "login")
+	typ := lazypb.NewType((&eventsv1.SendEventRequest{}).ProtoReflect().Descriptor())
+	s := compile(t, `module.exports = c => { c.request.eventType = "checked" }`)
+	for _, r := range []struct {
+		name   string
+		runner interface {
+			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+		}
+	}{{"in process", eng}, {"in a worker", pool}} {
+		t.Run(r.name, func(t *testing.T) {
+			req := typ.NewMessage()
+			if err := proto.Unmarshal(b, req); err != nil {
+				t.Fatal(err)
+			}
+			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Request: req, Timeout: generous})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := out.Message
+			if m == nil {
+				m = req
+			}
+			got, err := proto.Marshal(m)
+			if err != nil {
+				t.Fatalf("the message the call goes on with does not encode: %v", err)
+			}
+			fields := map[protowire.Number]string{}
+			for len(got) > 0 {
+				num, typ, n := protowire.ConsumeTag(got)
+				if n < 0 || typ != protowire.BytesType {
+					t.Fatalf("unexpected wire bytes %x", got)
+				}
+				v, m := protowire.ConsumeBytes(got[n:])
+				if m < 0 {
+					t.Fatalf("unexpected wire bytes %x", got)
+				}
+				fields[num] = string(v)
+				got = got[n+m:]
+			}
+			if fields[1] != notUTF8 || fields[2] != "checked" {
+				t.Errorf("the call goes on with to_user_id %q and event_type %q; want %q and \"checked\"", fields[1], fields[2], notUTF8)
+			}
+		})
 	}
 }
 

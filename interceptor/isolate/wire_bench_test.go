@@ -15,11 +15,14 @@ import (
 	"github.com/apihooks/apihooks/internal/eventstest"
 )
 
-// benchCall is a pre-hook's call as a server makes it: SendEvent with a
-// request of about 250 bytes, the incoming metadata of a gRPC call, and
-// the hook's (empty) parameters.
-func benchCall(b *testing.B) (context.Context, *engine.Script, *engine.Call) {
-	s, err := engine.Compile("set.js", `module.exports = function (ctx) { ctx.request.eventType = 'checked' }`)
+// setField is the benchmarks' pre-hook: it sets one field.
+const setField = `module.exports = function (ctx) { ctx.request.eventType = 'checked' }`
+
+// benchCall is a pre-hook's call as a server makes it, to run src: SendEvent
+// with a request of about 250 bytes, the incoming metadata of a gRPC call,
+// and the hook's (empty) parameters.
+func benchCall(b *testing.B, src string) (context.Context, *engine.Script, *engine.Call) {
+	s, err := engine.Compile("hook.js", src)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,7 +46,7 @@ func benchCall(b *testing.B) (context.Context, *engine.Script, *engine.Call) {
 // With BenchmarkWorkerSide, it tells how much of a run's cost is the
 // work of the two processes and how much the round trip between them.
 func BenchmarkDaemonSide(b *testing.B) {
-	ctx, s, call := benchCall(b)
+	ctx, s, call := benchCall(b, setField)
 	p := New()
 	changed := proto.Clone(call.Request).(*eventsv1.SendEventRequest)
 	changed.EventType = "checked"
@@ -77,9 +80,20 @@ func BenchmarkDaemonSide(b *testing.B) {
 }
 
 // BenchmarkWorkerSide measures a worker's share of a run, without the
-// pipe: decoding the run, running the script, and encoding the answer.
+// pipe: decoding the run, running the script, and encoding the answer; for
+// a hook that sets one field, and for one that reads the whole request
+// (JSON.stringify) and sets a field, where every field is decoded.
 func BenchmarkWorkerSide(b *testing.B) {
-	ctx, s, call := benchCall(b)
+	for _, h := range []struct{ name, src string }{
+		{"sets-a-field", setField},
+		{"reads-everything", `module.exports = function (ctx) { ctx.request.eventType = 'seen ' + JSON.stringify(ctx.request).length }`},
+	} {
+		b.Run(h.name, func(b *testing.B) { benchWorkerSide(b, h.src) })
+	}
+}
+
+func benchWorkerSide(b *testing.B, src string) {
+	ctx, s, call := benchCall(b, src)
 	p := New()
 	in, err := p.encodeRun(ctx, s, call)
 	if err != nil {
