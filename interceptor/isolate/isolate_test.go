@@ -354,6 +354,40 @@ func TestFieldsNoHookReadsGoBackAsTheyCame(t *testing.T) {
 	}
 }
 
+// TestRequiredFieldsAreLeftToTheBackend runs, in process and in a worker,
+// a hook that reads a proxy's proto2 message (a lazypb message) whose
+// required field is not set: the hook runs the same in both places, and
+// checking the field is left to the backend, as without hooks. (A hook
+// that writes the message must leave it whole, in both places.)
+func TestRequiredFieldsAreLeftToTheBackend(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	t.Cleanup(eng.Close)
+	typ := lazypb.NewType((&descriptorpb.UninterpretedOption_NamePart{}).ProtoReflect().Descriptor())
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(&descriptorpb.UninterpretedOption_NamePart{NamePart: proto.String("x")}) // is_extension, required, unset
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := compile(t, `module.exports = c => ({status: "INVALID_ARGUMENT", message: "no " + c.request.namePart})`)
+	for _, r := range []struct {
+		name   string
+		runner interface {
+			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+		}
+	}{{"in process", eng}, {"in a worker", pool}} {
+		t.Run(r.name, func(t *testing.T) {
+			req := typ.NewMessage()
+			if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, req); err != nil {
+				t.Fatal(err)
+			}
+			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
+			if got, want := describe(out, err), `action 1 status InvalidArgument "no x"`; got != want {
+				t.Errorf("got %s; want %s", got, want)
+			}
+		})
+	}
+}
+
 // TestTypesOnlyTheCallerKnows runs a hook on a message type that exists
 // only as a descriptor built at run time, unknown to the worker's program.
 func TestTypesOnlyTheCallerKnows(t *testing.T) {

@@ -297,7 +297,8 @@ func (s *server) message(name string, b []byte) (proto.Message, error) {
 		return nil, err
 	}
 	m := mt.New().Interface()
-	if err := proto.Unmarshal(b, m); err != nil {
+	// Required fields unset are the backend's to find, as in process.
+	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, m); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return m, nil

@@ -66,11 +66,14 @@ func (p *Pool) encodeRun(ctx context.Context, s *engine.Script, call *engine.Cal
 	return in, nil
 }
 
+// encodeMessage returns the name of m's type and its wire bytes, whether
+// its required fields are set or not: checking them is the business of
+// whoever receives the call's messages, as it would be without hooks.
 func encodeMessage(m proto.Message) (string, []byte, error) {
 	if m == nil {
 		return "", nil, nil
 	}
-	b, err := proto.Marshal(m)
+	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(m)
 	if err != nil {
 		return "", nil, err
 	}
