@@ -25,10 +25,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/isolate"
@@ -417,6 +419,65 @@ func TestTypesOnlyTheCallerKnows(t *testing.T) {
 	}
 	if got, want := strings.Join(strings.Fields(protojson.Format(out.Message)), " "), `{ "name": "ab", "count": "41" }`; got != want {
 		t.Errorf("got %s; want %s", got, want)
+	}
+}
+
+// TestAWorkerUsesTheCallersVersionOfAnImportedFile runs, in process and in
+// a worker, a hook on a message whose file is the same as one the worker's
+// program has compiled in, but which imports another version of a file (as
+// a proxy's backend may have): the hook sees the fields of the caller's
+// version in both places.
+func TestAWorkerUsesTheCallersVersionOfAnImportedFile(t *testing.T) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	t.Cleanup(eng.Close)
+	// descriptor.proto with one more field, and worker.proto, which
+	// imports it, as compiled in.
+	dp := protodesc.ToFileDescriptorProto(descriptorpb.File_google_protobuf_descriptor_proto)
+	for _, m := range dp.MessageType {
+		if m.GetName() == "FileDescriptorProto" {
+			m.Field = append(m.Field, &descriptorpb.FieldDescriptorProto{Name: proto.String("extra"), JsonName: proto.String("extra"),
+				Number: proto.Int32(999), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()})
+		}
+	}
+	files := new(protoregistry.Files)
+	dfd, err := protodesc.NewFile(dp, files)
+	if err == nil {
+		err = files.RegisterFile(dfd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wfd, err := protodesc.NewFile(protodesc.ToFileDescriptorProto(isolatev1.File_apihooks_isolate_v1_worker_proto), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDesc, fileDesc := wfd.Messages().ByName("Run"), dfd.Messages().ByName("FileDescriptorProto")
+	file := dynamicpb.NewMessage(fileDesc)
+	file.Set(fileDesc.Fields().ByName("extra"), protoreflect.ValueOfString("x"))
+	run := dynamicpb.NewMessage(runDesc)
+	run.Mutable(runDesc.Fields().ByName("files")).List().Append(protoreflect.ValueOfMessage(file))
+	s := compile(t, `module.exports = c => { c.request.method = "extra " + c.request.files[0].extra }`)
+	for _, r := range []struct {
+		name   string
+		runner interface {
+			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+		}
+	}{{"in process", eng}, {"in a worker", pool}} {
+		t.Run(r.name, func(t *testing.T) {
+			req := proto.Clone(run)
+			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := out.Message
+			if m == nil {
+				m = req
+			}
+			if got := m.ProtoReflect().Get(runDesc.Fields().ByName("method")).String(); got != "extra x" {
+				t.Errorf("the hook set method to %q; want %q", got, "extra x")
+			}
+		})
 	}
 }
 

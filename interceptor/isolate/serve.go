@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	isolatev1 "github.com/apihooks/apihooks/gen/apihooks/isolate/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -148,7 +149,7 @@ type server struct {
 	files   *protoregistry.Files
 	types   map[protoreflect.FullName]*lazypb.Type
 	// linked are the files sent that this program has compiled in, the
-	// same to the byte.
+	// same to the byte with every file they import (see compiledIn).
 	linked map[string]bool
 	// cur is the ID of the run going on, for its log lines.
 	cur atomic.Uint64
@@ -235,10 +236,7 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		if err != nil {
 			return nil, fmt.Errorf("descriptor %s: %w", f.GetName(), err)
 		}
-		if g, err := protoregistry.GlobalFiles.FindFileByPath(f.GetName()); err == nil &&
-			proto.Equal(protodesc.ToFileDescriptorProto(g), f) {
-			s.linked[f.GetName()] = true
-		}
+		s.linked[f.GetName()] = s.compiledIn(fd, f)
 	}
 	call := &engine.Call{
 		Method:   in.Method,
@@ -275,6 +273,22 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		call.Status = status.New(codes.Code(in.StatusCode), in.StatusMessage)
 	}
 	return call, nil
+}
+
+// compiledIn reports whether this program has file fd, sent as f, compiled
+// in: the same to the byte, and so is every file it imports, which the
+// worker has been sent before it (imports come first). A file that
+// imports another version of a file has other types in its messages than
+// the program's own.
+func (s *server) compiledIn(fd protoreflect.FileDescriptor, f *descriptorpb.FileDescriptorProto) bool {
+	imports := fd.Imports()
+	for i := range imports.Len() {
+		if !s.linked[imports.Get(i).Path()] {
+			return false
+		}
+	}
+	g, err := protoregistry.GlobalFiles.FindFileByPath(f.GetName())
+	return err == nil && proto.Equal(protodesc.ToFileDescriptorProto(g), f)
 }
 
 // errNeedFiles reports that a run's files did not fit beside the worker's.
@@ -320,8 +334,8 @@ func (s *server) messageType(name string) (protoreflect.MessageType, error) {
 	// A hook mostly reads or sets a few fields: a lazypb message decodes
 	// only those, and sends the rest back as the bytes they came in. It
 	// holds them in a message of the generated type when this program has
-	// the same type compiled in, which decodes several times faster than
-	// dynamicpb.
+	// the type's file compiled in (compiledIn), which decodes several
+	// times faster than dynamicpb.
 	mt := lazypb.NewType(md)
 	if s.linked[md.ParentFile().Path()] {
 		if g, err := protoregistry.GlobalTypes.FindMessageByName(fn); err == nil {
