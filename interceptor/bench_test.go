@@ -156,7 +156,7 @@ const interleaveRound = 200
 // b.N calls go to each configuration, from GOMAXPROCS callers at a time.
 // It reports each configuration's time per call ("<name>-ns/call") and its
 // ratio to the bare call ("<name>-x"); with -benchmem, the allocations per
-// op add up all four configurations.
+// op add up all the configurations.
 func BenchmarkUnaryCallRatio(b *testing.B) {
 	req := eventstest.Request(b)
 	configs := benchConfigs(b)

@@ -105,8 +105,19 @@ func (t *Type) checkInitialized(in protoiface.CheckInitializedInput) (protoiface
 		return protoiface.CheckInitializedOutput{}, nil
 	}
 	m := in.Message.(*Message)
-	m.decodeAll()
-	return protoiface.CheckInitializedOutput{}, proto.CheckInitialized(m.decoded.Interface())
+	held := m.decoded.Interface()
+	if len(m.spans) > 0 {
+		// Check the fields not decoded yet in a copy: checking decodes
+		// nothing, so a field that does not decode still goes as it came,
+		// for whoever receives it to refuse, and the check cannot tell.
+		held = proto.Clone(held)
+		for _, s := range m.spans {
+			if err := m.opts.Unmarshal(m.raw[s.start:s.end], held); err != nil {
+				return protoiface.CheckInitializedOutput{}, nil
+			}
+		}
+	}
+	return protoiface.CheckInitializedOutput{}, proto.CheckInitialized(held)
 }
 
 // Message is a message of a Type. It implements proto.Message and

@@ -7,7 +7,9 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -293,5 +295,45 @@ func TestRequiredFieldsAreCheckedOnlyWhereThereMayBeSome(t *testing.T) {
 	m := decode(t, eventDesc, bad)
 	if err := proto.CheckInitialized(m); err != nil || m.Err() != nil {
 		t.Fatalf("CheckInitialized of a type with no required field: %v, Err %v; want nil, and nothing decoded", err, m.Err())
+	}
+}
+
+// TestCheckingRequiredFieldsDecodesNothing: a message of a type that may
+// hold required fields (here, a proto2 type with an extension range) is
+// checked without decoding it, so a field that does not decode, and that
+// nothing read, still goes as it came once another field is set.
+func TestCheckingRequiredFieldsDecodesNothing(t *testing.T) {
+	files := new(protoregistry.Files)
+	if err := files.RegisterFile(structpb.File_google_protobuf_struct_proto); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := protodesc.NewFile(&descriptorpb.FileDescriptorProto{
+		Name: proto.String("made/up.proto"), Package: proto.String("made.up"), Syntax: proto.String("proto2"),
+		Dependency: []string{"google/protobuf/struct.proto"},
+		MessageType: []*descriptorpb.DescriptorProto{{
+			Name: proto.String("Thing"),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				{Name: proto.String("data"), Number: proto.Int32(1), Type: descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum(), TypeName: proto.String(".google.protobuf.Struct"), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+				{Name: proto.String("name"), Number: proto.Int32(2), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()},
+			},
+			ExtensionRange: []*descriptorpb.DescriptorProto_ExtensionRange{{Start: proto.Int32(100), End: proto.Int32(200)}},
+		}},
+	}, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := fd.Messages().Get(0)
+	// data: a Struct whose one key is not UTF-8.
+	entry := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "\xff")
+	entry = protowire.AppendBytes(protowire.AppendTag(entry, 2, protowire.BytesType), protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 0))
+	data := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), entry))
+	m := decode(t, md, data)
+	m.Set(md.Fields().ByName("name"), protoreflect.ValueOfString("x"))
+	got, err := proto.Marshal(m) // checks required fields
+	if err != nil {
+		t.Fatalf("marshal: %v; want the undecoded field as it came", err)
+	}
+	if !bytes.HasPrefix(got, data) || m.Err() != nil {
+		t.Fatalf("marshal %x, Err %v; want %x first, as it came, and no error", got, m.Err(), data)
 	}
 }
