@@ -21,9 +21,7 @@ func BenchmarkRun(b *testing.B) {
 	pool := newPool(b, &syncBuffer{}, isolate.WithWorkers(2))
 	for _, r := range []struct {
 		name   string
-		runner interface {
-			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
-		}
+		runner runner
 	}{{"in-process", eng}, {"process", pool}} {
 		b.Run(r.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -296,15 +296,31 @@ func TestDynamicMessages(t *testing.T) {
 	}
 }
 
+// runner runs scripts: an engine in process, or a Pool.
+type runner interface {
+	Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+}
+
+// inBothPlaces runs test with an engine in process, then with a pool of
+// one worker process.
+func inBothPlaces(t *testing.T, test func(t *testing.T, r runner)) {
+	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
+	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
+	t.Cleanup(eng.Close)
+	for _, place := range []struct {
+		name string
+		r    runner
+	}{{"in process", eng}, {"in a worker", pool}} {
+		t.Run(place.name, func(t *testing.T) { test(t, place.r) })
+	}
+}
+
 // TestFieldsNoHookReadsGoBackAsTheyCame runs, in process and in a worker, a
 // hook that sets one field of a proxy's message (a lazypb message) whose
 // other string field is not UTF-8, as a client in another language may
 // send: the hook never reads that field, so in both places the call goes on
 // with it as it came, rather than failing on a field nobody asked for.
 func TestFieldsNoHookReadsGoBackAsTheyCame(t *testing.T) {
-	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
-	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	t.Cleanup(eng.Close)
 	notUTF8 := "\xff\xfe-alice"
 	var b []byte
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
@@ -313,47 +329,40 @@ func TestFieldsNoHookReadsGoBackAsTheyCame(t *testing.T) {
 	b = protowire.AppendString(b, "login")
 	typ := lazypb.NewType((&eventsv1.SendEventRequest{}).ProtoReflect().Descriptor())
 	s := compile(t, `module.exports = c => { c.request.eventType = "checked" }`)
-	for _, r := range []struct {
-		name   string
-		runner interface {
-			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+	inBothPlaces(t, func(t *testing.T, r runner) {
+		req := typ.NewMessage()
+		if err := proto.Unmarshal(b, req); err != nil {
+			t.Fatal(err)
 		}
-	}{{"in process", eng}, {"in a worker", pool}} {
-		t.Run(r.name, func(t *testing.T) {
-			req := typ.NewMessage()
-			if err := proto.Unmarshal(b, req); err != nil {
-				t.Fatal(err)
+		out, err := r.Run(context.Background(), s, &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Request: req, Timeout: generous})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := out.Message
+		if m == nil {
+			m = req
+		}
+		got, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatalf("the message the call goes on with does not encode: %v", err)
+		}
+		fields := map[protowire.Number]string{}
+		for len(got) > 0 {
+			num, typ, n := protowire.ConsumeTag(got)
+			if n < 0 || typ != protowire.BytesType {
+				t.Fatalf("unexpected wire bytes %x", got)
 			}
-			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Request: req, Timeout: generous})
-			if err != nil {
-				t.Fatal(err)
+			v, m := protowire.ConsumeBytes(got[n:])
+			if m < 0 {
+				t.Fatalf("unexpected wire bytes %x", got)
 			}
-			m := out.Message
-			if m == nil {
-				m = req
-			}
-			got, err := proto.Marshal(m)
-			if err != nil {
-				t.Fatalf("the message the call goes on with does not encode: %v", err)
-			}
-			fields := map[protowire.Number]string{}
-			for len(got) > 0 {
-				num, typ, n := protowire.ConsumeTag(got)
-				if n < 0 || typ != protowire.BytesType {
-					t.Fatalf("unexpected wire bytes %x", got)
-				}
-				v, m := protowire.ConsumeBytes(got[n:])
-				if m < 0 {
-					t.Fatalf("unexpected wire bytes %x", got)
-				}
-				fields[num] = string(v)
-				got = got[n+m:]
-			}
-			if fields[1] != notUTF8 || fields[2] != "checked" {
-				t.Errorf("the call goes on with to_user_id %q and event_type %q; want %q and \"checked\"", fields[1], fields[2], notUTF8)
-			}
-		})
-	}
+			fields[num] = string(v)
+			got = got[n+m:]
+		}
+		if fields[1] != notUTF8 || fields[2] != "checked" {
+			t.Errorf("the call goes on with to_user_id %q and event_type %q; want %q and \"checked\"", fields[1], fields[2], notUTF8)
+		}
+	})
 }
 
 // TestRequiredFieldsAreLeftToTheBackend runs, in process and in a worker,
@@ -362,32 +371,22 @@ func TestFieldsNoHookReadsGoBackAsTheyCame(t *testing.T) {
 // checking the field is left to the backend, as without hooks. (A hook
 // that writes the message must leave it whole, in both places.)
 func TestRequiredFieldsAreLeftToTheBackend(t *testing.T) {
-	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
-	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	t.Cleanup(eng.Close)
 	typ := lazypb.NewType((&descriptorpb.UninterpretedOption_NamePart{}).ProtoReflect().Descriptor())
 	b, err := proto.MarshalOptions{AllowPartial: true}.Marshal(&descriptorpb.UninterpretedOption_NamePart{NamePart: proto.String("x")}) // is_extension, required, unset
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := compile(t, `module.exports = c => ({status: "INVALID_ARGUMENT", message: "no " + c.request.namePart})`)
-	for _, r := range []struct {
-		name   string
-		runner interface {
-			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+	inBothPlaces(t, func(t *testing.T, r runner) {
+		req := typ.NewMessage()
+		if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, req); err != nil {
+			t.Fatal(err)
 		}
-	}{{"in process", eng}, {"in a worker", pool}} {
-		t.Run(r.name, func(t *testing.T) {
-			req := typ.NewMessage()
-			if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(b, req); err != nil {
-				t.Fatal(err)
-			}
-			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
-			if got, want := describe(out, err), `action 1 status InvalidArgument "no x"`; got != want {
-				t.Errorf("got %s; want %s", got, want)
-			}
-		})
-	}
+		out, err := r.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
+		if got, want := describe(out, err), `action 1 status InvalidArgument "no x"`; got != want {
+			t.Errorf("got %s; want %s", got, want)
+		}
+	})
 }
 
 // TestTypesOnlyTheCallerKnows runs a hook on a message type that exists
@@ -428,9 +427,6 @@ func TestTypesOnlyTheCallerKnows(t *testing.T) {
 // a proxy's backend may have): the hook sees the fields of the caller's
 // version in both places.
 func TestAWorkerUsesTheCallersVersionOfAnImportedFile(t *testing.T) {
-	pool := newPool(t, &syncBuffer{}, isolate.WithWorkers(1))
-	eng := engine.New(engine.WithLogger(slog.New(slog.DiscardHandler)))
-	t.Cleanup(eng.Close)
 	// descriptor.proto with one more field, and worker.proto, which
 	// imports it, as compiled in.
 	dp := protodesc.ToFileDescriptorProto(descriptorpb.File_google_protobuf_descriptor_proto)
@@ -458,27 +454,20 @@ func TestAWorkerUsesTheCallersVersionOfAnImportedFile(t *testing.T) {
 	run := dynamicpb.NewMessage(runDesc)
 	run.Mutable(runDesc.Fields().ByName("files")).List().Append(protoreflect.ValueOfMessage(file))
 	s := compile(t, `module.exports = c => { c.request.method = "extra " + c.request.files[0].extra }`)
-	for _, r := range []struct {
-		name   string
-		runner interface {
-			Run(context.Context, *engine.Script, *engine.Call) (engine.Outcome, error)
+	inBothPlaces(t, func(t *testing.T, r runner) {
+		req := proto.Clone(run)
+		out, err := r.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}{{"in process", eng}, {"in a worker", pool}} {
-		t.Run(r.name, func(t *testing.T) {
-			req := proto.Clone(run)
-			out, err := r.runner.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Request: req, Timeout: generous})
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := out.Message
-			if m == nil {
-				m = req
-			}
-			if got := m.ProtoReflect().Get(runDesc.Fields().ByName("method")).String(); got != "extra x" {
-				t.Errorf("the hook set method to %q; want %q", got, "extra x")
-			}
-		})
-	}
+		m := out.Message
+		if m == nil {
+			m = req
+		}
+		if got := m.ProtoReflect().Get(runDesc.Fields().ByName("method")).String(); got != "extra x" {
+			t.Errorf("the hook set method to %q; want %q", got, "extra x")
+		}
+	})
 }
 
 // TestAWorkerFollowsDescriptorsThatChange runs a hook in one worker on a
