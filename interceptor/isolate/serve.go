@@ -336,11 +336,14 @@ func (s *server) messageType(name string) (protoreflect.MessageType, error) {
 	// holds them in a message of the generated type when this program has
 	// the type's file compiled in (compiledIn), which decodes several
 	// times faster than dynamicpb.
-	mt := lazypb.NewType(md)
+	var mt *lazypb.Type
 	if s.linked[md.ParentFile().Path()] {
 		if g, err := protoregistry.GlobalTypes.FindMessageByName(fn); err == nil {
 			mt = lazypb.NewTypeOf(g)
 		}
+	}
+	if mt == nil {
+		mt = lazypb.NewType(md)
 	}
 	s.types[fn] = mt
 	return mt, nil
