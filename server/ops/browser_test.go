@@ -39,6 +39,9 @@ func browser(t *testing.T) context.Context {
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium puts its singleton socket in the temporary folder and
+		// leaves it there when it is stopped at the end of the test.
+		chromedp.Env("TMPDIR=" + t.TempDir()),
 		chromedp.WindowSize(1280, 1000),
 		// Without these, Chromium's own connections are refused many at
 		// a time on a machine with no internet.
