@@ -1,6 +1,7 @@
 package hookctl
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -100,8 +101,8 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 // statusView is hookctl status as JSON.
 type statusView struct {
 	Prefix string `json:"prefix"`
-	// Revision is etcd's; HooksRevision the newest change of a hook or a
-	// cache configuration.
+	// Revision is etcd's; HooksRevision the newest change (put or
+	// deletion) of a hook, a cache configuration or a util.
 	Revision      int64        `json:"revision"`
 	HooksRevision int64        `json:"hooksRevision"`
 	Daemons       []daemonView `json:"daemons"`
@@ -109,7 +110,8 @@ type statusView struct {
 
 type daemonView struct {
 	fleet.Record
-	// Lag is how many revisions the daemon is behind HooksRevision.
+	// Lag is how many revisions the daemon is behind the newest change it
+	// has not loaded.
 	Lag   int64  `json:"lag"`
 	State string `json:"state"`
 }
@@ -121,7 +123,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Short: "List the live daemons: address, version, the hooks revision each has in force, broken and quarantined hooks",
 		Long: `List the daemons registered under <prefix>daemons/ (each keeps its record
 there while it lives, with an etcd lease): address, version, isolation, the
-hooks revision it has in force and its lag behind the newest change of a hook,
+hooks revision it has in force and its lag behind the newest change (put or
+deletion) of a hook, a cache configuration or a util that it has not loaded,
 its broken and quarantined hooks, and when it started.`,
 		Example: `  hookctl status
   hookctl status -o json`,
@@ -132,23 +135,15 @@ its broken and quarantined hooks, and when it started.`,
 				return err
 			}
 			defer s.Close()
-			hooksRev, err := s.HooksRevision(a.ctx)
+			v, err := a.fleetStatus(s)
 			if err != nil {
 				return err
-			}
-			recs, rev, err := s.Daemons(a.ctx)
-			if err != nil {
-				return err
-			}
-			v := statusView{Prefix: s.Prefix(), Revision: rev, HooksRevision: hooksRev, Daemons: []daemonView{}}
-			for _, d := range recs {
-				v.Daemons = append(v.Daemons, daemonView{Record: d, Lag: max(0, hooksRev-d.Revision), State: daemonState(d, hooksRev)})
 			}
 			if output != "text" {
 				return a.printData(output, v)
 			}
-			fmt.Fprintf(a.out, "etcd revision %d; hooks last changed at revision %d.\n", rev, hooksRev)
-			if len(recs) == 0 {
+			fmt.Fprintf(a.out, "etcd revision %d; hooks last changed at revision %d.\n", v.Revision, v.HooksRevision)
+			if len(v.Daemons) == 0 {
 				fmt.Fprintf(a.out, "No daemon is registered under %s.\n", fleet.Dir(s.Prefix()))
 				return nil
 			}
@@ -171,4 +166,72 @@ its broken and quarantined hooks, and when it started.`,
 	}
 	outputFlag(c, &output, "text", "json", "yaml")
 	return c
+}
+
+// isCompacted reports whether err is etcd's refusal of a revision it has
+// compacted.
+func isCompacted(err error) bool {
+	var ce *store.CompactedError
+	return errors.As(err, &ce)
+}
+
+// fleetStatus reads the live daemons' records and tells, for each, the
+// newest change of the keys daemons load that it has not loaded.
+func (a *app) fleetStatus(s *store.Store) (statusView, error) {
+	now, keysRev, err := s.HookKeys(a.ctx, 0)
+	if err != nil {
+		return statusView{}, err
+	}
+	recs, rev, err := s.Daemons(a.ctx)
+	if err != nil {
+		return statusView{}, err
+	}
+	// missed memoises, by a daemon's revision, the newest change it has
+	// not loaded (0: none).
+	missed := map[int64]int64{}
+	newestChange := func(from int64) (int64, error) {
+		if m, ok := missed[from]; ok {
+			return m, nil
+		}
+		m, err := s.NewestChange(a.ctx, now, keysRev, from)
+		if err == nil {
+			missed[from] = m
+		}
+		return m, err
+	}
+	var newest int64
+	for _, mod := range now {
+		newest = max(newest, mod)
+	}
+	// Deletions since the newest put (or since the start, when no key is
+	// left), when etcd still has that history.
+	if m, err := newestChange(max(newest, 1)); err == nil {
+		newest = max(newest, m)
+	} else if !isCompacted(err) {
+		return statusView{}, err
+	}
+	v := statusView{Prefix: s.Prefix(), Revision: rev, Daemons: []daemonView{}}
+	for _, d := range recs {
+		dv := daemonView{Record: d}
+		m, err := newestChange(d.Revision)
+		switch {
+		case err == nil:
+			dv.State = daemonState(d, m)
+		case !isCompacted(err):
+			return statusView{}, err
+		case newest > d.Revision:
+			// What it holds is gone from etcd's history, but a newer
+			// change is known.
+			m, dv.State = newest, daemonState(d, newest)
+		default:
+			dv.State = fmt.Sprintf("cannot tell: etcd has compacted revision %d", d.Revision)
+		}
+		if m > d.Revision {
+			dv.Lag = m - d.Revision
+		}
+		newest = max(newest, m)
+		v.Daemons = append(v.Daemons, dv)
+	}
+	v.HooksRevision = newest
+	return v, nil
 }

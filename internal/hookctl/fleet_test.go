@@ -3,6 +3,7 @@ package hookctl_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -391,4 +392,90 @@ func TestAPostHookOnAStreamOfTheExampleServiceIsRefusedWithoutServer(t *testing.
 		t.Fatalf("validate: got exit %d; want 1\n%s", r.code, r)
 	}
 	mustContain(t, "validate", r.stderr, "hooks.yaml:2: hook events.v1.EventService/StreamEvents post never: post-hooks never run on streams", "1 problem found")
+}
+
+// TestStatusCountsDeletionsAndUtils: a daemon that has not loaded a
+// deletion, or a util's change, is behind, though no key left in etcd is
+// newer than its revision; a daemon whose hooks are etcd's is in step.
+func TestStatusCountsDeletionsAndUtils(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	doc := `{"script":"undefined"}`
+	e.put(sendEvent+"/pre/kept", doc)
+	rKept := e.put(sendEvent+"/pre/kept", `{"script":"undefined","order":2}`)
+	rTmp := e.put(sendEvent+"/pre/tmp", doc)
+	del, err := e.etcd.Delete(context.Background(), registry.HooksDir(prefix)+sendEvent+"/pre/tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rDel := del.Header.Revision
+
+	// Records of daemons that have loaded the hooks up to a revision.
+	daemonAt := func(id string, rev int64) {
+		reg := fleet.Register(e.etcd, id, func() fleet.Record {
+			return fleet.Record{ID: id, Address: "10.0.0.9:50051", Revision: rev, Synced: true}
+		}, fleet.WithPrefix(prefix))
+		t.Cleanup(func() { reg.Close() })
+	}
+	daemonAt("before-tmp", rKept)
+	daemonAt("holds-tmp", rTmp)
+	daemonAt("after-delete", rDel)
+	type daemon struct {
+		ID    string `json:"id"`
+		Lag   int64  `json:"lag"`
+		State string `json:"state"`
+	}
+	var st struct {
+		HooksRevision int64    `json:"hooksRevision"`
+		Daemons       []daemon `json:"daemons"`
+	}
+	statusOf := func() map[string]daemon {
+		st.Daemons = nil
+		waitUntil(t, "the three records", func() bool {
+			if err := json.Unmarshal([]byte(e.want(0, "status", "-o", "json").stdout), &st); err != nil {
+				t.Fatal(err)
+			}
+			return len(st.Daemons) == 3
+		})
+		m := map[string]daemon{}
+		for _, d := range st.Daemons {
+			m[d.ID] = d
+		}
+		return m
+	}
+
+	got := statusOf()
+	if st.HooksRevision != rDel {
+		t.Errorf("hooksRevision = %d; want %d, the deletion", st.HooksRevision, rDel)
+	}
+	for _, c := range []struct {
+		id    string
+		lag   int64
+		state string
+	}{
+		// tmp came and went: what it holds is what etcd holds.
+		{"before-tmp", 0, "in step"},
+		{"holds-tmp", rDel - rTmp, fmt.Sprintf("%d behind", rDel-rTmp)},
+		{"after-delete", 0, "in step"},
+	} {
+		if d := got[c.id]; d.Lag != c.lag || d.State != c.state {
+			t.Errorf("%s: lag %d, state %q; want %d, %q", c.id, d.Lag, d.State, c.lag, c.state)
+		}
+	}
+	r := e.want(0, "status")
+	mustContain(t, "status", r.stdout, fmt.Sprintf("hooks last changed at revision %d.", rDel))
+
+	// A util is loaded by daemons too.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.js"), []byte("export function add(a, b) { return a + b }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.want(0, "utils", "put", "Addition", "--script", filepath.Join(dir, "a.js"))
+	got = statusOf()
+	if st.HooksRevision <= rDel {
+		t.Fatalf("hooksRevision = %d after a util's put; want more than %d", st.HooksRevision, rDel)
+	}
+	if d := got["after-delete"]; d.Lag != st.HooksRevision-rDel {
+		t.Errorf("after-delete, after a util's put: lag %d, state %q; want %d behind", d.Lag, d.State, st.HooksRevision-rDel)
+	}
 }

@@ -448,28 +448,92 @@ func (s *Store) Daemons(ctx context.Context) ([]fleet.Record, int64, error) {
 	return recs, rev, nil
 }
 
-// HooksRevision returns the newest mod revision of a key under the hooks
-// and response cache directories: a daemon with an older revision in force
-// has not loaded every change (deletions leave no mod revision, so one may
-// be missed).
-func (s *Store) HooksRevision(ctx context.Context) (int64, error) {
+// HookKeys returns the keys a daemon loads (under the hooks, response
+// cache and utils directories), each with its mod revision, as etcd held
+// them at revision rev (0: now), and the revision read.
+func (s *Store) HookKeys(ctx context.Context, rev int64) (map[string]int64, int64, error) {
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
-	newest := func(dir string) clientv3.Op {
-		return clientv3.OpGet(dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
-	}
-	resp, err := s.client.Txn(ctx).Then(newest(registry.HooksDir(s.cfg.Prefix)), newest(registry.CacheDir(s.cfg.Prefix))).Commit()
-	if err != nil {
-		return 0, s.wrap(err)
-	}
-	var rev int64
-	for _, r := range resp.Responses {
-		for _, kv := range r.GetResponseRange().Kvs {
-			rev = max(rev, kv.ModRevision)
+	keys := map[string]int64{}
+	for _, dir := range []string{registry.HooksDir(s.cfg.Prefix), registry.CacheDir(s.cfg.Prefix), registry.UtilsDir(s.cfg.Prefix)} {
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly()}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.client.Get(ctx, dir, opts...)
+		if err != nil {
+			err = s.wrap(err)
+			var ce *CompactedError
+			if errors.As(err, &ce) {
+				ce.Revision = rev
+			}
+			return nil, 0, err
+		}
+		// The other directories are read at the same revision.
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			keys[string(kv.Key)] = kv.ModRevision
 		}
 	}
-	return rev, nil
+	return keys, rev, nil
+}
+
+// NewestChange returns the revision of the newest change a daemon that has
+// revision from in force has not loaded, when the keys it loads are now
+// (at revision rev) those of now; 0 when it has every change. A change is
+// a put, seen in a key's mod revision, or a deletion, which leaves no
+// revision behind: it is found by comparing the keys at from with those of
+// now, and dated by bisecting etcd's history. A from that etcd has
+// compacted returns a CompactedError.
+func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, from int64) (int64, error) {
+	if from >= rev {
+		return 0, nil
+	}
+	var newest int64
+	for _, mod := range now {
+		if mod > from {
+			newest = max(newest, mod)
+		}
+	}
+	then, _, err := s.HookKeys(ctx, from)
+	if err != nil {
+		return 0, err
+	}
+	// Keys held at from that are gone now: the last of them went at the
+	// newest deletion after from. (A key deleted and put again has a newer
+	// mod revision now.)
+	gone := map[string]int64{}
+	for k, mod := range then {
+		if _, ok := now[k]; !ok {
+			gone[k] = mod
+		}
+	}
+	if len(gone) == 0 {
+		return newest, nil
+	}
+	// Some key of gone is there at lo and none at hi; a key once gone does
+	// not come back with the same mod revision.
+	lo, hi := from, rev
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		at, _, err := s.HookKeys(ctx, mid)
+		if err != nil {
+			return 0, err
+		}
+		still := false
+		for k, mod := range gone {
+			if at[k] == mod {
+				still = true
+				break
+			}
+		}
+		if still {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return max(newest, hi), nil
 }
 
 // tlsRefusal finds why etcd did not answer over TLS, which the etcd client
