@@ -234,8 +234,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer reg.Close()
+	hookable := strings.Join(hookServices, ",")
+	if hookable == "" {
+		hookable = "every service of the backend but grpc.*"
+	}
 	log.Info("hooks loaded", "hooks", len(reg.Snapshot().Hooks()), "revision", reg.Snapshot().Revision,
-		"hook_services", strings.Join(hookServices, ","))
+		"hook_services", hookable)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -115,7 +115,7 @@ func (d *Document) ValidateWithin(maxTimeout time.Duration) error {
 			return fieldErrorf("document", "timeout", "%q must be positive", d.Timeout)
 		}
 		if maxTimeout > 0 && t > maxTimeout {
-			return fieldErrorf("document", "timeout", "%q is more than the server's limit of %v (--max-hook-timeout)", d.Timeout, maxTimeout)
+			return fieldErrorf("document", "timeout", "%q is more than the limit of %v (--max-hook-timeout)", d.Timeout, maxTimeout)
 		}
 	}
 	switch d.OnError {

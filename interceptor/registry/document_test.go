@@ -67,7 +67,7 @@ func TestDecodeDocument(t *testing.T) {
 		{name: "timeout must be positive", doc: `{"script":"1","timeout":"-1s"}`, wantErr: "must be positive"},
 		{name: "timeout at the limit is accepted", doc: `{"script":"1","timeout":"5s"}`},
 		{name: "timeout over the limit names the limit and the flag", doc: `{"script":"1","timeout":"1h"}`,
-			wantErr: `document: field timeout: "1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+			wantErr: `document: field timeout: "1h" is more than the limit of 5s (--max-hook-timeout)`},
 		{name: "isolation process", doc: `{"script":"1","isolation":"process"}`, check: func(t *testing.T, h *Hook) {
 			if h.Isolation != Process {
 				t.Fatalf("isolation = %q; want process", h.Isolation)
@@ -122,7 +122,7 @@ func TestBuildWithinAServerLimit(t *testing.T) {
 		wantErr string
 	}{
 		{name: "a higher limit admits a longer timeout", max: time.Minute, timeout: "30s"},
-		{name: "a lower limit refuses the default limit", max: time.Second, timeout: "2s", wantErr: `"2s" is more than the server's limit of 1s`},
+		{name: "a lower limit refuses the default limit", max: time.Second, timeout: "2s", wantErr: `"2s" is more than the limit of 1s`},
 		{name: "zero means no limit", max: 0, timeout: "1h"},
 	}
 	for _, tt := range tests {

@@ -244,10 +244,10 @@ func TestRegistryTimeoutLimit(t *testing.T) {
 		want    string
 	}{
 		{name: "over the default limit the key is broken", timeout: "1h",
-			want: `limit broken: document: field timeout: "1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+			want: `limit broken: document: field timeout: "1h" is more than the limit of 5s (--max-hook-timeout)`},
 		{name: "a server limit admits more", opts: []registry.Option{registry.WithMaxTimeout(time.Hour)}, timeout: "1h", want: "limit ok"},
 		{name: "a server limit refuses less", opts: []registry.Option{registry.WithMaxTimeout(time.Second)}, timeout: "2s",
-			want: `limit broken: document: field timeout: "2s" is more than the server's limit of 1s`},
+			want: `limit broken: document: field timeout: "2s" is more than the limit of 1s`},
 	}
 	e := etcdtest.Start(t)
 	for i, tt := range tests {

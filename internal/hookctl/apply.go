@@ -378,7 +378,7 @@ func diffError(err error) error {
 	if errors.As(err, &ee) {
 		if ee.code == ExitFailed {
 			c := *ee
-			c.code = ExitUsage
+			c.code, c.notUsage = ExitUsage, true
 			return &c
 		}
 		return err
@@ -386,5 +386,5 @@ func diffError(err error) error {
 	if code := codeOf(err); code != ExitFailed {
 		return &exitError{code: code, err: err}
 	}
-	return &exitError{code: ExitUsage, err: err}
+	return &exitError{code: ExitUsage, err: err, notUsage: true}
 }

@@ -180,7 +180,7 @@ func TestPutValidatesBeforeWriting(t *testing.T) {
 		{"a timeout that does not parse", []string{"put", sendEvent, "pre", "x", "--script", ok, "--timeout", "soon"}, 1, "field timeout"},
 		{"an unknown onError", []string{"put", sendEvent, "pre", "x", "--script", ok, "--on-error", "retry"}, 1, "field onError"},
 		{"an unknown isolation", []string{"put", sendEvent, "pre", "x", "--script", ok, "--isolation", "thread"}, 1, "field isolation"},
-		{"a timeout over the daemon's limit", []string{"put", sendEvent, "pre", "x", "--script", ok, "--timeout", "1h"}, 1, "more than the server's limit of 5s"},
+		{"a timeout over the daemon's limit", []string{"put", sendEvent, "pre", "x", "--script", ok, "--timeout", "1h"}, 1, "more than the limit of 5s"},
 		{"a bad name", []string{"put", sendEvent, "pre", "X!", "--script", ok}, 1, `name "X!" does not match`},
 		{"a bad phase", []string{"put", sendEvent, "around", "x", "--script", ok}, 1, `phase "around"`},
 		{"no script", []string{"put", sendEvent, "pre", "x"}, 2, "--script FILE is required"},
@@ -206,7 +206,7 @@ func TestMaxHookTimeoutFollowsTheDaemons(t *testing.T) {
 	script := filepath.Join(scriptsDir, "deny-guest.js")
 	e.want(1, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s")
 	r := e.want(1, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s", "--max-hook-timeout", "7s")
-	mustContain(t, "stderr", r.stderr, `"8s" is more than the server's limit of 7s`)
+	mustContain(t, "stderr", r.stderr, `"8s" is more than the limit of 7s`)
 	e.want(0, "put", sendEvent, "pre", "slow", "--script", script, "--timeout", "8s", "--max-hook-timeout", "10s")
 	e.want(0, "disable", sendEvent, "pre", "slow", "--max-hook-timeout", "10s")
 
@@ -214,7 +214,7 @@ func TestMaxHookTimeoutFollowsTheDaemons(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "hook.js"), "module.exports = function () {};\n")
 	writeFile(t, filepath.Join(dir, "hooks.yaml"), "hooks:\n  - method: "+sendEvent+"\n    phase: pre\n    name: slow\n    script: hook.js\n    timeout: 8s\n")
 	r = e.want(1, "validate", "-f", dir)
-	mustContain(t, "stderr", r.stderr, "more than the server's limit of 5s")
+	mustContain(t, "stderr", r.stderr, "more than the limit of 5s")
 	e.want(0, "validate", "-f", dir, "--max-hook-timeout", "10s")
 }
 

@@ -251,6 +251,8 @@ func TestErrorsNeverReadAsChanges(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "hooks.yaml"), "hooks:\n  - method: [\n")
 	r := e.want(hookctl.ExitUsage, "diff", "-f", dir)
 	mustContain(t, "diff of an invalid manifest", r.stderr, "hooks.yaml")
+	// The manifest is wrong, not the command line.
+	mustNotContain(t, "diff of an invalid manifest", r.stderr, "--help")
 	e.want(hookctl.ExitFailed, "validate", "-f", dir)
 
 	big := t.TempDir()

@@ -114,6 +114,9 @@ type exitError struct {
 	silent bool
 	// note is printed after the error.
 	note string
+	// notUsage marks an exit code of ExitUsage that is not a usage
+	// error (diff's invalid manifest): no pointer to --help.
+	notUsage bool
 }
 
 func (e *exitError) Error() string {
@@ -201,7 +204,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	if ee.note != "" {
 		fmt.Fprintf(a.err, "hookctl: %s\n", ee.note)
 	}
-	if ee.code == ExitUsage && cmd != nil {
+	if ee.code == ExitUsage && !ee.notUsage && cmd != nil {
 		fmt.Fprintf(a.err, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return ee.code

@@ -51,7 +51,8 @@ func viewOfUtil(u *store.Util) utilView {
 	case u.ActiveErr != nil:
 		v.Error = u.ActiveErr.Error()
 	case u.Active == 0:
-		v.Error = "no active version"
+		// Put but not activated yet: not an error of its own, though
+		// hooks that import it fail until a version is.
 	default:
 		x := u.Version(u.Active)
 		switch {
@@ -105,8 +106,11 @@ func (a *app) utilsListCommand() *cobra.Command {
 					active = strconv.Itoa(v.Active)
 				}
 				desc := v.Description
-				if v.Error != "" {
+				switch {
+				case v.Error != "":
 					desc = "INVALID: " + v.Error
+				case v.Active == 0:
+					desc = fmt.Sprintf("NOT ACTIVE: hooks that import it fail until a version is activated (utils activate %s VERSION)", v.Name)
 				}
 				vs := make([]string, len(v.Versions))
 				for i, x := range v.Versions {

@@ -37,6 +37,9 @@ func TestUtilsPutActivateListHistory(t *testing.T) {
 
 	r := e.want(0, "utils", "put", "Addition", "--script", filepath.Join(dir, "a1.js"), "--description", "adds")
 	mustContain(t, "put", r.stdout, "util Addition: version 1 written", "no version is active: hookctl utils activate Addition 1")
+	r = e.want(0, "utils", "list")
+	mustContain(t, "list before activate", r.stdout, "NOT ACTIVE: hooks that import it fail until a version is activated (utils activate Addition VERSION)")
+	mustNotContain(t, "list before activate", r.stdout, "INVALID")
 	r = e.want(0, "utils", "activate", "Addition", "1")
 	mustContain(t, "activate", r.stdout, "util Addition: active version 1 at revision")
 	r = e.want(0, "utils", "put", "Addition", "--script", filepath.Join(dir, "a2.ts"))

@@ -82,7 +82,7 @@ func TestEncodeRefusesWhatTheDaemonWould(t *testing.T) {
 		{"a bad timeout", registry.Document{Script: "1", Timeout: "1 day"}, "field timeout"},
 		{"a negative timeout", registry.Document{Script: "1", Timeout: "-1s"}, "must be positive"},
 		{"a bad onError", registry.Document{Script: "1", OnError: "retry"}, "field onError"},
-		{"a timeout over the daemon's default limit", registry.Document{Script: "1", Timeout: "1h"}, `"1h" is more than the server's limit of 5s (--max-hook-timeout)`},
+		{"a timeout over the daemon's default limit", registry.Document{Script: "1", Timeout: "1h"}, `"1h" is more than the limit of 5s (--max-hook-timeout)`},
 		{"an unknown isolation", registry.Document{Script: "1", Isolation: "thread"}, `field isolation: "thread" is not "process" or "inprocess"`},
 		{"params that are not JSON", registry.Document{Script: "1", Params: json.RawMessage(`{a}`)}, "field params"},
 	}

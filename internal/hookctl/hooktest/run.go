@@ -96,7 +96,7 @@ func stubCaller(calls map[string]CallStub) engine.Caller {
 		method = strings.TrimPrefix(method, "/")
 		stub, ok := calls[method]
 		if !ok {
-			return nil, status.Errorf(codes.Unimplemented, "hookctl test: the case gives no answer for a call to %s (add it under calls:)", method)
+			return nil, status.Errorf(codes.Unimplemented, "hookctl test: no answer for a call to %s (a case in a test file answers it under calls:)", method)
 		}
 		if stub.Error != nil {
 			c, ok := ParseCode(stub.Error.Code)

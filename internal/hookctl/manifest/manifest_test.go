@@ -62,7 +62,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 		filepath.Join(dir, "hooks.yml") + ":3: hook a.B/C pre two: enabled: want true or false, got the string \"maybe\"",
 		filepath.Join(dir, "hooks.yml") + ":4: hook a.B/C pre three: params: .nan has no JSON form",
 		filepath.Join(dir, "hooks.yml") + ":6: hook a.B/C pre five: document: field isolation: \"thread\" is not \"process\" or \"inprocess\"",
-		filepath.Join(dir, "hooks.yml") + ":7: hook a.B/C pre six: document: field timeout: \"1h\" is more than the server's limit of 5s (--max-hook-timeout)",
+		filepath.Join(dir, "hooks.yml") + ":7: hook a.B/C pre six: document: field timeout: \"1h\" is more than the limit of 5s (--max-hook-timeout)",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
