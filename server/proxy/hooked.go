@@ -79,12 +79,18 @@ func (p *Proxy) method(ctx context.Context, fullMethod string) *method {
 	if m := p.desc.current().methods[fullMethod]; m != nil {
 		return m
 	}
+	p.relearn(ctx, "method", fullMethod)
+	return p.desc.current().methods[fullMethod]
+}
+
+// relearn learns the backend's descriptors again, at most once per
+// interval, logging a failure (with args) and a change.
+func (p *Proxy) relearn(ctx context.Context, args ...any) {
 	if changed, err := p.desc.refresh(ctx, false); err != nil {
-		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", "method", fullMethod, "error", err)
+		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", append(args, "error", err)...)
 	} else if changed {
 		p.log.InfoContext(ctx, "learned the backend's descriptors again", "services", len(p.desc.current().services))
 	}
-	return p.desc.current().methods[fullMethod]
 }
 
 // decode decodes b, a request or a response of a method, with the

@@ -13,11 +13,35 @@ import (
 // RegisterReflection registers on srv a server reflection (v1 and v1alpha)
 // that describes the backend's services, as the proxy learned them, beside
 // the services srv serves itself.
+//
+// Each reflection stream first learns the backend's descriptors again (at
+// most once per refresh interval), so clients such as grpcurl and hookctl
+// see what the backend serves now, even when no hooked call asked.
 func (p *Proxy) RegisterReflection(srv *grpc.Server) {
 	r := &reflected{p: p, own: srv}
 	opts := reflection.ServerOptions{Services: r, DescriptorResolver: r, ExtensionResolver: r}
-	rgrpc.RegisterServerReflectionServer(srv, reflection.NewServerV1(opts))
-	rgrpcalpha.RegisterServerReflectionServer(srv, reflection.NewServer(opts))
+	rgrpc.RegisterServerReflectionServer(srv, relearningV1{reflection.NewServerV1(opts), p})
+	rgrpcalpha.RegisterServerReflectionServer(srv, relearningV1alpha{reflection.NewServer(opts), p})
+}
+
+type relearningV1 struct {
+	rgrpc.ServerReflectionServer
+	p *Proxy
+}
+
+func (r relearningV1) ServerReflectionInfo(stream rgrpc.ServerReflection_ServerReflectionInfoServer) error {
+	r.p.relearn(stream.Context())
+	return r.ServerReflectionServer.ServerReflectionInfo(stream)
+}
+
+type relearningV1alpha struct {
+	rgrpcalpha.ServerReflectionServer
+	p *Proxy
+}
+
+func (r relearningV1alpha) ServerReflectionInfo(stream rgrpcalpha.ServerReflection_ServerReflectionInfoServer) error {
+	r.p.relearn(stream.Context())
+	return r.ServerReflectionServer.ServerReflectionInfo(stream)
 }
 
 // reflected is what the proxy's reflection describes: the learned

@@ -450,3 +450,43 @@ func TestFlowControlHoldsThroughTheProxy(t *testing.T) {
 		t.Fatalf("the client got %d messages; want %d", got, floodCount)
 	}
 }
+
+// TestTheProxysReflectionFollowsTheBackend: a backend redeployed with a new
+// field is described so by the proxy's reflection (to grpcurl, to hookctl's
+// --server), though no hooked call has asked the backend again.
+func TestTheProxysReflectionFollowsTheBackend(t *testing.T) {
+	addr, stop := startEcho(t, 1, listen(t, "127.0.0.1:0"))
+	w := newWorld(t, addr, nil, proxy.WithRefresh(10*time.Millisecond, 5*time.Second))
+	ctx := callCtx(t)
+	fields := func() (string, error) {
+		src, err := schema.FromServer(ctx, w.addr)
+		if err != nil {
+			return "", err
+		}
+		md, err := src.Method("echo.v1.Echo", "Say")
+		if err != nil {
+			return "", err
+		}
+		var names []string
+		for i := range md.Input().Fields().Len() {
+			names = append(names, string(md.Input().Fields().Get(i).Name()))
+		}
+		return strings.Join(names, ","), nil
+	}
+	if got, err := fields(); err != nil || got != "name" {
+		t.Fatalf("echo.v1.Msg of version 1 through the proxy: fields %q, %v; want name", got, err)
+	}
+	stop()
+	startEcho(t, 2, listen(t, addr))
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		got, err := fields()
+		if err == nil && got == "name,extra" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("echo.v1.Msg after the backend's redeploy, through the proxy: fields %q, %v; want name,extra. Logs:\n%s", got, err, w.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
