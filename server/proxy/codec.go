@@ -5,11 +5,13 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
-	// Clients and backends may compress messages with gzip.
+	// Clients and backends may compress messages with gzip...
 	_ "google.golang.org/grpc/encoding/gzip"
 	// The proto codec is the one every other message goes through.
 	_ "google.golang.org/grpc/encoding/proto"
 
+	// ... and with deflate, as gRPC's core library does.
+	_ "github.com/apihooks/apihooks/internal/deflate"
 	"github.com/apihooks/apihooks/internal/lazypb"
 )
 

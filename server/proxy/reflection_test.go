@@ -96,13 +96,13 @@ const (
 var flooded atomic.Int64
 
 // startEcho serves the echo backend of a version, with server reflection,
-// on lis. Say answers a message named "fail" with FAILED_PRECONDITION and
+// on lis, with the server options opts. Say answers a message named "fail" with FAILED_PRECONDITION and
 // a detail; Chat sends headers as it opens.
-func startEcho(tb testing.TB, version int, lis net.Listener) (addr string, stop func()) {
+func startEcho(tb testing.TB, version int, lis net.Listener, opts ...grpc.ServerOption) (addr string, stop func()) {
 	tb.Helper()
 	file := echoFile(version)
 	md := file.Messages().ByName("Msg")
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(opts...)
 	srv.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "echo.v1.Echo",
 		HandlerType: (*any)(nil),
