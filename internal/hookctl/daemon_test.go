@@ -68,6 +68,13 @@ func TestAgainstARealDaemon(t *testing.T) {
 		mustContain(t, "validate without --server", r.stderr, "post-hooks never run on streams", "has no method Missing", "2 problems found")
 		r = run(1, "put", "events.v1.EventService/StreamEvents", "post", "never", "--script", filepath.Join(dir, "ok.js"), "--server", d.addr)
 		mustContain(t, "put", r.stderr, "post-hooks never run on streams")
+		// A daemon run with --hook-services naming grpc.health.v1.Health
+		// runs hooks on it: hookctl given the same flag lets them in.
+		r = run(1, "put", "grpc.health.v1.Health/Check", "pre", "health", "--script", filepath.Join(dir, "ok.js"), "--server", d.addr)
+		mustContain(t, "put on grpc.health.v1.Health", r.stderr, "give hookctl the same --hook-services")
+		r = run(1, "validate", "-f", filepath.Join(dir, "hooks.yaml"), "--server", d.addr, "--hook-services", "grpc.health.v1.Health,events.v1.EventService")
+		mustContain(t, "validate --hook-services", r.stderr, "2 problems found")
+		mustNotContain(t, "validate --hook-services", r.stderr, "grpc.health.v1.Health")
 		r = run(0, "list")
 		mustContain(t, "list", r.stdout, "No hooks")
 	})

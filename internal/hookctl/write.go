@@ -24,11 +24,13 @@ import (
 // schemaFlags are --server and --descriptor-set.
 type schemaFlags struct {
 	server, descriptorSet string
+	hookServices          []string
 }
 
 func (f *schemaFlags) add(c *cobra.Command, what string) {
 	c.Flags().StringVar(&f.server, "server", "", "check "+what+" against the services of the server at ADDR (gRPC server reflection, plaintext)")
 	c.Flags().StringVar(&f.descriptorSet, "descriptor-set", "", "check "+what+" against a FileDescriptorSet FILE (buf build -o FILE, protoc --descriptor_set_out)")
+	c.Flags().StringSliceVar(&f.hookServices, "hook-services", nil, "with --server or --descriptor-set: the daemons' --hook-services, the services hooks apply to (default: every service but grpc.*)")
 	c.MarkFlagsMutuallyExclusive("server", "descriptor-set")
 	_ = c.MarkFlagFilename("descriptor-set", "binpb", "pb", "bin", "desc")
 }
@@ -36,6 +38,14 @@ func (f *schemaFlags) add(c *cobra.Command, what string) {
 // load returns the schema source the flags name, or nil (or, with builtin,
 // the built-in descriptors) when none is named.
 func (f *schemaFlags) load(ctx context.Context, builtin bool) (*schema.Source, error) {
+	src, err := f.source(ctx, builtin)
+	if src != nil {
+		src.HookServices(f.hookServices)
+	}
+	return src, err
+}
+
+func (f *schemaFlags) source(ctx context.Context, builtin bool) (*schema.Source, error) {
 	switch {
 	case f.server != "":
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -32,7 +32,15 @@ type Source struct {
 	types    resolver
 	services []string
 	builtin  bool
+	// hookable are the services hooks apply to, as the daemons'
+	// --hook-services; every one but grpc.* when empty.
+	hookable []string
 }
+
+// HookServices says which services hooks apply to, as the daemons'
+// --hook-services does: only those, grpc.* ones too. Without, hooks apply
+// to every service but gRPC's own (grpc.*).
+func (s *Source) HookServices(services []string) { s.hookable = services }
 
 // Name says where the source came from, for messages: "server
 // 127.0.0.1:50051", "descriptor set api.binpb", "built-in descriptors".
@@ -293,15 +301,18 @@ func PhaseHooks(p engine.Phase) string {
 }
 
 // CheckHook reports what is wrong with a hook at k for this source: a
-// service or method it does not have, a service hooks never apply to
-// (grpc.*), or a post-hook or error hook on a streaming method, where it
-// would never run.
+// service or method it does not have, a service hooks do not apply to
+// (grpc.*, or one HookServices does not name), or a post-hook or error
+// hook on a streaming method, where it would never run.
 func (s *Source) CheckHook(k registry.Key) error {
 	if k.Service == registry.Wildcard {
 		return nil
 	}
-	if !registry.DefaultHookable(k.Service) {
-		return fmt.Errorf("service %s is not hookable: hooks never apply to gRPC's own services (grpc.*)", k.Service)
+	switch {
+	case len(s.hookable) > 0 && !slices.Contains(s.hookable, k.Service):
+		return fmt.Errorf("service %s is not hookable: --hook-services names only %s", k.Service, strings.Join(s.hookable, ","))
+	case len(s.hookable) == 0 && !registry.DefaultHookable(k.Service):
+		return fmt.Errorf("service %s is not hookable: hooks apply to gRPC's own services (grpc.*) only where the daemons' --hook-services names them (give hookctl the same --hook-services)", k.Service)
 	}
 	if k.Method == registry.Wildcard {
 		sd, err := s.Service(k.Service)

@@ -6,10 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -98,5 +101,46 @@ func TestCheckHook(t *testing.T) {
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: got %v; want an error containing %q", k, err, tc.want)
 		}
+	}
+}
+
+// TestHookServices: hooks on gRPC's own services pass the check only where
+// the daemons' --hook-services names them; a list names every service
+// hooks apply to.
+func TestHookServices(t *testing.T) {
+	src, err := schema.FromDescriptorSet(writeSet(t,
+		protodesc.ToFileDescriptorProto(healthpb.File_grpc_health_v1_health_proto),
+		protodesc.ToFileDescriptorProto(eventsv1.File_events_v1_events_proto),
+		protodesc.ToFileDescriptorProto(structpb.File_google_protobuf_struct_proto),
+		protodesc.ToFileDescriptorProto(timestamppb.File_google_protobuf_timestamp_proto)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name         string
+		hookServices []string
+		service      string
+		want         string // "" for no error
+	}{
+		{"grpc.* by default", nil, "grpc.health.v1.Health", "hooks apply to gRPC's own services (grpc.*) only where the daemons' --hook-services names them"},
+		{"another service by default", nil, "events.v1.EventService", ""},
+		{"grpc.* named", []string{"grpc.health.v1.Health"}, "grpc.health.v1.Health", ""},
+		{"a service the list leaves out", []string{"grpc.health.v1.Health"}, "events.v1.EventService", "service events.v1.EventService is not hookable: --hook-services names only grpc.health.v1.Health"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src.HookServices(tc.hookServices)
+			method := "Check"
+			if tc.service == "events.v1.EventService" {
+				method = "SendEvent"
+			}
+			err := src.CheckHook(registry.Key{Service: tc.service, Method: method, Phase: engine.Pre, Name: "x"})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("got %v; want no error", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %v; want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
