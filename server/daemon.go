@@ -61,7 +61,10 @@ type Config struct {
 	HookServices []string
 	// ShutdownTimeout bounds draining in-flight calls on shutdown.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// MaxRecvMsgSize is the largest message, in bytes, taken from a
+	// client (0: gRPC's default, 4 MiB).
+	MaxRecvMsgSize int
+	Logger         *slog.Logger
 	// Ready, when set, receives the gRPC address once the daemon serves.
 	Ready func(addr net.Addr)
 	// MaxHookRuns bounds the hook runs in flight, abandoned runs included;
@@ -206,13 +209,17 @@ func Run(ctx context.Context, cfg Config) error {
 		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
 	hookOpts = append(hookOpts, tel.HookOptions()...)
+	srvOpts := tel.ServerOptions()
+	if cfg.MaxRecvMsgSize > 0 {
+		srvOpts = append(srvOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize))
+	}
 	var srv *grpc.Server
 	var backend *proxy.Proxy
 	if cfg.Proxy.Target == "" {
 		// Hooks may call the example service's methods (ctx.call).
 		calls := interceptor.NewCalls()
 		hookOpts := append(hookOpts, interceptor.WithCalls(calls))
-		srv = grpc.NewServer(append(tel.ServerOptions(),
+		srv = grpc.NewServer(append(srvOpts,
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 		)...)
@@ -220,7 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel.ServerOptions(), log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, srvOpts, log); err != nil {
 			return err
 		}
 		defer closeBackend()

@@ -2,12 +2,14 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -78,5 +80,53 @@ func TestDaemonRefusesABadDescriptorSet(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), file) {
 		t.Fatalf("daemon with a bad descriptor set: %v; want an error naming %s", err, file)
+	}
+}
+
+// TestMaxMessageSize: a proxy takes messages up to --max-message-size, so
+// in front of a backend that takes larger ones than gRPC's default of 4
+// MiB, it can be given the backend's limit.
+func TestMaxMessageSize(t *testing.T) {
+	const limit = 8 << 20
+	backend := startDaemonWith(t, func(c *server.Config) { c.MaxRecvMsgSize = limit })
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	// The backend answers SendEvent from a hook, storing nothing.
+	if _, err := backend.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/answer",
+		`{"script":"module.exports = c => ({response: {eventId: 'got ' + c.request.eventType.length}})"}`); err != nil {
+		t.Fatal(err)
+	}
+	big := &eventsv1.SendEventRequest{ToUserId: "alice", EventType: strings.Repeat("x", 5<<20)}
+	want := fmt.Sprintf("got %d", 5<<20)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		resp, err := eventsv1.NewEventServiceClient(backend.conn).SendEvent(ctx, big)
+		if err == nil && resp.EventId == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a 5 MiB SendEvent to the backend: %v, %v; want %q from its hook", resp, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		limit int
+		want  codes.Code
+	}{
+		{"gRPC's default", 0, codes.ResourceExhausted},
+		{"the backend's limit", limit, codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			front := startDaemonWith(t, func(c *server.Config) {
+				c.Proxy = proxy.Backend{Target: backend.addrs[0]}
+				c.MaxRecvMsgSize = tc.limit
+			})
+			resp, err := eventsv1.NewEventServiceClient(front.conn).SendEvent(ctx, big, grpc.MaxCallSendMsgSize(limit))
+			if status.Code(err) != tc.want || (err == nil && resp.EventId != want) {
+				t.Fatalf("a 5 MiB SendEvent through the proxy: %v, %v; want %v", resp, err, tc.want)
+			}
+		})
 	}
 }

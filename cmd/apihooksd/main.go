@@ -38,6 +38,7 @@ func run(args []string) error {
 	var cfg server.Config
 	var endpoints, hookServices, logLevel, logFormat string
 	var hookMemory, heapLimit int64
+	var maxMessage int
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory of the embedded etcd")
 	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (etcdctl connects here)")
@@ -49,16 +50,17 @@ func run(args []string) error {
 	fs.StringVar(&cfg.EtcdUser, "etcd-user", "", "etcd user name")
 	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password")
 	fs.DurationVar(&cfg.EtcdDialTimeout, "etcd-dial-timeout", 5*time.Second, "timeout of connecting to etcd")
-	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of hooks (<prefix>hooks/...) and events")
+	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of everything the daemon reads and writes: hooks/, cache/, utils/, daemons/ and the example service's events")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
 	fs.DurationVar(&cfg.MaxHookTimeout, "max-hook-timeout", registry.DefaultMaxTimeout, "largest timeout a hook document may set; a document asking for more is invalid")
 	fs.StringVar(&cfg.SnapshotFile, "snapshot-file", "", "local copy of the hooks last loaded, served when etcd cannot be read at start (default <data-dir>/hooks-snapshot.json)")
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
 	fs.IntVar(&cfg.MaxHookRuns, "max-hook-runs", engine.DefaultMaxRuns(), "hook runs in flight at once, counting runs abandoned at their timeout until they end (GOMAXPROCS - 1 by default, at least 1)")
 	fs.DurationVar(&cfg.HookQueueWait, "hook-queue-wait", engine.DefaultQueueWait, "how long a hooked call waits for room past --max-hook-runs before it fails with RESOURCE_EXHAUSTED")
-	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", interceptor.DefaultQuarantineAfter, "timeouts within --quarantine-window that take a hook out of service (0: never)")
+	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", interceptor.DefaultQuarantineAfter, "timeouts or runs out of memory within --quarantine-window that take a hook out of service (0: never)")
 	fs.DurationVar(&cfg.QuarantineWindow, "quarantine-window", interceptor.DefaultQuarantineWindow, "the window in which --quarantine-after timeouts count")
 	fs.DurationVar(&cfg.QuarantineFor, "quarantine-for", interceptor.DefaultQuarantineFor, "how long a quarantined hook is not run: its calls fail fast with UNAVAILABLE, or skip it with onError continue")
+	fs.IntVar(&maxMessage, "max-message-size", 4, "largest message, in MiB, taken from a client; in proxy mode, raise it to the backend's limit")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM may take: draining in-flight calls, then stopping etcd")
 	fs.StringVar(&cfg.Isolation, "isolation", "inprocess", "where hooks run: inprocess, or process (each run in a worker process with --hook-memory)")
 	fs.Int64Var(&hookMemory, "hook-memory", isolate.DefaultMemoryLimit>>20, "what one hook run may allocate, in MiB: the memory budget of built-ins in process, and a worker process's memory beyond its baseline")
@@ -123,6 +125,11 @@ func run(args []string) error {
 		return fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
 	}
 	cfg.HookMemory = hookMemory << 20
+	// A gRPC message's length is 31 bits in grpc-go.
+	if maxMessage <= 0 || maxMessage > 2047 {
+		return fmt.Errorf("--max-message-size %d must be between 1 and 2047 MiB", maxMessage)
+	}
+	cfg.MaxRecvMsgSize = maxMessage << 20
 	if heapLimit < 0 {
 		return fmt.Errorf("--hook-heap-limit %d must not be negative", heapLimit)
 	}
