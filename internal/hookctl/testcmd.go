@@ -53,7 +53,11 @@ expected outcome:
       expect: {action: continue, request: {toUserId: alice, eventType: login}}
 
 A case may also set params (instead of the manifest's), metadata, response
-(post-hooks), and method (for SERVICE/* and */* hooks); expect may set
+(post-hooks), method (for SERVICE/* and */* hooks), error (error hooks: the
+call's status, {code: INTERNAL, message: db down}) and calls, which answers
+the hook's ctx.calls by method ({SERVICE/METHOD: {response: {...}}} or
+{SERVICE/METHOD: {error: {code: NOT_FOUND, message: ...}}}; a call no case
+answers fails with UNIMPLEMENTED, as with --script); expect may set
 message, messageContains, request, response (compared as protobuf messages)
 and logs ([{level, message}], message being a substring). Each failing case is
 printed with what was expected and what happened; exit 1 when any fails.

@@ -191,7 +191,7 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 		}),
 	}
 	f := c.Flags()
-	f.StringVar(&scriptFile, "script", "", "the hook's JavaScript file (- for standard input)")
+	f.StringVar(&scriptFile, "script", "", "the hook's script, JavaScript or TypeScript (.ts) (- for standard input)")
 	f.StringVar(&params, "params", "", "the hook's params: JSON, or @FILE holding JSON")
 	f.IntVar(&order, "order", 0, "position among the hooks of a call (ascending)")
 	f.StringVar(&timeout, "timeout", "", "the hook's time limit, a Go duration such as 250ms (default: the daemon's --hook-timeout)")
