@@ -308,7 +308,7 @@ an error); 3 etcd unreachable or a concurrent change (nothing was written);
 	)
 	for _, c := range []*cobra.Command{
 		a.listCommand(), a.getCommand(), a.putCommand(), a.enableCommand(true), a.enableCommand(false),
-		a.deleteCommand(), a.historyCommand(), a.rollbackCommand(), a.statusCommand(), a.utilsCommand(),
+		a.deleteCommand(), a.historyCommand(), a.rollbackCommand(), a.statusCommand(), a.utilsCommand(), a.cacheCommand(),
 	} {
 		c.GroupID = "hooks"
 		root.AddCommand(c)

@@ -233,6 +233,13 @@ type writeResult struct {
 // done reports a write: text for people, or res as JSON or YAML.
 // With --wait, it then waits for the daemons to load the revision.
 func (a *app) done(output string, res writeResult, format string, args ...any) error {
+	return a.finish(output, res, res.Revision, []string{res.Key}, format, args...)
+}
+
+// finish prints what a write did, as text (format and args) or as res in
+// output's format, and waits, with --wait, until the daemons have revision
+// rev in force (none may report one of keys broken).
+func (a *app) finish(output string, res any, rev int64, keys []string, format string, args ...any) error {
 	w := a.out
 	if output != "text" {
 		if err := a.printData(output, res); err != nil {
@@ -245,7 +252,7 @@ func (a *app) done(output string, res writeResult, format string, args ...any) e
 	if a.st == nil {
 		return nil
 	}
-	return a.waitLive(a.st, w, a.wait, res.Revision, []string{res.Key})
+	return a.waitLive(a.st, w, a.wait, rev, keys)
 }
 
 // commit writes one hook guarded by the mod revision it was read at (0: it
