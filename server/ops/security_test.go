@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +24,10 @@ func call(t *testing.T, d *daemon, method, path, body string, header map[string]
 		t.Fatal(err)
 	}
 	for k, v := range header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := client(t).Do(req)
@@ -108,6 +113,7 @@ func TestAuthCSRFAndReadOnly(t *testing.T) {
 		{"metrics need credentials", "/metrics", nil, http.StatusUnauthorized},
 		{"a wrong token is refused", "/metrics", map[string]string{"Authorization": "Bearer wrong-token-0123456789"}, http.StatusUnauthorized},
 		{"the bearer token is accepted", "/metrics", bearer, http.StatusOK},
+		{"the bearer scheme in any case is accepted", "/metrics", map[string]string{"Authorization": "bearer " + token}, http.StatusOK},
 		{"basic auth is accepted", "/", map[string]string{"Authorization": "Basic b3BzOmNvcnJlY3QtaG9yc2U="}, http.StatusOK},
 		{"a wrong password is refused", "/", map[string]string{"Authorization": "Basic b3BzOndyb25n"}, http.StatusUnauthorized},
 	} {
@@ -235,5 +241,33 @@ func TestWritesFollowTheDaemonsHookTimeoutLimit(t *testing.T) {
 	}
 	if code, body := put(`{"script": "undefined", "timeout": "8s"}`); code != 200 {
 		t.Fatalf("PUT with 8s = %d %s; want 200", code, body)
+	}
+}
+
+// TestThePageWithoutAuthAnswersOnlyToLoopbackNames: without credentials,
+// the page answers only to a Host that is a loopback name or address, so
+// a site whose name a browser was made to resolve to 127.0.0.1 (DNS
+// rebinding) cannot read or change hooks as its own origin.
+func TestThePageWithoutAuthAnswersOnlyToLoopbackNames(t *testing.T) {
+	d := startDaemon(t, nil)
+	_, port, _ := net.SplitHostPort(d.httpAddr)
+	for _, tt := range []struct {
+		host string
+		want int
+	}{
+		{"127.0.0.1:" + port, http.StatusOK},
+		{"localhost:" + port, http.StatusOK},
+		{"LOCALHOST", http.StatusOK},
+		{"app.localhost:" + port, http.StatusOK},
+		{"[::1]:" + port, http.StatusOK},
+		{"rebind.evil.example:" + port, http.StatusForbidden},
+		{"127.0.0.1.evil.example", http.StatusForbidden},
+		{"10.0.0.5:" + port, http.StatusForbidden},
+	} {
+		for _, path := range []string{"/", "/api/state"} {
+			if code, body := call(t, d, "GET", path, "", map[string]string{"Host": tt.host}); code != tt.want {
+				t.Errorf("GET %s with Host %s = %d %.80s; want %d", path, tt.host, code, body, tt.want)
+			}
+		}
 	}
 }

@@ -116,6 +116,9 @@ func New(cfg Config) (*Server, error) {
 		s.routes(mux)
 	}
 	s.h = s.authenticate(mux)
+	if cfg.Page && s.creds == nil {
+		s.h = loopbackHostOnly(s.h)
+	}
 	return s, nil
 }
 
@@ -159,6 +162,27 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHostOnly refuses a request whose Host is not a loopback name
+// (localhost, *.localhost) or address. The page without credentials
+// listens on loopback, but a page of another site whose name the browser
+// was made to resolve to 127.0.0.1 (DNS rebinding) would reach it as its
+// own origin: its Host header names that site.
+func loopbackHostOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+		ip := net.ParseIP(strings.Trim(host, "[]"))
+		if host != "localhost" && !strings.HasSuffix(host, ".localhost") && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, fmt.Sprintf("Host %q is not a loopback name or address: without --http-auth-file, the page answers only to localhost and loopback addresses", r.Host), http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // withHeaders adds the page's security headers: no framing, no resources
@@ -230,8 +254,9 @@ func matchAny(list [][32]byte, v string) bool {
 
 func (c *credentials) allow(r *http.Request) bool {
 	auth := r.Header.Get("Authorization")
-	if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
-		return matchAny(c.bearer, tok)
+	// The scheme's name is case-insensitive (RFC 9110).
+	if scheme, tok, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return matchAny(c.bearer, strings.TrimSpace(tok))
 	}
 	if user, pass, ok := r.BasicAuth(); ok {
 		return matchAny(c.basic, user+":"+pass)
