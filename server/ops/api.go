@@ -145,6 +145,8 @@ type hookView struct {
 	Timeout     string          `json:"timeout,omitempty"`
 	OnError     string          `json:"onError,omitempty"`
 	Isolation   string          `json:"isolation,omitempty"`
+	Style       string          `json:"style,omitempty"`
+	Owner       string          `json:"owner,omitempty"`
 	Params      json.RawMessage `json:"params,omitempty"`
 	Script      string          `json:"script,omitempty"`
 	// Revision is the key's mod revision in etcd, the guard of a write.
@@ -227,6 +229,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		if d := e.Doc; d != nil {
 			v.Enabled, v.Order, v.Description, v.Lang = d.IsEnabled(), d.Order, d.Description, string(cmp.Or(d.Lang, engine.JS))
 			v.Timeout, v.OnError, v.Isolation, v.Params, v.Script = d.Timeout, string(d.OnError), string(d.Isolation), d.Params, d.Script
+			v.Style, v.Owner = string(d.Style), d.Owner
 		}
 		if h := running[id]; h != nil {
 			if h.Err != nil {
@@ -393,6 +396,9 @@ func (s *Server) put(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if req.Revision < 0 {
+		return nil, badRequest("revision: %d: want the hook's revision as read, or 0 to create it", req.Revision)
+	}
 	k, raw, err := s.build(ctx, req.Key, req.Document)
 	if err != nil {
 		return nil, err
@@ -427,6 +433,13 @@ func (s *Server) delete(ctx context.Context, body []byte) (any, error) {
 	}
 	path := s.store.Path(k)
 	rev, err := s.store.Commit(ctx, &store.Write{Guards: map[string]int64{path: req.Revision}, Deletes: []string{path}})
+	var ce *store.ConflictError
+	if errors.As(err, &ce) {
+		// Gone meanwhile (deleted twice) is not a change to reload.
+		if _, _, gerr := s.store.Get(ctx, k); errors.Is(gerr, store.ErrNotFound) {
+			return nil, &apiError{code: http.StatusNotFound, msg: fmt.Sprintf("hook %s does not exist (deleted meanwhile?)", req.Key)}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -146,3 +146,40 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestPageEditKeepsWhatItDoesNotShow: editing a hook on the page changes
+// what the form changes and keeps the rest of its document: its style,
+// which the form shows, and its owner, which only its team's manifest
+// changes.
+func TestPageEditKeepsWhatItDoesNotShow(t *testing.T) {
+	d := startDaemon(t, nil)
+	ctx := browser(t)
+	const key = "events.v1.EventService/GetEvents/pre/g"
+	d.put(t, key, `{"script": "function main(g) {}\nmodule.exports = main;", "style": "apimaker", "owner": "team-a"}`)
+
+	run(t, ctx, "open the page", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	waitFor(t, ctx, "the hook in the list", row(key))
+	run(t, ctx, "edit the hook's description",
+		chromedp.Click(css(`tr[data-key="`+key+`"] button[data-action="edit"]`)),
+		chromedp.WaitVisible(css(`#editor`)),
+		chromedp.SetValue(css(`#f-description`), "edited on the page"),
+	)
+	if got := evalString(t, ctx, `document.querySelector('#f-style').value`); got != "apimaker" {
+		t.Errorf("the form's style = %q; want apimaker", got)
+	}
+	run(t, ctx, "save", chromedp.Click(css(`#save`)))
+	eventually(t, "the edit in etcd", func() bool {
+		resp, err := d.etcd.Get(context.Background(), "/apihooks/hooks/"+key)
+		if err != nil || len(resp.Kvs) == 0 {
+			return false
+		}
+		var doc struct{ Description, Style, Owner string }
+		if err := json.Unmarshal(resp.Kvs[0].Value, &doc); err != nil || doc.Description != "edited on the page" {
+			return false
+		}
+		if doc.Style != "apimaker" || doc.Owner != "team-a" {
+			t.Fatalf("after the edit: style %q, owner %q; want apimaker and team-a kept", doc.Style, doc.Owner)
+		}
+		return true
+	})
+}

@@ -225,6 +225,12 @@ func TestWritesAreCheckedAndGuardedAsHookctlDoes(t *testing.T) {
 	if err != nil || resp.Count != 0 {
 		t.Errorf("after delete etcd holds %v (%v); want nothing", resp.Count, err)
 	}
+	if code, body := call(t, d, "DELETE", "/api/hooks", string(del), h); code != http.StatusNotFound || !strings.Contains(body, "does not exist") {
+		t.Errorf("a second delete = %d %s; want 404 saying it does not exist", code, body)
+	}
+	if code, body := put(key, `{"script": "undefined"}`, -5); code != http.StatusBadRequest || !strings.Contains(body, "revision: -5") {
+		t.Errorf("a write with revision -5 = %d %s; want 400 naming the revision", code, body)
+	}
 }
 
 // A daemon that allows longer hooks (--max-hook-timeout) takes them from

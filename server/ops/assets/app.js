@@ -157,6 +157,10 @@ function documentOf() {
   if ($("f-onerror").value) d.onError = $("f-onerror").value;
   if ($("f-description").value.trim()) d.description = $("f-description").value.trim();
   if ($("f-isolation").value) d.isolation = $("f-isolation").value;
+  if ($("f-style").value) d.style = $("f-style").value;
+  // The page does not edit a hook's owner (its team's manifest does): an
+  // edit keeps it.
+  if (editing && editing.owner) d.owner = editing.owner;
   return d;
 }
 
@@ -234,6 +238,8 @@ function openEditor(h) {
   $("f-timeout").value = h ? h.timeout || "" : "";
   $("f-onerror").value = h ? h.onError || "" : "";
   $("f-isolation").value = h ? h.isolation || "" : "";
+  $("f-style").value = h ? h.style || "" : "";
+  $("f-owner").textContent = h && h.owner ? "owner: " + h.owner : "";
   $("f-enabled").checked = h ? h.enabled || !!h.error : true;
   $("save").hidden = state.readOnly;
   $("save-msg").textContent = "";
@@ -334,7 +340,7 @@ async function start() {
   $("form").addEventListener("submit", save);
   $("run-test").addEventListener("click", runTest);
   $("f-lang").addEventListener("change", () => setLang($("f-lang").value));
-  for (const id of ["f-params", "f-timeout", "f-onerror", "f-isolation", "f-name", "f-method", "f-phase", "f-order", "f-lang"]) {
+  for (const id of ["f-params", "f-timeout", "f-onerror", "f-isolation", "f-style", "f-name", "f-method", "f-phase", "f-order", "f-lang"]) {
     $(id).addEventListener("change", check);
   }
   await refresh();
