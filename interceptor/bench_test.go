@@ -110,7 +110,7 @@ func benchConfigs(b *testing.B) []benchConfig {
 				if err != nil {
 					b.Fatal(err)
 				}
-				opts = append(opts, tel.ServerOptions()...)
+				opts = append(opts, tel.ServerOptions(nil)...)
 				iopts = append(iopts, tel.HookOptions()...)
 			}
 			opts = append(opts, grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, iopts...)))

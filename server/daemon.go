@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
 	hookOpts = append(hookOpts, tel.HookOptions()...)
-	srvOpts := tel.ServerOptions()
+	var srvOpts []grpc.ServerOption
 	if cfg.MaxRecvMsgSize > 0 {
 		srvOpts = append(srvOpts, grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize))
 	}
@@ -219,7 +219,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Hooks may call the example service's methods (ctx.call).
 		calls := interceptor.NewCalls()
 		hookOpts := append(hookOpts, interceptor.WithCalls(calls))
-		srv = grpc.NewServer(append(srvOpts,
+		srv = grpc.NewServer(append(append(tel.ServerOptions(nil), srvOpts...),
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 		)...)
@@ -227,7 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, srvOpts, log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel, srvOpts, log); err != nil {
 			return err
 		}
 		defer closeBackend()

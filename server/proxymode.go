@@ -9,6 +9,7 @@ import (
 
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/server/ops"
 	"github.com/apihooks/apihooks/server/proxy"
 )
 
@@ -16,7 +17,7 @@ import (
 // through the hooks of reg, and a function that closes the connection to
 // the backend. It learns the backend's descriptors, if it can: a backend
 // that does not answer yet is asked again when a hooked call needs them.
-func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, srvOpts []grpc.ServerOption, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
+func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, tel *ops.Telemetry, srvOpts []grpc.ServerOption, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
 	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithInterceptorOptions(hookOpts...)}
 	if cfg.DescriptorSet != "" {
 		set, err := proxy.ReadDescriptorSet(cfg.DescriptorSet)
@@ -43,7 +44,7 @@ func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts 
 		}
 	}
 	log.Info("proxy: forwarding to the backend", "backend", cfg.Proxy.Target, "services", len(p.Services()))
-	srv := grpc.NewServer(append(srvOpts, p.ServerOptions()...)...)
+	srv := grpc.NewServer(append(append(tel.ServerOptions(p.MetricsInfo), srvOpts...), p.ServerOptions()...)...)
 	p.RegisterReflection(srv)
 	return srv, p, func() { cc.Close() }, nil
 }

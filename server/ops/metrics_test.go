@@ -2,7 +2,9 @@ package ops_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -12,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/proxy"
 )
 
 // scrape reads /metrics and parses it with Prometheus' own text parser.
@@ -137,6 +141,40 @@ func TestMetricsMoveAsCallsAreMade(t *testing.T) {
 		b, a := max(value(before, tt.family, tt.labels), 0), value(after, tt.family, tt.labels)
 		if a-b != tt.delta {
 			t.Errorf("%s: %s%v went from %v to %v; want +%v", tt.name, tt.family, tt.labels, b, a, tt.delta)
+		}
+	}
+}
+
+// TestAProxysMetricsHaveBoundedLabels: a proxy counts a call under its
+// method and call shape as the backend's descriptors say; calls of
+// methods they do not describe, which a client may make up without end,
+// share one series.
+func TestAProxysMetricsHaveBoundedLabels(t *testing.T) {
+	backend := startDaemon(t, func(c *server.Config) { c.HTTP = server.HTTPConfig{} })
+	d := startDaemon(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend.grpcAddr} })
+	ctx := context.Background()
+	if _, err := d.events.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		err := d.conn.Invoke(ctx, fmt.Sprintf("/made.up.Service%d/Method%d", i, i), &eventsv1.GetEventsRequest{}, &eventsv1.GetEventsResponse{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("a made-up method through the proxy: %v; want Unimplemented from the backend", err)
+		}
+	}
+
+	fams := scrape(t, d)
+	if got := value(fams, "grpc_server_handled_total", map[string]string{"grpc_service": "events.v1.EventService", "grpc_method": "GetEvents", "grpc_type": "unary", "grpc_code": "OK"}); got != 1 {
+		t.Errorf("grpc_server_handled_total of a unary GetEvents through the proxy = %v; want 1", got)
+	}
+	if got := value(fams, "grpc_server_handled_total", map[string]string{"grpc_service": "unknown.Unknown", "grpc_method": "Unknown", "grpc_code": "Unimplemented"}); got != 20 {
+		t.Errorf("grpc_server_handled_total of the made-up methods, as unknown.Unknown/Unknown = %v; want 20", got)
+	}
+	for _, m := range fams["grpc_server_started_total"].GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if strings.HasPrefix(lp.GetValue(), "made.up") {
+				t.Fatalf("a series for a made-up method: %v", m.GetLabel())
+			}
 		}
 	}
 }

@@ -89,15 +89,35 @@ func NewTelemetry(ctx context.Context, metrics bool) (*Telemetry, error) {
 // ServerOptions returns what the gRPC server needs: otelgrpc's stats
 // handler when traces are on, and the gRPC server metrics' interceptors
 // when metrics are. Give them before the hook interceptors.
-func (t *Telemetry) ServerOptions() []grpc.ServerOption {
+//
+// unknown, when set, says which method and call shape the metrics count a
+// call of a server's unknown-service handler under (a proxy's calls):
+// the server itself knows only that the client named some method.
+func (t *Telemetry) ServerOptions(unknown func(*grpc.StreamServerInfo) *grpc.StreamServerInfo) []grpc.ServerOption {
 	var opts []grpc.ServerOption
 	if t.tp != nil {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(t.tp), otelgrpc.WithPropagators(propagation.TraceContext{}))))
 	}
 	if t.grpc != nil {
-		opts = append(opts, grpc.ChainUnaryInterceptor(t.grpc.UnaryServerInterceptor()),
-			grpc.ChainStreamInterceptor(t.grpc.StreamServerInterceptor()))
+		unary, stream := t.grpc.UnaryServerInterceptor(), t.grpc.StreamServerInterceptor()
+		if unknown != nil {
+			counted := stream
+			stream = func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+				// gRPC gives the unknown-service handler no service.
+				if srv == nil {
+					if info = unknown(info); !info.IsClientStream && !info.IsServerStream {
+						// A unary call, counted as one.
+						_, err := unary(ss.Context(), nil, &grpc.UnaryServerInfo{FullMethod: info.FullMethod}, func(context.Context, any) (any, error) {
+							return nil, handler(srv, ss)
+						})
+						return err
+					}
+				}
+				return counted(srv, ss, info, handler)
+			}
+		}
+		opts = append(opts, grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	}
 	return opts
 }

@@ -40,6 +40,8 @@ type table struct {
 type method struct {
 	desc    protoreflect.MethodDescriptor
 	in, out *lazypb.Type
+	// info is the method as gRPC's server would describe it.
+	info grpc.StreamServerInfo
 }
 
 // streaming reports whether the method is not unary.
@@ -82,10 +84,12 @@ func newTable(fds []*descriptorpb.FileDescriptorProto, services []string) (*tabl
 		t.services = append(t.services, name)
 		for i := range sd.Methods().Len() {
 			md := sd.Methods().Get(i)
-			t.methods["/"+name+"/"+string(md.Name())] = &method{
+			full := "/" + name + "/" + string(md.Name())
+			t.methods[full] = &method{
 				desc: md,
 				in:   lazypb.NewType(md.Input()),
 				out:  lazypb.NewType(md.Output()),
+				info: grpc.StreamServerInfo{FullMethod: full, IsClientStream: md.IsStreamingClient(), IsServerStream: md.IsStreamingServer()},
 			}
 		}
 	}

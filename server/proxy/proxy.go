@@ -152,6 +152,20 @@ func DialOptions() []grpc.DialOption {
 	}
 }
 
+// MetricsInfo returns what server metrics count a call the proxy forwards
+// under: its method and call shape, as the backend's descriptors say, or,
+// for a method they do not describe, "unknown.Unknown/Unknown", so that
+// clients naming made-up methods cannot make series without end.
+func (p *Proxy) MetricsInfo(info *grpc.StreamServerInfo) *grpc.StreamServerInfo {
+	m := p.desc.current().methods[info.FullMethod]
+	if m == nil {
+		return &unknownMethod
+	}
+	return &m.info
+}
+
+var unknownMethod = grpc.StreamServerInfo{FullMethod: "/unknown.Unknown/Unknown", IsClientStream: true, IsServerStream: true}
+
 func (p *Proxy) responseType(fullMethod string) protoreflect.MessageType {
 	if m := p.desc.current().methods[fullMethod]; m != nil {
 		return m.out
