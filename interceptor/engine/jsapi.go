@@ -49,8 +49,9 @@ func (r *run) text(v goja.Value) string {
 
 // jsonOf is v's JSON form, as JSON.stringify writes it: the live view of a
 // message (ctx.request, ctx.response) is written as protojson writes the
-// message. A value JSON has no form for is null; one JSON.stringify refuses
-// (a cycle, a BigInt), its String as a JSON string.
+// message. A value JSON has no form for is null, and so is an object
+// JSON.stringify refuses (a cycle); another value it refuses (a BigInt) is
+// its String as a JSON string.
 func (r *run) jsonOf(v goja.Value) json.RawMessage {
 	if s, ok := r.stringify(v); ok {
 		return json.RawMessage(s)
