@@ -185,6 +185,7 @@ func TestPutValidatesBeforeWriting(t *testing.T) {
 		{"a bad phase", []string{"put", sendEvent, "around", "x", "--script", ok}, 1, `phase "around"`},
 		{"no script", []string{"put", sendEvent, "pre", "x"}, 2, "--script FILE is required"},
 		{"a post-hook on a stream", []string{"put", "events.v1.EventService/StreamEvents", "post", "x", "--script", ok, "--descriptor-set", set}, 1, "post-hooks never run on streams"},
+		{"an error hook on the example's stream, with no schema given", []string{"put", "events.v1.EventService/StreamEvents", "error", "x", "--script", ok}, 1, "error hooks never run on streams"},
 		{"a missing script file", []string{"put", sendEvent, "pre", "x", "--script", filepath.Join(dir, "none.js")}, 1, "no such file"},
 	}
 	for _, tc := range cases {

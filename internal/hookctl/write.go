@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,6 +147,11 @@ by the revision read: if the hook changed meanwhile, nothing is written (exit 3)
 			schemaSrc, err := sf.load(a.ctx, false)
 			if err != nil {
 				return err
+			}
+			// Without a schema, a hook on the built-in example service is
+			// still checked against it, as apply and validate do.
+			if builtin := schema.Builtin(); schemaSrc == nil && slices.Contains(builtin.Services(), k.Service) {
+				schemaSrc = builtin
 			}
 			if schemaSrc != nil {
 				if err := schemaSrc.CheckHook(k); err != nil {
