@@ -3,6 +3,7 @@ package hooktest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,7 +174,12 @@ func TestCaseFilesAnswerCallsBetweenMethods(t *testing.T) {
   try { await ctx.call("events.v1.EventService/SendEvent", {}) } catch (e) { ctx.request.eventData = {other: e.code} }
 };
 `)
-	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: ask\n    script: ask.js\n")
+	write("misfit.js", `module.exports = async (ctx) => {
+  try { await ctx.call("events.v1.EventService/GetEvents", {nope: 1}) } catch (e) { return {status: e.code, message: e.message} }
+};
+`)
+	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: ask\n    script: ask.js\n"+
+		"  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: misfit\n    script: misfit.js\n")
 	write("ask.test.yaml", `hook: events.v1.EventService/SendEvent pre ask
 cases:
   - name: the called method's answer comes from calls
@@ -190,6 +196,20 @@ cases:
       events.v1.EventService/GetEvents:
         error: {code: NOT_FOUND, message: no such user}
     expect: {action: reject, status: NOT_FOUND, message: no such user}
+  - name: an answer that does not fit the called method's response
+    request: {toUserId: a}
+    calls:
+      events.v1.EventService/GetEvents:
+        response: {eventId: "x"}
+    expect: {action: continue}
+`)
+	write("misfit.test.yaml", `hook: events.v1.EventService/SendEvent pre misfit
+cases:
+  - name: a request that does not fit the called method's fails as in the daemon
+    calls:
+      events.v1.EventService/GetEvents:
+        response: {}
+    expect: {action: reject, status: INVALID_ARGUMENT, messageContains: 'ctx.call events.v1.EventService/GetEvents: request:'}
 `)
 	m, err := manifest.Load(dir)
 	if err != nil {
@@ -199,12 +219,19 @@ cases:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cases) != 2 {
-		t.Fatalf("loaded %d cases; want 2", len(cases))
+	if len(cases) != 4 {
+		t.Fatalf("loaded %d cases; want 4", len(cases))
 	}
 	r := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9))
 	for _, c := range cases {
-		if res := r.RunCase(context.Background(), m, c); !res.Pass {
+		res := r.RunCase(context.Background(), m, c)
+		if strings.HasPrefix(c.Name, "an answer that does not fit") {
+			if res.Pass || !strings.Contains(fmt.Sprint(res.Problems), "calls.events.v1.EventService/GetEvents.response: not a events.v1.GetEventsResponse") {
+				t.Errorf("%s: pass %v, problems %v; want the case refused, naming the answer", c.Name, res.Pass, res.Problems)
+			}
+			continue
+		}
+		if !res.Pass {
 			t.Errorf("%s: %v (actual %+v)", c.Name, res.Problems, res.Actual)
 		}
 	}

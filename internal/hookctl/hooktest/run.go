@@ -90,26 +90,72 @@ type CallStub struct {
 	Error    *Status         `json:"error,omitempty"`
 }
 
-// stubCaller answers ctx.call from calls.
-func stubCaller(calls map[string]CallStub) engine.Caller {
-	return func(_ context.Context, method string, _ []byte) ([]byte, error) {
+// stubCaller answers ctx.call from calls, as the daemon does: a call of a
+// method the schema does not have as unary fails with UNIMPLEMENTED, a
+// request that does not fit its type with INVALID_ARGUMENT, and the answer
+// is calls' response, which must fit its type (checkCalls), as protojson.
+func (r *Runner) stubCaller(calls map[string]CallStub) engine.Caller {
+	return func(_ context.Context, method string, request []byte) ([]byte, error) {
 		method = strings.TrimPrefix(method, "/")
+		t, err := r.unaryTypes(method)
+		if err != nil {
+			return nil, status.Errorf(codes.Unimplemented, "ctx.call: %v", err)
+		}
+		if err := (protojson.UnmarshalOptions{Resolver: r.src.Resolver()}).Unmarshal(request, t.Request.New().Interface()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ctx.call %s: request: %v", method, err)
+		}
 		stub, ok := calls[method]
 		if !ok {
 			return nil, status.Errorf(codes.Unimplemented, "hookctl test: no answer for a call to %s (a case in a test file answers it under calls:)", method)
 		}
 		if stub.Error != nil {
-			c, ok := ParseCode(stub.Error.Code)
-			if !ok || c == codes.OK {
-				return nil, status.Errorf(codes.InvalidArgument, "hookctl test: calls.%s.error: %q is not a gRPC code name other than OK", method, stub.Error.Code)
-			}
+			c, _ := ParseCode(stub.Error.Code) // checked by checkCalls
 			return nil, status.Error(c, stub.Error.Message)
 		}
-		if len(bytes.TrimSpace(stub.Response)) == 0 {
-			return []byte("{}"), nil
+		resp, err := r.Parse(t.Response, stub.Response) // checked by checkCalls
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "ctx.call %s: response: %v", method, err)
 		}
-		return stub.Response, nil
+		return protojson.MarshalOptions{Resolver: r.src.Resolver()}.Marshal(resp)
 	}
+}
+
+// unaryTypes returns the types of a unary method, "pkg.Service/Method".
+func (r *Runner) unaryTypes(method string) (*Types, error) {
+	svc, m, ok := strings.Cut(method, "/")
+	if !ok {
+		return nil, fmt.Errorf("%q is not SERVICE/METHOD", method)
+	}
+	t, err := r.Types(svc, m)
+	if err != nil {
+		return nil, err
+	}
+	if st := schema.Streaming(t.Method); st != "" {
+		return nil, fmt.Errorf("%s is a streaming method (%s); only unary methods can be called", method, st)
+	}
+	return t, nil
+}
+
+// checkCalls reports what is wrong with a case's answers to calls: a
+// method that cannot be called, a code that is not one, a response that
+// does not fit the method's type.
+func (r *Runner) checkCalls(calls map[string]CallStub) error {
+	for method, stub := range calls {
+		t, err := r.unaryTypes(method)
+		if err != nil {
+			return fmt.Errorf("calls.%s: %w", method, err)
+		}
+		if stub.Error != nil {
+			if c, ok := ParseCode(stub.Error.Code); !ok || c == codes.OK {
+				return fmt.Errorf("calls.%s.error: %q is not a gRPC code name other than OK", method, stub.Error.Code)
+			}
+			continue
+		}
+		if _, err := r.Parse(t.Response, stub.Response); err != nil {
+			return fmt.Errorf("calls.%s.response: %w", method, err)
+		}
+	}
+	return nil
 }
 
 // Status is a gRPC status as a result shows it.
@@ -232,6 +278,9 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 	if err != nil {
 		return nil, &InputError{fmt.Errorf("request: %w", err)}
 	}
+	if err := r.checkCalls(in.Calls); err != nil {
+		return nil, &InputError{err}
+	}
 	call := &engine.Call{
 		Method:   "/" + in.Service + "/" + in.Method,
 		Phase:    h.Key.Phase,
@@ -242,7 +291,7 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		Request:  req,
 		Timeout:  h.Timeout,
 		Status:   callErr,
-		Caller:   stubCaller(in.Calls),
+		Caller:   r.stubCaller(in.Calls),
 	}
 	if call.Metadata == nil {
 		call.Metadata = map[string][]string{}
