@@ -43,8 +43,8 @@ func (r *run) decodeError(v goja.Value) (Outcome, error) {
 	if !present(v) {
 		return Outcome{Action: Continue}, nil
 	}
-	res, ok := v.(*goja.Object)
-	if !ok || res.ClassName() != "Object" {
+	res, ok := resultObject(v)
+	if !ok {
 		return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
 			"result: want an object with %s, or nothing; got %s", strings.Join(errorResultKeys, ", "), describe(v))}
 	}

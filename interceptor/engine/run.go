@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -307,8 +308,8 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return r.goOnLive()
 	}
-	res, ok := v.(*goja.Object)
-	if !ok || res.ClassName() != "Object" {
+	res, ok := resultObject(v)
+	if !ok {
 		return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
 			"result: want an object with %s, or nothing; got %s", strings.Join(resultKeys, ", "), describe(v))}
 	}
@@ -413,6 +414,22 @@ func present(v goja.Value) bool {
 	return v != nil && !goja.IsUndefined(v) && !goja.IsNull(v)
 }
 
+// plainObjectType is what a plain object (or a class's instance) exports
+// as; a Map, a Set, a typed array or a Proxy exports as another type.
+var plainObjectType = reflect.TypeOf(map[string]any(nil))
+
+// resultObject returns v as a result object: a plain object, or a class's
+// instance. A Map, a Set, a typed array or a Proxy, whose entries are not
+// its properties, is not one: a Map of {status: 403} would otherwise pass
+// for an empty result and let the call go on.
+func resultObject(v goja.Value) (*goja.Object, bool) {
+	o, ok := v.(*goja.Object)
+	if !ok || o.ClassName() != "Object" || o.ExportType() != plainObjectType {
+		return nil, false
+	}
+	return o, true
+}
+
 // describe names a value's type for error messages.
 func describe(v goja.Value) string {
 	switch {
@@ -424,6 +441,12 @@ func describe(v goja.Value) string {
 	if o, ok := v.(*goja.Object); ok {
 		if _, ok := goja.AssertFunction(o); ok {
 			return "a function"
+		}
+		switch o.ExportType().Kind() {
+		case reflect.Slice:
+			return "a list-like object (Set, Map or typed array)"
+		case reflect.Struct:
+			return "an exotic object (Proxy or ArrayBuffer)"
 		}
 		return "an " + o.ClassName()
 	}
