@@ -39,14 +39,19 @@ func WithIsolation(mode Isolation) Option {
 }
 
 // WithProcessIsolated runs the hooks for which isolated reports true in a
-// worker process, whatever the server's mode.
+// worker process, whatever the server's mode (default: those whose
+// document says "isolation": "process").
 func WithProcessIsolated(isolated func(*registry.Hook) bool) Option {
 	return func(o *options) { o.isolated = isolated }
 }
 
+// asksForProcess reports whether hook's document asks for a worker
+// process.
+func asksForProcess(hook *registry.Hook) bool { return hook.Isolation == registry.Process }
+
 // runner returns the runner of hook.
 func (h *hooks) runner(hook *registry.Hook) Runner {
-	if h.opts.isolation != Process && (h.opts.isolated == nil || !h.opts.isolated(hook)) {
+	if h.opts.isolation != Process && !h.opts.isolated(hook) {
 		return h.opts.engine
 	}
 	if h.opts.process == nil {

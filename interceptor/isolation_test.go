@@ -196,14 +196,26 @@ func TestUntrustedHooksCannotHurtTheServer(t *testing.T) {
 
 // TestProcessIsolationWithoutARunner: a hook that must run in a worker
 // process, on a server that has none, fails its calls with INTERNAL naming
-// the hook and the reason.
+// the hook and the reason, whether the server's option or, by default, the
+// hook's document says so: it never runs in the server's process instead.
 func TestProcessIsolationWithoutARunner(t *testing.T) {
-	e := etcdtest.Start(t)
-	srv := newServer(t, e, &syncBuffer{}, interceptor.WithProcessIsolated(func(*registry.Hook) bool { return true }))
-	srv.setHooks(t, map[string]string{sendEventKey + "pre/x": doc(`undefined`)})
-	_, err := srv.client.SendEvent(context.Background(), sendRequest())
-	want := "hook events.v1.EventService/SendEvent/pre/x: the hook must run in a worker process, and this server has no process runner"
-	if status.Code(err) != codes.Internal || status.Convert(err).Message() != want {
-		t.Errorf("got %v; want INTERNAL %q", err, want)
+	for _, tc := range []struct {
+		name string
+		opts []interceptor.Option
+		doc  string
+	}{
+		{"the server says so", []interceptor.Option{interceptor.WithProcessIsolated(func(*registry.Hook) bool { return true })}, doc(`undefined`)},
+		{"the document says so", nil, doc(`undefined`, `"isolation":"process"`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := etcdtest.Start(t)
+			srv := newServer(t, e, &syncBuffer{}, tc.opts...)
+			srv.setHooks(t, map[string]string{sendEventKey + "pre/x": tc.doc})
+			_, err := srv.client.SendEvent(context.Background(), sendRequest())
+			want := "hook events.v1.EventService/SendEvent/pre/x: the hook must run in a worker process, and this server has no process runner"
+			if status.Code(err) != codes.Internal || status.Convert(err).Message() != want {
+				t.Errorf("got %v; want INTERNAL %q", err, want)
+			}
+		})
 	}
 }

@@ -48,6 +48,9 @@ func evaluateOptions(opts []Option) *options {
 	if o.quarantine == nil {
 		o.quarantine = NewQuarantine(DefaultQuarantineAfter, DefaultQuarantineWindow, DefaultQuarantineFor)
 	}
+	if o.isolated == nil {
+		o.isolated = asksForProcess
+	}
 	return o
 }
 

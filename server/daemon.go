@@ -203,10 +203,9 @@ func Run(ctx context.Context, cfg Config) error {
 		interceptor.WithLogger(log),
 		interceptor.WithQuarantine(quarantine),
 		interceptor.WithProcessRunner(pool),
+		// A document may ask for a worker process (the interceptors'
+		// default); it cannot opt out of the server's --isolation process.
 		interceptor.WithIsolation(interceptor.Isolation(cmp.Or(cfg.Isolation, "inprocess"))),
-		// A document may ask for a worker process; it cannot opt out of
-		// the server's --isolation process.
-		interceptor.WithProcessIsolated(func(h *registry.Hook) bool { return h.Isolation == registry.Process }),
 	}
 	hookOpts = append(hookOpts, tel.HookOptions()...)
 	var srvOpts []grpc.ServerOption

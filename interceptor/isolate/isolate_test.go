@@ -865,3 +865,23 @@ func TestCallsFromAWorker(t *testing.T) {
 		t.Fatalf("calls made: %q; want %q first", requests, want)
 	}
 }
+
+// TestAProgramThatIsNotAWorkerStartsNone: a pool with the default command
+// in a program whose main never called ServeWorkerIfAsked (this test
+// binary's TestMain does not) starts no worker, which would run the whole
+// program, and says what to do.
+func TestAProgramThatIsNotAWorkerStartsNone(t *testing.T) {
+	pool := isolate.New(isolate.WithWorkers(1))
+	defer pool.Close()
+	s, err := engine.Compile("x.js", `module.exports = () => {}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Run(context.Background(), s, &engine.Call{Method: "/x.Y/Z", Phase: engine.Pre, Timeout: generous})
+	if err == nil || !strings.Contains(err.Error(), isolate.ErrNoWorkerEntry.Error()) {
+		t.Fatalf("Run with the default command: %v; want an error saying main must call isolate.ServeWorkerIfAsked first", err)
+	}
+	if kids := childrenOf(t, os.Getpid()); len(kids) != 0 {
+		t.Fatalf("this process has children %v; want none started", kids)
+	}
+}

@@ -30,6 +30,17 @@ import (
 // scriptCacheSize bounds how many compiled scripts a worker keeps.
 const scriptCacheSize = 256
 
+// askedFirst is set once this program has called ServeWorkerIfAsked and
+// is not a worker: started as one, it will serve runs.
+var askedFirst atomic.Bool
+
+// ErrNoWorkerEntry is the error of a pool with the default command in a
+// program that has not called ServeWorkerIfAsked: a worker started from it
+// would run the whole program (a second server, say) instead of serving
+// runs, so none is started.
+var ErrNoWorkerEntry = errors.New("this program's main does not call isolate.ServeWorkerIfAsked() first, so a hook worker started from it would run the program itself: " +
+	"call it first thing in main (and in TestMain), or give the pool a worker program with isolate.WithCommand")
+
 // ServeWorkerIfAsked makes this program a hook worker when it was started
 // as one: when its first argument is WorkerArg, as a Pool with the default
 // command starts it, it serves runs on its standard input and output until
@@ -38,6 +49,7 @@ const scriptCacheSize = 256
 // main (and in TestMain, for its tests).
 func ServeWorkerIfAsked() {
 	if len(os.Args) < 2 || os.Args[1] != WorkerArg {
+		askedFirst.Store(true)
 		return
 	}
 	if err := ServeWorker(os.Stdin, os.Stdout); err != nil {

@@ -57,6 +57,9 @@ type worker struct {
 func (p *Pool) command() (*exec.Cmd, error) {
 	path := p.opts.path
 	if path == "" {
+		if !askedFirst.Load() {
+			return nil, ErrNoWorkerEntry
+		}
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("find this program: %w", err)
