@@ -247,7 +247,7 @@ func TestScriptContract(t *testing.T) {
 			script:   `module.exports = () => new Proxy({}, {get: () => 403})`,
 			wantKind: engine.BadResult, wantErr: "got an exotic object (Proxy or ArrayBuffer)"},
 		{name: "a class's instance is a result object",
-			script:   `class Deny { constructor() { this.status = 403; this.message = "no" } }; module.exports = () => new Deny()`,
+			script:     `class Deny { constructor() { this.status = 403; this.message = "no" } }; module.exports = () => new Deny()`,
 			wantAction: engine.Reject, wantCode: codes.PermissionDenied, wantMessage: "no"},
 		{name: "messageOverride and response together are rejected",
 			script:   `({messageOverride: {}, response: {}})`,
