@@ -12,9 +12,10 @@ type Static struct {
 	current atomic.Pointer[Snapshot]
 }
 
-// NewStatic returns a source that serves hooks, with their response cache
-// configurations absent, to every service but grpc.*. Two hooks with the
-// same key, or a nil hook, panic: they are a programming error.
+// NewStatic returns a source that serves hooks, with no response cache
+// configurations. A hook applies to the service it names, grpc.* ones
+// included; global hooks (*/*) apply to every service but grpc.*. Two hooks
+// with the same key, or a nil hook, panic: they are a programming error.
 func NewStatic(hooks ...*Hook) *Static {
 	s := &Static{}
 	s.Set(hooks...)
