@@ -480,4 +480,35 @@ func TestStatusCountsDeletionsAndUtils(t *testing.T) {
 	if d := got["after-delete"]; d.Lag != st.HooksRevision-rDel {
 		t.Errorf("after-delete, after a util's put: lag %d, state %q; want %d behind", d.Lag, d.State, st.HooksRevision-rDel)
 	}
+
+	// etcd compacts its history: what it still has is enough.
+	rUtil := st.HooksRevision
+	daemonAt("after-util", rUtil)
+	readAll := func() {
+		if err := json.Unmarshal([]byte(e.want(0, "status", "-o", "json").stdout), &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the four records", func() bool { readAll(); return len(st.Daemons) == 4 })
+	// Writes elsewhere move etcd on; then it forgets the daemons' revisions.
+	if _, err := e.etcd.Put(context.Background(), "elsewhere", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.etcd.Compact(context.Background(), e.revision()); err != nil {
+		t.Fatal(err)
+	}
+	readAll()
+	got = map[string]daemon{}
+	for _, d := range st.Daemons {
+		got[d.ID] = d
+	}
+	if st.HooksRevision != rUtil {
+		t.Errorf("after a compaction, hooksRevision = %d; want %d", st.HooksRevision, rUtil)
+	}
+	if d := got["after-util"]; d.State != "in step" {
+		t.Errorf("after-util, after a compaction: state %q; want in step", d.State)
+	}
+	if d := got["after-delete"]; d.Lag != rUtil-rDel {
+		t.Errorf("after-delete, after a compaction: lag %d, state %q; want %d behind", d.Lag, d.State, rUtil-rDel)
+	}
 }

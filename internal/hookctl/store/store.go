@@ -483,8 +483,10 @@ func (s *Store) HookKeys(ctx context.Context, rev int64) (map[string]int64, int6
 // (at revision rev) those of now; 0 when it has every change. A change is
 // a put, seen in a key's mod revision, or a deletion, which leaves no
 // revision behind: it is found by comparing the keys at from with those of
-// now, and dated by bisecting etcd's history. A from that etcd has
-// compacted returns a CompactedError.
+// now, and dated by bisecting etcd's history. When etcd has compacted
+// from, the keys are compared from its compaction revision on: a deletion
+// before that can no longer be seen. A CompactedError is returned only
+// when the compaction revision cannot be read.
 func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, from int64) (int64, error) {
 	if from >= rev {
 		return 0, nil
@@ -496,6 +498,16 @@ func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, fro
 		}
 	}
 	then, _, err := s.HookKeys(ctx, from)
+	var ce *CompactedError
+	if errors.As(err, &ce) {
+		if c := s.compactRevision(ctx); c > from {
+			from = c
+			if from >= rev {
+				return newest, nil
+			}
+			then, _, err = s.HookKeys(ctx, from)
+		}
+	}
 	if err != nil {
 		return 0, err
 	}
