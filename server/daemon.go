@@ -356,7 +356,7 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 	}
 	info, serr := reg.StartFromSnapshot()
 	if serr == nil {
-		log.Warn("serving hooks from the local snapshot; etcd unreachable", "revision", info.Revision,
+		log.Warn("serving hooks from the local snapshot; etcd cannot be read", "revision", info.Revision,
 			"age", time.Since(info.Saved).Round(time.Second), "saved", info.Saved, "hooks", info.Hooks, "error", err)
 		return nil
 	}

@@ -171,7 +171,7 @@ func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
 			if ok, got := denied(d, "v1")(); !ok {
 				t.Fatalf("with etcd down: %s; want the snapshot's hook in force (PermissionDenied v1)", got)
 			}
-			if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd unreachable") {
+			if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd cannot be read") {
 				t.Fatalf("log does not say the hooks come from the snapshot:\n%s", logs)
 			}
 			if ok, got := health(d, "", healthpb.HealthCheckResponse_SERVING)(); !ok {

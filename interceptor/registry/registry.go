@@ -275,7 +275,11 @@ func (r *Registry) readAll(getCtx, ctx context.Context, wait bool) (int64, error
 		return 0, fmt.Errorf("registry: read %s, %s and %s: %w", dirs[0], dirs[1], dirs[2], err)
 	}
 	current, rev := resp, resp.Header.Revision
-	if old, oldRev := r.startingMidApply(getCtx, resp); old != nil {
+	old, oldRev, err := r.startingMidApply(getCtx, resp)
+	if err != nil {
+		return 0, err
+	}
+	if old != nil {
 		resp, rev = old, oldRev
 	}
 	b := &batch{rev: rev, full: true, beforeApply: resp != current, done: make(chan struct{})}

@@ -53,7 +53,7 @@ func (r *Registry) markerChange(c *change) bool {
 // staged apply whose marker was created at createRev, so that a registry
 // starting in the middle of one serves what was in force. It returns nil
 // when etcd no longer holds that revision.
-func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) *clientv3.TxnResponse {
+func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) (*clientv3.TxnResponse, error) {
 	dirs := r.dirs()
 	resp, err := r.client.Txn(ctx).Then(
 		clientv3.OpGet(dirs[0], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
@@ -61,27 +61,27 @@ func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) *client
 		clientv3.OpGet(dirs[2], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
 	).Commit()
 	if err != nil {
-		r.opts.logger.Warn("a staged apply is in progress and the hooks from before it cannot be read; serving its partial state once it completes",
-			"error", fmt.Sprint(err))
-		return nil
+		return nil, fmt.Errorf("registry: a staged apply is in progress (since revision %d) and the hooks from before it cannot be read: %w", createRev, err)
 	}
-	return resp
+	return resp, nil
 }
 
 // startingMidApply returns, for a registry with nothing in force yet that
 // finds a staged apply's marker in the full read resp, the hooks as they
 // were before that apply, and the revision they were read at; nil
-// otherwise.
-func (r *Registry) startingMidApply(ctx context.Context, resp *clientv3.TxnResponse) (*clientv3.TxnResponse, int64) {
+// otherwise. When those cannot be read (etcd compacted them), it fails:
+// the apply's partial state must never be served, nor no hooks at all.
+func (r *Registry) startingMidApply(ctx context.Context, resp *clientv3.TxnResponse) (*clientv3.TxnResponse, int64, error) {
 	if r.current.Load().Revision != 0 {
-		return nil, 0 // what is in force stays, held back until the apply ends
+		return nil, 0, nil // what is in force stays, held back until the apply ends
 	}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		if string(kv.Key) == ApplyMarker(r.opts.prefix) {
-			return r.readBeforeApply(ctx, kv.CreateRevision), kv.CreateRevision - 1
+			old, err := r.readBeforeApply(ctx, kv.CreateRevision)
+			return old, kv.CreateRevision - 1, err
 		}
 	}
-	return nil, 0
+	return nil, 0, nil
 }
 
 // applyEnded reports whether b ends a staged apply while the entries are

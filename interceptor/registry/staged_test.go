@@ -3,9 +3,12 @@ package registry_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
@@ -127,4 +130,53 @@ func TestRegistryReadingAgainDuringAStagedApplyKeepsTheHooksInForce(t *testing.T
 		t.Fatal(err)
 	}
 	waitFor(t, "the apply in force", func() bool { return len(preHooks(r, sendEvent)) == 2 })
+}
+
+// TestRegistryStartingDuringAStagedApplyWhoseStartIsCompacted: when etcd
+// no longer has the hooks from before a staged apply, a registry starting
+// does not serve the apply's partial state, nor no hooks at all: Start
+// fails, so the snapshot file serves, held back until the apply ends.
+func TestRegistryStartingDuringAStagedApplyWhoseStartIsCompacted(t *testing.T) {
+	e := etcdtest.Start(t)
+	ctx := context.Background()
+	marker := registry.ApplyMarker(registry.DefaultPrefix)
+	file := filepath.Join(t.TempDir(), "hooks.json")
+	put(t, e.Client, hookKey("a"), doc("v1"))
+	first := start(t, e.Client, registry.WithSnapshotFile(file))
+	first.Close()
+
+	if _, err := e.Client.Put(ctx, marker, `{}`); err != nil {
+		t.Fatal(err)
+	}
+	put(t, e.Client, hookKey("a"), doc("v2"))
+	rev := put(t, e.Client, hookKey("b"), doc("v1"))
+	if _, err := e.Client.Compact(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+
+	r := registry.New(e.Client, registry.WithLogger(quiet()), registry.WithSnapshotFile(file), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+	t.Cleanup(r.Close)
+	sctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	err := r.Start(sctx)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "a staged apply is in progress") {
+		t.Fatalf("Start during an apply whose start is compacted: %v; want an error saying so", err)
+	}
+	if got := preHooks(r, sendEvent); len(got) != 0 {
+		t.Fatalf("after the failed Start: pre-hooks = %v; want none in force", got)
+	}
+	if _, err := r.StartFromSnapshot(); err != nil {
+		t.Fatalf("StartFromSnapshot: %v", err)
+	}
+	waitFor(t, "the registry to follow etcd, holding back the apply", func() bool { st := r.Status(); return st.Synced && st.Held })
+	if got := preHooks(r, sendEvent); len(got) != 1 || got[0] != "a v1" {
+		t.Fatalf("during the apply: pre-hooks = %v; want [a v1], from before it", got)
+	}
+	if _, err := e.Client.Delete(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the apply in force", func() bool {
+		g := preHooks(r, sendEvent)
+		return len(g) == 2 && g[0] == "a v2"
+	})
 }
