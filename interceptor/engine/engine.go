@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dlclark/regexp2/v2"
 	"google.golang.org/grpc/codes"
@@ -413,12 +414,12 @@ func (k Kind) String() string {
 func (e *Error) Status(hookID string) *status.Status {
 	switch e.Kind {
 	case Thrown:
-		return status.New(codes.Unknown, e.Message)
+		return newStatus(codes.Unknown, e.Message)
 	case Canceled:
 		if e.Err != nil {
 			return status.FromContextError(e.Err)
 		}
-		return status.New(codes.Canceled, e.Message)
+		return newStatus(codes.Canceled, e.Message)
 	case Timeout:
 		return statusf(codes.DeadlineExceeded, "hook %s %s", hookID, e.Message)
 	}
@@ -469,9 +470,30 @@ func badResult(where string, err error) error {
 	return &Error{Kind: BadResult, Message: fmt.Sprintf("%s: %v", where, err)}
 }
 
-// statusf is a shorthand for status.New(c, fmt.Sprintf(...)).
+// MaxStatusMessage is the longest status message a hook's run makes (a
+// rejection's message, a thrown error's): a longer one is cut there. The
+// message travels in a header, and one larger than the client takes (16
+// KiB of headers in some gRPC clients) ends the client's whole
+// connection, every call on it with it.
+const MaxStatusMessage = 4 << 10
+
+// statusf is status.New(c, fmt.Sprintf(...)), its message cut to
+// MaxStatusMessage.
 func statusf(c codes.Code, format string, a ...any) *status.Status {
-	return status.New(c, fmt.Sprintf(format, a...))
+	return newStatus(c, fmt.Sprintf(format, a...))
+}
+
+// newStatus is status.New, its message cut to MaxStatusMessage bytes (at a
+// character's boundary), saying how long it was.
+func newStatus(c codes.Code, msg string) *status.Status {
+	if len(msg) > MaxStatusMessage {
+		cut := MaxStatusMessage - 64
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = fmt.Sprintf("%s… (cut: %d bytes in all)", msg[:cut], len(msg))
+	}
+	return status.New(c, msg)
 }
 
 // logEnabled reports whether a line a script logs at level is written.

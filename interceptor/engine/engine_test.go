@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,9 +12,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -645,5 +648,41 @@ func TestCodeByName(t *testing.T) {
 		if c, ok := engine.CodeByName(tt.name); c != tt.want || ok != tt.wantOK {
 			t.Errorf("CodeByName(%q) = %v, %v; want %v, %v", tt.name, c, ok, tt.want, tt.wantOK)
 		}
+	}
+}
+
+// TestLongStatusMessagesAreCut: a rejection's or a thrown error's message
+// longer than MaxStatusMessage is cut, saying how long it was: in a
+// header, a message larger than the client takes would end its whole
+// connection.
+func TestLongStatusMessagesAreCut(t *testing.T) {
+	e := newEngine(t)
+	for _, tc := range []struct {
+		name, script string
+		want         codes.Code
+	}{
+		{"a rejection", `module.exports = () => ({status: 400, message: "é".repeat(30000)})`, codes.InvalidArgument},
+		{"a thrown error", `module.exports = () => { throw new Error("é".repeat(30000)) }`, codes.Unknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := e.Run(context.Background(), compile(t, tc.script), preCall(t))
+			var st *status.Status
+			switch {
+			case err != nil:
+				var ee *engine.Error
+				if !errors.As(err, &ee) {
+					t.Fatal(err)
+				}
+				st = ee.Status("x")
+			default:
+				st = out.Status
+			}
+			msg := st.Message()
+			if st.Code() != tc.want || len(msg) > engine.MaxStatusMessage || !utf8.ValidString(msg) ||
+				!strings.HasPrefix(msg, "éé") || !strings.HasSuffix(msg, "… (cut: 60000 bytes in all)") {
+				t.Fatalf("status %v, message of %d bytes ending %q; want %v, at most %d bytes, valid UTF-8, saying it was cut from 60000",
+					st.Code(), len(msg), msg[max(0, len(msg)-40):], tc.want, engine.MaxStatusMessage)
+			}
+		})
 	}
 }
