@@ -219,6 +219,11 @@ func Run(ctx context.Context, cfg Config) error {
 		calls := interceptor.NewCalls()
 		hookOpts := append(hookOpts, interceptor.WithCalls(calls))
 		srv = grpc.NewServer(append(append(tel.ServerOptions(nil), srvOpts...),
+			// Fixed flow-control windows: a stream may have 1 MiB from its
+			// client waiting to be read, a connection 16 MiB. grpc-go's
+			// bandwidth estimate would let each stream of a slow handler
+			// buffer up to 16 MiB. (The proxy sets the same.)
+			grpc.StaticStreamWindowSize(1<<20), grpc.StaticConnWindowSize(16<<20),
 			grpc.ChainUnaryInterceptor(interceptor.UnaryServerInterceptor(reg, hookOpts...)),
 			grpc.ChainStreamInterceptor(interceptor.StreamServerInterceptor(reg, hookOpts...)),
 		)...)
