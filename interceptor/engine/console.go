@@ -68,7 +68,7 @@ func (r *run) consoleFunc(level slog.Level) func(goja.FunctionCall) goja.Value {
 			}
 			b.WriteString(r.text(v))
 		}
-		r.e.log(r.ctx, &r.call, level, b.String(), nil, false)
+		r.log(level, b.String(), nil, false)
 		return goja.Undefined()
 	}
 }

@@ -483,17 +483,22 @@ func statusf(c codes.Code, format string, a ...any) *status.Status {
 	return newStatus(c, fmt.Sprintf(format, a...))
 }
 
-// newStatus is status.New, its message cut to MaxStatusMessage bytes (at a
-// character's boundary), saying how long it was.
+// newStatus is status.New, its message cut to MaxStatusMessage bytes.
 func newStatus(c codes.Code, msg string) *status.Status {
-	if len(msg) > MaxStatusMessage {
-		cut := MaxStatusMessage - 64
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = fmt.Sprintf("%s… (cut: %d bytes in all)", msg[:cut], len(msg))
+	return status.New(c, cut(msg, MaxStatusMessage))
+}
+
+// cut returns s, or, when it is longer than limit bytes, its start (cut at
+// a character's boundary) and how long it was, in limit bytes at most.
+func cut(s string, limit int) string {
+	if len(s) <= limit {
+		return s
 	}
-	return status.New(c, msg)
+	n := limit - 64 // room for the note
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s… (cut: %d bytes in all)", s[:n], len(s))
 }
 
 // logEnabled reports whether a line a script logs at level is written.

@@ -686,3 +686,38 @@ func TestLongStatusMessagesAreCut(t *testing.T) {
 		})
 	}
 }
+
+// TestARunLogsABoundedAmount: a line's message and value are cut at
+// MaxLogLine, and past MaxRunLog bytes a run's further lines are dropped,
+// saying so once: a script cannot fill the daemon's log faster than its
+// time limit lets it.
+func TestARunLogsABoundedAmount(t *testing.T) {
+	var logs bytes.Buffer // the run's lines are written from its worker, which Run waits for
+	e := newEngine(t, engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	call := preCall(t)
+	call.Timeout = 20 * time.Second // not about timeouts
+	_, err := e.Run(context.Background(), compile(t, `module.exports = (ctx) => {
+  const big = "y".repeat(1 << 20);
+  ctx.log.info(big, {big});
+  for (let i = 0; i < 2000; i++) console.log("line", i, big.slice(0, 1000));
+}`), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(out) > engine.MaxRunLog+engine.MaxLogLine+64<<10 {
+		t.Errorf("the run logged %d bytes; want about %d at most", len(out), engine.MaxRunLog)
+	}
+	var first struct{ Msg, Value string }
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("first line is not JSON: %v", err)
+	}
+	if len(first.Msg) > engine.MaxLogLine || !strings.HasSuffix(first.Msg, "(cut: 1048576 bytes in all)") ||
+		len(first.Value) > engine.MaxLogLine || !strings.Contains(first.Value, "(cut: ") {
+		t.Errorf("first line: message of %d bytes, value of %d; want both cut at %d, saying so", len(first.Msg), len(first.Value), engine.MaxLogLine)
+	}
+	if last := lines[len(lines)-1]; !strings.Contains(last, "its further lines are dropped") || strings.Count(out, "further lines are dropped") != 1 {
+		t.Errorf("last line = %.200s; want, once, the notice that further lines are dropped", last)
+	}
+}

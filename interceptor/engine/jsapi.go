@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/dop251/goja"
@@ -26,12 +27,39 @@ func (r *run) logFunc(level slog.Level) func(goja.FunctionCall) goja.Value {
 		}
 		msg := r.text(fc.Argument(0))
 		if len(fc.Arguments) < 2 {
-			r.e.log(r.ctx, &r.call, level, msg, nil, false)
+			r.log(level, msg, nil, false)
 		} else {
-			r.e.log(r.ctx, &r.call, level, msg, r.jsonOf(fc.Argument(1)), true)
+			r.log(level, msg, r.jsonOf(fc.Argument(1)), true)
 		}
 		return goja.Undefined()
 	}
+}
+
+// Bounds of what one run logs: a line's message, and its value's JSON, are
+// cut at MaxLogLine bytes; past MaxRunLog bytes in all, the run's further
+// lines are dropped, saying so once. A script cannot fill the daemon's log
+// faster than its time limit lets it.
+const (
+	MaxLogLine = 16 << 10
+	MaxRunLog  = 256 << 10
+)
+
+// log writes a line the script logged, within the run's bounds.
+func (r *run) log(level slog.Level, msg string, value json.RawMessage, hasValue bool) {
+	if r.logFull {
+		return
+	}
+	msg = cut(msg, MaxLogLine)
+	if len(value) > MaxLogLine {
+		value, _ = json.Marshal(cut(string(value), MaxLogLine))
+	}
+	r.logged += len(msg) + len(value)
+	if r.logged > MaxRunLog {
+		r.logFull = true
+		r.e.log(r.ctx, &r.call, levelWarn, fmt.Sprintf("the hook logged more than %d KiB in this run: its further lines are dropped", MaxRunLog>>10), nil, false)
+		return
+	}
+	r.e.log(r.ctx, &r.call, level, msg, value, hasValue)
 }
 
 // text is v as a log line shows it: a string as it is, any other value as

@@ -46,6 +46,10 @@ type run struct {
 	// jsonStringify is the runtime's JSON.stringify, once something was
 	// logged.
 	jsonStringify goja.Callable
+	// logged counts the bytes the run logged; logFull is set once they
+	// passed MaxRunLog.
+	logged  int
+	logFull bool
 	// tid is the OS thread the run executes on, set by the worker once the
 	// run has started (-1 when its CPU time cannot be measured); started
 	// is when it started, written before tid.
