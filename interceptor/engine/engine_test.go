@@ -249,6 +249,20 @@ func TestScriptContract(t *testing.T) {
 		{name: "nor is a Proxy",
 			script:   `module.exports = () => new Proxy({}, {get: () => 403})`,
 			wantKind: engine.BadResult, wantErr: "got an exotic object (Proxy or ArrayBuffer)"},
+		{name: "a message that would encode to more than the memory budget is refused, though it allocates little",
+			script: `module.exports = (ctx) => {
+  const s = "z".repeat(1 << 20), fields = {};
+  for (let i = 0; i < 100; i++) fields["k" + i] = s;
+  return {messageOverride: {toUserId: "a", eventType: "b", eventData: fields}};
+}`,
+			wantKind: engine.Exhausted, wantErr: "RangeError: hook memory budget of 64 MiB exceeded: the events.v1.SendEventRequest it gave would encode to 100 MiB"},
+		{name: "so is one changed in place",
+			script: `module.exports = (ctx) => {
+  const s = "z".repeat(1 << 20), fields = {};
+  for (let i = 0; i < 100; i++) fields["k" + i] = s;
+  ctx.request.eventData = fields;
+}`,
+			wantKind: engine.Exhausted, wantErr: "would encode to 100 MiB"},
 		{name: "a class's instance is a result object",
 			script:     `class Deny { constructor() { this.status = 403; this.message = "no" } }; module.exports = () => new Deny()`,
 			wantAction: engine.Reject, wantCode: codes.PermissionDenied, wantMessage: "no"},

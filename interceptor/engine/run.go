@@ -173,10 +173,32 @@ func (r *run) exec() (Outcome, error) {
 			return Outcome{}, &Error{Kind: BadResult, Message: "the hook's promise never settled"}
 		}
 	}
+	var out Outcome
 	if r.script.style == APIMaker {
-		return r.decodeReturn(v)
+		out, err = r.decodeReturn(v)
+	} else {
+		out, err = r.decode(v)
 	}
-	return r.decode(v)
+	if err == nil {
+		err = r.fits(out.Message)
+	}
+	return out, err
+}
+
+// fits refuses a message the run made that would encode to more than its
+// memory budget. A script can make one of any size while allocating next
+// to nothing, with one string in many fields (a Struct of a thousand keys,
+// each the same megabyte): encoding it, for the handler or the client,
+// would then take the daemon gigabytes.
+func (r *run) fits(m proto.Message) error {
+	if m == nil || r.budget.limit <= 0 {
+		return nil
+	}
+	if n := int64(proto.Size(m)); n > r.budget.limit {
+		return &Error{Kind: Exhausted, Message: fmt.Sprintf("RangeError: hook memory budget of %s exceeded: the %s it gave would encode to %s",
+			byteSize(r.budget.limit), m.ProtoReflect().Descriptor().FullName(), byteSize(n))}
+	}
+	return nil
 }
 
 // callModule runs a module, compiled as a function of module and exports,
