@@ -46,6 +46,8 @@ type run struct {
 	// jsonStringify is the runtime's JSON.stringify, once something was
 	// logged.
 	jsonStringify goja.Callable
+	// written counts what the script wrote into messages (see fits).
+	written protojs.Counter
 	// logged counts the bytes the run logged; logFull is set once they
 	// passed MaxRunLog.
 	logged  int
@@ -93,7 +95,7 @@ func (r *run) view(i int, m proto.Message) goja.Value {
 	if !r.call.InPlace || i != r.live {
 		msg = proto.Clone(m)
 	}
-	obj, v := protojs.NewView(r.vm, msg.ProtoReflect(), protojs.WithGate(&r.gate))
+	obj, v := protojs.NewView(r.vm, msg.ProtoReflect(), protojs.WithGate(&r.gate), protojs.WithCounter(&r.written))
 	if obj == nil {
 		return protojs.ToValue(r.vm, msg.ProtoReflect())
 	}
@@ -189,9 +191,11 @@ func (r *run) exec() (Outcome, error) {
 // memory budget. A script can make one of any size while allocating next
 // to nothing, with one string in many fields (a Struct of a thousand keys,
 // each the same megabyte): encoding it, for the handler or the client,
-// would then take the daemon gigabytes.
+// would then take the daemon gigabytes. The message is measured only when
+// the script wrote a quarter of its budget into messages: below, it grew
+// by about that at most (a field's tag and length on each value written).
 func (r *run) fits(m proto.Message) error {
-	if m == nil || r.budget.limit <= 0 {
+	if m == nil || r.budget.limit <= 0 || r.written.Bytes() <= r.budget.limit/4 {
 		return nil
 	}
 	if n := int64(proto.Size(m)); n > r.budget.limit {
@@ -430,7 +434,7 @@ func (r *run) fill(mt protoreflect.MessageType, v goja.Value, where string) (pro
 	if !present(v) {
 		return nil, badResult(where, fmt.Errorf("want a %s object, got %s", mt.Descriptor().FullName(), describe(v)))
 	}
-	if err := protojs.FromValue(r.vm, v, m); err != nil {
+	if err := protojs.FromValueCounting(r.vm, v, m, &r.written); err != nil {
 		return nil, badResult(where, err)
 	}
 	return m.Interface(), nil

@@ -49,10 +49,15 @@ const maxDepth = 10000
 // JavaScript exception raised while reading v (a throwing getter or Proxy
 // trap) is returned as an error. Errors are *FieldError values.
 func FromValue(vm *goja.Runtime, v goja.Value, m protoreflect.Message) error {
+	return FromValueCounting(vm, v, m, nil)
+}
+
+// FromValueCounting is FromValue, counting what it writes into m in c.
+func FromValueCounting(vm *goja.Runtime, v goja.Value, m protoreflect.Message, c *Counter) error {
 	if m == nil || !m.IsValid() {
 		return &FieldError{Err: errors.New("invalid message")}
 	}
-	d := decoder{vm: vm}
+	d := decoder{vm: vm, counter: c}
 	var err error
 	if ex := vm.Try(func() {
 		cv, k := classify(vm, v)
@@ -79,6 +84,8 @@ type decoder struct {
 	// gate, when set, is let go while reading a value runs script code,
 	// and stops the conversion if it closed meanwhile.
 	gate *Gate
+	// counter, when set, counts the strings and byte strings written.
+	counter *Counter
 }
 
 // elementMessage converts a list element or map value into m.
@@ -346,6 +353,7 @@ func (d *decoder) mapField(v goja.Value, k kind, mp protoreflect.Map, fd protore
 		if ek == kUndefined {
 			continue
 		}
+		d.counter.add(len(key))
 		mk, err := mapKey(key, kfd)
 		if err != nil {
 			return atKey(err, key)
@@ -414,6 +422,7 @@ func (d *decoder) scalar(v goja.Value, k kind, fd protoreflect.FieldDescriptor) 
 			return protoreflect.Value{}, wantError("string", k)
 		}
 		str, err := jsString(v)
+		d.counter.add(len(str))
 		return protoreflect.ValueOfString(str), err
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
 		n, err := toInt(v, k, 32)
@@ -441,6 +450,7 @@ func (d *decoder) scalar(v goja.Value, k kind, fd protoreflect.FieldDescriptor) 
 		if err != nil {
 			return protoreflect.Value{}, fmt.Errorf("invalid base64 value %s: %v", describe(v, k), err)
 		}
+		d.counter.add(len(b))
 		return protoreflect.ValueOfBytes(b), nil
 	case protoreflect.EnumKind:
 		return toEnum(v, k, fd)
@@ -610,6 +620,7 @@ func (d *decoder) knownValue(v goja.Value, k kind, m protoreflect.Message) error
 		if err != nil {
 			return err
 		}
+		d.counter.add(len(str))
 		m.Set(fds.ByNumber(valueStringField), protoreflect.ValueOfString(str))
 	case kObject:
 		return d.message(v, k, m.Mutable(fds.ByNumber(valueStructField)).Message())
@@ -635,6 +646,7 @@ func (d *decoder) pbStruct(obj *goja.Object, s *structpb.Struct) error {
 		}
 		x := &values[i]
 		s.Fields[key] = x
+		d.counter.add(len(key))
 		if err := d.pbValue(x, v, k); err != nil {
 			return atKey(err, key)
 		}
@@ -682,6 +694,7 @@ func (d *decoder) pbValue(x *structpb.Value, v goja.Value, k kind) error {
 		if err != nil {
 			return err
 		}
+		d.counter.add(len(str))
 		x.Kind = &structpb.Value_StringValue{StringValue: str}
 	case kObject:
 		if err := d.enter(); err != nil {

@@ -76,6 +76,7 @@ import (
 type View struct {
 	vm      *goja.Runtime
 	gate    *Gate
+	counter *Counter
 	root    protoreflect.Message
 	err     error
 	holey   []*listView
@@ -557,12 +558,20 @@ func isZero(pv protoreflect.Value, fd protoreflect.FieldDescriptor) bool {
 // ListValue for a Value, is copied, unless values assigned below it are
 // yet to be stored or elements below it read as undefined; anything else,
 // views of other messages included, is decoded as FromValue does.
+// copied counts a message copied into the view's.
+func (t *View) copied(src protoreflect.Message) {
+	if t.counter != nil {
+		t.counter.add(proto.Size(src.Interface()))
+	}
+}
+
 func (t *View) convertMessage(dst protoreflect.Message, cv goja.Value, k kind) error {
 	if h := viewHandler(cv); h != nil && h.base().pending == 0 {
 		if src := viewMessage(h); src != nil {
 			dmd, smd := dst.Descriptor(), src.Descriptor()
 			if dmd == smd {
 				proto.Merge(dst.Interface(), src.Interface())
+				t.copied(src)
 				return nil
 			}
 			if wellKnown(dmd) == wktValue {
@@ -575,12 +584,13 @@ func (t *View) convertMessage(dst protoreflect.Message, cv goja.Value, k kind) e
 				}
 				if num != 0 && dmd.Fields().ByNumber(num).Message() == smd {
 					proto.Merge(dst.Mutable(dmd.Fields().ByNumber(num)).Message().Interface(), src.Interface())
+					t.copied(src)
 					return nil
 				}
 			}
 		}
 	}
-	d := decoder{vm: t.vm, gate: t.gate}
+	d := decoder{vm: t.vm, gate: t.gate, counter: t.counter}
 	if k == kObject || k == kArray {
 		return t.guard(func() error { return d.message(cv, k, dst) })
 	}
@@ -595,7 +605,7 @@ func (t *View) fillList(l protoreflect.List, fd protoreflect.FieldDescriptor, cv
 		return wantError("array", k)
 	}
 	return t.guard(func() error {
-		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate}
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate, counter: t.counter}
 		return d.list(cv, k, l, fd)
 	})
 }
@@ -607,7 +617,7 @@ func (t *View) fillMap(mp protoreflect.Map, fd protoreflect.FieldDescriptor, cv 
 		return wantError("object", k)
 	}
 	return t.guard(func() error {
-		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate}
+		d := decoder{vm: t.vm, elemMessage: t.convertMessage, gate: t.gate, counter: t.counter}
 		return d.mapField(cv, k, mp, fd)
 	})
 }
@@ -890,7 +900,7 @@ func (v *msgView) store(a *adoption) {
 			m.Clear(fd)
 		}
 	default:
-		d := decoder{vm: t.vm, gate: t.gate}
+		d := decoder{vm: t.vm, gate: t.gate, counter: t.counter}
 		var pv protoreflect.Value
 		if pv, err = d.scalar(cv, k, fd); err == nil {
 			m.Set(fd, pv)
@@ -934,7 +944,7 @@ func (v *msgView) assign(fd protoreflect.FieldDescriptor, val, cv goja.Value, k 
 		}
 	default:
 		var err error
-		d := decoder{vm: t.vm, gate: t.gate}
+		d := decoder{vm: t.vm, gate: t.gate, counter: t.counter}
 		if pv, err = d.scalar(cv, k, fd); err != nil {
 			return false
 		}
@@ -1118,7 +1128,7 @@ func (v *listView) convert(cv goja.Value, k kind) (protoreflect.Value, error) {
 		}
 		return el, nil
 	}
-	d := decoder{vm: v.tree.vm, gate: v.tree.gate}
+	d := decoder{vm: v.tree.vm, gate: v.tree.gate, counter: v.tree.counter}
 	return d.scalar(cv, k, v.fd)
 }
 
@@ -1393,7 +1403,7 @@ func (v *mapView) Set(key string, val goja.Value) bool {
 			pv = v.mp.NewValue()
 			err = t.convertMessage(pv.Message(), cv, k)
 		} else {
-			d := decoder{vm: t.vm, gate: t.gate}
+			d := decoder{vm: t.vm, gate: t.gate, counter: t.counter}
 			pv, err = d.scalar(cv, k, vfd)
 		}
 	}
@@ -1444,7 +1454,7 @@ func (v *mapView) store(a *adoption) {
 		pv = v.mp.NewValue()
 		err = t.convertMessage(pv.Message(), cv, k)
 	} else {
-		d := decoder{vm: t.vm, gate: t.gate}
+		d := decoder{vm: t.vm, gate: t.gate, counter: t.counter}
 		pv, err = d.scalar(cv, k, vfd)
 	}
 	switch {
