@@ -215,3 +215,30 @@ func TestHeapLimitInterruptsTheLongestRun(t *testing.T) {
 		t.Fatalf("after the heap limit: Run() = %+v, %v; want a rejection", out, err)
 	}
 }
+
+// garbage keeps a large allocation reachable until the test drops it.
+var garbage []byte
+
+// A heap over the limit only with garbage, which the next collection frees,
+// costs no run its call: the heap watch collects it before it interrupts.
+func TestHeapLimitLooksPastGarbage(t *testing.T) {
+	e := newEngine(t, engine.WithHeapLimit(96<<20), engine.WithMaxRuns(4))
+	// Collected while live, so the collector's next goal is far above it:
+	// once dropped, it lingers as garbage past the limit.
+	garbage = make([]byte, 160<<20)
+	for i := range garbage {
+		garbage[i] = 1
+	}
+	runtime.GC()
+	garbage = nil
+	call := preCall(t)
+	call.Timeout = time.Minute
+	out, err := e.Run(context.Background(), compile(t, `module.exports = () => {
+  const until = Date.now() + 200;
+  while (Date.now() < until) {}
+  return {status: 403};
+}`), call)
+	if err != nil || out.Action != engine.Reject {
+		t.Fatalf("a run that allocates nothing, with the heap over the limit with garbage: %+v, %v; want its rejection", out, err)
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"time"
@@ -16,6 +17,11 @@ const DefaultHeapLimit = 512 << 20
 // heapCheckEvery is how often the heap is read while runs are going.
 const heapCheckEvery = 5 * time.Millisecond
 
+// heapCollectEvery is how often, at most, the heap watch has the garbage
+// collected to tell a heap over the limit with garbage from one over it
+// with live values.
+const heapCollectEvery = 100 * time.Millisecond
+
 // heapMinAge is how long a run must have been going before the heap watch
 // may interrupt it: hooks that end at once never cost their call because
 // the heap is large for other reasons.
@@ -28,9 +34,11 @@ var errHeapLimit = errors.New("heap limit")
 // heapWatch bounds what runs can make the process's heap grow to with
 // operations no built-in budget sees (the + operator doubling a string,
 // values built in a loop): while runs are going, it reads the heap's size
-// every few milliseconds and, whenever it is over the limit, interrupts the
-// run that has been going longest (and for at least heapMinAge), which ends
-// with Kind Exhausted at its next instruction. The bound is loose: a native
+// every few milliseconds and, whenever it is over the limit, has the garbage
+// collected (at most every heapCollectEvery): when the heap is still over
+// the limit, it interrupts the run that has been going longest (and for at
+// least heapMinAge), which ends with Kind Exhausted at its next
+// instruction. A heap over the limit only with garbage costs no run. The bound is loose: a native
 // operation such as copying a string of hundreds of megabytes runs to its
 // end first, and holds up the watch meanwhile, so the heap may reach a few
 // times the limit. A heap that is over the limit for other reasons costs a
@@ -42,7 +50,13 @@ type heapWatch struct {
 	mu      sync.Mutex
 	runs    map[*run]time.Time
 	running bool
-	sample  []metrics.Sample
+
+	// Of the watch's goroutine alone: the sample it reads, when it last
+	// had the garbage collected and whether the heap was still over the
+	// limit then.
+	sample        []metrics.Sample
+	collected     time.Time
+	overWhenSwept bool
 }
 
 func newHeapWatch(limit uint64) *heapWatch {
@@ -85,12 +99,36 @@ func (h *heapWatch) watch() {
 			h.mu.Unlock()
 			return
 		}
-		metrics.Read(h.sample)
-		if h.sample[0].Value.Uint64() > h.limit {
-			h.interruptOldest()
-		}
 		h.mu.Unlock()
+		if h.over() {
+			h.mu.Lock()
+			h.interruptOldest()
+			h.mu.Unlock()
+		}
 	}
+}
+
+// over reports whether the heap is over the limit with live values: when it
+// is over the limit, it has the garbage collected and reads it again, or,
+// within heapCollectEvery of the last collection, goes by what that one
+// found.
+func (h *heapWatch) over() bool {
+	if !h.read() {
+		return false
+	}
+	if time.Since(h.collected) < heapCollectEvery {
+		return h.overWhenSwept
+	}
+	runtime.GC()
+	h.collected = time.Now()
+	h.overWhenSwept = h.read()
+	return h.overWhenSwept
+}
+
+// read reports whether the heap's objects are over the limit now.
+func (h *heapWatch) read() bool {
+	metrics.Read(h.sample)
+	return h.sample[0].Value.Uint64() > h.limit
 }
 
 // interruptOldest interrupts the run that has been going longest and was
