@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -307,5 +308,26 @@ func TestATLSFailureCarriesTheX509Reason(t *testing.T) {
 	var refused *store.RefusedError
 	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "x509") {
 		t.Fatalf("got %v; want a *RefusedError with the x509 reason", err)
+	}
+}
+
+// TestAClientCertificateRefusedIsSaid: a server that requires a client
+// certificate refuses one missing after the handshake (TLS 1.3): that is a
+// refusal naming the reason, not an etcd that does not answer.
+func TestAClientCertificateRefusedIsSaid(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}
+	srv.StartTLS()
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Open(ctx, store.Config{Endpoints: []string{srv.Listener.Addr().String()}, CACert: ca, Prefix: prefix, DialTimeout: time.Second})
+	var refused *store.RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "certificate required") {
+		t.Fatalf("got %v; want a *RefusedError saying a certificate is required", err)
 	}
 }

@@ -552,6 +552,20 @@ func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, fro
 // reports only as a timeout: it makes a TLS handshake with each endpoint
 // and returns the first handshake failure (an x509 error, as etcdctl
 // prints it), or nil.
+// refusedAfterHandshake returns the alert a server sends once the
+// handshake is over, which is when a TLS 1.3 server refuses a client
+// certificate it requires (or one it does not trust); nil when none comes
+// within a moment.
+func refusedAfterHandshake(conn net.Conn) error {
+	conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err := conn.Read(make([]byte, 1))
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		return err
+	}
+	return nil
+}
+
 func tlsRefusal(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 	for _, ep := range cfg.Endpoints {
 		host := ep
@@ -567,8 +581,11 @@ func tlsRefusal(ctx context.Context, cfg Config, tlsCfg *tls.Config) error {
 		conn, err := d.DialContext(hctx, "tcp", host)
 		cancel()
 		if err == nil {
+			err = refusedAfterHandshake(conn)
 			conn.Close()
-			continue
+			if err == nil {
+				continue
+			}
 		}
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
