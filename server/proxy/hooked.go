@@ -48,7 +48,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	handler := func(ctx context.Context, req any) (any, error) {
 		var header, trailer metadata.MD
 		out := new(frame)
-		err := p.cc.Invoke(outgoing(ctx), fullMethod, req, out, callOptions(ctx, grpc.Header(&header), grpc.Trailer(&trailer))...)
+		err := p.cc.Invoke(outgoing(ctx), fullMethod, req, out, grpc.Header(&header), grpc.Trailer(&trailer))
 		if len(header) > 0 {
 			if err := ss.SetHeader(header); err != nil {
 				return nil, err

@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -197,7 +196,7 @@ func forwardUnary(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod 
 	}
 	var header, trailer metadata.MD
 	out := new(frame)
-	err := cc.Invoke(outgoing(ss.Context()), fullMethod, in, out, callOptions(ss.Context(), grpc.Header(&header), grpc.Trailer(&trailer))...)
+	err := cc.Invoke(outgoing(ss.Context()), fullMethod, in, out, grpc.Header(&header), grpc.Trailer(&trailer))
 	if len(header) > 0 {
 		if err := ss.SetHeader(header); err != nil {
 			return err
@@ -230,7 +229,7 @@ var streamDesc = grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
 func forward(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string, newIn func() any) error {
 	ctx, cancel := context.WithCancel(outgoing(ss.Context()))
 	defer cancel()
-	cs, err := cc.NewStream(ctx, &streamDesc, fullMethod, callOptions(ctx)...)
+	cs, err := cc.NewStream(ctx, &streamDesc, fullMethod)
 	if err != nil {
 		return err
 	}
@@ -309,27 +308,11 @@ func down(cs grpc.ClientStream, ss grpc.ServerStream) error {
 // outgoing makes the client's metadata the metadata of the call to the
 // backend. The compressions the client accepts are not passed on: the
 // backend is told those the proxy can read, as the proxy decompresses what
-// it forwards.
+// it forwards. (The proxy's calls to the backend are not compressed: it
+// cannot know which compressions the backend reads.)
 func outgoing(ctx context.Context) context.Context {
 	md, _ := metadata.FromIncomingContext(ctx) // a copy
 	delete(md, ":authority")
 	delete(md, "grpc-accept-encoding")
 	return metadata.NewOutgoingContext(ctx, md)
-}
-
-// callOptions returns opts, and the compression of the client's messages
-// for the backend call of the client's call in ctx, so a compressed call
-// stays compressed on both hops. (gRPC answers the client in the
-// compression it used, too.)
-func callOptions(ctx context.Context, opts ...grpc.CallOption) []grpc.CallOption {
-	// The stream of a grpc-go server tells the compression of what it
-	// received; none other, or none named, sends uncompressed.
-	s, ok := grpc.ServerTransportStreamFromContext(ctx).(interface{ RecvCompress() string })
-	if !ok {
-		return opts
-	}
-	if name := s.RecvCompress(); name != "" && name != encoding.Identity {
-		opts = append(opts, grpc.UseCompressor(name))
-	}
-	return opts
 }
