@@ -371,6 +371,7 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 		log.Error("local hook snapshot ignored", "error", serr)
 		log.Warn("cannot load hooks yet; retrying", "error", err)
 	}
+	var warned time.Time
 	for {
 		err := attempt(time.Second)
 		if err == nil {
@@ -380,7 +381,14 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 		if ctx.Err() != nil {
 			return fmt.Errorf("load hooks: %w", ctx.Err())
 		}
-		log.Debug("cannot load hooks yet; retrying", "error", err)
+		if errors.Is(err, registry.ErrApplyInProgress) && time.Since(warned) >= 30*time.Second {
+			// Only a person ends this: say who and how, now and then.
+			warned = time.Now()
+			log.Warn("not serving: a staged apply is stuck, etcd no longer has the hooks from before it, and there is no local snapshot; "+
+				"complete it (hookctl apply -f ...) or undo it (hookctl apply --abort)", "error", err)
+		} else {
+			log.Debug("cannot load hooks yet; retrying", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("load hooks: %w", ctx.Err())

@@ -472,10 +472,10 @@ func badResult(where string, err error) error {
 
 // MaxStatusMessage is the longest status message a hook's run makes (a
 // rejection's message, a thrown error's): a longer one is cut there. The
-// message travels in a header, and one larger than the client takes (16
-// KiB of headers in some gRPC clients) ends the client's whole
-// connection, every call on it with it.
-const MaxStatusMessage = 4 << 10
+// message travels in a header, percent-encoded (up to three times its
+// size), and headers larger than the client takes (8 KiB of metadata in
+// grpc-java) end the call, or, in grpc-go, the client's whole connection.
+const MaxStatusMessage = 1 << 10
 
 // statusf is status.New(c, fmt.Sprintf(...)), its message cut to
 // MaxStatusMessage.

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,8 +52,8 @@ func (r *Registry) markerChange(c *change) bool {
 
 // readBeforeApply reads hooks and caches as they were just before the
 // staged apply whose marker was created at createRev, so that a registry
-// starting in the middle of one serves what was in force. It returns nil
-// when etcd no longer holds that revision.
+// starting in the middle of one serves what was in force. It fails, with
+// ErrApplyInProgress, when etcd no longer holds that revision.
 func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) (*clientv3.TxnResponse, error) {
 	dirs := r.dirs()
 	resp, err := r.client.Txn(ctx).Then(
@@ -61,10 +62,16 @@ func (r *Registry) readBeforeApply(ctx context.Context, createRev int64) (*clien
 		clientv3.OpGet(dirs[2], clientv3.WithPrefix(), clientv3.WithRev(createRev-1)),
 	).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("registry: a staged apply is in progress (since revision %d) and the hooks from before it cannot be read: %w", createRev, err)
+		return nil, fmt.Errorf("registry: %w (since revision %d) and the hooks from before it cannot be read: %w", ErrApplyInProgress, createRev, err)
 	}
 	return resp, nil
 }
+
+// ErrApplyInProgress is the error of a Start during a staged apply whose
+// starting point etcd no longer holds: until the apply completes (hookctl
+// apply -f again) or is undone (hookctl apply --abort), only a snapshot
+// file can serve hooks.
+var ErrApplyInProgress = errors.New("a staged apply is in progress")
 
 // startingMidApply returns, for a registry with nothing in force yet that
 // finds a staged apply's marker in the full read resp, the hooks as they

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -159,7 +160,7 @@ func TestRegistryStartingDuringAStagedApplyWhoseStartIsCompacted(t *testing.T) {
 	sctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	err := r.Start(sctx)
 	cancel()
-	if err == nil || !strings.Contains(err.Error(), "a staged apply is in progress") {
+	if !errors.Is(err, registry.ErrApplyInProgress) || !strings.Contains(err.Error(), "compacted") {
 		t.Fatalf("Start during an apply whose start is compacted: %v; want an error saying so", err)
 	}
 	if got := preHooks(r, sendEvent); len(got) != 0 {
