@@ -40,7 +40,8 @@ func WithIsolation(mode Isolation) Option {
 
 // WithProcessIsolated runs the hooks for which isolated reports true in a
 // worker process, whatever the server's mode (default: those whose
-// document says "isolation": "process").
+// document says "isolation": "process"; a function that always reports
+// false runs them in process, as on a server without a pool).
 func WithProcessIsolated(isolated func(*registry.Hook) bool) Option {
 	return func(o *options) { o.isolated = isolated }
 }

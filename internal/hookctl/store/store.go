@@ -514,17 +514,18 @@ func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, fro
 	// Keys held at from that are gone now: the last of them went at the
 	// newest deletion after from. (A key deleted and put again has a newer
 	// mod revision now.)
-	gone := map[string]int64{}
-	for k, mod := range then {
+	gone := map[string]bool{}
+	for k := range then {
 		if _, ok := now[k]; !ok {
-			gone[k] = mod
+			gone[k] = true
 		}
 	}
 	if len(gone) == 0 {
 		return newest, nil
 	}
-	// Some key of gone is there at lo and none at hi; a key once gone does
-	// not come back with the same mod revision.
+	// Some key of gone is there at lo and none at hi. A key is there, in
+	// whatever version, until its deletion: one changed before it was
+	// deleted is dated by its deletion, not its change.
 	lo, hi := from, rev
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
@@ -533,8 +534,8 @@ func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, fro
 			return 0, err
 		}
 		still := false
-		for k, mod := range gone {
-			if at[k] == mod {
+		for k := range gone {
+			if _, ok := at[k]; ok {
 				still = true
 				break
 			}
