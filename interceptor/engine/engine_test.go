@@ -735,3 +735,35 @@ func TestARunLogsABoundedAmount(t *testing.T) {
 		t.Errorf("last line = %.200s; want, once, the notice that further lines are dropped", last)
 	}
 }
+
+// TestAMessageBuiltFromSharedValuesIsMeasured: values written many times
+// over through one JavaScript reference (numbers and booleans too, which
+// have no bytes of their own) count each time they are written, so a
+// message that would encode past the run's budget is refused.
+func TestAMessageBuiltFromSharedValuesIsMeasured(t *testing.T) {
+	e := newEngine(t, engine.WithMemoryBudget(1<<20))
+	for _, tc := range []struct{ name, script string }{
+		{"given as an override", `module.exports = () => {
+  const a = Array(1000).fill(1), b = Array(100).fill(a);
+  return {messageOverride: {toUserId: "a", eventType: "b", eventData: {x: Array(3).fill(b)}}};
+}`},
+		{"changed in place", `module.exports = (ctx) => {
+  const a = Array(1000).fill(true), b = Array(100).fill(a);
+  ctx.request.eventData = {x: Array(3).fill(b)};
+}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			call := preCall(t)
+			call.Timeout = 20 * time.Second // not about timeouts
+			_, err := e.Run(context.Background(), compile(t, tc.script), call)
+			if !isExhausted(err) || !strings.Contains(err.Error(), "hook memory budget of 1 MiB exceeded: the events.v1.SendEventRequest it gave would encode to") {
+				t.Fatalf("Run() = %v; want the message refused for its encoded size", err)
+			}
+		})
+	}
+}
+
+func isExhausted(err error) bool {
+	var ee *engine.Error
+	return errors.As(err, &ee) && ee.Kind == engine.Exhausted
+}

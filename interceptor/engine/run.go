@@ -131,6 +131,7 @@ func newRun(ctx context.Context, e *Engine, s *Script, call *Call) *run {
 // exec runs the script and turns its result into an outcome.
 func (r *run) exec() (Outcome, error) {
 	r.budget.limit = r.e.opts.memory
+	r.written.Limit = r.budget.limit
 	attachBudget(r.vm, &r.budget)
 	defer detachBudget(r.vm)
 	if u := r.script.uses; u.regexp || u.async || u.generator {

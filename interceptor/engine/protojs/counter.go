@@ -7,7 +7,12 @@ package protojs
 // new one, to about what was counted), however often one value was written
 // into it: its owner need only measure the message when the count is large.
 // The zero Counter is empty; a nil one counts nothing.
-type Counter struct{ n int64 }
+type Counter struct {
+	n int64
+	// Limit, when positive, is what a single value (an Any's message,
+	// which is encoded as it is converted) may encode to.
+	Limit int64
+}
 
 // Bytes returns the bytes counted.
 func (c *Counter) Bytes() int64 {
@@ -16,6 +21,9 @@ func (c *Counter) Bytes() int64 {
 	}
 	return c.n
 }
+
+// over reports whether n bytes are past the counter's limit.
+func (c *Counter) over(n int64) bool { return c != nil && c.Limit > 0 && n > c.Limit }
 
 func (c *Counter) add(n int) {
 	if c != nil {

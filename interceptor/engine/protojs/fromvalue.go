@@ -98,7 +98,15 @@ func (d *decoder) elementMessage(v goja.Value, k kind, m protoreflect.Message) e
 
 var errDepth = errors.New("exceeded max recursion depth")
 
+// Counted per value besides its bytes (see Counter): a field's tag and a
+// varint, or a message's tag and length.
+const (
+	scalarCost  = 11
+	messageCost = 6
+)
+
 func (d *decoder) enter() error {
+	d.counter.add(messageCost)
 	d.depth++
 	if d.depth > maxDepth {
 		return errDepth
@@ -411,6 +419,7 @@ func mapKey(key string, fd protoreflect.FieldDescriptor) (protoreflect.MapKey, e
 }
 
 func (d *decoder) scalar(v goja.Value, k kind, fd protoreflect.FieldDescriptor) (protoreflect.Value, error) {
+	d.counter.add(scalarCost)
 	switch fd.Kind() {
 	case protoreflect.BoolKind:
 		if k == kBool {
@@ -603,6 +612,7 @@ func decodeBase64(s string) ([]byte, error) {
 
 // knownValue fills a google.protobuf.Value that is not a *structpb.Value.
 func (d *decoder) knownValue(v goja.Value, k kind, m protoreflect.Message) error {
+	d.counter.add(scalarCost)
 	fds := m.Descriptor().Fields()
 	switch k {
 	case kNull:
@@ -676,6 +686,7 @@ func (d *decoder) pbList(obj *goja.Object, l *structpb.ListValue) error {
 
 // pbValue sets the kind of x from v.
 func (d *decoder) pbValue(x *structpb.Value, v goja.Value, k kind) error {
+	d.counter.add(scalarCost)
 	switch k {
 	case kNull:
 		x.Kind = &structpb.Value_NullValue{}
@@ -905,6 +916,11 @@ func (d *decoder) anyInto(v goja.Value, k kind, m protoreflect.Message) error {
 		}
 	} else if err := d.fields(obj, em, true); err != nil {
 		return err
+	}
+	// Marshalled here, within the run: one value written many times
+	// into it must not make it huge first (see Counter).
+	if n := proto.Size(em.Interface()); d.counter.over(int64(n)) {
+		return fmt.Errorf("the Any value would encode to %d bytes, more than the hook may write", n)
 	}
 	b, err := proto.MarshalOptions{AllowPartial: true, Deterministic: true}.Marshal(em.Interface())
 	if err != nil {
