@@ -109,6 +109,7 @@ func (h *heapWatch) watch() {
 		h.mu.Lock()
 		if len(h.runs) == 0 {
 			h.running = false
+			h.last = 0 // the next watch compares its own readings
 			h.mu.Unlock()
 			return
 		}
