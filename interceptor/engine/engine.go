@@ -170,6 +170,8 @@ type Engine struct {
 	// heap interrupts runs while the heap is over its limit; nil when
 	// there is no limit.
 	heap *heapWatch
+	// logRates keeps each hook's log lines to LogRate.
+	logRates logRates
 }
 
 // New returns an engine, which its caller owns and closes. It changes

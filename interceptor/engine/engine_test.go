@@ -767,3 +767,33 @@ func isExhausted(err error) bool {
 	var ee *engine.Error
 	return errors.As(err, &ee) && ee.Kind == engine.Exhausted
 }
+
+// TestAHookLogsAtABoundedRate: across its runs, a hook logs at most
+// LogBurst at once and LogRate a second after that; the lines past it are
+// dropped, and a warning says how many.
+func TestAHookLogsAtABoundedRate(t *testing.T) {
+	var logs bytes.Buffer
+	e := newEngine(t, engine.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	s := compile(t, `module.exports = (ctx) => { const l = "y".repeat(10000); for (let i = 0; i < 20; i++) ctx.log.info(l) }`)
+	start := time.Now()
+	for range 25 { // 25 runs of 200 KB: five times the burst
+		call := preCall(t)
+		call.ID = "events.v1.EventService/SendEvent/pre/chatty"
+		call.Timeout = 20 * time.Second // not about timeouts
+		if _, err := e.Run(context.Background(), s, call); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	out := logs.String()
+	logged := strings.Count(out, `"msg":"yyyy`) * 10000
+	if most := engine.LogBurst + int(elapsed.Seconds()*engine.LogRate) + 10000; logged > most {
+		t.Errorf("the hook logged %d bytes in %v; want at most %d", logged, elapsed, most)
+	}
+	if logged < engine.LogBurst-10000 {
+		t.Errorf("the hook logged %d bytes; want its burst of %d first", logged, engine.LogBurst)
+	}
+	if !strings.Contains(out, "the hook logs more than 64 KiB a second") || !strings.Contains(out, "lines dropped") {
+		t.Errorf("no warning that lines were dropped")
+	}
+}

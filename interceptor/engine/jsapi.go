@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/dop251/goja"
 )
@@ -56,7 +58,14 @@ func (r *run) log(level slog.Level, msg string, value json.RawMessage, hasValue 
 	r.logged += len(msg) + len(value)
 	if r.logged > MaxRunLog {
 		r.logFull = true
-		r.e.log(r.ctx, &r.call, levelWarn, fmt.Sprintf("the hook logged more than %d KiB in this run: its further lines are dropped", MaxRunLog>>10), nil, false)
+		level, value, hasValue = levelWarn, nil, false
+		msg = fmt.Sprintf("the hook logged more than %d KiB in this run: its further lines are dropped", MaxRunLog>>10)
+	}
+	id := cmp.Or(r.call.ID, r.call.Hook)
+	if ok, warn, dropped := r.e.logRates.take(id, len(msg)+len(value), time.Now()); !ok {
+		if warn {
+			r.e.log(r.ctx, &r.call, levelWarn, fmt.Sprintf("the hook logs more than %d KiB a second: %d lines dropped", LogRate>>10, dropped), nil, false)
+		}
 		return
 	}
 	r.e.log(r.ctx, &r.call, level, msg, value, hasValue)
