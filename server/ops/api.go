@@ -38,6 +38,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/state", s.state)
 	mux.HandleFunc("GET /api/methods", s.methods)
 	mux.HandleFunc("GET /api/history", s.history)
+	mux.HandleFunc("GET /api/hook", s.hook)
 	// Validating and testing change nothing, but run a script: they are
 	// writes for CSRF's sake.
 	mux.HandleFunc("POST /api/validate", s.write(s.validate, false))
@@ -217,20 +218,12 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	}
 	groups := map[string]*groupView{}
 	for _, e := range entries {
-		id := strings.TrimPrefix(e.Path, registry.HooksDir(s.cfg.Prefix))
-		v := hookView{Key: id, Revision: e.ModRevision, Service: e.Key.Service, Method: e.Key.Method,
-			Phase: string(e.Key.Phase), Name: e.Key.Name, Quarantined: quarantined[id]}
-		switch {
-		case e.KeyErr != nil:
-			v.Error = e.KeyErr.Error()
-		case e.DocErr != nil:
-			v.Error = e.DocErr.Error()
-		}
-		if d := e.Doc; d != nil {
-			v.Enabled, v.Order, v.Description, v.Lang = d.IsEnabled(), d.Order, d.Description, string(cmp.Or(d.Lang, engine.JS))
-			v.Timeout, v.OnError, v.Isolation, v.Params, v.Script = d.Timeout, string(d.OnError), string(d.Isolation), d.Params, d.Script
-			v.Style, v.Owner = string(d.Style), d.Owner
-		}
+		v := s.documentView(e)
+		// Scripts are read one at a time, when the page opens a hook
+		// (/api/hook): the page reads the state every few seconds.
+		v.Script = ""
+		id := v.Key
+		v.Quarantined = quarantined[id]
 		if h := running[id]; h != nil {
 			if h.Err != nil {
 				v.Broken, v.Error = true, h.Err.Error()
@@ -499,6 +492,40 @@ type versionView struct {
 	Change   string `json:"change"`
 	Error    string `json:"error,omitempty"`
 	Document string `json:"document"`
+}
+
+// documentView shows e: its key and its document's fields.
+func (s *Server) documentView(e store.Entry) hookView {
+	id := strings.TrimPrefix(e.Path, registry.HooksDir(s.cfg.Prefix))
+	v := hookView{Key: id, Revision: e.ModRevision, Service: e.Key.Service, Method: e.Key.Method,
+		Phase: string(e.Key.Phase), Name: e.Key.Name}
+	switch {
+	case e.KeyErr != nil:
+		v.Error = e.KeyErr.Error()
+	case e.DocErr != nil:
+		v.Error = e.DocErr.Error()
+	}
+	if d := e.Doc; d != nil {
+		v.Enabled, v.Order, v.Description, v.Lang = d.IsEnabled(), d.Order, d.Description, string(cmp.Or(d.Lang, engine.JS))
+		v.Timeout, v.OnError, v.Isolation, v.Params, v.Script = d.Timeout, string(d.OnError), string(d.Isolation), d.Params, d.Script
+		v.Style, v.Owner = string(d.Style), d.Owner
+	}
+	return v
+}
+
+// hook answers one hook's document, its script included.
+func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
+	k, err := s.parseKey(r.URL.Query().Get("key"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	e, _, err := s.store.Get(r.Context(), k)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.documentView(*e))
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,6 +212,17 @@ func TestWritesAreCheckedAndGuardedAsHookctlDoes(t *testing.T) {
 	}
 	var out struct{ Revision int64 }
 	json.Unmarshal([]byte(body), &out)
+	// The state the page polls leaves scripts out; the page reads a
+	// hook's when it opens it.
+	if code, body := call(t, d, "GET", "/api/state", "", nil); code != 200 || strings.Contains(body, `"script"`) {
+		t.Errorf("GET /api/state = %d, with a script: %v; want 200 without scripts", code, strings.Contains(body, `"script"`))
+	}
+	if code, body := call(t, d, "GET", "/api/hook?key="+url.QueryEscape(key), "", nil); code != 200 || !strings.Contains(body, `"script":"undefined"`) {
+		t.Errorf("GET /api/hook = %d %s; want 200 with the script", code, body)
+	}
+	if code, _ := call(t, d, "GET", "/api/hook?key="+url.QueryEscape("events.v1.EventService/SendEvent/pre/none"), "", nil); code != http.StatusNotFound {
+		t.Errorf("GET /api/hook of a hook that does not exist = %d; want 404", code)
+	}
 	if code, body := put(key, `{"script": "undefined", "order": 2}`, 0); code != http.StatusConflict {
 		t.Errorf("create over an existing hook = %d %s; want 409", code, body)
 	}

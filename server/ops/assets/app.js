@@ -222,7 +222,17 @@ function fillMethods(selected) {
   if (selected) sel.value = selected;
 }
 
-function openEditor(h) {
+// openEditor opens the form on hook h, read afresh with its script (the
+// state the page polls leaves scripts out), or empty to create one.
+async function openEditor(h) {
+  let note = "";
+  if (h) {
+    try {
+      h = Object.assign({}, h, await api("GET", "/api/hook?key=" + encodeURIComponent(h.key)));
+    } catch (e) {
+      note = "cannot read the hook's script: " + e.message;
+    }
+  }
   editing = h || null;
   $("history").hidden = true;
   $("editor").hidden = false;
@@ -242,7 +252,7 @@ function openEditor(h) {
   $("f-owner").textContent = h && h.owner ? "owner: " + h.owner : "";
   $("f-enabled").checked = h ? h.enabled || !!h.error : true;
   $("save").hidden = state.readOnly;
-  $("save-msg").textContent = "";
+  $("save-msg").textContent = note;
   $("t-result").textContent = "";
   view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: h ? h.script || "" : newScript } });
   setLang($("f-lang").value);
