@@ -94,7 +94,7 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 	for _, f := range opts {
 		f(&o)
 	}
-	p := &Proxy{cc: cc, src: src, log: o.logger}
+	p := &Proxy{cc: backendConn{cc}, src: src, log: o.logger}
 	if o.set != nil {
 		t, err := newTable(o.set.GetFile(), nil)
 		if err != nil {

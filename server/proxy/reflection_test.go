@@ -280,15 +280,20 @@ func TestABackendThatGoesAwayAndChanges(t *testing.T) {
 			}
 
 			stop()
-			if _, err := say(ctx, w.conn, newMsg("a", "x")); status.Code(err) != codes.Unavailable {
+			_, err := say(ctx, w.conn, newMsg("a", "x"))
+			if status.Code(err) != codes.Unavailable {
 				t.Fatalf("Say, a hooked method, with the backend away: %v; want Unavailable", err)
+			}
+			// The client is not told where the backend is.
+			if host, _, _ := strings.Cut(addr, ":"); strings.Contains(status.Convert(err).Message(), addr) || strings.Contains(status.Convert(err).Message(), "dial tcp "+host) {
+				t.Errorf("Say with the backend away: %q; want a message without the backend's address", status.Convert(err).Message())
 			}
 			chat, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, chatMethod)
 			if err == nil {
 				err = chat.RecvMsg(dynamicpb.NewMessage(echoMsg(2)))
 			}
-			if status.Code(err) != codes.Unavailable {
-				t.Fatalf("Chat, a method without hooks, with the backend away: %v; want Unavailable", err)
+			if status.Code(err) != codes.Unavailable || strings.Contains(status.Convert(err).Message(), addr) {
+				t.Fatalf("Chat, a method without hooks, with the backend away: %v; want Unavailable, without the backend's address", err)
 			}
 
 			startEcho(t, 2, listen(t, addr))
