@@ -372,8 +372,13 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 		log.Warn("cannot load hooks yet; retrying", "error", err)
 	}
 	var warned time.Time
+	// Each attempt may take longer than the last (up to 30 s): an etcd
+	// that answers slowly (a login's bcrypt on a busy machine) gets there,
+	// and one that comes back answers the attempt waiting on it at once.
+	wait := max(firstWait, time.Second)
 	for {
-		err := attempt(time.Second)
+		err := attempt(wait)
+		wait = min(2*wait, 30*time.Second)
 		if err == nil {
 			log.Info("etcd answers; hooks loaded")
 			return nil
