@@ -160,9 +160,7 @@ func (s *decodingStream) RecvMsg(m any) error {
 	if msg.Unknown() {
 		// This stream goes on with the descriptors it began with; the
 		// next calls get the new ones.
-		if _, err := s.p.desc.refresh(s.Context(), false); err != nil {
-			s.p.log.WarnContext(s.Context(), "cannot learn the backend's descriptors", "method", s.method, "error", err)
-		}
+		s.p.relearn(s.Context(), "method", s.method)
 	}
 	return nil
 }
