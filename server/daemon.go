@@ -251,6 +251,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("hooks loaded", "hooks", len(reg.Snapshot().Hooks()), "revision", reg.Snapshot().Revision,
 		"hook_services", hookable)
+	if backend != nil {
+		// Hooks on methods the backend does not serve never run: say so.
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { backend.WatchHooks(wctx, 5*time.Second); close(watched) }()
+		defer func() { stopWatch(); <-watched }()
+	}
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 
@@ -62,6 +63,17 @@ func (s *Snapshot) Cache(fullMethod string) *CacheConfig {
 		return nil
 	}
 	return s.caches[fullMethod]
+}
+
+// Caches returns the response cache configurations of the snapshot,
+// ordered by method.
+func (s *Snapshot) Caches() []*CacheConfig {
+	if s == nil {
+		return nil
+	}
+	out := slices.Collect(maps.Values(s.caches))
+	slices.SortFunc(out, func(a, b *CacheConfig) int { return strings.Compare(a.Key.String(), b.Key.String()) })
+	return out
 }
 
 // serviceOf returns the service of "/svc/Method".

@@ -1,0 +1,72 @@
+package proxy_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+
+	"github.com/apihooks/apihooks/server/proxy"
+)
+
+// TestHooksOnMethodsTheBackendDoesNotServeAreReported: a hook written for
+// a method or a service the backend does not serve never runs; the proxy
+// says so, naming the target and the hooks, and says so again only once
+// the target changes.
+func TestHooksOnMethodsTheBackendDoesNotServeAreReported(t *testing.T) {
+	backend := &rawBackend{}
+	addr := serve(t, grpc.NewServer(grpc.UnknownServiceHandler(backend.handle), grpc.ForceServerCodecV2(rawCodec{})))
+	w := newWorld(t, addr, nil, proxy.WithDescriptorSet(descriptorSet(echoFile(2))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.proxy.WatchHooks(ctx, 5*time.Millisecond); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const (
+		shout = `target=echo.v1.Echo/Shout hooks=echo.v1.Echo/Shout/pre/a,echo.v1.Echo/Shout/pre/b`
+		other = `target=other.v1.Other/* hooks=other.v1.Other/*/pre/a`
+	)
+	hook := doc(`module.exports = () => {}`)
+	w.setHooks(t, map[string]string{
+		sayKey + "pre/a":           hook,
+		"echo.v1.Echo/*/pre/a":     hook,
+		"*/*/pre/a":                hook,
+		"echo.v1.Echo/Shout/pre/a": hook,
+		"echo.v1.Echo/Shout/pre/b": hook,
+		"other.v1.Other/*/pre/a":   hook,
+	})
+	waitForLog(t, w, shout)
+	waitForLog(t, w, other)
+	for _, served := range []string{"target=echo.v1.Echo/Say", "target=echo.v1.Echo/*", "target=*"} {
+		if strings.Contains(w.logs.String(), served) {
+			t.Errorf("the logs report %s, which the backend serves:\n%s", served, w.logs)
+		}
+	}
+
+	// Only the hooks on Shout go: other.v1.Other/* is not reported again.
+	dir := registry.HooksDir(registry.DefaultPrefix)
+	if _, err := w.etcd.Client.Delete(context.Background(), dir+"echo.v1.Echo/Shout/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	waitForLog(t, w, `no longer target it" target=echo.v1.Echo/Shout`)
+	if n := strings.Count(w.logs.String(), other); n != 1 {
+		t.Errorf("other.v1.Other/* reported %d times; want once, while its hooks are unchanged:\n%s", n, w.logs)
+	}
+}
+
+// waitForLog waits until the proxy's logs hold want.
+func waitForLog(t *testing.T, w *world, want string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(w.logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the logs never said %q:\n%s", want, w.logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
