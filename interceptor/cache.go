@@ -19,9 +19,9 @@ import (
 // cached answers a call of a method with a response cache: from the cache
 // when it holds a response to the same request (and the same values of the
 // configuration's metadata keys), without running hooks or the handler;
-// otherwise through call, storing the response when the call succeeds.
-// Errors are never stored, nor a response an error hook gave in place of
-// one.
+// otherwise through call, storing the response, and the headers and
+// trailers the handler set, when the call succeeds. Errors are never
+// stored, nor a response an error hook gave in place of one.
 func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, handler grpc.UnaryHandler, chain *registry.Chain) (any, error) {
 	c := h.cacheFor(chain.Cache)
 	// The key is taken before any hook runs, since a pre-hook may change
@@ -31,16 +31,69 @@ func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, ha
 		resp, _, err := h.call(ctx, msg, method, handler, chain)
 		return resp, err
 	}
-	if resp, ok := c.get(key, time.Now()); ok {
-		return resp, nil
+	if e, ok := c.get(key, time.Now()); ok {
+		// Nothing is sent before the response: these cannot fail.
+		if len(e.header) > 0 {
+			_ = grpc.SetHeader(ctx, e.header.Copy())
+		}
+		if len(e.trailer) > 0 {
+			_ = grpc.SetTrailer(ctx, e.trailer.Copy())
+		}
+		return proto.Clone(e.resp), nil
+	}
+	rec := &recordingStream{}
+	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
+		rec.ServerTransportStream = sts
+		ctx = grpc.NewContextWithServerTransportStream(ctx, rec)
 	}
 	resp, rescued, err := h.call(ctx, msg, method, handler, chain)
 	if err == nil && !rescued {
 		if m, ok := resp.(proto.Message); ok && m != nil && m.ProtoReflect().IsValid() {
-			c.put(key, m, time.Now())
+			rec.mu.Lock()
+			header, trailer := rec.header, rec.trailer
+			rec.mu.Unlock()
+			c.put(key, m, header, trailer, time.Now())
 		}
 	}
 	return resp, err
+}
+
+// recordingStream keeps the headers and trailers set through it, as they
+// go on to the call's stream.
+type recordingStream struct {
+	grpc.ServerTransportStream
+	mu              sync.Mutex
+	header, trailer metadata.MD
+}
+
+func (s *recordingStream) SetHeader(md metadata.MD) error {
+	err := s.ServerTransportStream.SetHeader(md)
+	if err == nil {
+		s.mu.Lock()
+		s.header = metadata.Join(s.header, md)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *recordingStream) SendHeader(md metadata.MD) error {
+	err := s.ServerTransportStream.SendHeader(md)
+	if err == nil {
+		s.mu.Lock()
+		s.header = metadata.Join(s.header, md)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+func (s *recordingStream) SetTrailer(md metadata.MD) error {
+	err := s.ServerTransportStream.SetTrailer(md)
+	if err == nil {
+		s.mu.Lock()
+		s.trailer = metadata.Join(s.trailer, md)
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // cacheFor returns the response cache of a configuration, made on first
@@ -73,13 +126,14 @@ type responseCache struct {
 	bytes int64
 }
 
-// cacheEntry is one stored response. resp is never changed once stored:
-// callers get clones of it.
+// cacheEntry is one stored response, with the headers and trailers that
+// came with it. They are never changed once stored: callers get copies.
 type cacheEntry struct {
-	key     string
-	resp    proto.Message
-	size    int64
-	expires time.Time
+	key             string
+	resp            proto.Message
+	header, trailer metadata.MD
+	size            int64
+	expires         time.Time
 }
 
 func newResponseCache(cfg *registry.CacheConfig) *responseCache {
@@ -107,9 +161,9 @@ func (c *responseCache) key(ctx context.Context, msg proto.Message) ([]byte, err
 	return deterministic.MarshalAppend(b, msg)
 }
 
-// get returns a copy of the response stored under key, if it has not
-// expired at now.
-func (c *responseCache) get(key []byte, now time.Time) (proto.Message, bool) {
+// get returns the entry stored under key, if it has not expired at now.
+// The entry must not be changed.
+func (c *responseCache) get(key []byte, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
 	el, ok := c.items[string(key)]
 	if !ok {
@@ -124,18 +178,19 @@ func (c *responseCache) get(key []byte, now time.Time) (proto.Message, bool) {
 	}
 	c.lru.MoveToFront(el)
 	c.mu.Unlock()
-	return proto.Clone(e.resp), true
+	return e, true
 }
 
-// put stores a copy of resp under key until now + ttl, and evicts the least
-// recently used responses beyond the bounds. A response larger than the
-// whole byte bound is not stored.
-func (c *responseCache) put(key []byte, resp proto.Message, now time.Time) {
-	size := int64(len(key) + proto.Size(resp))
+// put stores a copy of resp, with header and trailer, under key until
+// now + ttl, and evicts the least recently used responses beyond the
+// bounds. A response larger than the whole byte bound is not stored.
+func (c *responseCache) put(key []byte, resp proto.Message, header, trailer metadata.MD, now time.Time) {
+	size := int64(len(key)+proto.Size(resp)) + mdSize(header) + mdSize(trailer)
 	if size > c.maxBytes {
 		return
 	}
-	e := &cacheEntry{key: string(key), resp: proto.Clone(resp), size: size, expires: now.Add(c.ttl)}
+	e := &cacheEntry{key: string(key), resp: proto.Clone(resp), header: header.Copy(), trailer: trailer.Copy(),
+		size: size, expires: now.Add(c.ttl)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.items[e.key]; ok {
@@ -146,6 +201,17 @@ func (c *responseCache) put(key []byte, resp proto.Message, now time.Time) {
 	for c.lru.Len() > c.maxEntries || c.bytes > c.maxBytes {
 		c.removeLocked(c.lru.Back())
 	}
+}
+
+// mdSize is the bytes of md's keys and values.
+func mdSize(md metadata.MD) int64 {
+	var n int
+	for k, vs := range md {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return int64(n)
 }
 
 func (c *responseCache) removeLocked(el *list.Element) {

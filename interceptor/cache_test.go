@@ -281,3 +281,27 @@ func TestErrorHookAnswersAreNotCached(t *testing.T) {
 		}
 	}
 }
+
+// TestACacheHitCarriesTheHandlersHeadersAndTrailers: a response answered
+// from the cache comes with the headers and trailers the handler set when
+// it gave it.
+func TestACacheHitCarriesTheHandlersHeadersAndTrailers(t *testing.T) {
+	e := newEnv(t)
+	e.setCache(t, map[string]string{getEvents: `{"ttl":"1h"}`})
+	for i, wantMiss := range []bool{true, false} {
+		e.svc.received()
+		var header, trailer metadata.MD
+		if _, err := e.client.GetEvents(context.Background(), &eventsv1.GetEventsRequest{UserId: "a"}, grpc.Header(&header), grpc.Trailer(&trailer)); err != nil {
+			t.Fatal(err)
+		}
+		if miss := len(e.svc.received()) > 0; miss != wantMiss {
+			t.Fatalf("call %d: reached the handler: %v; want %v", i, miss, wantMiss)
+		}
+		if h := header.Get("x-handler"); len(h) != 1 || h[0] != "GetEvents" {
+			t.Errorf("call %d: header x-handler %q; want [GetEvents], as the handler set it", i, h)
+		}
+		if tr := trailer.Get("x-user"); len(tr) != 1 || tr[0] != "a" {
+			t.Errorf("call %d: trailer x-user %q; want [a], as the handler set it", i, tr)
+		}
+	}
+}

@@ -76,8 +76,10 @@ func (r *recorder) SendEvent(_ context.Context, req *eventsv1.SendEventRequest) 
 	return &eventsv1.SendEventResponse{EventId: "id-" + req.ToUserId}, nil
 }
 
-func (r *recorder) GetEvents(_ context.Context, req *eventsv1.GetEventsRequest) (*eventsv1.GetEventsResponse, error) {
+func (r *recorder) GetEvents(ctx context.Context, req *eventsv1.GetEventsRequest) (*eventsv1.GetEventsResponse, error) {
 	r.record(req)
+	grpc.SetHeader(ctx, metadata.Pairs("x-handler", "GetEvents"))
+	grpc.SetTrailer(ctx, metadata.Pairs("x-user", req.UserId))
 	return &eventsv1.GetEventsResponse{Events: []*eventsv1.Event{{EventId: "e1", ToUserId: req.UserId}}}, nil
 }
 

@@ -49,12 +49,18 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 		var header, trailer metadata.MD
 		out := new(frame)
 		err := p.cc.Invoke(outgoing(ctx), fullMethod, req, out, grpc.Header(&header), grpc.Trailer(&trailer))
+		// Through ctx, so that a response cache keeps them with the
+		// response.
 		if len(header) > 0 {
-			if err := ss.SetHeader(header); err != nil {
+			if err := grpc.SetHeader(ctx, header); err != nil {
 				return nil, err
 			}
 		}
-		ss.SetTrailer(trailer)
+		if len(trailer) > 0 {
+			if err := grpc.SetTrailer(ctx, trailer); err != nil {
+				return nil, err
+			}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -2,12 +2,18 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/server/proxy"
 )
 
@@ -78,5 +84,62 @@ func TestHookedCallsForwardWhatNoHookChanged(t *testing.T) {
 				t.Errorf("the client got %x; want %x, what the backend answered", got, tt.toBackend)
 			}
 		})
+	}
+}
+
+// TestACacheHitCarriesTheBackendsHeadersAndTrailers: a response the
+// proxy's response cache answers with comes with the headers and trailers
+// the backend sent with it.
+func TestACacheHitCarriesTheBackendsHeadersAndTrailers(t *testing.T) {
+	var calls atomic.Int32
+	addr := serve(t, grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		var in []byte
+		if err := ss.RecvMsg(&in); err != nil {
+			return err
+		}
+		n := calls.Add(1)
+		ss.SetHeader(metadata.Pairs("x-backend", "b1", "x-call", strconv.Itoa(int(n))))
+		ss.SetTrailer(metadata.Pairs("x-served-by", "backend"))
+		return ss.SendMsg(&in)
+	})))
+	w := newWorld(t, addr, nil, proxy.WithDescriptorSet(descriptorSet(echoFile(2))))
+	resp, err := w.etcd.Client.Put(context.Background(), registry.CacheDir(registry.DefaultPrefix)+"echo.v1.Echo/Say", `{"ttl":"1h"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(t, w, resp.Header.Revision)
+
+	sent := echoField(1, "a")
+	for i := range 3 {
+		var header, trailer metadata.MD
+		var got []byte
+		if err := w.conn.Invoke(callCtx(t), sayMethod, &sent, &got, grpc.ForceCodecV2(rawCodec{}), grpc.Header(&header), grpc.Trailer(&trailer)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, sent) {
+			t.Errorf("call %d: response %x; want %x", i, got, sent)
+		}
+		if h := header.Get("x-backend"); len(h) != 1 || h[0] != "b1" || header.Get("x-call")[0] != "1" {
+			t.Errorf("call %d: headers %v; want the backend's of its one call: x-backend=b1, x-call=1", i, header)
+		}
+		if tr := trailer.Get("x-served-by"); len(tr) != 1 || tr[0] != "backend" {
+			t.Errorf("call %d: trailers %v; want x-served-by=backend", i, trailer)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the backend got %d calls; want 1, the others answered from the cache", n)
+	}
+}
+
+// waitRevision waits until the proxy's registry has read etcd's revision
+// rev.
+func waitRevision(t *testing.T, w *world, rev int64) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for w.reg.Snapshot().Revision < rev {
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry did not reach revision %d", rev)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
