@@ -1,9 +1,12 @@
 package hookctl
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,8 +136,9 @@ it exists; the next transactions write the rest, each guarded against any
 other change; the last removes the marker, and the daemons put the whole
 manifest in force at once. If apply stops part way (killed, etcd lost, a
 concurrent change), the marker stays and the daemons keep the hooks in force
-before it: apply again resumes it (planning against what is in etcd now), and
-apply --abort puts back what was there before it.
+before it: apply of the same manifest (same content, owner and --prune)
+again resumes it (planning against what is in etcd now), and apply --abort
+puts back what was there before it; any other apply is refused (exit 3).
 
 If anything changed in etcd between reading and writing, nothing is written
 (or, part way through a staged apply, nothing is put in force) and apply
@@ -144,7 +148,8 @@ same manifest twice writes nothing the second time.
 
 --prune also deletes the hooks under the prefix that the manifest does not
 list (only the manifest owner's, when it declares owner:). --dry-run prints
-the plan only. --wait waits until every live daemon has the result in force.`,
+the plan only. --wait waits until every live daemon has the result in force,
+even when there is nothing to write.`,
 		Example: `  hookctl apply -f hooks/
   hookctl apply -f hooks/hooks.yaml --prune --wait=2m
   hookctl apply -f hooks/ --dry-run --server 127.0.0.1:50051
@@ -166,28 +171,57 @@ the plan only. --wait waits until every live daemon has the result in force.`,
 			if err != nil {
 				return withNote(err, "nothing was written")
 			}
+			w := p.Write()
+			w.Origin = origin(p.Manifest, prune)
+			// Only the manifest a staged apply writes may complete it:
+			// another would put the stopped apply's partial state in force.
+			foreign := marker != nil && marker.Manifest != "" && marker.Manifest != w.Origin.Manifest
+			if foreign && !dryRun {
+				return &exitError{code: ExitEtcd, err: fmt.Errorf("a staged apply of another manifest, or of another version of this one, stopped part way (%s); "+
+					"daemons hold back every change until it completes: apply that manifest again to complete it, or run hookctl apply --abort to undo it; nothing was written",
+					marker.Describe())}
+			}
 			view := p.View()
 			if output == "text" {
 				p.Render(a.out)
 			}
-			w := p.Write()
 			txns, err := s.Transactions(w)
 			if err != nil {
 				return withNote(failed(err), "nothing was written")
 			}
-			if marker != nil {
-				fmt.Fprintf(a.err, "hookctl: a staged apply started %s by %s stopped part way; daemons hold back changes until it completes: this apply completes it\n",
-					marker.Started.Format(time.RFC3339), marker.By)
+			switch {
+			case foreign:
+				fmt.Fprintf(a.err, "hookctl: a staged apply of another manifest stopped part way (%s); daemons hold back changes until it completes, and this apply would be refused\n",
+					marker.Describe())
+			case marker != nil:
+				fmt.Fprintf(a.err, "hookctl: a staged apply of this manifest stopped part way (%s); daemons hold back changes until it completes: this apply completes it\n",
+					marker.Describe())
 				w.Resume = marker
 			}
 			if (p.Empty() && marker == nil) || dryRun {
 				if output != "text" {
-					return a.printData(output, view)
+					if err := a.printData(output, view); err != nil {
+						return err
+					}
 				}
-				if dryRun && !p.Empty() {
+				if dryRun && !p.Empty() && output == "text" {
 					fmt.Fprintf(a.out, "Dry run: nothing was written. Applying takes %d etcd transaction%s.\n", txns, plural(txns))
 				}
-				return nil
+				if dryRun || a.wait <= 0 {
+					return nil
+				}
+				// Nothing to write, but what etcd holds may not be in
+				// force: a job run again after --wait failed must fail
+				// again until the daemons have it.
+				st, err := a.fleetStatus(s)
+				if err != nil {
+					return err
+				}
+				out := a.out
+				if output != "text" {
+					out = a.err
+				}
+				return a.waitLive(s, out, a.wait, st.HooksRevision, manifestKeys(p))
 			}
 			if err := a.beforeCommit(); err != nil {
 				return err
@@ -215,11 +249,7 @@ the plan only. --wait waits until every live daemon has the result in force.`,
 				fmt.Fprintf(a.out, "Applied at revision %d: %d added, %d changed, %d removed.\n",
 					rev, view.Added, view.Changed, view.Removed)
 			}
-			keys := make([]string, 0, len(w.Puts))
-			for k := range w.Puts {
-				keys = append(keys, k)
-			}
-			return a.waitLive(s, out, a.wait, rev, keys)
+			return a.waitLive(s, out, a.wait, rev, manifestKeys(p))
 		}),
 	}
 	mf.add(c)
@@ -231,6 +261,36 @@ the plan only. --wait waits until every live daemon has the result in force.`,
 	outputFlag(c, &output, "text", "json", "yaml")
 	waitFlag(c, &a.wait)
 	return c
+}
+
+// origin identifies what apply writes: the manifest's documents and
+// utils, its owner, and whether it prunes.
+func origin(m *manifest.Manifest, prune bool) store.Origin {
+	h := sha256.New()
+	fmt.Fprintf(h, "owner %q prune %v\n", m.Owner, prune)
+	hooks := slices.Clone(m.Hooks)
+	slices.SortFunc(hooks, func(a, b *manifest.Hook) int { return strings.Compare(a.Key.String(), b.Key.String()) })
+	for _, hk := range hooks {
+		fmt.Fprintf(h, "hook %q %d\n", hk.Key.String(), len(hk.Raw))
+		h.Write(hk.Raw)
+	}
+	utils := slices.Clone(m.Utils)
+	slices.SortFunc(utils, func(a, b *manifest.Util) int { return strings.Compare(a.Name, b.Name) })
+	for _, u := range utils {
+		fmt.Fprintf(h, "util %q %d\n", u.Name, len(u.Raw))
+		h.Write(u.Raw)
+	}
+	return store.Origin{Manifest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Source: m.Path, Owner: m.Owner}
+}
+
+// manifestKeys returns the etcd keys of the manifest's hooks: --wait fails
+// when a daemon reports one of them broken.
+func manifestKeys(p *plan.Plan) []string {
+	keys := make([]string, 0, len(p.Manifest.Hooks))
+	for _, h := range p.Manifest.Hooks {
+		keys = append(keys, h.Key.Path(p.Prefix))
+	}
+	return keys
 }
 
 // abortApply undoes a staged apply that stopped part way.

@@ -164,6 +164,10 @@ func TestApplyWaitsForEveryDaemonAndStatusListsThem(t *testing.T) {
 		r := e.want(hookctl.ExitWait, "enable", "events.v1.EventService/SendEvent", "pre", "deny-guest", "--wait=1s")
 		mustContain(t, "enable --wait", r.stderr, "not every daemon has loaded it", "stuck (10.0.0.9:50051, revision 1")
 		mustNotContain(t, "enable --wait", r.stderr, a)
+		// The CI job run again: nothing to write, but still not live.
+		r = e.want(hookctl.ExitWait, "apply", "-f", scriptsDir, "--wait=1s")
+		mustContain(t, "apply --wait with nothing to write", r.stdout, "No changes")
+		mustContain(t, "apply --wait with nothing to write", r.stderr, "not every daemon has loaded it", "stuck (10.0.0.9:50051, revision 1")
 	})
 }
 
@@ -203,6 +207,17 @@ func TestAnApplyTooLargeForOneTransactionIsStagedAndDaemonsSeeItAtOnce(t *testin
 	// Another writer is told why it cannot write.
 	r = e.want(hookctl.ExitEtcd, "disable", "events.v1.EventService/SendEvent", "pre", "deny-guest")
 	mustContain(t, "disable during the apply", r.stderr, "a staged apply is in progress")
+	// Another manifest, or another version of this one, would put the
+	// stopped apply's partial state in force: it is refused.
+	r = e.want(hookctl.ExitEtcd, "apply", "-f", scriptsDir)
+	mustContain(t, "apply of another manifest during the apply", r.stderr, "a staged apply of another manifest", dir, "nothing was written")
+	r = e.want(hookctl.ExitEtcd, "apply", "-f", dir)
+	mustContain(t, "apply of the manifest without --prune", r.stderr, "a staged apply of another manifest")
+	r = e.want(0, "apply", "-f", scriptsDir, "--dry-run")
+	mustContain(t, "a dry run of another manifest", r.stderr, "this apply would be refused")
+	if err := sendAs(t, addr, "mallory"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("after the refused applies: %v; want the old deny hook still in force", err)
+	}
 
 	r = e.want(0, "apply", "-f", dir, "--prune", "--wait=30s")
 	mustContain(t, "apply again", r.stderr, "this apply completes it")

@@ -264,8 +264,9 @@ named on the command line as SERVICE/METHOD PHASE NAME, for example
 (SERVICE/* covers every method of a service, */* every hookable method).
 
 Nothing invalid reaches etcd: documents are decoded and scripts compiled as the
-daemon does before anything is written, and apply writes a whole manifest in
-one transaction or nothing.
+daemon does before anything is written, and apply puts a whole manifest in
+force or nothing: in one transaction, or, when it is too large for one, staged
+so that daemons put it in force at once when the last transaction lands.
 
 Every global flag can also be set in the environment as HOOKCTL_<FLAG>, with
 dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
@@ -273,8 +274,10 @@ dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
 Exit codes: 0 success; 1 validation failure, failing tests, a request etcd
 refused (its reason is printed), or (diff) changes found; 2 usage error, and
 any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
-an error); 3 etcd unreachable or a concurrent change (nothing was written);
-4 --wait ended before every daemon loaded the write (it was written).`,
+an error); 3 etcd unreachable or a concurrent change (nothing was written, or,
+part way through a staged apply, nothing put in force); 4 --wait ended before
+every daemon loaded the write, or a daemon reports a hook of it broken (it was
+written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

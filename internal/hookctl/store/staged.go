@@ -70,8 +70,33 @@ type Marker struct {
 	By      string    `json:"by,omitempty"`
 	// Transactions is how many transactions the apply takes.
 	Transactions int `json:"transactions"`
+	Origin
 	// CreateRevision is the marker key's; set when read.
 	CreateRevision int64 `json:"-"`
+}
+
+// Origin says which manifest a staged apply writes, so that only that
+// manifest completes it.
+type Origin struct {
+	// Manifest identifies the manifest's content and how it is applied (a
+	// digest); empty in markers of writes that are not a manifest's.
+	Manifest string `json:"manifest,omitempty"`
+	// Source is the manifest's path as given, Owner its owner: for people.
+	Source string `json:"source,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+}
+
+// Describe names the staged apply for a message: when and by whom it was
+// started, and its manifest.
+func (m *Marker) Describe() string {
+	s := fmt.Sprintf("started %s by %s", m.Started.Format(time.RFC3339), m.By)
+	if m.Source != "" {
+		s += ", of " + m.Source
+	}
+	if m.Owner != "" {
+		s += " (owner " + m.Owner + ")"
+	}
+	return s
 }
 
 // Marker returns the marker of a staged apply that has not completed, or
@@ -249,7 +274,7 @@ func (s *Store) Commit(ctx context.Context, w *Write) (int64, error) {
 		}
 		return s.txn(ctx, w, steps[0], w.ReadRevision, markerRev, end)
 	}
-	m := Marker{ReadRevision: w.ReadRevision, Started: time.Now().UTC(), By: whoami(), Transactions: len(steps) + 1}
+	m := Marker{ReadRevision: w.ReadRevision, Started: time.Now().UTC(), By: whoami(), Transactions: len(steps) + 1, Origin: w.Origin}
 	if w.Resume != nil && w.Resume.ReadRevision > 0 {
 		m.ReadRevision = w.Resume.ReadRevision // what was in force before stays the reference
 	}

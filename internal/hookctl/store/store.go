@@ -70,8 +70,8 @@ type ConflictError struct {
 
 func (e *ConflictError) Error() string {
 	if m := e.Apply; m != nil {
-		return fmt.Sprintf("a staged apply is in progress (started %s by %s) and daemons hold back changes until it completes; nothing was written: "+
-			"run apply to resume it, or apply --abort to undo it", m.Started.Format(time.RFC3339), m.By)
+		return fmt.Sprintf("a staged apply is in progress (%s) and daemons hold back changes until it completes; nothing was written: "+
+			"apply its manifest again to complete it, or apply --abort to undo it", m.Describe())
 	}
 	msg := "etcd changed since it was read"
 	if e.ReadRevision > 0 {
@@ -388,6 +388,8 @@ type Write struct {
 	// Resume, when set, is the marker of a staged apply that stopped part
 	// way, which this write takes over and completes.
 	Resume *Marker
+	// Origin is recorded in the marker of a staged write.
+	Origin Origin
 	// Step, when set, is called before each transaction of a staged write
 	// after the first, with how many were written of how many; an error
 	// stops the write there (tests use it to stop part way).
