@@ -255,7 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Hooks on methods the backend does not serve never run: say so.
 		wctx, stopWatch := context.WithCancel(ctx)
 		watched := make(chan struct{})
-		go func() { backend.WatchHooks(wctx, 5*time.Second); close(watched) }()
+		go func() { backend.WatchHooks(wctx, time.Second); close(watched) }()
 		defer func() { stopWatch(); <-watched }()
 	}
 
@@ -279,7 +279,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopOps()
-	fleetReg := registerDaemon(client, cfg, lis.Addr().String(), reg, quarantine, log)
+	var unserved func() []string
+	if backend != nil {
+		unserved = backend.Unserved
+	}
+	fleetReg := registerDaemon(client, cfg, lis.Addr().String(), reg, quarantine, unserved, log)
 	defer fleetReg.Close()
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr())

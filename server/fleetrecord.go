@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,7 +18,9 @@ import (
 
 // registerDaemon publishes the daemon's record under <prefix>daemons/ (see
 // package fleet) until the returned registration is closed.
-func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *registry.Registry, q *interceptor.Quarantine, log *slog.Logger) *fleet.Registration {
+// unserved, when set, lists hooks the daemon ignores beside those reg does
+// (a proxy's, on methods its backend does not serve).
+func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *registry.Registry, q *interceptor.Quarantine, unserved func() []string, log *slog.Logger) *fleet.Registration {
 	host, _ := os.Hostname()
 	id := cmp.Or(host, "daemon") + "-" + uuid.NewString()[:8]
 	started := time.Now().UTC().Truncate(time.Second)
@@ -26,7 +29,11 @@ func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *regis
 	state := func() fleet.Record {
 		st := reg.Status()
 		rec := fleet.Record{ID: id, Address: addr, Version: version, Isolation: isolation,
-			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, StartedAt: started}
+			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, Ignored: st.Ignored, StartedAt: started}
+		if unserved != nil {
+			rec.Ignored = append(rec.Ignored, unserved()...)
+			slices.Sort(rec.Ignored)
+		}
 		for _, h := range q.List() {
 			rec.Quarantined = append(rec.Quarantined, fmt.Sprintf("%s: %s", h.ID, h.Reason))
 		}

@@ -1,15 +1,20 @@
 package registry
 
 import (
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
 
 type options struct {
-	prefix       string
-	logger       *slog.Logger
-	hookable     func(service string) bool
+	prefix   string
+	logger   *slog.Logger
+	hookable func(service string) bool
+	// services are those WithServices named; nil by default.
+	services     []string
 	retryMin     time.Duration
 	retryMax     time.Duration
 	maxTimeout   time.Duration
@@ -60,7 +65,19 @@ func WithServices(services ...string) Option {
 	for _, s := range services {
 		set[s] = true
 	}
-	return func(o *options) { o.hookable = func(s string) bool { return set[s] } }
+	names := slices.Sorted(maps.Keys(set))
+	return func(o *options) {
+		o.hookable = func(s string) bool { return set[s] }
+		o.services = names
+	}
+}
+
+// notHookable says why hooks of service are ignored.
+func (o *options) notHookable(service string) string {
+	if o.services == nil {
+		return fmt.Sprintf("its service %s is not hookable on this server (gRPC's own grpc.* services are hookable only where the server names them)", service)
+	}
+	return fmt.Sprintf("its service %s is not hookable on this server, which hooks %s", service, strings.Join(o.services, ", "))
 }
 
 // WithRetry sets the bounds of the backoff between attempts to read etcd

@@ -88,6 +88,10 @@ type entry struct {
 	utils *Utils
 	// cacheErr says why a key under CacheDir has no valid version.
 	cacheErr error
+	// ignored says why a key's hook or cache configuration is not in force
+	// on this server although it may be valid: its service is not
+	// hookable here. Empty otherwise.
+	ignored string
 }
 
 // version is the newest change of a key handed out to compile.
@@ -120,6 +124,12 @@ type Status struct {
 	// Held is true while a staged apply is in progress: changes after
 	// Revision wait for it to complete.
 	Held bool
+	// Ignored lists the hooks and response cache configurations that are
+	// not in force on this server because their service is not hookable
+	// here (a misspelt service, or one the server does not hook), as
+	// "id: reason" (cache ones as "cache/<service>/<method>: reason"),
+	// ordered.
+	Ignored []string
 }
 
 // New returns a registry reading hooks through client. Start (or
@@ -151,7 +161,15 @@ func (r *Registry) Status() Status {
 		if e.cacheErr != nil {
 			s.Broken = append(s.Broken, strings.TrimPrefix(k, r.opts.prefix)+": "+e.cacheErr.Error())
 		}
+		if e.ignored != "" {
+			id := strings.TrimPrefix(k, HooksDir(r.opts.prefix))
+			if id == k {
+				id = strings.TrimPrefix(k, r.opts.prefix)
+			}
+			s.Ignored = append(s.Ignored, id+": "+e.ignored)
+		}
 	}
+	slices.Sort(s.Ignored)
 	r.mu.Unlock()
 	for _, h := range r.Snapshot().Hooks() {
 		if h.Err != nil {
@@ -812,13 +830,15 @@ func (r *Registry) put(c *change, utils *Utils) {
 	k, err := c.k, c.kerr
 	if err == nil {
 		if h, err := c.hook, c.err; err == nil {
+			var ignored string
 			if !r.opts.hookable(k.Service) && k.Service != Wildcard {
-				log.Warn("hook ignored: its service is not hookable on this server", "service", k.Service)
+				ignored = r.opts.notHookable(k.Service)
+				log.Warn("hook ignored: "+ignored, "service", k.Service)
 				h = nil
 			} else {
 				log.Info("hook loaded", "enabled", h.Doc.IsEnabled())
 			}
-			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value, utils: utils}
+			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value, utils: utils, ignored: ignored}
 			return
 		}
 		err = c.err
@@ -829,8 +849,9 @@ func (r *Registry) put(c *change, utils *Utils) {
 		return
 	}
 	if !r.opts.hookable(k.Service) && k.Service != Wildcard {
-		log.Warn("invalid hook ignored: its service is not hookable on this server", "error", err)
-		r.entries[key] = &entry{modRev: modRev}
+		ignored := r.opts.notHookable(k.Service)
+		log.Warn("invalid hook ignored: "+ignored, "error", err)
+		r.entries[key] = &entry{modRev: modRev, ignored: ignored}
 		return
 	}
 	if c.recompile {
@@ -865,8 +886,9 @@ func (r *Registry) putCache(c *change) {
 		r.entries[key] = &entry{modRev: modRev, cacheErr: c.kerr}
 		return
 	case !r.opts.hookable(c.ck.Service):
-		log.Warn("response cache ignored: its service is not hookable on this server", "service", c.ck.Service)
-		r.entries[key] = &entry{modRev: modRev}
+		ignored := r.opts.notHookable(c.ck.Service)
+		log.Warn("response cache ignored: "+ignored, "service", c.ck.Service)
+		r.entries[key] = &entry{modRev: modRev, ignored: ignored}
 		return
 	case c.err == nil:
 		log.Info("response cache configuration loaded", "ttl", c.cache.TTL, "max_entries", c.cache.MaxEntries,

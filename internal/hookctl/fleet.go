@@ -22,7 +22,7 @@ const waitPoll = 100 * time.Millisecond
 
 // waitFlag adds --wait[=TIMEOUT] to a command that writes.
 func waitFlag(c *cobra.Command, d *time.Duration) {
-	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every live daemon has loaded the revision written; exit 4 naming the daemons that have not, or that report a written hook broken", defaultWait))
+	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every live daemon has loaded the revision written; exit 4 naming the daemons that have not, or that report a written hook broken or ignored", defaultWait))
 	c.Flags().Lookup("wait").NoOptDefVal = defaultWait.String()
 }
 
@@ -39,10 +39,11 @@ func daemonState(d fleet.Record, rev int64) string {
 	return fmt.Sprintf("%d behind", rev-d.Revision)
 }
 
-// brokenWritten returns the daemon's broken hooks that are among keys.
-func brokenWritten(d fleet.Record, prefix string, keys []string) []string {
+// among returns the entries of reports ("id: reason") whose hook is among
+// keys.
+func among(reports []string, prefix string, keys []string) []string {
 	var out []string
-	for _, b := range d.Broken {
+	for _, b := range reports {
 		for _, k := range keys {
 			if strings.HasPrefix(b, strings.TrimPrefix(k, registry.HooksDir(prefix))+": ") {
 				out = append(out, b)
@@ -70,19 +71,29 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 			fmt.Fprintf(w, "No daemon is registered under %s: nothing to wait for.\n", fleet.Dir(s.Prefix()))
 			return nil
 		}
-		var behind, broken []string
+		var behind, broken, ignored []string
 		for _, d := range recs {
 			if d.Revision < rev || !d.Synced {
 				behind = append(behind, fmt.Sprintf("%s (%s, revision %d: %s)", d.ID, d.Address, d.Revision, daemonState(d, rev)))
 				continue
 			}
-			for _, b := range brokenWritten(d, s.Prefix(), keys) {
+			for _, b := range among(d.Broken, s.Prefix(), keys) {
 				broken = append(broken, fmt.Sprintf("%s (%s) reports %s", d.ID, d.Address, b))
+			}
+			for _, b := range among(d.Ignored, s.Prefix(), keys) {
+				ignored = append(ignored, fmt.Sprintf("%s (%s) ignores %s", d.ID, d.Address, b))
 			}
 		}
 		switch {
-		case len(behind) == 0 && len(broken) > 0:
-			return &exitError{code: ExitWait, err: fmt.Errorf("revision %d is loaded, but with broken hooks:\n  %s", rev, strings.Join(broken, "\n  "))}
+		case len(behind) == 0 && len(broken)+len(ignored) > 0:
+			var parts []string
+			if len(broken) > 0 {
+				parts = append(parts, "with broken hooks:\n  "+strings.Join(broken, "\n  "))
+			}
+			if len(ignored) > 0 {
+				parts = append(parts, "with hooks that never run there:\n  "+strings.Join(ignored, "\n  "))
+			}
+			return &exitError{code: ExitWait, err: fmt.Errorf("revision %d is loaded, but %s", rev, strings.Join(parts, "\nand "))}
 		case len(behind) == 0:
 			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", len(recs), plural(len(recs)), rev, time.Since(start).Round(time.Millisecond))
 			return nil
@@ -147,15 +158,18 @@ its broken and quarantined hooks, and when it started.`,
 				fmt.Fprintf(a.out, "No daemon is registered under %s.\n", fleet.Dir(s.Prefix()))
 				return nil
 			}
-			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "QUARANTINED", "STARTED")
+			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "IGNORED", "QUARANTINED", "STARTED")
 			for _, d := range v.Daemons {
 				t.row(d.ID, d.Address, d.Version, d.Isolation, fmt.Sprint(d.Revision), d.State,
-					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime))
+					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Ignored)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime))
 			}
 			t.flush()
 			for _, d := range v.Daemons {
 				for _, b := range d.Broken {
 					fmt.Fprintf(a.out, "%s: broken %s\n", d.ID, b)
+				}
+				for _, b := range d.Ignored {
+					fmt.Fprintf(a.out, "%s: ignored %s\n", d.ID, b)
 				}
 				for _, q := range d.Quarantined {
 					fmt.Fprintf(a.out, "%s: quarantined %s\n", d.ID, q)

@@ -527,3 +527,29 @@ func TestStatusCountsDeletionsAndUtils(t *testing.T) {
 		t.Errorf("after-delete, after a compaction: lag %d, state %q; want %d behind", d.Lag, d.State, rUtil-rDel)
 	}
 }
+
+// TestAHookOnAServiceNoDaemonHooksFailsTheWait: a hook on a misspelt
+// service passes every check hookctl can make alone; the daemons ignore
+// it, say so in their records, and --wait fails naming it.
+func TestAHookOnAServiceNoDaemonHooksFailsTheWait(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startDaemonOn(t, []string{e.args[1]})
+	waitUntil(t, "the daemon registered", func() bool { return strings.Contains(e.want(0, "status").stdout, "in step") })
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "deny.js"), `module.exports = () => ({status: 403})`+"\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - method: events.v1.EventServce/SendEvent
+    phase: pre
+    name: deny
+    script: deny.js
+`)
+	e.want(0, "validate", "-f", dir)
+	const why = "ignores events.v1.EventServce/SendEvent/pre/deny: its service events.v1.EventServce is not hookable on this server, which hooks events.v1.EventService"
+	r := e.want(hookctl.ExitWait, "apply", "-f", dir, "--wait=30s")
+	mustContain(t, "apply --wait", r.stderr, "with hooks that never run there", why)
+	// Run again, with nothing to write: the same.
+	r = e.want(hookctl.ExitWait, "apply", "-f", dir, "--wait=30s")
+	mustContain(t, "apply --wait again", r.stderr, why)
+	mustContain(t, "status", e.want(0, "status").stdout, "IGNORED", "ignored events.v1.EventServce/SendEvent/pre/deny: its service")
+}

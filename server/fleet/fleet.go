@@ -37,6 +37,11 @@ type Record struct {
 	Broken []string `json:"broken,omitempty"`
 	// Quarantined lists the hooks taken out of service, as "id: reason".
 	Quarantined []string `json:"quarantined,omitempty"`
+	// Ignored lists the hooks (and response cache configurations) the
+	// daemon does not run although they are in etcd, as "id: reason": a
+	// service it does not hook, or, in proxy mode, a method the backend
+	// does not serve.
+	Ignored []string `json:"ignored,omitempty"`
 	// StartedAt is when the daemon started.
 	StartedAt time.Time `json:"startedAt"`
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -48,6 +49,9 @@ type Proxy struct {
 	log    *slog.Logger
 	unary  grpc.UnaryServerInterceptor
 	stream grpc.StreamServerInterceptor
+	// ignored holds what WatchHooks last found unserved: the keys that
+	// target each method or service the backend does not serve.
+	ignored atomic.Pointer[map[string][]string]
 }
 
 type options struct {

@@ -32,6 +32,7 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 			}
 			snap, table = s, p.desc.current()
 			warned = p.reportUnserved(ctx, p.unserved(snap, table), warned)
+			p.ignored.Store(&warned)
 		}
 		select {
 		case <-ctx.Done():
@@ -39,6 +40,25 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// Unserved lists the hooks (and response caches) that WatchHooks last
+// found on methods or services the backend does not serve, as
+// "id: reason", for the daemon's fleet record. It is empty until
+// WatchHooks runs.
+func (p *Proxy) Unserved() []string {
+	targets := p.ignored.Load()
+	if targets == nil {
+		return nil
+	}
+	var out []string
+	for target, keys := range *targets {
+		for _, k := range keys {
+			out = append(out, k+": the backend does not serve "+target+", as its descriptors say")
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // reportUnserved logs the targets of now that were not in before, and

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,15 @@ func TestHooksOnMethodsTheBackendDoesNotServeAreReported(t *testing.T) {
 	})
 	waitForLog(t, w, shout)
 	waitForLog(t, w, other)
+	// The daemon's fleet record lists them as ignored.
+	want := []string{
+		"echo.v1.Echo/Shout/pre/a: the backend does not serve echo.v1.Echo/Shout, as its descriptors say",
+		"echo.v1.Echo/Shout/pre/b: the backend does not serve echo.v1.Echo/Shout, as its descriptors say",
+		"other.v1.Other/*/pre/a: the backend does not serve other.v1.Other/*, as its descriptors say",
+	}
+	if got := w.proxy.Unserved(); !slices.Equal(got, want) {
+		t.Errorf("Unserved() = %q; want %q", got, want)
+	}
 	for _, served := range []string{"target=echo.v1.Echo/Say", "target=echo.v1.Echo/*", "target=*"} {
 		if strings.Contains(w.logs.String(), served) {
 			t.Errorf("the logs report %s, which the backend serves:\n%s", served, w.logs)
