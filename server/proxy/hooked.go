@@ -56,7 +56,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 				return nil, err
 			}
 		}
-		if len(trailer) > 0 {
+		if trailer = backendTrailer(trailer); len(trailer) > 0 {
 			if err := grpc.SetTrailer(ctx, trailer); err != nil {
 				return nil, err
 			}

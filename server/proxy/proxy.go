@@ -206,11 +206,23 @@ func forwardUnary(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod 
 			return err
 		}
 	}
-	ss.SetTrailer(trailer)
+	ss.SetTrailer(backendTrailer(trailer))
 	if err != nil {
 		return err
 	}
 	return ss.SendMsg(out)
+}
+
+// backendTrailer returns the backend's trailer as the proxy passes it on:
+// without grpc-status-details-bin, the backend's status as its library
+// encoded it. The proxy returns that status (details included) as the
+// call's error, and gRPC encodes it again; left in the trailer, it would
+// go out beside a status a hook chose instead (a redacted message, another
+// code, an answer) and leak the backend's, or make clients refuse the
+// mismatch.
+func backendTrailer(md metadata.MD) metadata.MD {
+	delete(md, "grpc-status-details-bin")
+	return md
 }
 
 // recvRequest receives the one request of a unary call.
@@ -295,7 +307,7 @@ func down(cs grpc.ClientStream, ss grpc.ServerStream) error {
 		f := new(frame)
 		err := cs.RecvMsg(f)
 		if err != nil {
-			ss.SetTrailer(cs.Trailer())
+			ss.SetTrailer(backendTrailer(cs.Trailer().Copy()))
 		}
 		if errors.Is(err, io.EOF) {
 			return nil

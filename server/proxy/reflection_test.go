@@ -233,24 +233,55 @@ func TestHooksOnABackendKnownByReflection(t *testing.T) {
 }
 
 // TestStatusDetailsPassThrough: the backend's status, with its details,
-// reaches the client, whether the method has hooks or not.
+// reaches the client, whether the method has hooks or not; an error hook
+// that replaces the status, or answers, decides alone what the client
+// sees: the backend's details never leak past it.
 func TestStatusDetailsPassThrough(t *testing.T) {
 	addr, _ := startEcho(t, 1, listen(t, "127.0.0.1:0"))
 	w := newWorld(t, addr, nil)
 	ctx := callCtx(t)
-	check := func(t *testing.T) {
-		_, err := say(ctx, w.conn, newMsg("fail", ""))
-		st := status.Convert(err)
-		if st.Code() != codes.FailedPrecondition || st.Message() != "echo says no" {
-			t.Fatalf("status %v %q; want FailedPrecondition %q", st.Code(), st.Message(), "echo says no")
-		}
-		if d := st.Details(); len(d) != 1 || d[0].(*wrapperspb.StringValue).GetValue() != "why" {
-			t.Fatalf("details %v; want the string why", d)
-		}
+	for _, tt := range []struct {
+		name    string
+		hooks   map[string]string
+		code    codes.Code
+		message string
+		details []string
+		answer  string
+	}{
+		{name: "without hooks", code: codes.FailedPrecondition, message: "echo says no", details: []string{"why"}},
+		{name: "with a pre-hook",
+			hooks: map[string]string{sayKey + "pre/look": doc(`module.exports = c => {}`)},
+			code:  codes.FailedPrecondition, message: "echo says no", details: []string{"why"}},
+		{name: "with an error hook that keeps the status",
+			hooks: map[string]string{sayKey + "error/look": doc(`module.exports = c => {}`)},
+			code:  codes.FailedPrecondition, message: "echo says no", details: []string{"why"}},
+		{name: "with an error hook that hides the message",
+			hooks: map[string]string{sayKey + "error/redact": doc(`module.exports = c => ({status: "INTERNAL", message: "internal error"})`)},
+			code:  codes.Internal, message: "internal error"},
+		{name: "with an error hook that changes the code only",
+			hooks: map[string]string{sayKey + "error/retry": doc(`module.exports = c => ({status: "UNAVAILABLE"})`)},
+			code:  codes.Unavailable, message: "echo says no"},
+		{name: "with an error hook that answers",
+			hooks:  map[string]string{sayKey + "error/answer": doc(`module.exports = c => ({response: {name: "fallback"}})`)},
+			code:   codes.OK,
+			answer: "fallback"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w.setHooks(t, tt.hooks)
+			got, err := say(ctx, w.conn, newMsg("fail", ""))
+			st := status.Convert(err)
+			if st.Code() != tt.code || st.Message() != tt.message || got != tt.answer {
+				t.Fatalf("got %q, status %v %q; want %q, %v %q", got, st.Code(), st.Message(), tt.answer, tt.code, tt.message)
+			}
+			var details []string
+			for _, d := range st.Details() {
+				details = append(details, d.(*wrapperspb.StringValue).GetValue())
+			}
+			if !slices.Equal(details, tt.details) {
+				t.Fatalf("details %q; want %q", details, tt.details)
+			}
+		})
 	}
-	t.Run("without hooks", check)
-	w.setHooks(t, map[string]string{sayKey + "pre/look": doc(`module.exports = c => {}`)})
-	t.Run("with a pre-hook", check)
 }
 
 // TestABackendThatGoesAwayAndChanges: while the backend is away, calls fail
