@@ -127,6 +127,9 @@ type descriptors struct {
 	// lock is held by the refresh in flight; last is when it began.
 	lock chan struct{}
 	last time.Time
+	// failed holds the error of the last refresh, nil after one that
+	// succeeded.
+	failed atomic.Pointer[error]
 }
 
 func newDescriptors(fetch func(context.Context) (*table, error), interval, timeout time.Duration) *descriptors {
@@ -137,6 +140,15 @@ func newDescriptors(fetch func(context.Context) (*table, error), interval, timeo
 }
 
 func (d *descriptors) current() *table { return d.cur.Load() }
+
+// lastErr returns the error of the last refresh, nil when it succeeded or
+// none was made.
+func (d *descriptors) lastErr() error {
+	if err := d.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
 
 // refresh learns the descriptors again unless that was done within the
 // interval (or force), and reports whether they changed. Callers that come
@@ -151,7 +163,12 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 		return false, ctx.Err()
 	}
 	defer func() { <-d.lock }()
-	if !force && time.Since(d.last) < d.interval {
+	// After a failure (a backend starting up), ask again sooner.
+	wait := d.interval
+	if d.lastErr() != nil {
+		wait /= 8
+	}
+	if !force && time.Since(d.last) < wait {
 		return false, nil
 	}
 	d.last = time.Now()
@@ -159,8 +176,10 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 	defer cancel()
 	t, err := d.fetch(fctx)
 	if err != nil {
+		d.failed.Store(&err)
 		return false, err
 	}
+	d.failed.Store(nil)
 	if bytes.Equal(t.set, d.cur.Load().set) {
 		return false, nil
 	}

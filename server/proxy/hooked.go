@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,8 +24,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	ctx := ss.Context()
 	m := p.method(ctx, fullMethod)
 	if m == nil {
-		return status.Errorf(codes.Unimplemented,
-			"%s has hooks, but the backend's descriptors do not describe it: its hooks cannot run", fullMethod)
+		return p.notDescribed(fullMethod)
 	}
 	if m.streaming() {
 		info := &grpc.StreamServerInfo{FullMethod: fullMethod,
@@ -77,6 +79,28 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 		return err
 	}
 	return ss.SendMsg(resp)
+}
+
+// notDescribed returns the status of a hooked call of a method the
+// backend's descriptors do not describe: without them its hooks cannot
+// run, so the call is not forwarded. A method or service the backend does
+// not have is UNIMPLEMENTED, as the backend would say; a backend the proxy
+// cannot reach yet (a sidecar starting before it) is UNAVAILABLE, which
+// clients retry; descriptors the proxy cannot learn (no reflection, or
+// descriptors that do not build) are the proxy's own failure, INTERNAL.
+func (p *Proxy) notDescribed(fullMethod string) error {
+	name := strings.TrimPrefix(fullMethod, "/")
+	service, method, _ := strings.Cut(name, "/")
+	err := p.desc.lastErr()
+	switch {
+	case slices.Contains(p.desc.current().services, service):
+		return status.Errorf(codes.Unimplemented, "unknown method %s for service %s", method, service)
+	case err == nil:
+		return status.Errorf(codes.Unimplemented, "unknown service %s", service)
+	case status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded):
+		return status.Errorf(codes.Unavailable, "the backend is unavailable: the proxy cannot learn its descriptors, which the hooks of %s need", name)
+	}
+	return status.Errorf(codes.Internal, "the hooks of %s cannot run: the proxy cannot learn the backend's descriptors (its log says why)", name)
 }
 
 // method returns what the proxy knows of a method, learning the backend's

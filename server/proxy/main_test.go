@@ -83,6 +83,13 @@ type world struct {
 // it learns the backend's descriptors from its reflection before serving.
 func newWorld(tb testing.TB, backend string, regOpts []registry.Option, opts ...proxy.Option) *world {
 	tb.Helper()
+	return startWorld(tb, backend, true, regOpts, opts...)
+}
+
+// startWorld starts a proxy to backend, learning its descriptors before
+// serving when learn is set.
+func startWorld(tb testing.TB, backend string, learn bool, regOpts []registry.Option, opts ...proxy.Option) *world {
+	tb.Helper()
 	w := &world{etcd: etcdtest.Start(tb), logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(w.logs, nil))
 	w.reg = registry.New(w.etcd.Client, append([]registry.Option{registry.WithLogger(log),
@@ -108,7 +115,7 @@ func newWorld(tb testing.TB, backend string, regOpts []registry.Option, opts ...
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := w.proxy.Refresh(ctx); err != nil {
+	if err := w.proxy.Refresh(ctx); learn && err != nil {
 		tb.Fatal(err)
 	}
 	srv := grpc.NewServer(w.proxy.ServerOptions()...)

@@ -9,6 +9,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 
@@ -79,4 +81,56 @@ func waitForLog(t *testing.T, w *world, want string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestHookedCallsOfMethodsWithoutDescriptors: a hooked call of a method
+// the proxy has no descriptor of is not forwarded (its hooks cannot run);
+// its status says why, as a client can act on it.
+func TestHookedCallsOfMethodsWithoutDescriptors(t *testing.T) {
+	t.Run("methods and services the backend does not have", func(t *testing.T) {
+		backend := &rawBackend{}
+		addr := serve(t, grpc.NewServer(grpc.UnknownServiceHandler(backend.handle), grpc.ForceServerCodecV2(rawCodec{})))
+		w := newWorld(t, addr, nil, proxy.WithDescriptorSet(descriptorSet(echoFile(2))))
+		w.setHooks(t, map[string]string{"*/*/pre/look": doc(`module.exports = () => {}`)})
+		for method, want := range map[string]string{
+			"/echo.v1.Echo/Bogus":   "code = Unimplemented desc = unknown method Bogus for service echo.v1.Echo",
+			"/other.v1.Other/Bogus": "code = Unimplemented desc = unknown service other.v1.Other",
+		} {
+			sent := echoField(1, "a")
+			var got []byte
+			err := w.conn.Invoke(callCtx(t), method, &sent, &got, grpc.ForceCodecV2(rawCodec{}))
+			if err == nil || !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("%s: %v; want %s", method, err, want)
+			}
+		}
+		if got := backend.got(); got != nil {
+			t.Errorf("the backend got %x; want no call", got)
+		}
+	})
+	t.Run("a backend that is not up yet", func(t *testing.T) {
+		lis := listen(t, "127.0.0.1:0")
+		addr := lis.Addr().String()
+		lis.Close()
+		w := startWorld(t, addr, false, nil)
+		w.setHooks(t, map[string]string{sayKey + "pre/greet": doc(`module.exports = c => { c.request.name = "hello " + c.request.name }`)})
+		_, err := say(callCtx(t), w.conn, newMsg("bob", ""))
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "the backend is unavailable") {
+			t.Fatalf("Say before the backend is up: %v; want UNAVAILABLE, which clients retry", err)
+		}
+		startEcho(t, 2, listen(t, addr))
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			got, err := say(callCtx(t), w.conn, newMsg("bob", ""))
+			if err == nil {
+				if got != "hello bob" {
+					t.Fatalf("Say once the backend is up: %q; want hello bob", got)
+				}
+				break
+			}
+			if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+				t.Fatalf("Say once the backend is up: %v; want hello bob, after UNAVAILABLE at most", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 }
