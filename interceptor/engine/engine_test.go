@@ -797,3 +797,19 @@ func TestAHookLogsAtABoundedRate(t *testing.T) {
 		t.Errorf("no warning that lines were dropped")
 	}
 }
+
+// TestBinaryMetadataIsBase64: a script sees the values of binary metadata
+// keys (-bin) base64-encoded, as on the wire, and text keys as they are.
+func TestBinaryMetadataIsBase64(t *testing.T) {
+	eng := newEngine(t)
+	call := preCall(t)
+	call.Metadata = map[string][]string{"x-trace-bin": {"\xde\xad\x00\xbe\xef", ""}, "x-user": {"é"}}
+	out, err := eng.Run(context.Background(), compile(t, `module.exports = function (ctx) {
+		ctx.request.eventType = ctx.metadata["x-trace-bin"].join("|") + " " + ctx.metadata["x-user"][0] }`), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Message.(*eventsv1.SendEventRequest).GetEventType(); got != "3q0Avu8=| é" {
+		t.Errorf("the script saw %q; want %q", got, "3q0Avu8=| é")
+	}
+}

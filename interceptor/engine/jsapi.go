@@ -2,10 +2,12 @@ package engine
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/dop251/goja"
@@ -142,7 +144,9 @@ func isUncatchable(err error) bool {
 }
 
 // metadataObject shows incoming metadata to a script as a read-only object
-// of string arrays; writes are ignored.
+// of string arrays; writes are ignored. The values of binary keys (their
+// names end in "-bin") are base64-encoded, as on the wire: gRPC gives
+// them decoded, as bytes that are not text.
 type metadataObject struct {
 	vm *goja.Runtime
 	md map[string][]string
@@ -152,6 +156,13 @@ func (m metadataObject) Get(key string) goja.Value {
 	vals, ok := m.md[key]
 	if !ok {
 		return nil
+	}
+	if strings.HasSuffix(key, "-bin") {
+		enc := make([]string, len(vals))
+		for i, v := range vals {
+			enc[i] = base64.StdEncoding.EncodeToString([]byte(v))
+		}
+		vals = enc
 	}
 	return m.vm.NewDynamicArray(stringArray{vm: m.vm, vals: vals})
 }

@@ -3,6 +3,7 @@ package hooktest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -340,22 +341,28 @@ func loadMetadata(n *yaml.Node) (map[string][]string, error) {
 	md := map[string][]string{}
 	for k, f := range fields {
 		key := strings.ToLower(k)
+		values := []*yaml.Node{f.Value}
 		if f.Value.Kind == yaml.SequenceNode {
-			items, _ := yamljson.Sequence(f.Value, "metadata."+k)
-			for _, it := range items {
-				s, err := yamljson.String(it, "metadata."+k)
-				if err != nil {
-					return nil, err
-				}
-				md[key] = append(md[key], s)
+			values, _ = yamljson.Sequence(f.Value, "metadata."+k)
+		}
+		for _, it := range values {
+			s, err := yamljson.String(it, "metadata."+k)
+			if err != nil {
+				return nil, err
 			}
-			continue
+			if strings.HasSuffix(key, "-bin") {
+				// Written as the hook sees it: base64. The engine
+				// encodes the bytes again.
+				b, err := base64.StdEncoding.DecodeString(s)
+				if err != nil {
+					if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+						return nil, yamljson.Errorf(it, "metadata.%s: a binary key's values are written in base64, as hooks see them: %v", k, err)
+					}
+				}
+				s = string(b)
+			}
+			md[key] = append(md[key], s)
 		}
-		s, err := yamljson.String(f.Value, "metadata."+k)
-		if err != nil {
-			return nil, err
-		}
-		md[key] = append(md[key], s)
 	}
 	return md, nil
 }

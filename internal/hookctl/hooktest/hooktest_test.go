@@ -272,3 +272,44 @@ cases:
 		}
 	}
 }
+
+// A case gives a binary metadata key's values in base64, as the hook sees
+// them; a value that is not base64 is refused, naming the key.
+func TestCaseFilesGiveBinaryMetadataInBase64(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("trace.js", `module.exports = (ctx) => { ctx.request.eventType = ctx.metadata["x-trace-bin"].join() }`+"\n")
+	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: trace\n    script: trace.js\n")
+	write("trace.test.yaml", `hook: events.v1.EventService/SendEvent pre trace
+cases:
+  - name: padded or not, the hook sees it padded
+    metadata: {x-trace-bin: ["3q0Avu8=", "3q0Avu8"]}
+    expect: {action: continue, request: {eventType: "3q0Avu8=,3q0Avu8="}}
+`)
+	m, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9))
+	if res := r.RunCase(context.Background(), m, cases[0]); !res.Pass {
+		t.Errorf("%s: %v (actual %+v)", cases[0].Name, res.Problems, res.Actual)
+	}
+
+	write("trace.test.yaml", `hook: events.v1.EventService/SendEvent pre trace
+cases:
+  - name: not base64
+    metadata: {x-trace-bin: "not base64!"}
+    expect: {action: continue}
+`)
+	if _, err := hooktest.LoadCases(m); err == nil || !strings.Contains(err.Error(), "metadata.x-trace-bin: a binary key's values are written in base64") {
+		t.Errorf("a case with a binary value that is not base64: %v; want it refused, naming the key", err)
+	}
+}
