@@ -885,3 +885,19 @@ func TestAProgramThatIsNotAWorkerStartsNone(t *testing.T) {
 		t.Fatalf("this process has children %v; want none started", kids)
 	}
 }
+
+// TestBinaryMetadataReachesAWorker: metadata values that are bytes, not
+// text (a -bin key's, as a binary trace context), reach a hook in a
+// worker as they reach one in process: in base64.
+func TestBinaryMetadataReachesAWorker(t *testing.T) {
+	pool := newPool(t, &syncBuffer{})
+	call := &engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Hook: "h", Request: request(), Timeout: generous,
+		Metadata: map[string][]string{"grpc-trace-bin": {"\x00\xde\xad\xbe\xef\xff"}, "x-user": {"é"}}}
+	out, err := pool.Run(context.Background(), compile(t, `module.exports = c => { c.request.eventType = c.metadata["grpc-trace-bin"][0] + " " + c.metadata["x-user"][0] }`), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Message.(*eventsv1.SendEventRequest).GetEventType(); got != "AN6tvu//"+" é" {
+		t.Errorf("the hook saw %q; want %q", got, "AN6tvu// é")
+	}
+}

@@ -267,7 +267,11 @@ func (s *server) call(in *isolatev1.Run) (*engine.Call, error) {
 		}
 	}
 	for k, v := range in.Metadata {
-		call.Metadata[k] = v.Values
+		vals := make([]string, len(v.Values))
+		for i, b := range v.Values {
+			vals[i] = string(b)
+		}
+		call.Metadata[k] = vals
 	}
 	var err error
 	if call.Request, err = s.message(in.RequestType, in.Request); err != nil {

@@ -46,8 +46,12 @@ func (p *Pool) encodeRun(ctx context.Context, s *engine.Script, call *engine.Cal
 	}
 	if len(md) > 0 {
 		in.Metadata = make(map[string]*isolatev1.Values, len(md))
-		for k, v := range md {
-			in.Metadata[k] = &isolatev1.Values{Values: v}
+		for k, vals := range md {
+			b := make([][]byte, len(vals))
+			for i, v := range vals {
+				b[i] = []byte(v)
+			}
+			in.Metadata[k] = &isolatev1.Values{Values: b}
 		}
 	}
 	var err error

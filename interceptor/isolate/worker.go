@@ -255,7 +255,9 @@ func answerCall(ctx context.Context, call *engine.Call, c *isolatev1.Call) *isol
 	resp, err := makeCall(ctx, call, c)
 	if err != nil {
 		st := status.Convert(err)
-		return &isolatev1.CallResult{Id: c.Id, StatusCode: int32(cmp.Or(st.Code(), codes.Unknown)), StatusMessage: st.Message()}
+		// A peer's message may hold bytes that are not UTF-8, which a
+		// string field cannot carry.
+		return &isolatev1.CallResult{Id: c.Id, StatusCode: int32(cmp.Or(st.Code(), codes.Unknown)), StatusMessage: strings.ToValidUTF8(st.Message(), "\uFFFD")}
 	}
 	return &isolatev1.CallResult{Id: c.Id, Response: resp}
 }

@@ -467,10 +467,11 @@ func (x *Run) GetScriptStyle() string {
 	return ""
 }
 
-// Values are the values of one metadata key.
+// Values are the values of one metadata key: bytes, since those of a
+// binary key (-bin) are not text.
 type Values struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	Values        [][]byte               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,7 +506,7 @@ func (*Values) Descriptor() ([]byte, []int) {
 	return file_apihooks_isolate_v1_worker_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *Values) GetValues() []string {
+func (x *Values) GetValues() [][]byte {
 	if x != nil {
 		return x.Values
 	}
@@ -1179,7 +1180,7 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ValuesR\x05value:\x028\x01\" \n" +
 	"\x06Values\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values\"\xdf\x02\n" +
+	"\x06values\x18\x01 \x03(\fR\x06values\"\xdf\x02\n" +
 	"\x06Output\x122\n" +
 	"\x05ready\x18\x01 \x01(\v2\x1a.apihooks.isolate.v1.ReadyH\x00R\x05ready\x125\n" +
 	"\x06result\x18\x02 \x01(\v2\x1b.apihooks.isolate.v1.ResultH\x00R\x06result\x12,\n" +
