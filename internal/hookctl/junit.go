@@ -84,6 +84,11 @@ func writeJUnit(w io.Writer, results []*hooktest.CaseResult, took []time.Duratio
 		}
 		out.Suites[i].Time = seconds(d)
 	}
+	return out.write(w)
+}
+
+// write writes the report as an XML document.
+func (out junitSuites) write(w io.Writer) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return err
 	}
@@ -94,4 +99,14 @@ func writeJUnit(w io.Writer, results []*hooktest.CaseResult, took []time.Duratio
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// writeJUnitLoadFailure writes a report of one failed test for a manifest
+// or case files that did not load: no case ran.
+func writeJUnitLoadFailure(w io.Writer, manifest string, err error) error {
+	tc := junitCase{Name: "the manifest and its case files load", Classname: "hookctl", File: manifest, Time: seconds(0),
+		Failure: &junitFailure{Message: "the manifest or a case file is invalid: no case ran", Text: err.Error()}}
+	out := junitSuites{Tests: 1, Failures: 1, Time: seconds(0),
+		Suites: []junitSuite{{Name: manifest, Tests: 1, Failures: 1, Time: seconds(0), Cases: []junitCase{tc}}}}
+	return out.write(w)
 }

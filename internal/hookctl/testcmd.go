@@ -229,12 +229,21 @@ func parseMetadata(pairs []string) (map[string][]string, error) {
 // runCases runs the case files beside a manifest.
 func (a *app) runCases(runner *hooktest.Runner, mf *manifestFlags, output string) error {
 	m, err := a.loadManifest(mf)
-	if err != nil {
-		return err
+	var cases []*hooktest.Case
+	if err == nil {
+		if cases, err = hooktest.LoadCases(m); err != nil {
+			err = failed(err)
+		}
 	}
-	cases, err := hooktest.LoadCases(m)
 	if err != nil {
-		return failed(err)
+		// A CI's report step reads the report even when nothing ran:
+		// it says why.
+		if output == "junit" && codeOf(err) == ExitFailed {
+			if werr := writeJUnitLoadFailure(a.out, mf.file, err); werr != nil {
+				return werr
+			}
+		}
+		return err
 	}
 	var results []*hooktest.CaseResult
 	var took []time.Duration

@@ -247,4 +247,15 @@ func TestTestWritesJUnitXML(t *testing.T) {
 		t.Fatalf("a failing case: got exit %d; want 1\n%s", r.code, r)
 	}
 	mustContain(t, "junit of a failing case", r.stdout, "<failure message=", `classname="events.v1.EventService/SendEvent pre deny-guest"`)
+
+	// A case file that does not load: the report says so, as one failure.
+	writeFile(t, filepath.Join(dir, "broken.test.yaml"), "hook: events.v1.EventService/SendEvent pre deny-guest\ncases: [{name: x, expect: {action: maybe}}]\n")
+	r = runHookctl(t, []string{"test", "--hook-timeout", "5s", "-f", dir, "-o", "junit"})
+	if r.code != 1 {
+		t.Fatalf("an invalid case file: got exit %d; want 1\n%s", r.code, r)
+	}
+	if err := xml.Unmarshal([]byte(r.stdout), &suites); err != nil || suites.Tests != 1 || suites.Failures != 1 {
+		t.Fatalf("junit of an invalid case file: %v, %d tests, %d failures; want XML with one failure\n%s", err, suites.Tests, suites.Failures, r.stdout)
+	}
+	mustContain(t, "junit of an invalid case file", r.stdout, "no case ran", "broken.test.yaml")
 }
