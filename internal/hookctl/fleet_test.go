@@ -470,8 +470,9 @@ func TestStatusCountsDeletionsAndUtils(t *testing.T) {
 		lag   int64
 		state string
 	}{
-		// tmp came and went: what it holds is what etcd holds.
-		{"before-tmp", 0, "in step"},
+		// tmp came and went after its revision: it has loaded neither
+		// tmp's put nor its deletion, as the header's revision says.
+		{"before-tmp", rDel - rKept, fmt.Sprintf("%d behind", rDel-rKept)},
 		{"holds-tmp", rDel - rTmp, fmt.Sprintf("%d behind", rDel-rTmp)},
 		{"after-delete", 0, "in step"},
 	} {
@@ -552,4 +553,20 @@ func TestAHookOnAServiceNoDaemonHooksFailsTheWait(t *testing.T) {
 	r = e.want(hookctl.ExitWait, "apply", "-f", dir, "--wait=30s")
 	mustContain(t, "apply --wait again", r.stderr, why)
 	mustContain(t, "status", e.want(0, "status").stdout, "IGNORED", "ignored events.v1.EventServce/SendEvent/pre/deny: its service")
+}
+
+// TestStatusHeaderCountsADeletionAfterTheNewestPut: with no daemon, the
+// header still dates the deletion of a hook created after the newest put
+// left in etcd.
+func TestStatusHeaderCountsADeletionAfterTheNewestPut(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.js"), "undefined\n")
+	e.want(0, "put", sendEvent, "pre", "a", "--script", filepath.Join(dir, "a.js"))
+	e.want(0, "put", sendEvent, "pre", "b", "--script", filepath.Join(dir, "a.js"))
+	e.want(0, "delete", sendEvent, "pre", "b")
+	rDel := e.revision()
+	r := e.want(0, "status")
+	mustContain(t, "status", r.stdout, fmt.Sprintf("hooks last changed at revision %d.", rDel), "No daemon is registered")
 }

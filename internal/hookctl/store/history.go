@@ -118,38 +118,65 @@ func (s *Store) lastDeleted(ctx context.Context, k registry.Key) (*Entry, int64,
 // returning the last deleted version and the revision that deleted it, or
 // the compaction revision to start from instead.
 func (s *Store) scanDeletes(ctx context.Context, path string, start, now int64) (*mvccpb.KeyValue, int64, int64, error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := s.client.Watch(wctx, path, clientv3.WithRev(start), clientv3.WithFilterPut(), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
-	// A progress notification says the watch has caught up with now; ask
-	// for one until it comes (a request before the watch exists is lost).
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
 	var last *mvccpb.KeyValue
 	var at int64
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, 0, 0, s.wrap(ctx.Err())
-		case <-tick.C:
-			_ = s.client.RequestProgress(wctx)
-		case resp, ok := <-wch:
-			switch {
-			case !ok:
-				return nil, 0, 0, s.wrap(ctx.Err())
-			case resp.CompactRevision > 0:
-				return nil, 0, resp.CompactRevision, nil
-			case resp.Err() != nil:
-				return nil, 0, 0, s.wrap(resp.Err())
-			}
-			for _, ev := range resp.Events {
-				if ev.Type == mvccpb.DELETE && ev.PrevKv != nil && ev.Kv.ModRevision <= now {
-					last, at = ev.PrevKv, ev.Kv.ModRevision
+	compacted, err := s.watchDeletes(ctx, []string{path}, []clientv3.OpOption{clientv3.WithPrevKV()}, start, now, func(ev *clientv3.Event) {
+		if ev.PrevKv != nil {
+			last, at = ev.PrevKv, ev.Kv.ModRevision
+		}
+	})
+	return last, at, compacted, err
+}
+
+// progressPoll is how often watchDeletes asks etcd whether its watches have
+// caught up: etcd drops the request while they have not.
+const progressPoll = 50 * time.Millisecond
+
+// watchDeletes watches the deletions of each of keys (with opts, such as
+// clientv3.WithPrefix) from revision start until revision now, and calls
+// seen with each, in revision order for each key. It returns the
+// compaction revision to start from instead when etcd has compacted start.
+// etcd records no deletion anywhere but in its history, which only a watch
+// reads.
+func (s *Store) watchDeletes(ctx context.Context, keys []string, opts []clientv3.OpOption, start, now int64, seen func(*clientv3.Event)) (int64, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	opts = append([]clientv3.OpOption{clientv3.WithRev(start), clientv3.WithFilterPut(), clientv3.WithProgressNotify()}, opts...)
+	wchs := make([]clientv3.WatchChan, len(keys))
+	for i, k := range keys {
+		wchs[i] = s.client.Watch(wctx, k, opts...)
+	}
+	// A progress notification says the watches have caught up with now,
+	// after their events: ask for one until it comes (etcd answers only
+	// once every watch of the stream has caught up, and comes to each).
+	tick := time.NewTicker(progressPoll)
+	defer tick.Stop()
+	for _, wch := range wchs {
+		for caughtUp := false; !caughtUp; {
+			select {
+			case <-ctx.Done():
+				return 0, s.wrap(ctx.Err())
+			case <-tick.C:
+				_ = s.client.RequestProgress(wctx)
+			case resp, ok := <-wch:
+				switch {
+				case !ok && ctx.Err() != nil:
+					return 0, s.wrap(ctx.Err())
+				case !ok:
+					return 0, s.wrap(errors.New("the watch of etcd's history ended early"))
+				case resp.CompactRevision > 0:
+					return resp.CompactRevision, nil
+				case resp.Err() != nil:
+					return 0, s.wrap(resp.Err())
 				}
-			}
-			if resp.IsProgressNotify() && resp.Header.Revision >= now {
-				return last, at, 0, nil
+				for _, ev := range resp.Events {
+					if ev.Type == mvccpb.DELETE && ev.Kv.ModRevision <= now {
+						seen(ev)
+					}
+				}
+				caughtUp = resp.IsProgressNotify() && resp.Header.Revision >= now
 			}
 		}
 	}
+	return 0, nil
 }

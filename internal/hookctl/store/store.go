@@ -457,7 +457,7 @@ func (s *Store) HookKeys(ctx context.Context, rev int64) (map[string]int64, int6
 	ctx, cancel := s.timeout(ctx)
 	defer cancel()
 	keys := map[string]int64{}
-	for _, dir := range []string{registry.HooksDir(s.cfg.Prefix), registry.CacheDir(s.cfg.Prefix), registry.UtilsDir(s.cfg.Prefix)} {
+	for _, dir := range s.loadedDirs() {
 		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly()}
 		if rev > 0 {
 			opts = append(opts, clientv3.WithRev(rev))
@@ -480,15 +480,21 @@ func (s *Store) HookKeys(ctx context.Context, rev int64) (map[string]int64, int6
 	return keys, rev, nil
 }
 
+// loadedDirs are the directories whose keys a daemon loads: hooks,
+// response cache configurations and utils.
+func (s *Store) loadedDirs() []string {
+	return []string{registry.HooksDir(s.cfg.Prefix), registry.CacheDir(s.cfg.Prefix), registry.UtilsDir(s.cfg.Prefix)}
+}
+
 // NewestChange returns the revision of the newest change a daemon that has
 // revision from in force has not loaded, when the keys it loads are now
 // (at revision rev) those of now; 0 when it has every change. A change is
-// a put, seen in a key's mod revision, or a deletion, which leaves no
-// revision behind: it is found by comparing the keys at from with those of
-// now, and dated by bisecting etcd's history. When etcd has compacted
-// from, the keys are compared from its compaction revision on: a deletion
-// before that can no longer be seen. A CompactedError is returned only
-// when the compaction revision cannot be read.
+// a put, seen in a key's mod revision, or a deletion, which leaves no key
+// behind (nor any trace outside etcd's history, for a key created after
+// from): deletions are read from etcd's history, with a watch, after the
+// newest put newer than from (an older one cannot be the newest change).
+// When etcd has compacted that history, they are read from its compaction
+// revision on: a deletion before it can no longer be seen.
 func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, from int64) (int64, error) {
 	if from >= rev {
 		return 0, nil
@@ -499,56 +505,20 @@ func (s *Store) NewestChange(ctx context.Context, now map[string]int64, rev, fro
 			newest = max(newest, mod)
 		}
 	}
-	then, _, err := s.HookKeys(ctx, from)
-	var ce *CompactedError
-	if errors.As(err, &ce) {
-		if c := s.compactRevision(ctx); c > from {
-			from = c
-			if from >= rev {
-				return newest, nil
-			}
-			then, _, err = s.HookKeys(ctx, from)
-		}
-	}
-	if err != nil {
-		return 0, err
-	}
-	// Keys held at from that are gone now: the last of them went at the
-	// newest deletion after from. (A key deleted and put again has a newer
-	// mod revision now.)
-	gone := map[string]bool{}
-	for k := range then {
-		if _, ok := now[k]; !ok {
-			gone[k] = true
-		}
-	}
-	if len(gone) == 0 {
-		return newest, nil
-	}
-	// Some key of gone is there at lo and none at hi. A key is there, in
-	// whatever version, until its deletion: one changed before it was
-	// deleted is dated by its deletion, not its change.
-	lo, hi := from, rev
-	for hi-lo > 1 {
-		mid := lo + (hi-lo)/2
-		at, _, err := s.HookKeys(ctx, mid)
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	seen := func(ev *clientv3.Event) { newest = max(newest, ev.Kv.ModRevision) }
+	for start := max(from, newest) + 1; start <= rev; {
+		compacted, err := s.watchDeletes(ctx, s.loadedDirs(), []clientv3.OpOption{clientv3.WithPrefix()}, start, rev, seen)
 		if err != nil {
 			return 0, err
 		}
-		still := false
-		for k := range gone {
-			if _, ok := at[k]; ok {
-				still = true
-				break
-			}
+		if compacted == 0 {
+			break
 		}
-		if still {
-			lo = mid
-		} else {
-			hi = mid
-		}
+		start = compacted
 	}
-	return max(newest, hi), nil
+	return newest, nil
 }
 
 // tlsRefusal finds why etcd did not answer over TLS, which the etcd client

@@ -211,3 +211,70 @@ func TestOpenReportsAnUnreachableEtcdQuickly(t *testing.T) {
 		t.Errorf("took %v; want about the dial timeout", d)
 	}
 }
+
+// TestNewestChange: the newest change after a daemon's revision of the keys
+// daemons load is a put or a deletion, including the deletion of a key
+// created after it; after a compaction, what etcd still holds counts.
+func TestNewestChange(t *testing.T) {
+	t.Parallel()
+	hooks, utils := registry.HooksDir(prefix)+"s.S/M/pre/", registry.UtilsDir(prefix)+"U/"
+	type step struct {
+		// op is put, delete or compact (at the revision reached).
+		op, key string
+	}
+	cases := []struct {
+		name  string
+		steps []step
+		// from and want are indices of steps: the daemon's revision is
+		// the one step from wrote, the newest change the one step want
+		// wrote (-1: none).
+		from, want int
+	}{
+		{"a key created and deleted after the newest put", []step{{"put", hooks + "a"}, {"put", hooks + "b"}, {"delete", hooks + "b"}}, 0, 2},
+		{"a key held at from, deleted", []step{{"put", hooks + "a"}, {"put", hooks + "b"}, {"delete", hooks + "a"}}, 1, 2},
+		{"a put after from", []step{{"put", hooks + "a"}, {"put", hooks + "b"}}, 0, 1},
+		{"a deletion before a newer put", []step{{"put", hooks + "a"}, {"put", hooks + "b"}, {"delete", hooks + "b"}, {"put", hooks + "c"}}, 0, 3},
+		{"a deletion after from, before a put and a deletion of another key", []step{{"put", hooks + "a"}, {"delete", hooks + "a"}, {"put", hooks + "b"}, {"put", utils + "1"}, {"delete", utils + "1"}}, 0, 4},
+		{"a util created and deleted", []step{{"put", hooks + "a"}, {"put", utils + "1"}, {"delete", utils + "1"}}, 0, 2},
+		{"nothing after from", []step{{"put", hooks + "a"}, {"put", prefix + "daemons/d"}}, 0, -1},
+		{"a deletion outside the directories daemons load", []step{{"put", hooks + "a"}, {"put", prefix + "daemons/d"}, {"delete", prefix + "daemons/d"}}, 0, -1},
+		{"a key created and deleted after a compaction past from", []step{{"put", hooks + "a"}, {"put", prefix + "elsewhere"}, {"compact", ""}, {"put", hooks + "b"}, {"delete", hooks + "b"}}, 0, 4},
+		{"a deletion before a compaction past from is gone with it", []step{{"put", hooks + "a"}, {"put", hooks + "b"}, {"delete", hooks + "b"}, {"put", prefix + "elsewhere"}, {"compact", ""}}, 0, -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, c := open(t)
+			revs := make([]int64, len(tc.steps))
+			for i, st := range tc.steps {
+				switch st.op {
+				case "put":
+					revs[i] = mustPut(t, c, st.key, `{"script":"1"}`)
+				case "delete":
+					resp, err := c.Delete(ctx, st.key)
+					if err != nil || resp.Deleted != 1 {
+						t.Fatalf("delete %s: %v, %d deleted", st.key, err, resp.Deleted)
+					}
+					revs[i] = resp.Header.Revision
+				case "compact":
+					revs[i] = revs[i-1]
+					if _, err := c.Compact(ctx, revs[i]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			now, rev, err := s.HookKeys(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := int64(0)
+			if tc.want >= 0 {
+				want = revs[tc.want]
+			}
+			got, err := s.NewestChange(ctx, now, rev, revs[tc.from])
+			if err != nil || got != want {
+				t.Errorf("NewestChange from revision %d (revisions %v): got %d, %v; want %d", revs[tc.from], revs, got, err, want)
+			}
+		})
+	}
+}
