@@ -83,11 +83,12 @@ func (a *app) historyCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "history " + hookArgsUsage,
 		Short: "List the earlier versions of a hook that etcd still holds, and what changed",
-		Long: `List the versions of a hook that etcd still holds, newest first: the revision
-that wrote each, its version number, and what changed from the version before
-(fields, and the script as lines added and removed; --diff prints the
-script's diff). etcd records no times. After a compaction, history says which
-versions are gone. Any listed revision can be given to rollback --to-revision.`,
+		Long: `List the versions of a hook that etcd still holds, newest first (the 20
+newest; --limit N, 0 for all): the revision that wrote each, its version
+number, and what changed from the version before (fields, and the script as
+lines added and removed; --diff prints the script's diff). etcd records no
+times. After a compaction, history says which versions are gone. Any listed
+revision can be given to rollback --to-revision.`,
 		Example: `  hookctl history events.v1.EventService/SendEvent pre addvalue
   hookctl history events.v1.EventService/SendEvent pre addvalue --diff`,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -100,18 +101,26 @@ versions are gone. Any listed revision can be given to rollback --to-revision.`,
 				return err
 			}
 			defer s.Close()
-			h, err := s.History(a.ctx, k, limit)
+			h, err := s.History(a.ctx, k, walkLimit(limit))
 			if errors.Is(err, store.ErrNotFound) {
 				return notFound(k, s.Prefix())
 			}
 			if err != nil {
 				return err
 			}
+			// The version past the limit, read only to say what the oldest
+			// one shown changed, is not shown.
+			var before *store.Entry
+			if limit > 0 && len(h.Versions) > limit {
+				before = &h.Versions[limit]
+				h.Versions = h.Versions[:limit]
+				h.Truncated, h.Complete = true, false
+			}
 			v := historyView{Hook: hookname.Format(k), Key: s.Path(k), Complete: h.Complete, Gone: goneNote(h),
 				CompactRevision: h.CompactRevision, Truncated: h.Truncated, DeletedAt: h.DeletedAt}
 			for i := range h.Versions {
 				e := &h.Versions[i]
-				var prev *store.Entry
+				prev := before
 				if i+1 < len(h.Versions) {
 					prev = &h.Versions[i+1]
 				}
@@ -158,11 +167,23 @@ versions are gone. Any listed revision can be given to rollback --to-revision.`,
 			return nil
 		}),
 	}
-	c.Flags().IntVar(&limit, "limit", 0, "list at most this many versions (0: all that etcd holds)")
+	c.Flags().IntVar(&limit, "limit", defaultHistoryLimit, "list at most this many versions, the newest (0: all that etcd holds)")
 	c.Flags().BoolVar(&showDiff, "diff", false, "print the script's diff for each change")
 	outputFlag(c, &output, "table", "json", "yaml")
 	c.ValidArgsFunction = a.completeHook
 	return c
+}
+
+// defaultHistoryLimit is how many versions history lists without --limit.
+const defaultHistoryLimit = 20
+
+// walkLimit is how many versions history reads to list limit of them: one
+// more, to say what the oldest one listed changed (0: all).
+func walkLimit(limit int) int {
+	if limit <= 0 {
+		return 0
+	}
+	return limit + 1
 }
 
 func upperFirst(s string) string {

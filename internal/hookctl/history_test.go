@@ -125,3 +125,61 @@ func TestADeletedHookHasHistoryAndIsPutBackByRollback(t *testing.T) {
 	}
 	e.want(1, "history", sendEvent, "pre", "never-existed")
 }
+
+// TestHistoryLimit: history lists the 20 newest versions unless --limit says
+// otherwise, and the oldest one listed says what it changed: the versions
+// before it were left out, not compacted.
+func TestHistoryLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const versions = 25
+	var revs []int64
+	for i := 1; i <= versions; i++ {
+		revs = append(revs, e.put(sendEvent+"/pre/h", fmt.Sprintf(`{"script":"undefined","order":%d}`, i)))
+	}
+	cases := []struct {
+		name string
+		args []string
+		// rows is how many versions are listed, newest first.
+		rows int
+		// oldest is what the oldest row listed says it changed.
+		oldest string
+		footer string
+	}{
+		{"20 by default", nil, 20, "order: 5 → 6", "Older versions not shown (--limit 20)."},
+		{"--limit 3", []string{"--limit", "3"}, 3, "order: 22 → 23", "Older versions not shown (--limit 3)."},
+		{"--limit 0 lists all", []string{"--limit", "0"}, versions, "created", ""},
+		{"a limit above the versions held lists all", []string{"--limit", "25"}, versions, "created", ""},
+		{"a limit one below lists all but the first", []string{"--limit", "24"}, 24, "order: 1 → 2", "Older versions not shown (--limit 24)."},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := e.want(0, append([]string{"history", sendEvent, "pre", "h"}, tc.args...)...)
+			lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+			var rows []string
+			for _, l := range lines[2:] { // the hook, the table's header
+				if strings.HasPrefix(l, "Older versions") {
+					break
+				}
+				rows = append(rows, l)
+			}
+			if len(rows) != tc.rows {
+				t.Fatalf("got %d rows; want %d\n%s", len(rows), tc.rows, r.stdout)
+			}
+			if want := fmt.Sprint(revs[versions-1]); !strings.HasPrefix(rows[0], want+" (current)") {
+				t.Errorf("newest row: got %q; want revision %s (current)", rows[0], want)
+			}
+			oldest := rows[len(rows)-1]
+			if want := fmt.Sprint(revs[versions-tc.rows]); !strings.HasPrefix(oldest, want+" ") || !strings.HasSuffix(oldest, tc.oldest) {
+				t.Errorf("oldest row: got %q; want revision %s, %q", oldest, want, tc.oldest)
+			}
+			mustNotContain(t, "history", r.stdout, "compacted")
+			if tc.footer != "" {
+				mustContain(t, "history", r.stdout, tc.footer)
+			} else {
+				mustNotContain(t, "history", r.stdout, "not shown")
+			}
+		})
+	}
+}
