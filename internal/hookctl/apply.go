@@ -112,6 +112,12 @@ func (a *app) makePlan(f *manifestFlags, prune bool) (*plan.Plan, *store.Store, 
 	}
 	p := plan.Build(m, entries, rev, s.Prefix(), prune)
 	p.AddUtils(utils)
+	// Nor may the plan break hooks it leaves in etcd (another owner's)
+	// that import a util it removes or changes.
+	if err := p.CheckImporters(utils); err != nil {
+		s.Close()
+		return nil, nil, failed(err)
+	}
 	return p, s, nil
 }
 

@@ -347,3 +347,75 @@ func TestApplyChecksMethodsAgainstADescriptorSet(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanSaysWhyHooksNotInTheManifestStay: the plan's footer says whether
+// the hooks the manifest does not list stay because it does not prune or
+// because they are not its owner's, and cuts a long list.
+func TestPlanSaysWhyHooksNotInTheManifestStay(t *testing.T) {
+	t.Parallel()
+	const getEvents = "events.v1.EventService/GetEvents"
+	doc := func(owner string) string {
+		if owner == "" {
+			return `{"script":"undefined"}`
+		}
+		return `{"script":"undefined","owner":"` + owner + `"}`
+	}
+	many := map[string]string{}
+	for i := range 30 {
+		many[fmt.Sprintf("%s/pre/h%02d", getEvents, i)] = doc("teamx")
+	}
+	cases := []struct {
+		name   string
+		owner  string // the manifest's
+		prune  bool
+		inEtcd map[string]string
+		want   []string
+		unwant []string
+	}{
+		{"without prune, hooks prune would remove", "", false,
+			map[string]string{getEvents + "/pre/stray": doc("")},
+			[]string{"1 hook(s) in etcd are not in the manifest and stay (--prune removes them): " + getEvents + " pre stray\n"}, nil},
+		{"with prune, another owner's hooks", "", true,
+			map[string]string{getEvents + "/pre/theirs": doc("teamx")},
+			[]string{"1 hook(s) in etcd are not in the manifest and stay (they have an owner: --prune with a manifest without owner: removes only hooks without one): " +
+				getEvents + " pre theirs (owner teamx)\n"},
+			[]string{"--prune removes them"}},
+		{"with prune and an owner, hooks of no owner, another owner or an invalid document", "events-team", true,
+			map[string]string{getEvents + "/pre/a": doc(""), getEvents + "/pre/b": doc("teamx"), getEvents + "/pre/c": `{"script":"undefined","colour":1}`},
+			[]string{"3 hook(s) in etcd are not in the manifest and stay (they are not owner events-team's: --prune removes only owner events-team's hooks): " +
+				getEvents + " pre a (no owner), " + getEvents + " pre b (owner teamx), " + getEvents + " pre c (invalid document, owner unknown)\n"},
+			[]string{"--prune removes them"}},
+		{"without prune and with an owner, both kinds", "events-team", false,
+			map[string]string{getEvents + "/pre/mine": doc("events-team"), getEvents + "/pre/theirs": doc("teamx")},
+			[]string{"1 hook(s) in etcd are not in the manifest and stay (--prune removes them): " + getEvents + " pre mine\n",
+				"1 hook(s) in etcd are not in the manifest and stay (they are not owner events-team's: --prune removes only owner events-team's hooks): " + getEvents + " pre theirs (owner teamx)\n"},
+			nil},
+		{"a long list is cut", "", true, many,
+			[]string{"30 hook(s) in etcd are not in the manifest and stay (they have an owner", getEvents + " pre h19 (owner teamx) ... and 10 more\n"},
+			[]string{getEvents + " pre h20"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+			manifest := "hooks:\n  - {method: " + sendEvent + ", phase: pre, name: listed, script: ok.js}\n"
+			if tc.owner != "" {
+				manifest = "owner: " + tc.owner + "\n" + manifest
+			}
+			writeFile(t, filepath.Join(dir, "hooks.yaml"), manifest)
+			e.want(0, "apply", "-f", dir)
+			for k, v := range tc.inEtcd {
+				e.put(k, v)
+			}
+			args := []string{"apply", "-f", dir, "--dry-run"}
+			if tc.prune {
+				args = append(args, "--prune")
+			}
+			r := e.want(0, args...)
+			mustContain(t, "plan", r.stdout, tc.want...)
+			mustNotContain(t, "plan", r.stdout, tc.unwant...)
+		})
+	}
+}

@@ -60,3 +60,37 @@ hooks:
 		}
 	}
 }
+
+// TestAPlanThatBreaksAnotherOwnersImporterIsRefused: apply --prune of a
+// manifest without a util that a hook it leaves in etcd imports would
+// break that hook on every daemon; it is refused, naming both, and
+// nothing is written.
+func TestAPlanThatBreaksAnotherOwnersImporterIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.want(0, "apply", "-f", filepath.Join(scriptsDir, "utils-example"))
+	teamx := t.TempDir()
+	writeFile(t, filepath.Join(teamx, "sum.ts"), "import * as addition from 'utils/Addition';\nmodule.exports = function main(g: any) { g.req.body.eventType = String(addition.add(1, 2)); };\n")
+	writeFile(t, filepath.Join(teamx, "hooks.yaml"), `owner: teamx
+hooks:
+  - {method: events.v1.EventService/SendEvent, phase: pre, name: teamx-sum, script: sum.ts, style: apimaker}
+`)
+	e.want(0, "apply", "-f", teamx)
+	before := e.revision()
+
+	// The example's manifest has no owner and no utils: with --prune it
+	// removes util Addition, which teamx-sum (owner teamx, left alone)
+	// imports.
+	for _, cmd := range [][]string{{"diff", "-f", scriptsDir, "--prune"}, {"apply", "-f", scriptsDir, "--prune"}} {
+		want := 1
+		if cmd[0] == "diff" {
+			want = 2 // as kubectl diff: an invalid plan is not "changes"
+		}
+		r := e.want(want, cmd...)
+		mustContain(t, cmd[0], r.stderr, "removes util Addition, which these hooks import",
+			"events.v1.EventService/SendEvent pre teamx-sum", "owner teamx")
+	}
+	if now := e.revision(); now != before {
+		t.Errorf("a refused apply wrote: revision %d; want %d", now, before)
+	}
+}

@@ -58,8 +58,11 @@ type Plan struct {
 	// are.
 	Unchanged int
 	// Unmanaged are hooks in etcd that the manifest does not list and that
-	// stay, since the plan does not prune.
+	// stay: the plan does not prune, or they are not the manifest owner's
+	// (see owns).
 	Unmanaged []string
+	// stay are the entries of Unmanaged, in the same order.
+	stay []*store.Entry
 	// UnmanagedUtils are the utils in etcd that the manifest does not
 	// list and that stay.
 	UnmanagedUtils []string
@@ -119,6 +122,7 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		}
 		if !prune || !owns(m, e) {
 			p.Unmanaged = append(p.Unmanaged, name)
+			p.stay = append(p.stay, e)
 			continue
 		}
 		p.guards[e.Path] = e.ModRevision
@@ -231,17 +235,52 @@ func (p *Plan) Render(w io.Writer) {
 	p.renderUnmanaged(w)
 }
 
+// maxListed is how many names the plan's footer lists of the hooks or
+// utils that stay; it says how many more there are.
+const maxListed = 20
+
+// listed joins names, the first maxListed of them.
+func listed(names []string) string {
+	if len(names) <= maxListed {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s ... and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
+}
+
+// renderUnmanaged says which hooks and utils in etcd the manifest does not
+// list and why they stay: the plan does not prune (--prune would remove
+// them), or prune removes only hooks of the manifest's owner (see owns).
 func (p *Plan) renderUnmanaged(w io.Writer) {
-	if n := len(p.Unmanaged); n > 0 {
-		fmt.Fprintf(w, "%d hook(s) in etcd are not in the manifest and stay (--prune removes them): %s\n",
-			n, strings.Join(p.Unmanaged, ", "))
+	var prunable, others []string
+	for i, e := range p.stay {
+		name := p.Unmanaged[i]
+		switch {
+		case owns(p.Manifest, e):
+			prunable = append(prunable, name)
+		case e.Doc == nil:
+			others = append(others, name+" (invalid document, owner unknown)")
+		case e.Doc.Owner == "":
+			others = append(others, name+" (no owner)")
+		default:
+			others = append(others, fmt.Sprintf("%s (owner %s)", name, e.Doc.Owner))
+		}
+	}
+	if n := len(prunable); n > 0 {
+		fmt.Fprintf(w, "%d hook(s) in etcd are not in the manifest and stay (--prune removes them): %s\n", n, listed(prunable))
+	}
+	if n := len(others); n > 0 {
+		why := "they have an owner: --prune with a manifest without owner: removes only hooks without one"
+		if p.Manifest.Owner != "" {
+			why = fmt.Sprintf("they are not owner %s's: --prune removes only owner %s's hooks", p.Manifest.Owner, p.Manifest.Owner)
+		}
+		fmt.Fprintf(w, "%d hook(s) in etcd are not in the manifest and stay (%s): %s\n", n, why, listed(others))
 	}
 	if n := len(p.UnmanagedUtils); n > 0 {
 		how := "--prune removes them"
 		if p.Manifest.Owner != "" {
 			how = "utils have no owner: only --prune with a manifest without owner: removes them"
 		}
-		fmt.Fprintf(w, "%d util(s) in etcd are not in the manifest and stay (%s): %s\n", n, how, strings.Join(p.UnmanagedUtils, ", "))
+		fmt.Fprintf(w, "%d util(s) in etcd are not in the manifest and stay (%s): %s\n", n, how, listed(p.UnmanagedUtils))
 	}
 }
 

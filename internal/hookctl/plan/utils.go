@@ -8,6 +8,7 @@ import (
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
+	"github.com/apihooks/apihooks/internal/hookctl/hookname"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
 	"github.com/apihooks/apihooks/internal/hookctl/store"
 )
@@ -199,4 +200,150 @@ func (p *Plan) utilViews() []UtilItemView {
 		out = append(out, v)
 	}
 	return out
+}
+
+// ImportersError is CheckImporters' refusal of a plan: utils it removes or
+// changes are imported by hooks that would no longer compile once it is
+// applied, so every call of their methods would fail.
+type ImportersError struct {
+	// Utils are the utils at fault, by name.
+	Utils []BrokenImport
+}
+
+// BrokenImport is one util a plan removes or changes, with the hooks
+// importing it (directly or through another util) that it breaks.
+type BrokenImport struct {
+	Util string
+	// Action is Remove or Change.
+	Action Action
+	Hooks  []BrokenHook
+}
+
+// BrokenHook is a hook that would no longer compile.
+type BrokenHook struct {
+	// Name is the hook as people write it, Path its etcd key, Owner its
+	// owner ("" for none).
+	Name, Path, Owner string
+	Err               error
+}
+
+func (e *ImportersError) Error() string {
+	var b strings.Builder
+	b.WriteString("the plan would break hooks that import utils it removes or changes (every call of their methods would fail):")
+	for _, u := range e.Utils {
+		what := "removes"
+		if u.Action == Change {
+			what = "changes"
+		}
+		fmt.Fprintf(&b, "\n  it %s util %s, which these hooks import:", what, u.Util)
+		for _, h := range u.Hooks {
+			owner := "no owner"
+			if h.Owner != "" {
+				owner = "owner " + h.Owner
+			}
+			fmt.Fprintf(&b, "\n    %s (%s, %s): %v", h.Name, h.Path, owner, h.Err)
+		}
+	}
+	b.WriteString("\nlist the util in the manifest as those hooks need it, or change or remove those hooks first")
+	return b.String()
+}
+
+// CheckImporters refuses a plan that would break hooks importing a util it
+// removes or changes, as hookctl utils activate refuses an activation that
+// would: it compiles, against the utils as the plan leaves them, every hook
+// that imports such a util (directly or through another util) and is in
+// etcd after the plan: the manifest's, and those the plan leaves as they
+// are (another owner's, or all the hooks it does not list when it does not
+// prune). A hook the plan leaves that does not compile with the utils in
+// etcd now either does not count: the plan does not break it. utils are
+// the utils in etcd, as given to AddUtils. It returns an *ImportersError,
+// or nil.
+func (p *Plan) CheckImporters(utils map[string]*store.Util) error {
+	changed := map[string]Action{}
+	for _, it := range p.UtilItems {
+		if it.Action == Remove || it.Action == Change {
+			changed[it.Name] = it.Action
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	values := map[string][]byte{}
+	for _, u := range utils {
+		for _, x := range u.Versions {
+			values[x.Path] = x.Raw
+		}
+		if u.ActiveRevision != 0 && u.ActiveErr == nil {
+			values[store.UtilPath(p.Prefix, u.Name, 0)] = []byte(fmt.Sprintf(`{"version":%d}`, u.Active))
+		}
+	}
+	before := registry.NewUtils(p.Prefix, values)
+	for _, it := range p.UtilItems {
+		for _, k := range it.dels {
+			delete(values, k)
+		}
+		for k, v := range it.puts {
+			values[k] = v
+		}
+	}
+	after := registry.NewUtils(p.Prefix, values)
+
+	// The hooks in etcd after the plan: those it leaves, then the
+	// manifest's.
+	type hook struct {
+		key   registry.Key
+		doc   *registry.Document
+		path  string
+		owner string
+		// left is set for a hook the plan leaves as it is.
+		left bool
+	}
+	var hooks []hook
+	for _, e := range p.stay {
+		if e.Valid() {
+			hooks = append(hooks, hook{e.Key, e.Doc, e.Path, e.Doc.Owner, true})
+		}
+	}
+	for _, h := range p.Manifest.Hooks {
+		hooks = append(hooks, hook{h.Key, h.Doc, h.Key.Path(p.Prefix), p.Manifest.Owner, false})
+	}
+	names := make([]string, 0, len(changed))
+	for n := range changed {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var bad []BrokenImport
+	broken := map[string]error{} // by path; nil: compiles
+	for _, n := range names {
+		// The utils whose code changes with n, as before or after the plan.
+		deps := before.Dependents(map[string]bool{n: true})
+		for d := range after.Dependents(map[string]bool{n: true}) {
+			deps[d] = true
+		}
+		bi := BrokenImport{Util: n, Action: changed[n]}
+		for _, h := range hooks {
+			if !registry.MentionsUtil([]byte(h.doc.Script), deps) {
+				continue
+			}
+			err, done := broken[h.path]
+			if !done {
+				if _, err = registry.CompileWithUtils(h.key, h.doc, after); err != nil && h.left {
+					if _, was := registry.CompileWithUtils(h.key, h.doc, before); was != nil {
+						err = nil // broken already
+					}
+				}
+				broken[h.path] = err
+			}
+			if err != nil {
+				bi.Hooks = append(bi.Hooks, BrokenHook{Name: hookname.Format(h.key), Path: h.path, Owner: h.owner, Err: err})
+			}
+		}
+		if len(bi.Hooks) > 0 {
+			bad = append(bad, bi)
+		}
+	}
+	if len(bad) > 0 {
+		return &ImportersError{Utils: bad}
+	}
+	return nil
 }
