@@ -23,6 +23,14 @@ import (
 type manifestFlags struct {
 	file   string
 	schema schemaFlags
+	// takeOwnership lets a plan change hooks of another owner (apply and
+	// diff only).
+	takeOwnership bool
+}
+
+// addOwnership adds --take-ownership to a command that plans.
+func (f *manifestFlags) addOwnership(c *cobra.Command) {
+	c.Flags().BoolVar(&f.takeOwnership, "take-ownership", false, "let the manifest change hooks that another owner (or no owner) has in etcd, making them the manifest's")
 }
 
 func (f *manifestFlags) add(c *cobra.Command) {
@@ -111,6 +119,12 @@ func (a *app) makePlan(f *manifestFlags, prune bool) (*plan.Plan, *store.Store, 
 		return nil, nil, failed(problems)
 	}
 	p := plan.Build(m, entries, rev, s.Prefix(), prune)
+	if !f.takeOwnership {
+		if err := p.CheckOwners(); err != nil {
+			s.Close()
+			return nil, nil, failed(err)
+		}
+	}
 	p.AddUtils(utils)
 	// Nor may the plan break hooks it leaves in etcd (another owner's)
 	// that import a util it removes or changes.
@@ -259,6 +273,7 @@ even when there is nothing to write.`,
 		}),
 	}
 	mf.add(c)
+	mf.addOwnership(c)
 	// -f is required unless --abort.
 	delete(c.Flags().Lookup("filename").Annotations, cobra.BashCompOneRequiredFlag)
 	c.Flags().BoolVar(&prune, "prune", false, "also delete the hooks under the prefix that the manifest does not list (of its owner only, when it declares one)")
@@ -357,6 +372,7 @@ apply --prune.`,
 		}),
 	}
 	mf.add(c)
+	mf.addOwnership(c)
 	c.Flags().BoolVar(&prune, "prune", false, "count hooks the manifest does not list as removals")
 	outputFlag(c, &output, "text", "json", "yaml")
 	return c

@@ -94,3 +94,33 @@ hooks:
 		t.Errorf("a refused apply wrote: revision %d; want %d", now, before)
 	}
 }
+
+// TestAManifestDoesNotTakeAnotherOwnersHook: a manifest that lists a hook
+// another owner (or no owner) has in etcd would take it over, script and
+// all; apply and diff refuse it, naming the hook and both owners, unless
+// --take-ownership says so.
+func TestAManifestDoesNotTakeAnotherOwnersHook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.want(0, "apply", "-f", scriptsDir) // no owner
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `owner: payments
+hooks:
+  - {method: events.v1.EventService/SendEvent, phase: pre, name: deny-guest, script: ok.js}
+  - {method: events.v1.EventService/SendEvent, phase: pre, name: payments-own, script: ok.js}
+`)
+	before := e.revision()
+	for cmd, code := range map[string]int{"apply": 1, "diff": 2} {
+		r := e.want(code, cmd, "-f", dir)
+		mustContain(t, cmd, r.stderr, "hooks.yaml:3", "events.v1.EventService/SendEvent pre deny-guest",
+			"the hook is without owner in etcd and this manifest is owner payments's", "--take-ownership")
+	}
+	if now := e.revision(); now != before {
+		t.Fatalf("a refused apply wrote: revision %d; want %d", now, before)
+	}
+	e.want(0, "apply", "-f", dir, "--take-ownership")
+	mustContain(t, "list after --take-ownership", e.want(0, "list", "events.v1.EventService/SendEvent").stdout, "payments")
+	// The example's manifest, without owner, may not take it back silently.
+	e.want(1, "apply", "-f", scriptsDir)
+}

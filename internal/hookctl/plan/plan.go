@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/hookdoc"
 	"github.com/apihooks/apihooks/internal/hookctl/hookname"
 	"github.com/apihooks/apihooks/internal/hookctl/manifest"
@@ -146,6 +147,33 @@ func Build(m *manifest.Manifest, entries []store.Entry, readRev int64, prefix st
 		return hookname.Compare(a.key(), b.key())
 	})
 	return p
+}
+
+// CheckOwners refuses a plan that changes a hook another owner has: a
+// manifest of owner: payments (or of no owner) that lists a hook of
+// owner: search would silently take it over, with its script. It returns
+// each such hook as a problem of the manifest (file, line, hook), or nil.
+// A hook whose document is invalid has no owner anyone can tell.
+func (p *Plan) CheckOwners() error {
+	var problems diag.List
+	for _, it := range p.Items {
+		if it.Action != Change || it.Current.Doc == nil || it.Current.Doc.Owner == p.Manifest.Owner {
+			continue
+		}
+		problems.Addf(p.Manifest.Path, it.Desired.Line, it.Name, "the hook is %s in etcd and this manifest is %s: a manifest does not change another owner's hook (--take-ownership lets it)",
+			ownerOf(it.Current.Doc.Owner), ownerOf(p.Manifest.Owner))
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	return nil
+}
+
+func ownerOf(owner string) string {
+	if owner == "" {
+		return "without owner"
+	}
+	return "owner " + owner + "'s"
 }
 
 func (it *Item) invalidKey() bool { return it.Desired == nil && it.Current.KeyErr != nil }
