@@ -570,3 +570,33 @@ func TestStatusHeaderCountsADeletionAfterTheNewestPut(t *testing.T) {
 	r := e.want(0, "status")
 	mustContain(t, "status", r.stdout, fmt.Sprintf("hooks last changed at revision %d.", rDel), "No daemon is registered")
 }
+
+// TestPermissionDeniedNamesWhatHookctlNeeds: an etcd user whose role
+// grants only part of the prefix is told which directories hookctl reads
+// and writes.
+func TestPermissionDeniedNamesWhatHookctlNeeds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.etcd
+	for _, step := range []func() error{
+		func() error { _, err := c.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.RoleAdd(ctx, "hooks-only"); return err },
+		func() error {
+			_, err := c.RoleGrantPermission(ctx, "hooks-only", prefix+"hooks/", clientv3.GetPrefixRangeEnd(prefix+"hooks/"), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := c.UserAdd(ctx, "narrow", "narrowpw"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "narrow", "hooks-only"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.args = append(e.args, "--user", "narrow:narrowpw")
+	r := e.want(hookctl.ExitUsage, "diff", "-f", scriptsDir) // diff: any error is 2
+	mustContain(t, "diff as a user granted hooks/ only", r.stderr, "permission denied: the etcd user lacks a role granting this under "+prefix,
+		prefix+"utils/", prefix+"daemons/")
+}

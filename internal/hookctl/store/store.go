@@ -251,6 +251,12 @@ func (s *Store) wrap(err error) error {
 		return &CompactedError{}
 	}
 	if refused := refusal(err); refused != nil {
+		if errors.Is(err, rpctypes.ErrPermissionDenied) {
+			p := s.cfg.Prefix
+			refused.(*RefusedError).Reason = fmt.Sprintf("permission denied: the etcd user lacks a role granting this under %s "+
+				"(hookctl reads %s, %s, %s and %s, and writes the first three)", p,
+				registry.HooksDir(p), registry.UtilsDir(p), registry.CacheDir(p), fleet.Dir(p))
+		}
 		return refused
 	}
 	if errors.Is(err, context.Canceled) {
