@@ -68,6 +68,9 @@ type ConflictError struct {
 	Apply *Marker
 }
 
+// maxNamed is how many changed keys a ConflictError names.
+const maxNamed = 10
+
 func (e *ConflictError) Error() string {
 	if m := e.Apply; m != nil {
 		return fmt.Sprintf("a staged apply is in progress (%s) and daemons hold back changes until it completes; nothing was written: "+
@@ -77,7 +80,9 @@ func (e *ConflictError) Error() string {
 	if e.ReadRevision > 0 {
 		msg += fmt.Sprintf(" at revision %d", e.ReadRevision)
 	}
-	if len(e.Changed) > 0 {
+	if n := len(e.Changed); n > maxNamed {
+		msg += " (" + strings.Join(e.Changed[:maxNamed], ", ") + fmt.Sprintf(", and %d more)", n-maxNamed)
+	} else if n > 0 {
 		msg += " (" + strings.Join(e.Changed, ", ") + ")"
 	}
 	return msg + "; nothing was written: run the command again"

@@ -278,3 +278,28 @@ func TestNewestChange(t *testing.T) {
 		})
 	}
 }
+
+// TestAConflictNamesAFewKeys: a conflict names the keys that changed, at
+// most ten of them, so that a staged apply's conflict stays one readable
+// line.
+func TestAConflictNamesAFewKeys(t *testing.T) {
+	keys := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("k%d", i))
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		changed []string
+		want    string
+	}{
+		{nil, "etcd changed since it was read at revision 7; nothing was written: run the command again"},
+		{keys(2), "etcd changed since it was read at revision 7 (k0, k1); nothing was written: run the command again"},
+		{keys(250), "etcd changed since it was read at revision 7 (k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, and 240 more); nothing was written: run the command again"},
+	} {
+		if got := (&store.ConflictError{ReadRevision: 7, Changed: tt.changed}).Error(); got != tt.want {
+			t.Errorf("%d keys: %q; want %q", len(tt.changed), got, tt.want)
+		}
+	}
+}
