@@ -124,3 +124,11 @@ hooks:
 	// The example's manifest, without owner, may not take it back silently.
 	e.want(1, "apply", "-f", scriptsDir)
 }
+
+func TestNoChangesCountsHooksAndUtils(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := filepath.Join(scriptsDir, "utils-example")
+	e.want(0, "apply", "-f", dir)
+	mustContain(t, "a second apply", e.want(0, "apply", "-f", dir).stdout, "(1 hook, 1 util, revision")
+}

@@ -227,7 +227,13 @@ func (p *Plan) Summary() string {
 // Render writes the plan for people.
 func (p *Plan) Render(w io.Writer) {
 	if p.Empty() {
-		fmt.Fprintf(w, "No changes: etcd matches %s (%d hooks, revision %d).\n", p.Manifest.Path, p.Unchanged, p.ReadRevision)
+		// Nothing changes: every hook and util of the manifest is as in
+		// etcd.
+		what := count(len(p.Manifest.Hooks), "hook")
+		if n := len(p.Manifest.Utils); n > 0 {
+			what += ", " + count(n, "util")
+		}
+		fmt.Fprintf(w, "No changes: etcd matches %s (%s, revision %d).\n", p.Manifest.Path, what, p.ReadRevision)
 		p.renderUnmanaged(w)
 		return
 	}
@@ -407,4 +413,12 @@ func owns(m *manifest.Manifest, e *store.Entry) bool {
 		return m.Owner == ""
 	}
 	return e.Doc.Owner == m.Owner
+}
+
+// count says n things: "1 hook", "2 hooks".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
