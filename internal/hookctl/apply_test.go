@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -418,4 +419,22 @@ func TestPlanSaysWhyHooksNotInTheManifestStay(t *testing.T) {
 			mustNotContain(t, "plan", r.stdout, tc.unwant...)
 		})
 	}
+}
+
+// TestAnUnreachableServerIsNotAnInvalidManifest: --server naming a daemon
+// that does not answer exits 3 (run again), as an unreachable etcd does,
+// not 1 (the manifest is invalid).
+func TestAnUnreachableServerIsNotAnInvalidManifest(t *testing.T) {
+	t.Parallel()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	r := runHookctl(t, []string{"validate", "-f", scriptsDir, "--server", addr})
+	if r.code != hookctl.ExitEtcd {
+		t.Fatalf("validate --server %s (nothing listens): exit %d; want %d\n%s", addr, r.code, hookctl.ExitEtcd, r)
+	}
+	mustContain(t, "validate", r.stderr, "--server: cannot reach the daemon")
 }

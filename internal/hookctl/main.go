@@ -132,7 +132,13 @@ func usageErrorf(format string, a ...any) error {
 	return &exitError{code: ExitUsage, err: fmt.Errorf(format, a...)}
 }
 
-func failed(err error) error { return &exitError{code: ExitFailed, err: err} }
+func failed(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err // it has its code already
+	}
+	return &exitError{code: ExitFailed, err: err}
+}
 
 // withNote adds a note printed after err; err keeps its exit code.
 func withNote(err error, note string) error {
@@ -274,7 +280,7 @@ dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
 Exit codes: 0 success; 1 validation failure, failing tests, a request etcd
 refused (its reason is printed), or (diff) changes found; 2 usage error, and
 any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
-an error); 3 etcd unreachable or a concurrent change (nothing was written, or,
+an error); 3 etcd (or the --server daemon) unreachable or a concurrent change (nothing was written, or,
 part way through a staged apply, nothing put in force); 4 --wait ended before
 every daemon loaded the write, or a daemon reports a hook of it broken (it was
 written).`,

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
@@ -52,6 +54,10 @@ func (f *schemaFlags) source(ctx context.Context, builtin bool) (*schema.Source,
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		src, err := schema.FromServer(ctx, f.server)
+		if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+			// Not the manifest's fault: run again, as for etcd.
+			return nil, &exitError{code: ExitEtcd, err: fmt.Errorf("--server: cannot reach the daemon: %w", err)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--server: %w", err)
 		}
