@@ -198,6 +198,7 @@ func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, 
 		if err != nil {
 			return nil, err
 		}
+		files = repairFiles(files)
 		t, err := newTable(files, services)
 		if err != nil {
 			return nil, fmt.Errorf("reflection: %w", err)

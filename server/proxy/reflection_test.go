@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
@@ -344,14 +345,24 @@ func TestABackendThatGoesAwayAndChanges(t *testing.T) {
 }
 
 // rawCodec sends bytes as they are: a client that sends what it likes.
+// Other messages (a server's reflection beside raw handlers) go through
+// the proto codec.
 type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+	b, ok := v.(*[]byte)
+	if !ok {
+		return encoding.GetCodecV2("proto").Marshal(v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
+	b, ok := v.(*[]byte)
+	if !ok {
+		return encoding.GetCodecV2("proto").Unmarshal(data, v)
+	}
+	*b = data.Materialize()
 	return nil
 }
 

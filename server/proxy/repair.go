@@ -1,0 +1,268 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// repairFiles returns clones of fds with the defects of the descriptors
+// that Node's @grpc/reflection serves repaired, so that protodesc builds
+// them. It never changes fds, and repairs only what cannot build: the
+// clones of a set that builds are the same, byte for byte.
+//
+// @grpc/reflection (1.0.x) rebuilds its descriptors from
+// @grpc/proto-loader's, which lose what protodesc checks:
+//   - each package becomes one file ("demo_v1.proto",
+//     "google_protobuf.proto") that lists no imports, so a type of another
+//     file does not resolve: each file is given, as imports, the files of
+//     the set that define the types it uses and does not yet see;
+//   - a map field's entry message is named like the field ("Labels", even
+//     "Seen_metadata") instead of its implicit name ("LabelsEntry"): it is
+//     renamed, and the field made to point to it;
+//   - when proto-loader read a descriptor set, a message that declares a
+//     map is marked as a map entry itself (protobufjs copies the entry's
+//     option to its parent): the mark is removed from a message that a
+//     field or method uses and that is not shaped as an entry, which
+//     protoc never marks.
+//
+// Field names proto-loader changed (camelCase unless keepCase) stay as
+// they are sent: they build, and the wire knows only numbers.
+func repairFiles(fds []*descriptorpb.FileDescriptorProto) []*descriptorpb.FileDescriptorProto {
+	out := make([]*descriptorpb.FileDescriptorProto, len(fds))
+	for i, fd := range fds {
+		out[i] = proto.Clone(fd).(*descriptorpb.FileDescriptorProto)
+	}
+	unmarkMapEntries(out, typesOf(out))
+	for _, fd := range out {
+		for _, md := range fd.GetMessageType() {
+			renameMapEntries(protoreflect.FullName(fd.GetPackage()), md)
+		}
+	}
+	addImports(out, typesOf(out))
+	return out
+}
+
+// typeDef is where a message or enum of a set of files is defined.
+type typeDef struct {
+	file string
+	msg  *descriptorpb.DescriptorProto // nil for an enum
+}
+
+// typesOf returns the messages and enums that fds define, by full name.
+func typesOf(fds []*descriptorpb.FileDescriptorProto) map[protoreflect.FullName]typeDef {
+	types := map[protoreflect.FullName]typeDef{}
+	var addMessage func(scope protoreflect.FullName, md *descriptorpb.DescriptorProto, file string)
+	addMessage = func(scope protoreflect.FullName, md *descriptorpb.DescriptorProto, file string) {
+		full := scope.Append(protoreflect.Name(md.GetName()))
+		types[full] = typeDef{file, md}
+		for _, e := range md.GetEnumType() {
+			types[full.Append(protoreflect.Name(e.GetName()))] = typeDef{file: file}
+		}
+		for _, nested := range md.GetNestedType() {
+			addMessage(full, nested, file)
+		}
+	}
+	for _, fd := range fds {
+		pkg := protoreflect.FullName(fd.GetPackage())
+		for _, e := range fd.GetEnumType() {
+			types[pkg.Append(protoreflect.Name(e.GetName()))] = typeDef{file: fd.GetName()}
+		}
+		for _, md := range fd.GetMessageType() {
+			addMessage(pkg, md, fd.GetName())
+		}
+	}
+	return types
+}
+
+// typeRefs calls use for each type name that fd's fields, extensions and
+// methods give, with the scope protodesc resolves it in.
+func typeRefs(fd *descriptorpb.FileDescriptorProto, use func(scope protoreflect.FullName, ref string)) {
+	fields := func(scope protoreflect.FullName, fields []*descriptorpb.FieldDescriptorProto) {
+		for _, f := range fields {
+			use(scope, f.GetTypeName())
+			use(scope, f.GetExtendee())
+		}
+	}
+	var message func(scope protoreflect.FullName, md *descriptorpb.DescriptorProto)
+	message = func(scope protoreflect.FullName, md *descriptorpb.DescriptorProto) {
+		full := scope.Append(protoreflect.Name(md.GetName()))
+		fields(full, md.GetField())
+		fields(full, md.GetExtension())
+		for _, nested := range md.GetNestedType() {
+			message(full, nested)
+		}
+	}
+	pkg := protoreflect.FullName(fd.GetPackage())
+	for _, md := range fd.GetMessageType() {
+		message(pkg, md)
+	}
+	fields(pkg, fd.GetExtension())
+	for _, sd := range fd.GetService() {
+		full := pkg.Append(protoreflect.Name(sd.GetName()))
+		for _, m := range sd.GetMethod() {
+			use(full, m.GetInputType())
+			use(full, m.GetOutputType())
+		}
+	}
+}
+
+// resolve returns the full names that ref, used in scope, can name, in the
+// order protodesc tries them: scope.ref, then ref in each enclosing scope.
+func resolve(scope protoreflect.FullName, ref string) []protoreflect.FullName {
+	if ref == "" {
+		return nil
+	}
+	if strings.HasPrefix(ref, ".") {
+		return []protoreflect.FullName{protoreflect.FullName(ref[1:])}
+	}
+	var names []protoreflect.FullName
+	for ; scope != ""; scope = scope.Parent() {
+		names = append(names, scope+"."+protoreflect.FullName(ref))
+	}
+	return append(names, protoreflect.FullName(ref))
+}
+
+// unmarkMapEntries removes the map entry mark from each message of fds
+// that a field or method uses and that does not have just a key field 1
+// and a value field 2.
+func unmarkMapEntries(fds []*descriptorpb.FileDescriptorProto, types map[protoreflect.FullName]typeDef) {
+	for _, fd := range fds {
+		typeRefs(fd, func(scope protoreflect.FullName, ref string) {
+			for _, name := range resolve(scope, ref) {
+				t, ok := types[name]
+				if !ok {
+					continue
+				}
+				if md := t.msg; md.GetOptions().GetMapEntry() && !entryShaped(md) {
+					md.Options.MapEntry = nil
+					if proto.Size(md.Options) == 0 {
+						md.Options = nil
+					}
+				}
+				return
+			}
+		})
+	}
+}
+
+// entryShaped reports whether md has the fields of a map entry.
+func entryShaped(md *descriptorpb.DescriptorProto) bool {
+	f := md.GetField()
+	return len(f) == 2 && f[0].GetName() == "key" && f[0].GetNumber() == 1 && f[1].GetName() == "value" && f[1].GetNumber() == 2
+}
+
+// renameMapEntries gives each map entry message nested in md, whose full
+// name is scope.Name, and in its own nested messages, the name its field
+// implies, when exactly one field of md uses it and that name is free.
+func renameMapEntries(scope protoreflect.FullName, md *descriptorpb.DescriptorProto) {
+	full := scope.Append(protoreflect.Name(md.GetName()))
+	for _, entry := range md.GetNestedType() {
+		if !entry.GetOptions().GetMapEntry() {
+			continue
+		}
+		var fields []*descriptorpb.FieldDescriptorProto
+		for _, f := range md.GetField() {
+			if f.GetLabel() == descriptorpb.FieldDescriptorProto_LABEL_REPEATED &&
+				f.GetType() == descriptorpb.FieldDescriptorProto_TYPE_MESSAGE &&
+				slices.Contains(resolve(full, f.GetTypeName()), full.Append(protoreflect.Name(entry.GetName()))) {
+				fields = append(fields, f)
+			}
+		}
+		if len(fields) != 1 {
+			continue
+		}
+		want := mapEntryName(fields[0].GetName())
+		if entry.GetName() == want || declares(md, want) {
+			continue
+		}
+		entry.Name = proto.String(want)
+		fields[0].TypeName = proto.String("." + string(full.Append(protoreflect.Name(want))))
+	}
+	for _, nested := range md.GetNestedType() {
+		renameMapEntries(full, nested)
+	}
+}
+
+// declares reports whether md already has a nested message or enum, or a
+// field, called name.
+func declares(md *descriptorpb.DescriptorProto, name string) bool {
+	return slices.ContainsFunc(md.GetNestedType(), func(n *descriptorpb.DescriptorProto) bool { return n.GetName() == name }) ||
+		slices.ContainsFunc(md.GetEnumType(), func(e *descriptorpb.EnumDescriptorProto) bool { return e.GetName() == name }) ||
+		slices.ContainsFunc(md.GetField(), func(f *descriptorpb.FieldDescriptorProto) bool { return f.GetName() == name })
+}
+
+// mapEntryName is the name of the entry message that protoc implies for
+// the map field called field: "seen_metadata" or "seenMetadata" gives
+// "SeenMetadataEntry". It is protodesc's rule.
+func mapEntryName(field string) string {
+	var b strings.Builder
+	upper := true
+	for _, c := range field {
+		switch {
+		case c == '_':
+			upper = true
+		case upper:
+			b.WriteRune(unicode.ToUpper(c))
+			upper = false
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String() + "Entry"
+}
+
+// addImports adds to each file of fds, as imports, the files of fds that
+// define a type it uses, when it sees (defines, imports, or imports
+// publicly through an import) no definition of that name. A name resolves
+// as in protodesc: the first definition the file sees wins.
+func addImports(fds []*descriptorpb.FileDescriptorProto, types map[protoreflect.FullName]typeDef) {
+	byName := map[string]*descriptorpb.FileDescriptorProto{}
+	for _, fd := range fds {
+		byName[fd.GetName()] = fd
+	}
+	for _, fd := range fds {
+		sees := map[string]bool{fd.GetName(): true}
+		for _, dep := range fd.GetDependency() {
+			sees[dep] = true
+			seePublic(sees, byName, dep)
+		}
+		var missing []string
+		typeRefs(fd, func(scope protoreflect.FullName, ref string) {
+			first := ""
+			for _, name := range resolve(scope, ref) {
+				t, ok := types[name]
+				if ok && sees[t.file] {
+					return
+				}
+				if ok && first == "" {
+					first = t.file
+				}
+			}
+			if first != "" && !slices.Contains(missing, first) {
+				missing = append(missing, first)
+			}
+		})
+		slices.Sort(missing)
+		fd.Dependency = append(fd.Dependency, missing...)
+	}
+}
+
+// seePublic adds to sees the files that file imports publicly, and those
+// they import publicly in turn.
+func seePublic(sees map[string]bool, byName map[string]*descriptorpb.FileDescriptorProto, file string) {
+	fd := byName[file]
+	for _, i := range fd.GetPublicDependency() {
+		if i < 0 || int(i) >= len(fd.GetDependency()) {
+			continue
+		}
+		if dep := fd.GetDependency()[i]; !sees[dep] {
+			sees[dep] = true
+			seePublic(sees, byName, dep)
+		}
+	}
+}
