@@ -31,8 +31,9 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 				p.relearn(ctx, "reason", "hooks target methods the descriptors do not describe")
 			}
 			snap, table = s, p.desc.current()
-			warned = p.reportUnserved(ctx, p.unserved(snap, table), warned)
-			p.ignored.Store(&warned)
+			now := p.reportUnserved(ctx, p.unserved(snap, table), warned)
+			p.ignored.Store(&now) // now is never changed: readers share it
+			warned = now
 		}
 		select {
 		case <-ctx.Done():
