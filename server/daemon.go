@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel, srvOpts, log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel, srvOpts, healthSrv, log); err != nil {
 			return err
 		}
 		defer closeBackend()

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/registry"
@@ -17,8 +19,15 @@ import (
 // through the hooks of reg, and a function that closes the connection to
 // the backend. It learns the backend's descriptors, if it can: a backend
 // that does not answer yet is asked again when a hooked call needs them.
-func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, tel *ops.Telemetry, srvOpts []grpc.ServerOption, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
-	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithInterceptorOptions(hookOpts...)}
+func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts []interceptor.Option, tel *ops.Telemetry, srvOpts []grpc.ServerOption, healthSrv *health.Server, log *slog.Logger) (*grpc.Server, *proxy.Proxy, func(), error) {
+	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithInterceptorOptions(hookOpts...),
+		// A backend learned after the start (it came up later, or was
+		// redeployed with more services) has its services SERVING too.
+		proxy.WithOnLearn(func(services []string) {
+			for _, name := range services {
+				healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+			}
+		})}
 	if cfg.DescriptorSet != "" {
 		set, err := proxy.ReadDescriptorSet(cfg.DescriptorSet)
 		if err != nil {

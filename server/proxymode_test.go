@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/internal/etcdtest"
 	"github.com/apihooks/apihooks/server"
 	"github.com/apihooks/apihooks/server/proxy"
 )
@@ -128,5 +129,37 @@ func TestMaxMessageSize(t *testing.T) {
 				t.Fatalf("a 5 MiB SendEvent through the proxy: %v, %v; want %v", resp, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAProxyStartedBeforeItsBackend: a proxy whose backend comes up after
+// it learns the backend's descriptors on the first hooked call, runs the
+// hooks, and reports the backend's services SERVING in its health.
+func TestAProxyStartedBeforeItsBackend(t *testing.T) {
+	backendAddr := etcdtest.FreeAddr(t)
+	front := startDaemonWith(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backendAddr} })
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if _, err := front.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stamp",
+		`{"script":"module.exports = c => { c.request.eventType = 'stamped' }"}`); err != nil {
+		t.Fatal(err)
+	}
+	startDaemonWith(t, func(c *server.Config) { c.Listen = backendAddr })
+
+	client := eventsv1.NewEventServiceClient(front.conn)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "alice", EventType: "login"})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("SendEvent through the proxy once its backend is up: %v; want it served, after UNAVAILABLE at most", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h, err := healthpb.NewHealthClient(front.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "events.v1.EventService"})
+	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("the proxy's health of events.v1.EventService: %v, %v; want SERVING", h.GetStatus(), err)
 	}
 }

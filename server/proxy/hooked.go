@@ -120,6 +120,7 @@ func (p *Proxy) relearn(ctx context.Context, args ...any) {
 		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", append(args, "error", err)...)
 	} else if changed {
 		p.log.InfoContext(ctx, "learned the backend's descriptors again", "services", len(p.desc.current().services))
+		p.learned()
 	}
 }
 

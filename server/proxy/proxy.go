@@ -52,6 +52,7 @@ type Proxy struct {
 	// ignored holds what WatchHooks last found unserved: the keys that
 	// target each method or service the backend does not serve.
 	ignored atomic.Pointer[map[string][]string]
+	onLearn func(services []string)
 }
 
 type options struct {
@@ -60,6 +61,7 @@ type options struct {
 	hookOpts        []interceptor.Option
 	refreshInterval time.Duration
 	refreshTimeout  time.Duration
+	onLearn         func(services []string)
 }
 
 // Option configures a Proxy.
@@ -90,6 +92,13 @@ func WithRefresh(interval, timeout time.Duration) Option {
 	return func(o *options) { o.refreshInterval, o.refreshTimeout = interval, timeout }
 }
 
+// WithOnLearn sets a function called with the backend's services each time
+// the proxy learns descriptors that differ from those it had (a daemon
+// marks them SERVING in its health service). It must not block.
+func WithOnLearn(f func(services []string)) Option {
+	return func(o *options) { o.onLearn = f }
+}
+
 // New returns a proxy to the backend behind cc, with the hooks src hands
 // out. cc must be made with DialOptions (Dial does). New does no I/O: call
 // Refresh to learn the descriptors before serving.
@@ -98,7 +107,7 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 	for _, f := range opts {
 		f(&o)
 	}
-	p := &Proxy{cc: backendConn{cc}, src: src, log: o.logger}
+	p := &Proxy{cc: backendConn{cc}, src: src, log: o.logger, onLearn: o.onLearn}
 	if o.set != nil {
 		t, err := newTable(o.set.GetFile(), nil)
 		if err != nil {
@@ -120,10 +129,21 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 // Refresh learns the backend's descriptors from its server reflection now.
 // With a descriptor set it does nothing.
 func (p *Proxy) Refresh(ctx context.Context) error {
-	if _, err := p.desc.refresh(ctx, true); err != nil {
+	changed, err := p.desc.refresh(ctx, true)
+	if err != nil {
 		return fmt.Errorf("learn the backend's descriptors: %w", err)
 	}
+	if changed {
+		p.learned()
+	}
 	return nil
+}
+
+// learned tells onLearn of descriptors that changed.
+func (p *Proxy) learned() {
+	if p.onLearn != nil {
+		p.onLearn(p.Services())
+	}
 }
 
 // Services returns the backend's services the proxy knows descriptors of.
