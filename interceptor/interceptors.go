@@ -269,8 +269,11 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		case call.Phase == engine.ErrorPhase:
 			msg = "error hook failed; the call ends with the error status it had"
 		}
-		h.opts.logger.WarnContext(ctx, msg, "method", call.Method, "hook", hook.ID,
-			"error", ee.Message, "failures_not_logged", suppressed)
+		attrs := []any{"method", call.Method, "hook", hook.ID, "error", ee.Message, "failures_not_logged", suppressed}
+		if ee.At != "" {
+			attrs = append(attrs, "at", ee.At)
+		}
+		h.opts.logger.WarnContext(ctx, msg, attrs...)
 	}
 	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip, ran: true}
 	if skip {

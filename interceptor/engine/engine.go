@@ -152,6 +152,10 @@ type Error struct {
 	Kind Kind
 	// Message says what went wrong; for Thrown it is the error's own message.
 	Message string
+	// At is where a Thrown error was thrown, when its stack says: "3:12"
+	// (line and column in the hook's script, TypeScript included), or
+	// "utils/Addition.ts:3:12" in a util it imports.
+	At string
 	// Err is the context's error, for Canceled.
 	Err error
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strings"
 
@@ -95,7 +96,9 @@ func transpile(name, src string, lang Lang, mods Modules) (string, []string, err
 	}
 	b := newBundle(mods)
 	r := api.Build(api.BuildOptions{
-		Stdin:         &api.StdinOptions{Contents: src, Sourcefile: name, Loader: loader},
+		// goja resolves the source map's sources against name's
+		// directory: the base name makes them name again.
+		Stdin:         &api.StdinOptions{Contents: src, Sourcefile: path.Base(name), Loader: loader},
 		Bundle:        true,
 		Format:        api.FormatCommonJS,
 		Target:        api.ES2017,

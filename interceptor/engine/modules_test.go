@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -135,5 +136,40 @@ func TestUtilsWithoutModules(t *testing.T) {
 	_, err := engine.CompileLang("x", `import * as a from 'utils/Addition'; export default function () {}`, engine.JS)
 	if err == nil || !strings.Contains(err.Error(), `cannot find module "utils/Addition": no utils are available here`) {
 		t.Fatalf("CompileLang() error = %v; want it to say no utils are available", err)
+	}
+}
+
+// TestAThrownErrorSaysWhere: an error a hook throws says where: the line
+// and column in the hook's own source (TypeScript's, not the JavaScript it
+// compiles to), or the util's file, line and column.
+func TestAThrownErrorSaysWhere(t *testing.T) {
+	eng := newEngine(t)
+	mods := utilMap{
+		src:    map[string]string{"Strict@1": "//ts\nexport function need(x: string | undefined): string {\n  if (!x) throw new Error(\"missing\");\n  return x;\n}"},
+		active: map[string]string{"Strict": "1"},
+	}
+	const name = "events.v1.EventService/SendEvent/pre/h"
+	for _, tt := range []struct {
+		name, script string
+		lang         engine.Lang
+		wantAt       string
+	}{
+		{"a JavaScript hook", "module.exports = function (ctx) {\n  const x = undefined;\n  return x.toUpperCase();\n};\n", engine.JS, "3:10"},
+		{"an async hook, after an await", "module.exports = async function (ctx) {\n  await null;\n\n  throw new Error(\"late\");\n};\n", engine.JS, "4:9"},
+		{"a TypeScript hook", "type A = {a: string};\nexport default function main(ctx: any) {\n  const a: A | undefined = undefined;\n  return a!.a.length;\n}\n", engine.TS, "4:12"},
+		{"a util it imports", "import { need } from 'utils/Strict';\nexport default function main(ctx: any) {\n  need(undefined);\n}\n", engine.TS, "utils/Strict@1:3:16"},
+		{"a thrown string has no stack", "module.exports = () => { throw \"plain\" }", engine.JS, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := engine.CompileModules(name, tt.script, tt.lang, mods)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = eng.Run(context.Background(), s, preCall(t))
+			var ee *engine.Error
+			if !errors.As(err, &ee) || ee.Kind != engine.Thrown || ee.At != tt.wantAt {
+				t.Fatalf("got %#v; want a Thrown error at %q", err, tt.wantAt)
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -325,7 +327,43 @@ func (r *run) thrown(v goja.Value) (Outcome, error) {
 			}
 		}
 	}
-	return Outcome{}, &Error{Kind: Thrown, Message: msg}
+	return Outcome{}, &Error{Kind: Thrown, Message: msg, At: r.thrownAt(v)}
+}
+
+// stackFrame matches a frame of goja's stack property: "at main
+// (name:3:12(8))" or "at name:3:12(8)".
+var stackFrame = regexp.MustCompile(`(?m)^\s*at (?:[^\n(]* \()?([^\s()]+):(\d+):(\d+)`)
+
+// thrownAt returns where v, a thrown Error, was thrown, from its stack: in
+// the script ("3:12"), or in a util ("utils/Addition.ts:3:12"); "" when it
+// does not say.
+func (r *run) thrownAt(v goja.Value) string {
+	obj, ok := v.(*goja.Object)
+	if !ok {
+		return ""
+	}
+	st := obj.Get("stack")
+	if !present(st) {
+		return ""
+	}
+	m := stackFrame.FindStringSubmatch(st.String())
+	if m == nil {
+		return ""
+	}
+	file, at := m[1], m[2]+":"+m[3]
+	name := r.script.name
+	if file == name {
+		return at
+	}
+	// Source map sources are resolved against the script's directory,
+	// and a util's is in the bundler's namespace ("apihooks:utils/...").
+	if dir := path.Dir(name); dir != "." {
+		file = strings.TrimPrefix(file, dir+"/")
+	}
+	if _, f, ok := strings.Cut(file, ":"); ok {
+		file = f
+	}
+	return file + ":" + at
 }
 
 // resultKeys are the properties a result object may have.

@@ -198,7 +198,9 @@ func (s *server) run(in *isolatev1.Run) *isolatev1.Output {
 	if err != nil {
 		var ee *engine.Error
 		if errors.As(err, &ee) {
-			return failure(in.Id, ee.Kind, ee.Message)
+			out := failure(in.Id, ee.Kind, ee.Message)
+			out.GetResult().ErrorAt = ee.At
+			return out
 		}
 		return failure(in.Id, engine.Crashed, err.Error())
 	}

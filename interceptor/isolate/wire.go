@@ -101,7 +101,7 @@ func descriptors(call *engine.Call) []protoreflect.MessageDescriptor {
 // decodeResult turns a worker's Result into the engine's Outcome or Error.
 func decodeResult(res *isolatev1.Result, call *engine.Call) (engine.Outcome, error) {
 	if res.ErrorKind != 0 {
-		return engine.Outcome{}, &engine.Error{Kind: engine.Kind(res.ErrorKind), Message: res.ErrorMessage}
+		return engine.Outcome{}, &engine.Error{Kind: engine.Kind(res.ErrorKind), Message: res.ErrorMessage, At: res.ErrorAt}
 	}
 	var out engine.Outcome
 	var mt protoreflect.MessageType

@@ -561,7 +561,7 @@ func (cr *CaseResult) check(r *Runner, c *Case) {
 func describe(res *Result) string {
 	switch {
 	case res.Status != nil:
-		return fmt.Sprintf("%s %s %q", res.Action, res.Status.Code, res.Status.Message)
+		return fmt.Sprintf("%s %s %q%s", res.Action, res.Status.Code, res.Status.Message, res.Error.where())
 	case res.Skipped != nil:
 		return fmt.Sprintf("%s (after skipping a %s failure: %s)", res.Action, res.Skipped.Kind, res.Skipped.Message)
 	}

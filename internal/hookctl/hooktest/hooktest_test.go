@@ -98,7 +98,7 @@ func TestRunWithBuiltInAndDynamicTypes(t *testing.T) {
 		{"a result that does not fit", engine.Pre, `({messageOverride: {nope: 1}})`, "", "", nil,
 			"", "", `{"action":"error","status":{"code":"INTERNAL","message":"hook events.v1.EventService/SendEvent/pre/h: result.messageOverride: `},
 		{"a failure skipped by onError continue", engine.Pre, `throw new Error("x")`, "", registry.Continue, nil,
-			`{"toUserId":"a"}`, "", `{"action":"continue","request":{"toUserId":"a"},"skipped":{"kind":"thrown","message":"x"}}`},
+			`{"toUserId":"a"}`, "", `{"action":"continue","request":{"toUserId":"a"},"skipped":{"kind":"thrown","message":"x","at":"1:7"}}`},
 		{"a coded error", engine.Pre, `var e = new Error("gone"); e.code = "NOT_FOUND"; throw e`, "", "", nil,
 			"", "", `{"action":"reject","status":{"code":"NOT_FOUND","message":"gone"}}`},
 	}
@@ -311,5 +311,30 @@ cases:
 `)
 	if _, err := hooktest.LoadCases(m); err == nil || !strings.Contains(err.Error(), "metadata.x-trace-bin: a binary key's values are written in base64") {
 		t.Errorf("a case with a binary value that is not base64: %v; want it refused, naming the key", err)
+	}
+}
+
+// A case that fails on a hook's throw says where the hook threw.
+func TestAFailingCaseSaysWhereTheHookThrew(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("h.ts", "export default function main(ctx: any) {\n  const x: string | undefined = undefined;\n  return x!.toUpperCase();\n}\n")
+	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: h\n    script: h.ts\n")
+	write("h.test.yaml", "hook: events.v1.EventService/SendEvent pre h\ncases:\n  - name: goes on\n    expect: {action: continue}\n")
+	m, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9)).RunCase(context.Background(), m, cases[0])
+	if res.Pass || !strings.Contains(fmt.Sprint(res.Problems), "(thrown at line 3, column ") {
+		t.Errorf("pass %v, problems %v; want the case failed, saying where the hook threw", res.Pass, res.Problems)
 	}
 }

@@ -168,6 +168,20 @@ type Status struct {
 type Failure struct {
 	Kind    string `json:"kind"`
 	Message string `json:"message"`
+	// At is where a thrown error was thrown: "3:12" (line and column in
+	// the hook's script), or "utils/Name@1:3:12" in a util.
+	At string `json:"at,omitempty"`
+}
+
+// where says At for people.
+func (f *Failure) where() string {
+	if f == nil || f.At == "" {
+		return ""
+	}
+	if line, col, ok := strings.Cut(f.At, ":"); ok && !strings.Contains(col, ":") {
+		return fmt.Sprintf(" (thrown at line %s, column %s of the script)", line, col)
+	}
+	return " (thrown at " + f.At + ")"
 }
 
 // Log is one line the script logged.
@@ -323,7 +337,7 @@ func (r *Runner) Run(ctx context.Context, in *Input) (*Result, error) {
 		if !errors.As(err, &ee) {
 			return nil, err
 		}
-		f := &Failure{Kind: ee.Kind.String(), Message: ee.Message}
+		f := &Failure{Kind: ee.Kind.String(), Message: ee.Message, At: ee.At}
 		if h.Key.Phase == engine.ErrorPhase {
 			// An error hook's failure never hides the call's error.
 			res.Action, res.Error = ActionError, f

@@ -967,8 +967,10 @@ type Result struct {
 	StatusMessage string `protobuf:"bytes,5,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	// Error kind (engine.Kind) and message, for a failed run; kind 0 is
 	// success.
-	ErrorKind     int32  `protobuf:"varint,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
-	ErrorMessage  string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	ErrorKind    int32  `protobuf:"varint,6,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	ErrorMessage string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// Where a thrown error was thrown (engine.Error.At).
+	ErrorAt       string `protobuf:"bytes,8,opt,name=error_at,json=errorAt,proto3" json:"error_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,6 +1050,13 @@ func (x *Result) GetErrorKind() int32 {
 func (x *Result) GetErrorMessage() string {
 	if x != nil {
 		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *Result) GetErrorAt() string {
+	if x != nil {
+		return x.ErrorAt
 	}
 	return ""
 }
@@ -1210,7 +1219,7 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"NeedScript\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\x1b\n" +
 	"\tNeedFiles\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"\x84\x02\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\x9f\x02\n" +
 	"\x06Result\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x123\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1b.apihooks.isolate.v1.ActionR\x06action\x12\x1d\n" +
@@ -1220,7 +1229,8 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x1d\n" +
 	"\n" +
 	"error_kind\x18\x06 \x01(\x05R\terrorKind\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessageB\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x12\x19\n" +
+	"\berror_at\x18\b \x01(\tR\aerrorAtB\n" +
 	"\n" +
 	"\b_message\"\x81\x01\n" +
 	"\x03Log\x12\x0e\n" +
