@@ -135,11 +135,12 @@ func (r *run) callFunction() goja.Value {
 		v, err := r.callMethod(fc.Argument(0), fc.Argument(1))
 		if err != nil {
 			st := status.Convert(err)
-			e := r.vm.NewGoError(err)
-			if ctor, ok := goja.AssertConstructor(r.vm.Get("Error")); ok {
-				if obj, cerr := ctor(nil, r.vm.ToValue(st.Message())); cerr == nil {
-					e = obj
-				}
+			// goja's own Error, never the script's global (which it may
+			// have replaced), nor a GoError: that one holds err as a Go
+			// value, whose methods and fields a script could reach.
+			e, cerr := r.vm.New(gojaError(r.vm), r.vm.ToValue(st.Message()))
+			if cerr != nil {
+				e = r.vm.NewObject()
 			}
 			_ = e.Set("code", CodeName(st.Code()))
 			_ = e.Set("message", st.Message())

@@ -813,3 +813,28 @@ func TestBinaryMetadataIsBase64(t *testing.T) {
 		t.Errorf("the script saw %q; want %q", got, "3q0Avu8=| é")
 	}
 }
+
+// TestAFailedCallGivesTheScriptNoGoValue: ctx.call rejects with an Error
+// made by the engine's own Error constructor, whatever the script put in
+// the global Error, and never with a Go value it could reach into.
+func TestAFailedCallGivesTheScriptNoGoValue(t *testing.T) {
+	eng := newEngine(t)
+	for _, replace := range []string{"undefined", "function () { return {} }", "42"} {
+		t.Run("Error = "+replace, func(t *testing.T) {
+			src := `module.exports = async function (ctx) {
+				const E = Error;
+				globalThis.Error = ` + replace + `;
+				try { await ctx.call("no.Such/Method", {}) } catch (e) {
+					ctx.request.eventType = [typeof e.value, e instanceof E, e.code, Object.keys(e).join("+"), e.message.includes("ctx.call")].join(" ");
+				}
+			}`
+			out, err := eng.Run(context.Background(), compile(t, src), preCall(t)) // no Caller: the call fails
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out.Message.(*eventsv1.SendEventRequest).GetEventType(); got != "undefined true UNIMPLEMENTED code true" {
+				t.Errorf("the rejection: %q; want %q", got, "undefined true UNIMPLEMENTED code true")
+			}
+		})
+	}
+}

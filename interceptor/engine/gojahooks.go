@@ -55,6 +55,9 @@ func getDataViewProtoTemplate() *objectTemplate
 //go:linkname gojaRangeError github.com/dop251/goja.(*Runtime).getRangeError
 func gojaRangeError(r *goja.Runtime) *goja.Object
 
+//go:linkname gojaError github.com/dop251/goja.(*Runtime).getError
+func gojaError(r *goja.Runtime) *goja.Object
+
 //go:linkname gojaRegExp github.com/dop251/goja.(*Runtime).getRegExp
 func gojaRegExp(r *goja.Runtime) *goja.Object
 
