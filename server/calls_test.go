@@ -256,3 +256,27 @@ func TestCallsThroughTheProxy(t *testing.T) {
 		t.Fatalf("SendEvent through the proxy = %v; want ABORTED %q", err, want)
 	}
 }
+
+// TestACallThroughTheProxyReachesNoneOfGRPCsOwnServices: as on the
+// built-in server, a hook's ctx.call cannot reach the backend's health,
+// reflection or other grpc.* services, which the proxy does not forward
+// to clients either.
+func TestACallThroughTheProxyReachesNoneOfGRPCsOwnServices(t *testing.T) {
+	backend := startDaemon(t)
+	front := startDaemonWith(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend.addrs[0]} })
+	client := eventsv1.NewEventServiceClient(front.conn)
+	ctx := context.Background()
+	putHooks(t, front, map[string]string{
+		"SendEvent/pre/peek": `module.exports = async function (ctx) {
+			try { await ctx.call("grpc.health.v1.Health/Check", {}) } catch (e) { return {status: "ABORTED", message: e.code + ": " + e.message} }
+			return {status: "ABORTED", message: "reached the backend's health"};
+		}`,
+	}, func() bool {
+		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+		return status.Code(err) == codes.Aborted
+	})
+	_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+	if got := status.Convert(err).Message(); !strings.HasPrefix(got, "UNIMPLEMENTED: ctx.call: grpc.health.v1.Health/Check is one of gRPC's own services") {
+		t.Fatalf("a hook's call of the backend's health: %q; want UNIMPLEMENTED", got)
+	}
+}

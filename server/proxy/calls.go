@@ -17,6 +17,11 @@ import (
 // the proxy would, with the calling hook's context.
 func (p *Proxy) call(ctx context.Context, method string, request []byte) ([]byte, error) {
 	full := "/" + strings.TrimPrefix(method, "/")
+	if strings.HasPrefix(full, "/grpc.") {
+		// As on the built-in server: gRPC's own services (the backend's
+		// health, reflection, channelz...) are not the API hooks call.
+		return nil, status.Errorf(codes.Unimplemented, "ctx.call: %s is one of gRPC's own services, which hooks do not call", full[1:])
+	}
 	m := p.method(ctx, full)
 	switch {
 	case m == nil:
