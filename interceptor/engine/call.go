@@ -130,7 +130,7 @@ func (n *nestedTime) used() time.Duration {
 // like ctx.request), or of an Error with the status: err.code is the
 // code's name ("NOT_FOUND"), err.message its message.
 func (r *run) callFunction() goja.Value {
-	return r.vm.ToValue(func(fc goja.FunctionCall) goja.Value {
+	return named(r.vm, "call", func(fc goja.FunctionCall) goja.Value {
 		p, resolve, reject := r.vm.NewPromise()
 		v, err := r.callMethod(fc.Argument(0), fc.Argument(1))
 		if err != nil {

@@ -103,7 +103,7 @@ func guardEval(b *budget, vm *goja.Runtime, eval *goja.Object) {
 // evalSourceChecker returns the function a script's direct eval calls
 // pass their source through.
 func evalSourceChecker(b *budget, vm *goja.Runtime) goja.Value {
-	return vm.ToValue(func(call goja.FunctionCall) goja.Value {
+	return named(vm, "eval", func(call goja.FunctionCall) goja.Value {
 		src := call.Argument(0)
 		if s, ok := src.(goja.String); ok {
 			checkCode(b, vm, "eval", s.String())

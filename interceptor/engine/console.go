@@ -32,7 +32,7 @@ func (c *consoleObject) Get(key string) goja.Value {
 	if !ok {
 		return nil
 	}
-	v := c.r.vm.ToValue(c.r.consoleFunc(level))
+	v := named(c.r.vm, key, c.r.consoleFunc(level))
 	c.Set(key, v)
 	return v
 }
@@ -77,10 +77,10 @@ func (r *run) consoleFunc(level slog.Level) func(goja.FunctionCall) goja.Value {
 // f(msg, value?) (see logFunc).
 func (r *run) logObject() *goja.Object {
 	log := r.vm.NewObject()
-	log.Set("debug", r.logFunc(levelDebug))
-	log.Set("info", r.logFunc(levelInfo))
-	log.Set("warn", r.logFunc(levelWarn))
-	log.Set("error", r.logFunc(levelError))
+	log.Set("debug", named(r.vm, "debug", r.logFunc(levelDebug)))
+	log.Set("info", named(r.vm, "info", r.logFunc(levelInfo)))
+	log.Set("warn", named(r.vm, "warn", r.logFunc(levelWarn)))
+	log.Set("error", named(r.vm, "error", r.logFunc(levelError)))
 	return log
 }
 

@@ -228,7 +228,7 @@ func (b *bridgeObject) Get(key string) goja.Value {
 	if !ok {
 		return nil
 	}
-	v := b.r.vm.ToValue(b.r.logFunc(level))
+	v := named(b.r.vm, key, b.r.logFunc(level))
 	b.Set(key, v)
 	return v
 }

@@ -838,3 +838,20 @@ func TestAFailedCallGivesTheScriptNoGoValue(t *testing.T) {
 		})
 	}
 }
+
+// TestTheEnginesFunctionsHaveTheirOwnNames: the functions the engine gives
+// a script are named as the script knows them, not by their Go names
+// (which would show the daemon's code paths).
+func TestTheEnginesFunctionsHaveTheirOwnNames(t *testing.T) {
+	eng := newEngine(t)
+	out, err := eng.Run(context.Background(), compile(t, `module.exports = function (ctx) {
+		ctx.request.eventType = [ctx.call, ctx.log.info, ctx.log.error, console.log, console.warn].map(String).join(" | ") }`), preCall(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "function call() { [native code] } | function info() { [native code] } | function error() { [native code] } | " +
+		"function log() { [native code] } | function warn() { [native code] }"
+	if got := out.Message.(*eventsv1.SendEventRequest).GetEventType(); got != want {
+		t.Errorf("got %q; want %q", got, want)
+	}
+}

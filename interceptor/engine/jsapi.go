@@ -193,3 +193,12 @@ func (a stringArray) Get(i int) goja.Value {
 }
 func (a stringArray) Set(int, goja.Value) bool { return false }
 func (a stringArray) SetLen(int) bool          { return false }
+
+// named returns f as a JavaScript function called name. goja names a Go
+// function by its Go name, which String(f) would show a script:
+// "github.com/.../engine.(*run).callFunction.func1".
+func named(vm *goja.Runtime, name string, f func(goja.FunctionCall) goja.Value) goja.Value {
+	fn := vm.ToValue(f).(*goja.Object)
+	_ = fn.DefineDataProperty("name", vm.ToValue(name), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	return fn
+}
