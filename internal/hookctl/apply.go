@@ -49,26 +49,17 @@ func (a *app) loadManifest(f *manifestFlags) (*manifest.Manifest, error) {
 	opts := []manifest.Option{manifest.WithMaxTimeout(a.conn.maxHookTimeout)}
 	if src != nil {
 		opts = append(opts, manifest.WithSchema(src))
+	} else {
+		// Without a schema, hooks on the built-in example service are
+		// still checked against it: a post-hook on a stream never runs.
+		opts = append(opts, manifest.WithSchemaOfItsServices(schema.Builtin()))
 	}
 	m, err := manifest.Load(f.file, opts...)
 	if err != nil {
 		return nil, failed(err)
 	}
-	// Without a schema, hooks on the built-in example service are still
-	// checked against it: a post-hook on a stream never runs.
-	var problems diag.List
-	if src == nil {
-		builtin := schema.Builtin()
-		for _, h := range m.Hooks {
-			if slices.Contains(builtin.Services(), h.Key.Service) {
-				if err := builtin.CheckHook(h.Key); err != nil {
-					problems.Add(m.Path, h.Line, h.Name(), err)
-				}
-			}
-		}
-	}
 	// A document larger than one etcd request can never be written.
-	tooLarge := problems
+	var tooLarge diag.List
 	limit := a.limits().MaxDocumentBytes()
 	for _, h := range m.Hooks {
 		if len(h.Raw) > limit {

@@ -438,3 +438,23 @@ func TestAnUnreachableServerIsNotAnInvalidManifest(t *testing.T) {
 	}
 	mustContain(t, "validate", r.stderr, "--server: cannot reach the daemon")
 }
+
+// TestEveryProblemOfAManifestIsReportedAtOnce: a script that does not
+// compile does not hide the example service's checks of other hooks.
+func TestEveryProblemOfAManifestIsReportedAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "bad.js"), "module.exports = (ctx) => {\n  let x = ;\n};\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - {method: events.v1.EventService/SendEvent, phase: pre, name: bad, script: bad.js}
+  - {method: events.v1.EventService/StreamEvents, phase: post, name: p, script: ok.js}
+  - {method: events.v1.EventService/NoSuch, phase: pre, name: q, script: ok.js}
+`)
+	r := runHookctl(t, []string{"validate", "-f", dir})
+	if r.code != 1 {
+		t.Fatalf("validate: got exit %d; want 1\n%s", r.code, r)
+	}
+	mustContain(t, "validate", r.stderr, "bad.js:2:", "hooks.yaml:3: hook events.v1.EventService/StreamEvents post p: post-hooks never run on streams",
+		"hooks.yaml:4: hook events.v1.EventService/NoSuch pre q: service events.v1.EventService has no method NoSuch", "3 problems found")
+}

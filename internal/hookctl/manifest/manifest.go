@@ -96,7 +96,9 @@ func (m *Manifest) Lookup(k registry.Key) *Hook {
 }
 
 type options struct {
-	schema     *schema.Source
+	schema *schema.Source
+	// knownOnly limits the schema's checks to the services it describes.
+	knownOnly  bool
 	maxTimeout time.Duration
 }
 
@@ -106,7 +108,14 @@ type Option func(*options)
 // WithSchema checks each hook's method against src: the method exists, its
 // service is hookable, and a post-hook does not target a streaming method.
 func WithSchema(src *schema.Source) Option {
-	return func(o *options) { o.schema = src }
+	return func(o *options) { o.schema, o.knownOnly = src, false }
+}
+
+// WithSchemaOfItsServices checks, as WithSchema does, only the hooks on
+// the services src describes; hooks on others pass (they may be served
+// elsewhere).
+func WithSchemaOfItsServices(src *schema.Source) Option {
+	return func(o *options) { o.schema, o.knownOnly = src, true }
 }
 
 // WithMaxTimeout sets the longest timeout a hook may have, the daemons'
@@ -355,7 +364,7 @@ func loadHook(m *Manifest, item *yaml.Node, o *options) (*Hook, error) {
 			errs.Add(file, fieldLine(err, at), hook, err)
 		}
 	}
-	if o.schema != nil {
+	if o.schema != nil && (!o.knownOnly || slices.Contains(o.schema.Services(), k.Service)) {
 		if err := o.schema.CheckHook(k); err != nil {
 			errs.Add(file, at("method"), hook, err)
 		}
