@@ -158,7 +158,10 @@ func TestAThrownErrorSaysWhere(t *testing.T) {
 		{"an async hook, after an await", "module.exports = async function (ctx) {\n  await null;\n\n  throw new Error(\"late\");\n};\n", engine.JS, "4:9"},
 		{"a TypeScript hook", "type A = {a: string};\nexport default function main(ctx: any) {\n  const a: A | undefined = undefined;\n  return a!.a.length;\n}\n", engine.TS, "4:12"},
 		{"a util it imports", "import { need } from 'utils/Strict';\nexport default function main(ctx: any) {\n  need(undefined);\n}\n", engine.TS, "utils/Strict@1:3:16"},
-		{"a thrown string has no stack", "module.exports = () => { throw \"plain\" }", engine.JS, ""},
+		{"a thrown string", "module.exports = () => { throw \"plain\" }", engine.JS, "1:26"},
+		{"a rejection whose stack is a getter that throws", "module.exports = async () => {\n  await null;\n  const e = new Error(\"x\");\n  Object.defineProperty(e, \"stack\", {get() { throw new Error(\"no\") }});\n  throw e;\n};\n", engine.JS, ""},
+		{"a rejection with a forged stack", "module.exports = async () => {\n  await null;\n  const e = new Error(\"x\");\n  e.stack = \"x\".repeat(8 << 20) + \"\\n\\tat fake:1:1\";\n  throw e;\n};\n", engine.JS, ""},
+		{"a rejection's stack as goja made it", "module.exports = async () => {\n  await null;\n  throw new Error(\"x\");\n};\n", engine.JS, "3:9"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := engine.CompileModules(name, tt.script, tt.lang, mods)

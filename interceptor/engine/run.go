@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -173,7 +174,7 @@ func (r *run) exec() (Outcome, error) {
 		case goja.PromiseStateFulfilled:
 			v = p.Result()
 		case goja.PromiseStateRejected:
-			return r.thrown(p.Result())
+			return r.thrown(p.Result(), nil)
 		default:
 			return Outcome{}, &Error{Kind: BadResult, Message: "the hook's promise never settled"}
 		}
@@ -299,15 +300,16 @@ func (r *run) failed(err error) (Outcome, error) {
 	case errors.As(err, &overflow):
 		return Outcome{}, &Error{Kind: Thrown, Message: "RangeError: maximum call stack size exceeded"}
 	case errors.As(err, &ex):
-		return r.thrown(ex.Value())
+		return r.thrown(ex.Value(), ex)
 	}
 	return Outcome{}, &Error{Kind: Crashed, Message: err.Error()}
 }
 
 // thrown turns a thrown value into a rejection when it carries a status
 // code (its property code, or else status: a gRPC code name or number, or
-// an HTTP status), and into a Thrown failure otherwise.
-func (r *run) thrown(v goja.Value) (Outcome, error) {
+// an HTTP status), and into a Thrown failure otherwise. ex is the
+// exception that threw it, nil for a rejected promise.
+func (r *run) thrown(v goja.Value, ex *goja.Exception) (Outcome, error) {
 	msg := v.String()
 	if obj, ok := v.(*goja.Object); ok {
 		if m := obj.Get("message"); m != nil && !goja.IsUndefined(m) {
@@ -327,30 +329,54 @@ func (r *run) thrown(v goja.Value) (Outcome, error) {
 			}
 		}
 	}
-	return Outcome{}, &Error{Kind: Thrown, Message: msg, At: r.thrownAt(v)}
+	return Outcome{}, &Error{Kind: Thrown, Message: msg, At: r.thrownAt(v, ex)}
 }
 
 // stackFrame matches a frame of goja's stack property: "at main
 // (name:3:12(8))" or "at name:3:12(8)".
 var stackFrame = regexp.MustCompile(`(?m)^\s*at (?:[^\n(]* \()?([^\s()]+):(\d+):(\d+)`)
 
-// thrownAt returns where v, a thrown Error, was thrown, from its stack: in
-// the script ("3:12"), or in a util ("utils/Addition.ts:3:12"); "" when it
-// does not say.
-func (r *run) thrownAt(v goja.Value) string {
+// maxStackRead is how much of an error's stack property thrownAt reads.
+const maxStackRead = 4 << 10
+
+// thrownAt returns where v was thrown: in the script ("3:12"), or in a
+// util ("utils/Addition.ts:3:12"); "" when nothing says. An exception's own
+// stack says, which no script can change; for a rejected promise, the
+// stack property of the Error rejected with, when it is a string (a getter
+// the script put there runs under the run's budgets, and its failure only
+// leaves the place unsaid).
+func (r *run) thrownAt(v goja.Value, ex *goja.Exception) string {
+	if ex != nil {
+		for _, f := range ex.Stack() {
+			if p := f.Position(); p.Line > 0 {
+				return r.where(p.Filename, strconv.Itoa(p.Line)+":"+strconv.Itoa(p.Column))
+			}
+		}
+		return ""
+	}
 	obj, ok := v.(*goja.Object)
 	if !ok {
 		return ""
 	}
-	st := obj.Get("stack")
-	if !present(st) {
+	var st goja.Value
+	if r.try(func() { st = obj.Get("stack") }) != nil {
 		return ""
 	}
-	m := stackFrame.FindStringSubmatch(st.String())
+	s, ok := st.(goja.String)
+	if !ok {
+		return ""
+	}
+	text := s.String()
+	m := stackFrame.FindStringSubmatch(text[:min(len(text), maxStackRead)])
 	if m == nil {
 		return ""
 	}
-	file, at := m[1], m[2]+":"+m[3]
+	return r.where(m[1], m[2]+":"+m[3])
+}
+
+// where names a place of file: "3:12" in the script itself, or
+// "utils/Addition.ts:3:12".
+func (r *run) where(file, at string) string {
 	name := r.script.name
 	if file == name {
 		return at
