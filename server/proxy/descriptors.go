@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -123,17 +126,30 @@ type descriptors struct {
 	fetch    func(ctx context.Context) (*table, error)
 	interval time.Duration
 	timeout  time.Duration
+	// onChange, when set, is called when a fetch brings descriptors that
+	// differ from those in force, once they are.
+	onChange func()
 
-	// lock is held by the refresh in flight; last is when it began.
-	lock chan struct{}
-	last time.Time
-	// failed holds the error of the last refresh, nil after one that
+	mu sync.Mutex
+	// flight is the fetch in progress, nil when none; last is when the
+	// last one began.
+	flight *flight
+	last   time.Time
+	// failed holds the error of the last fetch, nil after one that
 	// succeeded.
 	failed atomic.Pointer[error]
 }
 
+// flight is one fetch, which every caller that comes while it runs waits
+// for.
+type flight struct {
+	done    chan struct{}
+	changed bool
+	err     error
+}
+
 func newDescriptors(fetch func(context.Context) (*table, error), interval, timeout time.Duration) *descriptors {
-	d := &descriptors{fetch: fetch, interval: interval, timeout: timeout, lock: make(chan struct{}, 1)}
+	d := &descriptors{fetch: fetch, interval: interval, timeout: timeout}
 	empty, _ := newTable(nil, nil)
 	d.cur.Store(empty)
 	return d
@@ -141,7 +157,7 @@ func newDescriptors(fetch func(context.Context) (*table, error), interval, timeo
 
 func (d *descriptors) current() *table { return d.cur.Load() }
 
-// lastErr returns the error of the last refresh, nil when it succeeded or
+// lastErr returns the error of the last fetch, nil when it succeeded or
 // none was made.
 func (d *descriptors) lastErr() error {
 	if err := d.failed.Load(); err != nil {
@@ -150,41 +166,63 @@ func (d *descriptors) lastErr() error {
 	return nil
 }
 
-// refresh learns the descriptors again unless that was done within the
-// interval (or force), and reports whether they changed. Callers that come
-// while a refresh is in flight wait for it.
+// refresh learns the descriptors again unless that began within the
+// interval (a quarter of a second after a failure: a backend starting up),
+// or force, and reports whether they changed. Callers that come while a
+// fetch is in flight wait for it. The fetch has a context of its own: a
+// caller that gives up (its call's deadline) ends neither the fetch nor
+// the others' wait, and its error is not the fetch's.
 func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, err error) {
 	if d.fetch == nil {
 		return false, nil
 	}
+	d.mu.Lock()
+	f := d.flight
+	if f == nil {
+		wait := d.interval
+		if d.lastErr() != nil {
+			wait /= 8
+		}
+		if !force && time.Since(d.last) < wait {
+			d.mu.Unlock()
+			return false, nil
+		}
+		d.last = time.Now()
+		f = &flight{done: make(chan struct{})}
+		d.flight = f
+		go d.learn(f)
+	}
+	d.mu.Unlock()
 	select {
-	case d.lock <- struct{}{}:
+	case <-f.done:
+		return f.changed, f.err
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
-	defer func() { <-d.lock }()
-	// After a failure (a backend starting up), ask again sooner.
-	wait := d.interval
-	if d.lastErr() != nil {
-		wait /= 8
-	}
-	if !force && time.Since(d.last) < wait {
-		return false, nil
-	}
-	d.last = time.Now()
-	fctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-	t, err := d.fetch(fctx)
+}
+
+// learn runs the fetch of f, within the timeout.
+func (d *descriptors) learn(f *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	t, err := d.fetch(ctx)
+	cancel()
 	if err != nil {
 		d.failed.Store(&err)
-		return false, err
+	} else {
+		d.failed.Store(nil)
+		if !bytes.Equal(t.set, d.cur.Load().set) {
+			d.cur.Store(t)
+			f.changed = true
+		}
 	}
-	d.failed.Store(nil)
-	if bytes.Equal(t.set, d.cur.Load().set) {
-		return false, nil
+	f.err = err
+	d.mu.Lock()
+	d.flight = nil
+	d.mu.Unlock()
+	close(f.done)
+	if f.changed && d.onChange != nil {
+		d.onChange()
 	}
-	d.cur.Store(t)
-	return true, nil
 }
 
 // fromReflection learns the backend's services and their descriptors
@@ -192,6 +230,12 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, error) {
 	return func(ctx context.Context) (*table, error) {
 		services, files, err := reflectclient.Read(ctx, cc)
+		if r, ok := cc.(interface{ ResetConnectBackoff() }); ok && status.Code(err) == codes.Unavailable {
+			// gRPC waits longer and longer (up to 2 minutes) before it
+			// connects again to a backend that was down: the next fetch
+			// (a sidecar's backend coming up) should not wait for it.
+			r.ResetConnectBackoff()
+		}
 		if errors.Is(err, reflectclient.ErrNoReflection) {
 			return nil, fmt.Errorf("%w (give its descriptors with a descriptor set)", err)
 		}

@@ -114,13 +114,11 @@ func (p *Proxy) method(ctx context.Context, fullMethod string) *method {
 }
 
 // relearn learns the backend's descriptors again, at most once per
-// interval, logging a failure (with args) and a change.
+// interval, logging a failure (with args). A change is logged as it is
+// learned (see learnedAgain).
 func (p *Proxy) relearn(ctx context.Context, args ...any) {
-	if changed, err := p.desc.refresh(ctx, false); err != nil {
+	if _, err := p.desc.refresh(ctx, false); err != nil && ctx.Err() == nil {
 		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", append(args, "error", err)...)
-	} else if changed {
-		p.log.InfoContext(ctx, "learned the backend's descriptors again", "services", len(p.desc.current().services))
-		p.learned()
 	}
 }
 
@@ -151,14 +149,12 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 			return msg, nil
 		}
 		changed, err := p.desc.refresh(ctx, false)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			p.log.WarnContext(ctx, "cannot learn the backend's descriptors", "method", fullMethod, "error", err)
 		}
 		if !changed {
 			return msg, nil
 		}
-		p.log.InfoContext(ctx, "learned the backend's descriptors again: a message had fields they did not describe",
-			"method", fullMethod, "services", len(p.desc.current().services))
 	}
 }
 

@@ -117,6 +117,7 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 		p.desc.cur.Store(t)
 	} else {
 		p.desc = newDescriptors(fromReflection(cc), o.refreshInterval, o.refreshTimeout)
+		p.desc.onChange = p.learned
 	}
 	// Hooks call the backend's methods through the proxy's hooks.
 	hookOpts := append(append([]interceptor.Option(nil), o.hookOpts...),
@@ -129,18 +130,15 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 // Refresh learns the backend's descriptors from its server reflection now.
 // With a descriptor set it does nothing.
 func (p *Proxy) Refresh(ctx context.Context) error {
-	changed, err := p.desc.refresh(ctx, true)
-	if err != nil {
+	if _, err := p.desc.refresh(ctx, true); err != nil {
 		return fmt.Errorf("learn the backend's descriptors: %w", err)
-	}
-	if changed {
-		p.learned()
 	}
 	return nil
 }
 
-// learned tells onLearn of descriptors that changed.
+// learned logs descriptors that changed, and tells onLearn.
 func (p *Proxy) learned() {
+	p.log.Info("learned the backend's descriptors", "services", len(p.desc.current().services))
 	if p.onLearn != nil {
 		p.onLearn(p.Services())
 	}
