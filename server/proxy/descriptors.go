@@ -242,8 +242,13 @@ func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, 
 		if err != nil {
 			return nil, err
 		}
-		files = repairFiles(files)
 		t, err := newTable(files, services)
+		if err != nil {
+			// Node's @grpc/reflection sends descriptors that need repair.
+			if rt, rerr := newTable(repairFiles(files), services); rerr == nil {
+				t, err = rt, nil
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reflection: %w", err)
 		}

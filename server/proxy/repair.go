@@ -33,18 +33,49 @@ import (
 // Field names proto-loader changed (camelCase unless keepCase) stay as
 // they are sent: they build, and the wire knows only numbers.
 func repairFiles(fds []*descriptorpb.FileDescriptorProto) []*descriptorpb.FileDescriptorProto {
+	if tooDeep(fds) {
+		return fds // protoc refuses such nesting: nothing to repair
+	}
 	out := make([]*descriptorpb.FileDescriptorProto, len(fds))
 	for i, fd := range fds {
 		out[i] = proto.Clone(fd).(*descriptorpb.FileDescriptorProto)
 	}
-	unmarkMapEntries(out, typesOf(out))
+	types := typesOf(out)
+	unmarkMapEntries(out, types)
 	for _, fd := range out {
 		for _, md := range fd.GetMessageType() {
-			renameMapEntries(protoreflect.FullName(fd.GetPackage()), md)
+			renameMapEntries(types, protoreflect.FullName(fd.GetPackage()), md)
 		}
 	}
 	addImports(out, typesOf(out))
 	return out
+}
+
+// maxNesting is the deepest nesting of messages repairFiles repairs; the
+// cost of resolving names grows with it, and a backend decides it.
+const maxNesting = 64
+
+// tooDeep reports whether a message of fds nests messages deeper than
+// maxNesting.
+func tooDeep(fds []*descriptorpb.FileDescriptorProto) bool {
+	var deep func(mds []*descriptorpb.DescriptorProto, depth int) bool
+	deep = func(mds []*descriptorpb.DescriptorProto, depth int) bool {
+		if len(mds) > 0 && depth > maxNesting {
+			return true
+		}
+		for _, md := range mds {
+			if deep(md.GetNestedType(), depth+1) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, fd := range fds {
+		if deep(fd.GetMessageType(), 1) {
+			return true
+		}
+	}
+	return false
 }
 
 // typeDef is where a message or enum of a set of files is defined.
@@ -111,20 +142,37 @@ func typeRefs(fd *descriptorpb.FileDescriptorProto, use func(scope protoreflect.
 	}
 }
 
-// resolve returns the full names that ref, used in scope, can name, in the
-// order protodesc tries them: scope.ref, then ref in each enclosing scope.
-func resolve(scope protoreflect.FullName, ref string) []protoreflect.FullName {
+// candidates calls yield with the full names that ref, used in scope, can
+// name, in the order protodesc tries them (scope.ref, then ref in each
+// enclosing scope), until yield returns false.
+func candidates(scope protoreflect.FullName, ref string, yield func(protoreflect.FullName) bool) {
 	if ref == "" {
-		return nil
+		return
 	}
 	if strings.HasPrefix(ref, ".") {
-		return []protoreflect.FullName{protoreflect.FullName(ref[1:])}
+		yield(protoreflect.FullName(ref[1:]))
+		return
 	}
-	var names []protoreflect.FullName
 	for ; scope != ""; scope = scope.Parent() {
-		names = append(names, scope+"."+protoreflect.FullName(ref))
+		if !yield(scope + "." + protoreflect.FullName(ref)) {
+			return
+		}
 	}
-	return append(names, protoreflect.FullName(ref))
+	yield(protoreflect.FullName(ref))
+}
+
+// resolve returns what ref, used in scope, names among types, as protodesc
+// would resolve it; "" when none.
+func resolve(types map[protoreflect.FullName]typeDef, scope protoreflect.FullName, ref string) protoreflect.FullName {
+	var found protoreflect.FullName
+	candidates(scope, ref, func(name protoreflect.FullName) bool {
+		if _, ok := types[name]; ok {
+			found = name
+			return false
+		}
+		return true
+	})
+	return found
 }
 
 // unmarkMapEntries removes the map entry mark from each message of fds
@@ -133,18 +181,15 @@ func resolve(scope protoreflect.FullName, ref string) []protoreflect.FullName {
 func unmarkMapEntries(fds []*descriptorpb.FileDescriptorProto, types map[protoreflect.FullName]typeDef) {
 	for _, fd := range fds {
 		typeRefs(fd, func(scope protoreflect.FullName, ref string) {
-			for _, name := range resolve(scope, ref) {
-				t, ok := types[name]
-				if !ok {
-					continue
-				}
-				if md := t.msg; md.GetOptions().GetMapEntry() && !entryShaped(md) {
-					md.Options.MapEntry = nil
-					if proto.Size(md.Options) == 0 {
-						md.Options = nil
-					}
-				}
+			name := resolve(types, scope, ref)
+			if name == "" {
 				return
+			}
+			if md := types[name].msg; md.GetOptions().GetMapEntry() && !entryShaped(md) {
+				md.Options.MapEntry = nil
+				if proto.Size(md.Options) == 0 {
+					md.Options = nil
+				}
 			}
 		})
 	}
@@ -159,41 +204,60 @@ func entryShaped(md *descriptorpb.DescriptorProto) bool {
 // renameMapEntries gives each map entry message nested in md, whose full
 // name is scope.Name, and in its own nested messages, the name its field
 // implies, when exactly one field of md uses it and that name is free.
-func renameMapEntries(scope protoreflect.FullName, md *descriptorpb.DescriptorProto) {
+func renameMapEntries(types map[protoreflect.FullName]typeDef, scope protoreflect.FullName, md *descriptorpb.DescriptorProto) {
 	full := scope.Append(protoreflect.Name(md.GetName()))
+	// The repeated message fields of md, by the type they name, and the
+	// names md declares.
+	var (
+		uses     map[protoreflect.FullName][]*descriptorpb.FieldDescriptorProto
+		declared map[string]bool
+	)
 	for _, entry := range md.GetNestedType() {
 		if !entry.GetOptions().GetMapEntry() {
 			continue
 		}
-		var fields []*descriptorpb.FieldDescriptorProto
-		for _, f := range md.GetField() {
-			if f.GetLabel() == descriptorpb.FieldDescriptorProto_LABEL_REPEATED &&
-				f.GetType() == descriptorpb.FieldDescriptorProto_TYPE_MESSAGE &&
-				slices.Contains(resolve(full, f.GetTypeName()), full.Append(protoreflect.Name(entry.GetName()))) {
-				fields = append(fields, f)
+		if uses == nil {
+			uses = map[protoreflect.FullName][]*descriptorpb.FieldDescriptorProto{}
+			for _, f := range md.GetField() {
+				if f.GetLabel() == descriptorpb.FieldDescriptorProto_LABEL_REPEATED && f.GetType() == descriptorpb.FieldDescriptorProto_TYPE_MESSAGE {
+					if name := resolve(types, full, f.GetTypeName()); name != "" {
+						uses[name] = append(uses[name], f)
+					}
+				}
 			}
+			declared = declaredNames(md)
 		}
+		fields := uses[full.Append(protoreflect.Name(entry.GetName()))]
 		if len(fields) != 1 {
 			continue
 		}
 		want := mapEntryName(fields[0].GetName())
-		if entry.GetName() == want || declares(md, want) {
+		if entry.GetName() == want || declared[want] {
 			continue
 		}
+		declared[want] = true
 		entry.Name = proto.String(want)
 		fields[0].TypeName = proto.String("." + string(full.Append(protoreflect.Name(want))))
 	}
 	for _, nested := range md.GetNestedType() {
-		renameMapEntries(full, nested)
+		renameMapEntries(types, full, nested)
 	}
 }
 
-// declares reports whether md already has a nested message or enum, or a
-// field, called name.
-func declares(md *descriptorpb.DescriptorProto, name string) bool {
-	return slices.ContainsFunc(md.GetNestedType(), func(n *descriptorpb.DescriptorProto) bool { return n.GetName() == name }) ||
-		slices.ContainsFunc(md.GetEnumType(), func(e *descriptorpb.EnumDescriptorProto) bool { return e.GetName() == name }) ||
-		slices.ContainsFunc(md.GetField(), func(f *descriptorpb.FieldDescriptorProto) bool { return f.GetName() == name })
+// declaredNames returns the names md declares: its nested messages and
+// enums, and its fields.
+func declaredNames(md *descriptorpb.DescriptorProto) map[string]bool {
+	names := map[string]bool{}
+	for _, n := range md.GetNestedType() {
+		names[n.GetName()] = true
+	}
+	for _, e := range md.GetEnumType() {
+		names[e.GetName()] = true
+	}
+	for _, f := range md.GetField() {
+		names[f.GetName()] = true
+	}
+	return names
 }
 
 // mapEntryName is the name of the entry message that protoc implies for
@@ -232,18 +296,22 @@ func addImports(fds []*descriptorpb.FileDescriptorProto, types map[protoreflect.
 			seePublic(sees, byName, dep)
 		}
 		var missing []string
+		added := map[string]bool{}
 		typeRefs(fd, func(scope protoreflect.FullName, ref string) {
-			first := ""
-			for _, name := range resolve(scope, ref) {
+			first, seen := "", false
+			candidates(scope, ref, func(name protoreflect.FullName) bool {
 				t, ok := types[name]
 				if ok && sees[t.file] {
-					return
+					seen = true
+					return false
 				}
 				if ok && first == "" {
 					first = t.file
 				}
-			}
-			if first != "" && !slices.Contains(missing, first) {
+				return true
+			})
+			if !seen && first != "" && !added[first] {
+				added[first] = true
 				missing = append(missing, first)
 			}
 		})

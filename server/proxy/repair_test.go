@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -406,4 +407,67 @@ func findField(t *testing.T, files *protoregistry.Files, name protoreflect.FullN
 		t.Fatalf("%s: got %v; want a field", name, d)
 	}
 	return f
+}
+
+// wideFile is one message with n map entries, each used by a field of its
+// own (named as @grpc/reflection names them), and deepFile one that nests
+// messages depth deep: what a backend may send to make repairing cost.
+func wideFile(n int) *descriptorpb.FileDescriptorProto {
+	md := &descriptorpb.DescriptorProto{Name: proto.String("M")}
+	for i := range n {
+		name := fmt.Sprintf("f%d", i)
+		md.NestedType = append(md.NestedType, &descriptorpb.DescriptorProto{Name: proto.String("F" + name[1:]),
+			Field: []*descriptorpb.FieldDescriptorProto{
+				{Name: proto.String("key"), Number: proto.Int32(1), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum()},
+				{Name: proto.String("value"), Number: proto.Int32(2), Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum()}},
+			Options: &descriptorpb.MessageOptions{MapEntry: proto.Bool(true)}})
+		md.Field = append(md.Field, &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(int32(i + 1)),
+			Label: descriptorpb.FieldDescriptorProto_LABEL_REPEATED.Enum(), Type: descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum(),
+			TypeName: proto.String("F" + name[1:])})
+	}
+	return &descriptorpb.FileDescriptorProto{Name: proto.String("w.proto"), Package: proto.String("p"), Syntax: proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{md}}
+}
+
+func deepFile(depth int) *descriptorpb.FileDescriptorProto {
+	md := &descriptorpb.DescriptorProto{Name: proto.String("a"), Field: []*descriptorpb.FieldDescriptorProto{{Name: proto.String("f"),
+		Number: proto.Int32(1), Type: descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum(), TypeName: proto.String("b")}}}
+	for range depth - 1 {
+		md = &descriptorpb.DescriptorProto{Name: proto.String("a"), NestedType: []*descriptorpb.DescriptorProto{md}}
+	}
+	return &descriptorpb.FileDescriptorProto{Name: proto.String("d.proto"), Package: proto.String("p"), MessageType: []*descriptorpb.DescriptorProto{md}}
+}
+
+// TestRepairFilesOfManyEntriesOrDeepNesting: a set with thousands of map
+// entries named as @grpc/reflection names them is repaired; one nested
+// deeper than any protoc accepts is left as it came (its build fails).
+func TestRepairFilesOfManyEntriesOrDeepNesting(t *testing.T) {
+	wide := []*descriptorpb.FileDescriptorProto{wideFile(2000)}
+	files, err := protodesc.NewFiles(&descriptorpb.FileDescriptorSet{File: repairFiles(wide)})
+	if err != nil {
+		t.Fatalf("2,000 map entries, repaired: %v", err)
+	}
+	d, err := files.FindDescriptorByName("p.M")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := d.(protoreflect.MessageDescriptor).Fields().ByName("f1999"); f == nil || !f.IsMap() {
+		t.Errorf("p.M.f1999 after repair: %v; want a map", f)
+	}
+	deep := []*descriptorpb.FileDescriptorProto{deepFile(2000)}
+	if got := repairFiles(deep); &got[0] != &deep[0] {
+		t.Errorf("a set nested 2,000 deep was copied for repair; want it as it came")
+	}
+}
+
+// BenchmarkRepairFiles: what repairing costs on what a backend may send.
+func BenchmarkRepairFiles(b *testing.B) {
+	for _, n := range []int{100, 4000} {
+		fds := []*descriptorpb.FileDescriptorProto{wideFile(n)}
+		b.Run(fmt.Sprintf("map-entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				repairFiles(fds)
+			}
+		})
+	}
 }
