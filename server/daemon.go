@@ -255,7 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Hooks on methods the backend does not serve never run: say so.
 		wctx, stopWatch := context.WithCancel(ctx)
 		watched := make(chan struct{})
-		go func() { backend.WatchHooks(wctx, time.Second); close(watched) }()
+		go func() { backend.WatchHooks(wctx, 250*time.Millisecond); close(watched) }()
 		defer func() { stopWatch(); <-watched }()
 	}
 
@@ -279,7 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopOps()
-	var unserved func() []string
+	var unserved func() ([]string, int64)
 	if backend != nil {
 		unserved = backend.Unserved
 	}

@@ -19,8 +19,9 @@ import (
 // registerDaemon publishes the daemon's record under <prefix>daemons/ (see
 // package fleet) until the returned registration is closed.
 // unserved, when set, lists hooks the daemon ignores beside those reg does
-// (a proxy's, on methods its backend does not serve).
-func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *registry.Registry, q *interceptor.Quarantine, unserved func() []string, log *slog.Logger) *fleet.Registration {
+// (a proxy's, on methods its backend does not serve), and the revision of
+// the hooks it checked: the record's revision is no newer.
+func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *registry.Registry, q *interceptor.Quarantine, unserved func() ([]string, int64), log *slog.Logger) *fleet.Registration {
 	host, _ := os.Hostname()
 	id := cmp.Or(host, "daemon") + "-" + uuid.NewString()[:8]
 	started := time.Now().UTC().Truncate(time.Second)
@@ -31,8 +32,10 @@ func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *regis
 		rec := fleet.Record{ID: id, Address: addr, Version: version, Isolation: isolation,
 			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, Ignored: st.Ignored, StartedAt: started}
 		if unserved != nil {
-			rec.Ignored = append(rec.Ignored, unserved()...)
+			more, checked := unserved()
+			rec.Ignored = append(rec.Ignored, more...)
 			slices.Sort(rec.Ignored)
+			rec.Revision = min(rec.Revision, checked)
 		}
 		for _, h := range q.List() {
 			rec.Quarantined = append(rec.Quarantined, fmt.Sprintf("%s: %s", h.ID, h.Reason))

@@ -131,12 +131,14 @@ func (a *app) statusCommand() *cobra.Command {
 	var output string
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "List the live daemons: address, version, the hooks revision each has in force, broken and quarantined hooks",
+		Short: "List the live daemons: address, version, the hooks revision each has in force, broken, quarantined and ignored hooks",
 		Long: `List the daemons registered under <prefix>daemons/ (each keeps its record
 there while it lives, with an etcd lease): address, version, isolation, the
 hooks revision it has in force and its lag behind the newest change (put or
 deletion) of a hook, a cache configuration or a util that it has not loaded,
-its broken and quarantined hooks, and when it started.`,
+its broken and quarantined hooks, when it started, and the hooks it ignores:
+those on a service it does not hook, or, for a proxy, on a method its backend
+does not serve. Scripts should read -o json: columns may be added.`,
 		Example: `  hookctl status
   hookctl status -o json`,
 		Args: cobra.NoArgs,
@@ -158,10 +160,10 @@ its broken and quarantined hooks, and when it started.`,
 				fmt.Fprintf(a.out, "No daemon is registered under %s.\n", fleet.Dir(s.Prefix()))
 				return nil
 			}
-			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "IGNORED", "QUARANTINED", "STARTED")
+			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "QUARANTINED", "STARTED", "IGNORED")
 			for _, d := range v.Daemons {
 				t.row(d.ID, d.Address, d.Version, d.Isolation, fmt.Sprint(d.Revision), d.State,
-					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Ignored)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime))
+					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime), fmt.Sprint(len(d.Ignored)))
 			}
 			t.flush()
 			for _, d := range v.Daemons {

@@ -28,31 +28,41 @@ import (
 	"github.com/apihooks/apihooks/internal/hookctl"
 	"github.com/apihooks/apihooks/server"
 	"github.com/apihooks/apihooks/server/fleet"
+	"github.com/apihooks/apihooks/server/proxy"
 )
 
 // startDaemonOn starts a real daemon on the etcd at endpoints and returns
 // its gRPC address; it stops when the test ends.
 func startDaemonOn(t testing.TB, endpoints []string) string {
 	t.Helper()
+	return startConfiguredDaemonOn(t, endpoints, nil)
+}
+
+// startConfiguredDaemonOn is startDaemonOn with the configuration as
+// configure changes it.
+func startConfiguredDaemonOn(t testing.TB, endpoints []string, configure func(*server.Config)) string {
+	t.Helper()
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		done <- server.Run(ctx, server.Config{
-			Listen:          "127.0.0.1:0",
-			DataDir:         t.TempDir(),
-			EtcdEndpoints:   endpoints,
-			EtcdDialTimeout: 5 * time.Second,
-			Prefix:          prefix,
-			HookTimeout:     5 * time.Second,
-			// Load tests queue calls rather than refuse them.
-			MaxHookRuns:     8,
-			HookQueueWait:   10 * time.Second,
-			ShutdownTimeout: 5 * time.Second,
-			Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:           func(a net.Addr) { ready <- a },
-		})
-	}()
+	cfg := server.Config{
+		Listen:          "127.0.0.1:0",
+		DataDir:         t.TempDir(),
+		EtcdEndpoints:   endpoints,
+		EtcdDialTimeout: 5 * time.Second,
+		Prefix:          prefix,
+		HookTimeout:     5 * time.Second,
+		// Load tests queue calls rather than refuse them.
+		MaxHookRuns:     8,
+		HookQueueWait:   10 * time.Second,
+		ShutdownTimeout: 5 * time.Second,
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Ready:           func(a net.Addr) { ready <- a },
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	go func() { done <- server.Run(ctx, cfg) }()
 	var addr string
 	select {
 	case a := <-ready:
@@ -599,4 +609,26 @@ func TestPermissionDeniedNamesWhatHookctlNeeds(t *testing.T) {
 	r := e.want(hookctl.ExitUsage, "diff", "-f", scriptsDir) // diff: any error is 2
 	mustContain(t, "diff as a user granted hooks/ only", r.stderr, "permission denied: the etcd user lacks a role granting this under "+prefix,
 		prefix+"utils/", prefix+"daemons/")
+}
+
+// TestAProxysWaitFailsOnAHookItsBackendDoesNotServe: a proxy's record
+// lists the hooks on methods its backend does not serve once it has
+// checked them, and --wait, which waits for that, fails naming them.
+func TestAProxysWaitFailsOnAHookItsBackendDoesNotServe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	endpoints := []string{e.args[1]}
+	backend := startConfiguredDaemonOn(t, endpoints, func(c *server.Config) { c.Prefix = "/backend/" })
+	startConfiguredDaemonOn(t, endpoints, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend} })
+	waitUntil(t, "the proxy registered", func() bool { return strings.Contains(e.want(0, "status").stdout, "in step") })
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - {method: other.v1.Other/Do, phase: pre, name: typo, script: ok.js}
+`)
+	for range 3 { // each time, not only when the check happens to come first
+		r := e.want(hookctl.ExitWait, "apply", "-f", dir, "--wait=30s")
+		mustContain(t, "apply --wait", r.stderr, "ignores other.v1.Other/Do/pre/typo: the backend does not serve other.v1.Other/Do")
+		e.want(0, "delete", "other.v1.Other/Do", "pre", "typo", "--wait=30s")
+	}
 }

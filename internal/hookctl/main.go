@@ -282,8 +282,8 @@ refused (its reason is printed), or (diff) changes found; 2 usage error, and
 any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
 an error); 3 etcd (or the --server daemon) unreachable or a concurrent change (nothing was written, or,
 part way through a staged apply, nothing put in force); 4 --wait ended before
-every daemon loaded the write, or a daemon reports a hook of it broken (it was
-written).`,
+every daemon loaded the write, or a daemon reports a hook of it broken or
+ignored (it was written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

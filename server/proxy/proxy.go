@@ -49,9 +49,8 @@ type Proxy struct {
 	log    *slog.Logger
 	unary  grpc.UnaryServerInterceptor
 	stream grpc.StreamServerInterceptor
-	// ignored holds what WatchHooks last found unserved: the keys that
-	// target each method or service the backend does not serve.
-	ignored atomic.Pointer[map[string][]string]
+	// ignored holds what WatchHooks last found.
+	ignored atomic.Pointer[checked]
 	onLearn func(services []string)
 }
 

@@ -32,7 +32,8 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 			}
 			snap, table = s, p.desc.current()
 			now := p.reportUnserved(ctx, p.unserved(snap, table), warned)
-			p.ignored.Store(&now) // now is never changed: readers share it
+			// now is never changed: readers share it.
+			p.ignored.Store(&checked{revision: snap.Revision, targets: now})
 			warned = now
 		}
 		select {
@@ -43,23 +44,31 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 	}
 }
 
+// checked is what WatchHooks found of the hooks at one revision: the keys
+// that target each method or service the backend does not serve.
+type checked struct {
+	revision int64
+	targets  map[string][]string
+}
+
 // Unserved lists the hooks (and response caches) that WatchHooks last
 // found on methods or services the backend does not serve, as
-// "id: reason", for the daemon's fleet record. It is empty until
-// WatchHooks runs.
-func (p *Proxy) Unserved() []string {
-	targets := p.ignored.Load()
-	if targets == nil {
-		return nil
+// "id: reason", and the revision of the hooks it looked at (0 before it
+// first did), for the daemon's fleet record: the proxy has the hooks of a
+// revision in force once it has checked them.
+func (p *Proxy) Unserved() ([]string, int64) {
+	c := p.ignored.Load()
+	if c == nil {
+		return nil, 0
 	}
 	var out []string
-	for target, keys := range *targets {
+	for target, keys := range c.targets {
 		for _, k := range keys {
 			out = append(out, k+": the backend does not serve "+target+", as its descriptors say")
 		}
 	}
 	slices.Sort(out)
-	return out
+	return out, c.revision
 }
 
 // reportUnserved logs the targets of now that were not in before, and
@@ -106,7 +115,7 @@ func (p *Proxy) unserved(snap *registry.Snapshot, t *table) map[string][]string 
 		}
 	}
 	for _, c := range snap.Caches() {
-		add(c.Key.Service, c.Key.Method, "cache "+c.Key.String())
+		add(c.Key.Service, c.Key.Method, "cache/"+c.Key.String())
 	}
 	return out
 }

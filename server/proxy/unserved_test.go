@@ -51,8 +51,21 @@ func TestHooksOnMethodsTheBackendDoesNotServeAreReported(t *testing.T) {
 		"echo.v1.Echo/Shout/pre/b: the backend does not serve echo.v1.Echo/Shout, as its descriptors say",
 		"other.v1.Other/*/pre/a: the backend does not serve other.v1.Other/*, as its descriptors say",
 	}
-	if got := w.proxy.Unserved(); !slices.Equal(got, want) {
-		t.Errorf("Unserved() = %q; want %q", got, want)
+	// ... once it has checked the hooks of the registry's revision.
+	rev := w.reg.Snapshot().Revision
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		got, checked := w.proxy.Unserved()
+		if checked >= rev {
+			if !slices.Equal(got, want) {
+				t.Errorf("Unserved() = %q at revision %d; want %q", got, checked, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Unserved() stays at revision %d; want %d", checked, rev)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	for _, served := range []string{"target=echo.v1.Echo/Say", "target=echo.v1.Echo/*", "target=*"} {
 		if strings.Contains(w.logs.String(), served) {
