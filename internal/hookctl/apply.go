@@ -205,8 +205,12 @@ even when there is nothing to write.`,
 				fmt.Fprintf(a.err, "hookctl: a staged apply of another manifest stopped part way (%s); daemons hold back changes until it completes, and this apply would be refused\n",
 					marker.Describe())
 			case marker != nil:
-				fmt.Fprintf(a.err, "hookctl: a staged apply of this manifest stopped part way (%s); daemons hold back changes until it completes: this apply completes it\n",
-					marker.Describe())
+				whose := "of this manifest"
+				if marker.Manifest == "" {
+					whose = "(of a manifest an older hookctl did not record)"
+				}
+				fmt.Fprintf(a.err, "hookctl: a staged apply %s stopped part way (%s); daemons hold back changes until it completes: this apply completes it\n",
+					whose, marker.Describe())
 				w.Resume = marker
 			}
 			if (p.Empty() && marker == nil) || dryRun {

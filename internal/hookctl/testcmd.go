@@ -221,6 +221,10 @@ func parseMetadata(pairs []string) (map[string][]string, error) {
 			return nil, fmt.Errorf("--metadata %q: want key=value", p)
 		}
 		k = strings.ToLower(k)
+		v, err := hooktest.MetadataValue(k, v)
+		if err != nil {
+			return nil, fmt.Errorf("--metadata %s: %v", k, err)
+		}
 		md[k] = append(md[k], v)
 	}
 	return md, nil

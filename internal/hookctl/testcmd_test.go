@@ -107,6 +107,8 @@ func TestTestRunsOneScript(t *testing.T) {
 	writeFile(t, respond, `module.exports = (ctx) => ({response: {eventId: "cached-" + ctx.metadata["x-tenant"][0]}});`)
 	gStyle := filepath.Join(dir, "g.js")
 	writeFile(t, gStyle, `module.exports = async (g) => { console.log("answering", g.req.headers["x-tenant"]); return {eventId: "g-" + g.req.headers["x-tenant"][0]} };`)
+	binary := filepath.Join(dir, "binary.js")
+	writeFile(t, binary, `module.exports = (ctx) => ({response: {eventId: ctx.metadata["x-trace-bin"][0]}});`)
 	throws := filepath.Join(dir, "throws.js")
 	writeFile(t, throws, `throw new Error("boom")`)
 	slow := filepath.Join(dir, "slow.js")
@@ -130,6 +132,8 @@ func TestTestRunsOneScript(t *testing.T) {
 				"logs": []any{map[string]any{"level": "info", "message": "event stored", "value": map[string]any{"id": "evt-1"}}}}},
 		{"an answer in the handler's place", []string{"--script", respond, "--phase", "pre", "--metadata", "X-Tenant=acme"}, 0,
 			map[string]any{"action": "respond", "response": map[string]any{"eventId": "cached-acme"}}},
+		{"binary metadata is given as the hook sees it, in base64", []string{"--script", binary, "--phase", "pre", "--metadata", "x-trace-bin=3q0Avu8"}, 0,
+			map[string]any{"action": "respond", "response": map[string]any{"eventId": "3q0Avu8="}}},
 		{"an API Maker style hook answers with the value it returns", []string{"--script", gStyle, "--phase", "pre", "--style", "apimaker", "--metadata", "X-Tenant=acme"}, 0,
 			map[string]any{"action": "respond", "response": map[string]any{"eventId": "g-acme"},
 				"logs": []any{map[string]any{"level": "info", "message": `answering ["acme"]`}}}},

@@ -333,6 +333,22 @@ func loadCase(file string, item *yaml.Node, i int, defHook *registry.Key, defMet
 	return c, nil
 }
 
+// MetadataValue returns the value of metadata key as a case or a command
+// line gives it: as the hook sees it, so that a binary key's (-bin) is
+// base64, padded or not, which the engine encodes again.
+func MetadataValue(key, s string) (string, error) {
+	if !strings.HasSuffix(key, "-bin") {
+		return s, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+			return "", fmt.Errorf("a binary key's values are written in base64, as hooks see them: %v", err)
+		}
+	}
+	return string(b), nil
+}
+
 func loadMetadata(n *yaml.Node) (map[string][]string, error) {
 	fields, err := yamljson.Mapping(n, "metadata")
 	if err != nil {
@@ -350,16 +366,8 @@ func loadMetadata(n *yaml.Node) (map[string][]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			if strings.HasSuffix(key, "-bin") {
-				// Written as the hook sees it: base64. The engine
-				// encodes the bytes again.
-				b, err := base64.StdEncoding.DecodeString(s)
-				if err != nil {
-					if b, err = base64.RawStdEncoding.DecodeString(s); err != nil {
-						return nil, yamljson.Errorf(it, "metadata.%s: a binary key's values are written in base64, as hooks see them: %v", k, err)
-					}
-				}
-				s = string(b)
+			if s, err = MetadataValue(key, s); err != nil {
+				return nil, yamljson.Errorf(it, "metadata.%s: %v", k, err)
 			}
 			md[key] = append(md[key], s)
 		}
