@@ -801,7 +801,7 @@ func TestAHookLogsAtABoundedRate(t *testing.T) {
 // TestBinaryMetadataIsBase64: a script sees the values of binary metadata
 // keys (-bin) base64-encoded, as on the wire, and text keys as they are.
 func TestBinaryMetadataIsBase64(t *testing.T) {
-	eng := newEngine(t)
+	eng := newEngine(t, engine.WithTimeout(10*time.Second), engine.WithQueueWait(time.Minute)) // not about budgets
 	call := preCall(t)
 	call.Metadata = map[string][]string{"x-trace-bin": {"\xde\xad\x00\xbe\xef", ""}, "x-user": {"é"}}
 	out, err := eng.Run(context.Background(), compile(t, `module.exports = function (ctx) {
@@ -818,7 +818,7 @@ func TestBinaryMetadataIsBase64(t *testing.T) {
 // made by the engine's own Error constructor, whatever the script put in
 // the global Error, and never with a Go value it could reach into.
 func TestAFailedCallGivesTheScriptNoGoValue(t *testing.T) {
-	eng := newEngine(t)
+	eng := newEngine(t, engine.WithTimeout(10*time.Second), engine.WithQueueWait(time.Minute)) // not about budgets
 	for _, replace := range []string{"undefined", "function () { return {} }", "42"} {
 		t.Run("Error = "+replace, func(t *testing.T) {
 			src := `module.exports = async function (ctx) {
@@ -843,7 +843,7 @@ func TestAFailedCallGivesTheScriptNoGoValue(t *testing.T) {
 // a script are named as the script knows them, not by their Go names
 // (which would show the daemon's code paths).
 func TestTheEnginesFunctionsHaveTheirOwnNames(t *testing.T) {
-	eng := newEngine(t)
+	eng := newEngine(t, engine.WithTimeout(10*time.Second), engine.WithQueueWait(time.Minute)) // not about budgets
 	out, err := eng.Run(context.Background(), compile(t, `module.exports = function (ctx) {
 		ctx.request.eventType = [ctx.call, ctx.log.info, ctx.log.error, console.log, console.warn].map(String).join(" | ") }`), preCall(t))
 	if err != nil {
