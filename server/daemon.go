@@ -44,6 +44,10 @@ type Config struct {
 	// EmbeddedEtcdListen and EmbeddedEtcdPeerListen are the embedded etcd's
 	// client and peer addresses.
 	EmbeddedEtcdListen, EmbeddedEtcdPeerListen string
+	// EmbeddedEtcdHistory is how long the embedded etcd keeps old
+	// revisions (hookctl history and rollback reach that far back); zero
+	// keeps them for ever.
+	EmbeddedEtcdHistory time.Duration
 	// EtcdEndpoints, when set, selects an existing etcd cluster instead of
 	// the embedded one.
 	EtcdEndpoints []string
@@ -423,6 +427,7 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 			Dir:        cfg.DataDir,
 			ClientAddr: cfg.EmbeddedEtcdListen,
 			PeerAddr:   cfg.EmbeddedEtcdPeerListen,
+			History:    cfg.EmbeddedEtcdHistory,
 		})
 		if err != nil {
 			return nil, nil, err

@@ -43,6 +43,7 @@ func run(args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "data directory of the embedded etcd")
 	fs.StringVar(&cfg.EmbeddedEtcdListen, "embedded-etcd-listen", "127.0.0.1:2379", "client address of the embedded etcd (etcdctl connects here)")
 	fs.StringVar(&cfg.EmbeddedEtcdPeerListen, "embedded-etcd-peer-listen", "127.0.0.1:2380", "peer address of the embedded etcd")
+	fs.DurationVar(&cfg.EmbeddedEtcdHistory, "embedded-etcd-history", 24*time.Hour, "how long the embedded etcd keeps old revisions before compacting them (hookctl history and rollback reach that far back; 0: for ever, until etcd's 2 GiB quota)")
 	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated host:port of an existing etcd cluster (instead of the embedded etcd)")
 	fs.StringVar(&cfg.EtcdCACert, "etcd-cacert", "", "CA bundle to verify etcd's certificate")
 	fs.StringVar(&cfg.EtcdCert, "etcd-cert", "", "client certificate for etcd")

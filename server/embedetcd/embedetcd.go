@@ -27,6 +27,10 @@ type Config struct {
 	// LogLevel is etcd's own log level ("error" when empty). etcd logs
 	// through zap, to stderr.
 	LogLevel string
+	// History is how long etcd keeps the revisions a key had: older ones
+	// are compacted away, periodically (0: never, and the database grows
+	// until etcd's 2 GiB quota makes it read-only).
+	History time.Duration
 }
 
 // Server is a running embedded etcd.
@@ -54,6 +58,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Fast {
 		ec.TickMs = 10
 		ec.ElectionMs = 100
+	}
+	if cfg.History > 0 {
+		ec.AutoCompactionMode = "periodic"
+		ec.AutoCompactionRetention = cfg.History.String()
 	}
 	level := cfg.LogLevel
 	if level == "" {
