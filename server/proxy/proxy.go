@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -162,6 +163,11 @@ func (p *Proxy) ServerOptions() []grpc.ServerOption {
 // its credentials.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
+		// gRPC's default waits up to 2 minutes between attempts to
+		// connect again: a backend back from a restart would stay
+		// unavailable to clients that long. Every 2 s at most.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
+			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}}),
 		grpc.WithStaticStreamWindowSize(streamWindow),
 		grpc.WithStaticConnWindowSize(connWindow),
 		grpc.WithDefaultCallOptions(
