@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
@@ -32,14 +33,18 @@ func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, ha
 		return resp, err
 	}
 	if e, ok := c.get(key, time.Now()); ok {
-		// Nothing is sent before the response: these cannot fail.
-		if len(e.header) > 0 {
-			_ = grpc.SetHeader(ctx, e.header.Copy())
+		// Stored from a message that encodes, it always decodes; if not,
+		// the call is served as if the cache had missed.
+		if resp, err := e.response(); err == nil {
+			// Nothing is sent before the response: these cannot fail.
+			if len(e.header) > 0 {
+				_ = grpc.SetHeader(ctx, e.header.Copy())
+			}
+			if len(e.trailer) > 0 {
+				_ = grpc.SetTrailer(ctx, e.trailer.Copy())
+			}
+			return resp, nil
 		}
-		if len(e.trailer) > 0 {
-			_ = grpc.SetTrailer(ctx, e.trailer.Copy())
-		}
-		return proto.Clone(e.resp), nil
 	}
 	rec := &recordingStream{}
 	if sts := grpc.ServerTransportStreamFromContext(ctx); sts != nil {
@@ -126,14 +131,30 @@ type responseCache struct {
 	bytes int64
 }
 
-// cacheEntry is one stored response, with the headers and trailers that
-// came with it. They are never changed once stored: callers get copies.
+// cacheEntry is one stored response, encoded (what the cache holds is
+// what its bounds count), with the headers and trailers that came with
+// it. They are never changed once stored: callers get copies.
 type cacheEntry struct {
-	key             string
-	resp            proto.Message
+	key string
+	// empty is an empty message of the response's type, to decode into.
+	empty           protoreflect.Message
+	data            []byte
 	header, trailer metadata.MD
 	size            int64
 	expires         time.Time
+}
+
+// stored is how responses are encoded for the cache: as they are, since
+// the server sent them so.
+var stored = proto.MarshalOptions{AllowPartial: true}
+
+// response decodes the stored response into a new message.
+func (e *cacheEntry) response() (proto.Message, error) {
+	m := e.empty.New().Interface()
+	if err := (proto.UnmarshalOptions{AllowPartial: true}).Unmarshal(e.data, m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func newResponseCache(cfg *registry.CacheConfig) *responseCache {
@@ -181,18 +202,26 @@ func (c *responseCache) get(key []byte, now time.Time) (*cacheEntry, bool) {
 	return e, true
 }
 
-// put stores a copy of resp, with header and trailer, under key until
-// now + ttl, and evicts the least recently used responses beyond the
-// bounds. A response larger than the whole byte bound is not stored.
+// put stores resp, encoded, with header and trailer, under key until
+// now + ttl, and evicts expired responses from the least recently used
+// end, then the least recently used beyond the bounds. A response larger
+// than the whole byte bound is not stored.
 func (c *responseCache) put(key []byte, resp proto.Message, header, trailer metadata.MD, now time.Time) {
-	size := int64(len(key)+proto.Size(resp)) + mdSize(header) + mdSize(trailer)
+	data, err := stored.Marshal(resp)
+	if err != nil {
+		return
+	}
+	size := int64(len(key)+len(data)) + mdSize(header) + mdSize(trailer)
 	if size > c.maxBytes {
 		return
 	}
-	e := &cacheEntry{key: string(key), resp: proto.Clone(resp), header: header.Copy(), trailer: trailer.Copy(),
+	e := &cacheEntry{key: string(key), empty: resp.ProtoReflect().New(), data: data, header: header.Copy(), trailer: trailer.Copy(),
 		size: size, expires: now.Add(c.ttl)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for el := c.lru.Back(); el != nil && !now.Before(el.Value.(*cacheEntry).expires); el = c.lru.Back() {
+		c.removeLocked(el)
+	}
 	if old, ok := c.items[e.key]; ok {
 		c.removeLocked(old)
 	}
