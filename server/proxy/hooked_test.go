@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -107,7 +106,7 @@ func TestACacheHitCarriesTheBackendsHeadersAndTrailers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitRevision(t, w, resp.Header.Revision)
+	w.waitRevision(t, resp.Header.Revision)
 
 	sent := echoField(1, "a")
 	for i := range 3 {
@@ -128,18 +127,5 @@ func TestACacheHitCarriesTheBackendsHeadersAndTrailers(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the backend got %d calls; want 1, the others answered from the cache", n)
-	}
-}
-
-// waitRevision waits until the proxy's registry has read etcd's revision
-// rev.
-func waitRevision(t *testing.T, w *world, rev int64) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for w.reg.Snapshot().Revision < rev {
-		if time.Now().After(deadline) {
-			t.Fatalf("the registry did not reach revision %d", rev)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

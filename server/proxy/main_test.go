@@ -171,13 +171,7 @@ func (w *world) setHooks(tb testing.TB, hooks map[string]string) {
 	if err != nil {
 		tb.Fatalf("write hooks: %v", err)
 	}
-	deadline := time.Now().Add(waitTimeout)
-	for w.reg.Snapshot().Revision < resp.Header.Revision {
-		if time.Now().After(deadline) {
-			tb.Fatalf("the registry did not reach revision %d", resp.Header.Revision)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	w.waitRevision(tb, resp.Header.Revision)
 	if n := len(w.reg.Snapshot().Hooks()); n != len(hooks) {
 		tb.Fatalf("%d hooks in force; want %d. Logs:\n%s", n, len(hooks), w.logs)
 	}
@@ -188,4 +182,17 @@ func (w *world) setHooks(tb testing.TB, hooks map[string]string) {
 func doc(script string, extra ...string) string {
 	fields := append([]string{fmt.Sprintf(`"script":%q`, script), `"timeout":"5s"`}, extra...)
 	return "{" + strings.Join(fields, ",") + "}"
+}
+
+// waitRevision waits until the proxy's registry has read etcd's revision
+// rev.
+func (w *world) waitRevision(tb testing.TB, rev int64) {
+	tb.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for w.reg.Snapshot().Revision < rev {
+		if time.Now().After(deadline) {
+			tb.Fatalf("the registry did not reach revision %d", rev)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }

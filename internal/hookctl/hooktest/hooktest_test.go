@@ -163,11 +163,7 @@ func TestParseCode(t *testing.T) {
 // calls: section; a call it does not answer fails with UNIMPLEMENTED.
 func TestCaseFilesAnswerCallsBetweenMethods(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, text string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := writer(t, dir)
 	write("ask.js", `module.exports = async (ctx) => {
   const r = await ctx.call("events.v1.EventService/GetEvents", {userId: ctx.request.toUserId});
   ctx.request.eventType = "after " + (r.events || []).length;
@@ -277,11 +273,7 @@ cases:
 // them; a value that is not base64 is refused, naming the key.
 func TestCaseFilesGiveBinaryMetadataInBase64(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, text string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := writer(t, dir)
 	write("trace.js", `module.exports = (ctx) => { ctx.request.eventType = ctx.metadata["x-trace-bin"].join() }`+"\n")
 	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: trace\n    script: trace.js\n")
 	write("trace.test.yaml", `hook: events.v1.EventService/SendEvent pre trace
@@ -317,11 +309,7 @@ cases:
 // A case that fails on a hook's throw says where the hook threw.
 func TestAFailingCaseSaysWhereTheHookThrew(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, text string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := writer(t, dir)
 	write("h.ts", "export default function main(ctx: any) {\n  const x: string | undefined = undefined;\n  return x!.toUpperCase();\n}\n")
 	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: h\n    script: h.ts\n")
 	write("h.test.yaml", "hook: events.v1.EventService/SendEvent pre h\ncases:\n  - name: goes on\n    expect: {action: continue}\n")
@@ -336,5 +324,15 @@ func TestAFailingCaseSaysWhereTheHookThrew(t *testing.T) {
 	res := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9)).RunCase(context.Background(), m, cases[0])
 	if res.Pass || !strings.Contains(fmt.Sprint(res.Problems), "(thrown at line 3, column ") {
 		t.Errorf("pass %v, problems %v; want the case failed, saying where the hook threw", res.Pass, res.Problems)
+	}
+}
+
+// writer returns a function that writes a file into dir.
+func writer(t *testing.T, dir string) func(name, text string) {
+	return func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
