@@ -162,6 +162,7 @@ func TestAThrownErrorSaysWhere(t *testing.T) {
 		{"a thrown string", "module.exports = () => { throw \"plain\" }", engine.JS, "1:26"},
 		{"a rejection whose stack is a getter that throws", "module.exports = async () => {\n  await null;\n  const e = new Error(\"x\");\n  Object.defineProperty(e, \"stack\", {get() { throw new Error(\"no\") }});\n  throw e;\n};\n", engine.JS, ""},
 		{"a rejection with a forged stack", "module.exports = async () => {\n  await null;\n  const e = new Error(\"x\");\n  e.stack = \"x\".repeat(1 << 20) + \"\\n\\tat fake:1:1\";\n  throw e;\n};\n", engine.JS, ""},
+		{"a rejection with a stack naming a util it did not import", "module.exports = async () => {\n  await null;\n  const e = new Error(\"x\");\n  e.stack = \"Error\\n\\tat utils/Evil@9:99:1\";\n  throw e;\n};\n", engine.JS, ""},
 		{"a rejection's stack as goja made it", "module.exports = async () => {\n  await null;\n  throw new Error(\"x\");\n};\n", engine.JS, "3:9"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

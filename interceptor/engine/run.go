@@ -375,7 +375,8 @@ func (r *run) thrownAt(v goja.Value, ex *goja.Exception) string {
 }
 
 // where names a place of file: "3:12" in the script itself, or
-// "utils/Addition.ts:3:12".
+// "utils/Addition@1:3:12" in a util it bundled; "" for any other file (a
+// stack a script wrote).
 func (r *run) where(file, at string) string {
 	name := r.script.name
 	if file == name {
@@ -388,6 +389,9 @@ func (r *run) where(file, at string) string {
 	}
 	if _, f, ok := strings.Cut(file, ":"); ok {
 		file = f
+	}
+	if !slices.Contains(r.script.utils, file) {
+		return ""
 	}
 	return file + ":" + at
 }
