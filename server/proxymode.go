@@ -49,11 +49,12 @@ func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts 
 		err := p.Refresh(rctx)
 		cancel()
 		if err != nil {
-			log.Warn("proxy: cannot learn the backend's descriptors yet; hooked calls will ask again", "backend", cfg.Proxy.Target, "error", err)
+			// The fetch logged why.
+			log.Warn("proxy: no descriptors of the backend yet; hooked calls will ask again", "backend", cfg.Proxy.Target)
 		}
 	}
 	log.Info("proxy: forwarding to the backend", "backend", cfg.Proxy.Target, "services", len(p.Services()))
 	srv := grpc.NewServer(append(append(tel.ServerOptions(p.MetricsInfo), srvOpts...), p.ServerOptions()...)...)
 	p.RegisterReflection(srv)
-	return srv, p, func() { cc.Close() }, nil
+	return srv, p, func() { cc.Close(); p.Wait() }, nil
 }

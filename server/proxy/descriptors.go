@@ -127,8 +127,13 @@ type descriptors struct {
 	interval time.Duration
 	timeout  time.Duration
 	// onChange, when set, is called when a fetch brings descriptors that
-	// differ from those in force, once they are.
+	// differ from those in force, once they are and before any caller
+	// waiting for the fetch goes on; onError with the error of a fetch
+	// that failed, once per fetch.
 	onChange func()
+	onError  func(error)
+	// fetching counts the fetches in flight (see wait).
+	fetching sync.WaitGroup
 
 	mu sync.Mutex
 	// flight is the fetch in progress, nil when none; last is when the
@@ -190,6 +195,7 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 		d.last = time.Now()
 		f = &flight{done: make(chan struct{})}
 		d.flight = f
+		d.fetching.Add(1)
 		go d.learn(f)
 	}
 	d.mu.Unlock()
@@ -203,16 +209,23 @@ func (d *descriptors) refresh(ctx context.Context, force bool) (changed bool, er
 
 // learn runs the fetch of f, within the timeout.
 func (d *descriptors) learn(f *flight) {
+	defer d.fetching.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
 	t, err := d.fetch(ctx)
 	cancel()
 	if err != nil {
 		d.failed.Store(&err)
+		if d.onError != nil {
+			d.onError(err)
+		}
 	} else {
 		d.failed.Store(nil)
 		if !bytes.Equal(t.set, d.cur.Load().set) {
 			d.cur.Store(t)
 			f.changed = true
+			if d.onChange != nil {
+				d.onChange()
+			}
 		}
 	}
 	f.err = err
@@ -220,10 +233,11 @@ func (d *descriptors) learn(f *flight) {
 	d.flight = nil
 	d.mu.Unlock()
 	close(f.done)
-	if f.changed && d.onChange != nil {
-		d.onChange()
-	}
 }
+
+// wait waits for the fetch in flight, if any, to end: within the refresh
+// timeout, at once when the backend's connection is closed.
+func (d *descriptors) wait() { d.fetching.Wait() }
 
 // fromReflection learns the backend's services and their descriptors
 // through its server reflection.
@@ -243,7 +257,7 @@ func fromReflection(cc grpc.ClientConnInterface) func(context.Context) (*table, 
 			return nil, err
 		}
 		t, err := newTable(files, services)
-		if err != nil {
+		if err != nil || markedWrongly(files) {
 			// Node's @grpc/reflection sends descriptors that need repair.
 			if rt, rerr := newTable(repairFiles(files), services); rerr == nil {
 				t, err = rt, nil

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,5 +48,57 @@ func TestARefreshOutlivesTheCallerThatStartedIt(t *testing.T) {
 	}
 	if err := d.lastErr(); err != nil || d.current() != learned {
 		t.Fatalf("after the fetch: last error %v, descriptors learned: %v; want no error and the fetched descriptors", err, d.current() == learned)
+	}
+}
+
+// TestAFetchTellsOfItsOutcomeOnceBeforeItsWaitersGoOn: however many calls
+// wait for one fetch, its change is told (the daemon marks the backend's
+// services SERVING) before any of them goes on, and its failure is told
+// (logged) once.
+func TestAFetchTellsOfItsOutcomeOnceBeforeItsWaitersGoOn(t *testing.T) {
+	for _, fails := range []bool{false, true} {
+		learned, err := newTable([]*descriptorpb.FileDescriptorProto{{Name: proto.String("x.proto"), Package: proto.String("x"),
+			Service: []*descriptorpb.ServiceDescriptorProto{{Name: proto.String("S")}}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started, release := make(chan struct{}), make(chan struct{})
+		d := newDescriptors(func(ctx context.Context) (*table, error) {
+			close(started)
+			<-release
+			if fails {
+				return nil, errors.New("no reflection")
+			}
+			return learned, nil
+		}, time.Hour, time.Minute)
+		var told, errorsTold atomic.Int32
+		d.onChange = func() { told.Add(1) }
+		d.onError = func(error) { errorsTold.Add(1) }
+
+		const waiters = 20
+		seen := make(chan int32, waiters)
+		go func() { d.refresh(context.Background(), true) }()
+		<-started
+		var wg sync.WaitGroup
+		for range waiters {
+			wg.Go(func() {
+				changed, _ := d.refresh(context.Background(), false)
+				if changed {
+					seen <- told.Load()
+				}
+			})
+		}
+		close(release)
+		wg.Wait()
+		d.wait()
+		close(seen)
+		for n := range seen {
+			if n != 1 {
+				t.Errorf("a waiter went on with the change told %d times; want once, before it", n)
+			}
+		}
+		if fails && errorsTold.Load() != 1 {
+			t.Errorf("a failed fetch was told %d times; want once", errorsTold.Load())
+		}
 	}
 }

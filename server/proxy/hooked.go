@@ -24,7 +24,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	ctx := ss.Context()
 	m := p.method(ctx, fullMethod)
 	if m == nil {
-		return p.notDescribed(fullMethod)
+		return p.notDescribed(ctx, fullMethod)
 	}
 	if m.streaming() {
 		info := &grpc.StreamServerInfo{FullMethod: fullMethod,
@@ -88,7 +88,11 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 // cannot reach yet (a sidecar starting before it) is UNAVAILABLE, which
 // clients retry; descriptors the proxy cannot learn (no reflection, or
 // descriptors that do not build) are the proxy's own failure, INTERNAL.
-func (p *Proxy) notDescribed(fullMethod string) error {
+func (p *Proxy) notDescribed(ctx context.Context, fullMethod string) error {
+	if err := ctx.Err(); err != nil {
+		// The call ended while the descriptors were being learned.
+		return status.FromContextError(err).Err()
+	}
 	name := strings.TrimPrefix(fullMethod, "/")
 	service, method, _ := strings.Cut(name, "/")
 	err := p.desc.lastErr()
@@ -109,17 +113,15 @@ func (p *Proxy) method(ctx context.Context, fullMethod string) *method {
 	if m := p.desc.current().methods[fullMethod]; m != nil {
 		return m
 	}
-	p.relearn(ctx, "method", fullMethod)
+	p.relearn(ctx)
 	return p.desc.current().methods[fullMethod]
 }
 
 // relearn learns the backend's descriptors again, at most once per
-// interval, logging a failure (with args). A change is logged as it is
-// learned (see learnedAgain).
-func (p *Proxy) relearn(ctx context.Context, args ...any) {
-	if _, err := p.desc.refresh(ctx, false); err != nil && ctx.Err() == nil {
-		p.log.WarnContext(ctx, "cannot learn the backend's descriptors", append(args, "error", err)...)
-	}
+// interval. A change and a failure are logged once, by the fetch (see
+// Proxy.learned and Proxy.cannotLearn).
+func (p *Proxy) relearn(ctx context.Context) {
+	_, _ = p.desc.refresh(ctx, false)
 }
 
 // decode decodes b, a request or a response of a method, with the
@@ -148,11 +150,7 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 		if retried || !refresh || !msg.Unknown() {
 			return msg, nil
 		}
-		changed, err := p.desc.refresh(ctx, false)
-		if err != nil && ctx.Err() == nil {
-			p.log.WarnContext(ctx, "cannot learn the backend's descriptors", "method", fullMethod, "error", err)
-		}
-		if !changed {
+		if changed, _ := p.desc.refresh(ctx, false); !changed {
 			return msg, nil
 		}
 	}
@@ -187,7 +185,7 @@ func (s *decodingStream) RecvMsg(m any) error {
 	if msg.Unknown() {
 		// This stream goes on with the descriptors it began with; the
 		// next calls get the new ones.
-		s.p.relearn(s.Context(), "method", s.method)
+		s.p.relearn(s.Context())
 	}
 	return nil
 }

@@ -117,7 +117,7 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 		p.desc.cur.Store(t)
 	} else {
 		p.desc = newDescriptors(fromReflection(cc), o.refreshInterval, o.refreshTimeout)
-		p.desc.onChange = p.learned
+		p.desc.onChange, p.desc.onError = p.learned, p.cannotLearn
 	}
 	// Hooks call the backend's methods through the proxy's hooks.
 	hookOpts := append(append([]interceptor.Option(nil), o.hookOpts...),
@@ -135,6 +135,16 @@ func (p *Proxy) Refresh(ctx context.Context) error {
 	}
 	return nil
 }
+
+// cannotLearn logs a fetch of the descriptors that failed.
+func (p *Proxy) cannotLearn(err error) {
+	p.log.Warn("cannot learn the backend's descriptors", "error", err)
+}
+
+// Wait waits for the fetch of the backend's descriptors in flight, if
+// any: it takes the refresh timeout at most, and ends at once once the
+// backend's connection is closed. Call it after closing the connection.
+func (p *Proxy) Wait() { p.desc.wait() }
 
 // learned logs descriptors that changed, and tells onLearn.
 func (p *Proxy) learned() {

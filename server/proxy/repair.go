@@ -195,6 +195,27 @@ func unmarkMapEntries(fds []*descriptorpb.FileDescriptorProto, types map[protore
 	}
 }
 
+// markedWrongly reports whether a message of fds is marked as a map entry
+// without the shape of one: such a set may build (when only methods use
+// the message), yet the mark makes tools skip the message.
+func markedWrongly(fds []*descriptorpb.FileDescriptorProto) bool {
+	var wrong func(mds []*descriptorpb.DescriptorProto) bool
+	wrong = func(mds []*descriptorpb.DescriptorProto) bool {
+		for _, md := range mds {
+			if md.GetOptions().GetMapEntry() && !entryShaped(md) || wrong(md.GetNestedType()) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, fd := range fds {
+		if wrong(fd.GetMessageType()) {
+			return true
+		}
+	}
+	return false
+}
+
 // entryShaped reports whether md has the fields of a map entry.
 func entryShaped(md *descriptorpb.DescriptorProto) bool {
 	f := md.GetField()

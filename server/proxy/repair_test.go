@@ -471,3 +471,33 @@ func BenchmarkRepairFiles(b *testing.B) {
 		})
 	}
 }
+
+// TestAMessageMarkedAsAMapEntryThatOnlyMethodsUse: a message protobufjs
+// marked as a map entry builds when only methods use it, yet tools skip
+// it as an entry: the proxy repairs such a set too.
+func TestAMessageMarkedAsAMapEntryThatOnlyMethodsUse(t *testing.T) {
+	fds := parseFiles(t, `
+name: "m.proto"
+package: "m"
+message_type: {name: "Req" field: {name: "labels" number: 1 label: LABEL_REPEATED type: TYPE_MESSAGE type_name: ".m.Req.LabelsEntry"}
+  nested_type: {name: "LabelsEntry" field: {name: "key" number: 1 label: LABEL_OPTIONAL type: TYPE_STRING}
+    field: {name: "value" number: 2 label: LABEL_OPTIONAL type: TYPE_STRING} options: {map_entry: true}}
+  options: {map_entry: true}}
+service: {name: "S" method: {name: "Do" input_type: ".m.Req" output_type: ".m.Req"}}
+syntax: "proto3"
+`)
+	if !markedWrongly(fds) {
+		t.Fatal("markedWrongly: false; want true, Req is marked as an entry")
+	}
+	files, err := protodesc.NewFiles(&descriptorpb.FileDescriptorSet{File: repairFiles(fds)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := files.FindDescriptorByName("m.Req")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := d.(protoreflect.MessageDescriptor); md.IsMapEntry() || !md.Fields().ByName("labels").IsMap() {
+		t.Errorf("m.Req after repair: map entry %v, labels a map %v; want a message with a map", md.IsMapEntry(), md.Fields().ByName("labels").IsMap())
+	}
+}

@@ -28,7 +28,7 @@ func (p *Proxy) WatchHooks(ctx context.Context, every time.Duration) {
 	for {
 		if s, d := p.src.Snapshot(), p.desc.current(); s != snap || d != table {
 			if len(p.unserved(s, d)) > 0 {
-				p.relearn(ctx, "reason", "hooks target methods the descriptors do not describe")
+				p.relearn(ctx)
 			}
 			snap, table = s, p.desc.current()
 			now := p.reportUnserved(ctx, p.unserved(snap, table), warned)
