@@ -182,7 +182,7 @@ events.v1.EventService is built in.`,
 	f.StringVar(&request, "request", "", "the request as protojson, or @FILE (default: an empty message)")
 	f.StringVar(&response, "response", "", "the response as protojson, or @FILE, for post-hooks (default: an empty message)")
 	f.StringVar(&params, "params", "", "the hook's params: JSON, or @FILE")
-	f.StringArrayVar(&metadata, "metadata", nil, "incoming metadata as key=value (repeat for more)")
+	f.StringArrayVar(&metadata, "metadata", nil, "incoming metadata as key=value (repeat for more); a -bin key's value in base64, as the hook sees it")
 	f.StringVar(&timeout, "timeout", "", "the hook's own timeout, as in its document")
 	f.StringVar(&onError, "on-error", "", "the hook's onError: abort (default) or continue")
 	f.StringVar(&lang, "lang", "", "the script's language: js or ts (default: ts for a .ts file, else js)")
