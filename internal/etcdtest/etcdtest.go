@@ -5,7 +5,12 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,14 +34,22 @@ type Etcd struct {
 // Start starts an etcd for the test; it is closed when the test ends.
 func Start(t testing.TB) *Etcd {
 	t.Helper()
-	e := &Etcd{t: t, cfg: embedetcd.Config{
-		Dir:        t.TempDir(),
-		ClientAddr: FreeAddr(t),
-		PeerAddr:   FreeAddr(t),
-		Fast:       true,
-		LogLevel:   "panic",
-	}}
-	e.Start()
+	e := &Etcd{t: t, cfg: embedetcd.Config{Dir: t.TempDir(), Fast: true, LogLevel: "panic"}}
+	// A port found free may be taken before etcd binds it (by another
+	// process on a busy machine): try others.
+	for attempt := 1; ; attempt++ {
+		e.cfg.ClientAddr, e.cfg.PeerAddr = FreeAddr(t), FreeAddr(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		server, err := embedetcd.Start(ctx, e.cfg)
+		cancel()
+		if err == nil {
+			e.server = server
+			break
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 5 {
+			t.Fatalf("start etcd: %v", err)
+		}
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   e.Endpoints(),
 		DialTimeout: 5 * time.Second,
@@ -87,13 +100,42 @@ func (e *Etcd) Start() {
 	e.t.Fatalf("start etcd: %v", err)
 }
 
-// FreeAddr returns a loopback host:port that was free a moment ago.
+// FreeAddr returns a loopback host:port that was free a moment ago. It is
+// below the range the kernel takes the local ports of outgoing connections
+// from, so that the test's own connections (a client dialling again and
+// again) cannot take it before it is bound.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(ephemeralStart()-10000))
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ephemeralStart returns the first port of the kernel's range for the
+// local ports of outgoing connections (Linux's default: 32768).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 11000 {
+		return 32768
+	}
+	return n
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/etcdtest"
 
 	"github.com/apihooks/apihooks/server/proxy"
 )
@@ -121,9 +122,7 @@ func TestHookedCallsOfMethodsWithoutDescriptors(t *testing.T) {
 		}
 	})
 	t.Run("a backend that is not up yet", func(t *testing.T) {
-		lis := listen(t, "127.0.0.1:0")
-		addr := lis.Addr().String()
-		lis.Close()
+		addr := etcdtest.FreeAddr(t)
 		w := startWorld(t, addr, false, nil)
 		w.setHooks(t, map[string]string{sayKey + "pre/greet": doc(`module.exports = c => { c.request.name = "hello " + c.request.name }`)})
 		_, err := say(callCtx(t), w.conn, newMsg("bob", ""))
