@@ -72,30 +72,23 @@ type recordingStream struct {
 }
 
 func (s *recordingStream) SetHeader(md metadata.MD) error {
-	err := s.ServerTransportStream.SetHeader(md)
-	if err == nil {
-		s.mu.Lock()
-		s.header = metadata.Join(s.header, md)
-		s.mu.Unlock()
-	}
-	return err
+	return s.record(&s.header, md, s.ServerTransportStream.SetHeader(md))
 }
 
 func (s *recordingStream) SendHeader(md metadata.MD) error {
-	err := s.ServerTransportStream.SendHeader(md)
-	if err == nil {
-		s.mu.Lock()
-		s.header = metadata.Join(s.header, md)
-		s.mu.Unlock()
-	}
-	return err
+	return s.record(&s.header, md, s.ServerTransportStream.SendHeader(md))
 }
 
 func (s *recordingStream) SetTrailer(md metadata.MD) error {
-	err := s.ServerTransportStream.SetTrailer(md)
+	return s.record(&s.trailer, md, s.ServerTransportStream.SetTrailer(md))
+}
+
+// record adds md to *into when the stream took it (err is nil), and
+// returns err.
+func (s *recordingStream) record(into *metadata.MD, md metadata.MD, err error) error {
 	if err == nil {
 		s.mu.Lock()
-		s.trailer = metadata.Join(s.trailer, md)
+		*into = metadata.Join(*into, md)
 		s.mu.Unlock()
 	}
 	return err

@@ -17,11 +17,7 @@ import (
 // goes on for everyone else, and its outcome, not the caller's error, is
 // what the next calls see.
 func TestARefreshOutlivesTheCallerThatStartedIt(t *testing.T) {
-	learned, err := newTable([]*descriptorpb.FileDescriptorProto{{Name: proto.String("x.proto"), Package: proto.String("x"),
-		Service: []*descriptorpb.ServiceDescriptorProto{{Name: proto.String("S")}}}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	learned := oneService(t)
 	started, release := make(chan struct{}), make(chan struct{})
 	d := newDescriptors(func(ctx context.Context) (*table, error) {
 		close(started)
@@ -57,11 +53,7 @@ func TestARefreshOutlivesTheCallerThatStartedIt(t *testing.T) {
 // (logged) once.
 func TestAFetchTellsOfItsOutcomeOnceBeforeItsWaitersGoOn(t *testing.T) {
 	for _, fails := range []bool{false, true} {
-		learned, err := newTable([]*descriptorpb.FileDescriptorProto{{Name: proto.String("x.proto"), Package: proto.String("x"),
-			Service: []*descriptorpb.ServiceDescriptorProto{{Name: proto.String("S")}}}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		learned := oneService(t)
 		started, release := make(chan struct{}), make(chan struct{})
 		d := newDescriptors(func(ctx context.Context) (*table, error) {
 			close(started)
@@ -101,4 +93,16 @@ func TestAFetchTellsOfItsOutcomeOnceBeforeItsWaitersGoOn(t *testing.T) {
 			t.Errorf("a failed fetch was told %d times; want once", errorsTold.Load())
 		}
 	}
+}
+
+// oneService is a table of one service, x.S, unlike the empty one
+// descriptors start with.
+func oneService(t *testing.T) *table {
+	t.Helper()
+	tb, err := newTable([]*descriptorpb.FileDescriptorProto{{Name: proto.String("x.proto"), Package: proto.String("x"),
+		Service: []*descriptorpb.ServiceDescriptorProto{{Name: proto.String("S")}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tb
 }

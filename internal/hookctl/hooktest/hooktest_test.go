@@ -207,14 +207,7 @@ cases:
         response: {}
     expect: {action: reject, status: INVALID_ARGUMENT, messageContains: 'ctx.call events.v1.EventService/GetEvents: request:'}
 `)
-	m, err := manifest.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := hooktest.LoadCases(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, cases := loadCases(t, dir)
 	if len(cases) != 4 {
 		t.Fatalf("loaded %d cases; want 4", len(cases))
 	}
@@ -282,14 +275,7 @@ cases:
     metadata: {x-trace-bin: ["3q0Avu8=", "3q0Avu8"]}
     expect: {action: continue, request: {eventType: "3q0Avu8=,3q0Avu8="}}
 `)
-	m, err := manifest.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := hooktest.LoadCases(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, cases := loadCases(t, dir)
 	r := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9))
 	if res := r.RunCase(context.Background(), m, cases[0]); !res.Pass {
 		t.Errorf("%s: %v (actual %+v)", cases[0].Name, res.Problems, res.Actual)
@@ -313,14 +299,7 @@ func TestAFailingCaseSaysWhereTheHookThrew(t *testing.T) {
 	write("h.ts", "export default function main(ctx: any) {\n  const x: string | undefined = undefined;\n  return x!.toUpperCase();\n}\n")
 	write("hooks.yaml", "hooks:\n  - method: events.v1.EventService/SendEvent\n    phase: pre\n    name: h\n    script: h.ts\n")
 	write("h.test.yaml", "hook: events.v1.EventService/SendEvent pre h\ncases:\n  - name: goes on\n    expect: {action: continue}\n")
-	m, err := manifest.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases, err := hooktest.LoadCases(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, cases := loadCases(t, dir)
 	res := hooktest.NewRunner(schema.Builtin(), hooktest.WithDefaultTimeout(5e9)).RunCase(context.Background(), m, cases[0])
 	if res.Pass || !strings.Contains(fmt.Sprint(res.Problems), "(thrown at line 3, column ") {
 		t.Errorf("pass %v, problems %v; want the case failed, saying where the hook threw", res.Pass, res.Problems)
@@ -335,4 +314,18 @@ func writer(t *testing.T, dir string) func(name, text string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// loadCases loads the manifest in dir and its case files.
+func loadCases(t *testing.T, dir string) (*manifest.Manifest, []*hooktest.Case) {
+	t.Helper()
+	m, err := manifest.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := hooktest.LoadCases(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, cases
 }
