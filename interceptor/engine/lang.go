@@ -98,8 +98,12 @@ func transpile(name, src string, lang Lang, mods Modules) (string, []string, err
 	r := api.Build(api.BuildOptions{
 		// goja resolves the source map's sources against name's
 		// directory: the base name makes them name again.
-		Stdin:         &api.StdinOptions{Contents: src, Sourcefile: path.Base(name), Loader: loader},
-		Bundle:        true,
+		Stdin:  &api.StdinOptions{Contents: src, Sourcefile: path.Base(name), Loader: loader},
+		Bundle: true,
+		// Bundling turns on tree shaking, which drops top-level code
+		// without side effects: a body script's `var retval = {status:
+		// 403}`, or its last expression, the result.
+		TreeShaking:   api.TreeShakingFalse,
 		Format:        api.FormatCommonJS,
 		Target:        api.ES2017,
 		Platform:      api.PlatformNeutral,

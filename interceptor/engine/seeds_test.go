@@ -27,6 +27,9 @@ func TestBodyScriptsReturnRetval(t *testing.T) {
 		wantAction engine.Action
 		wantCode   codes.Code
 		wantJSON   string
+		// plainOnly: bundling (TypeScript, imports) drops a last
+		// statement that is undefined; README says so.
+		plainOnly bool
 	}{
 		{name: "retval wins over the completion value of its last assignment",
 			script:     `var retval = {}; retval.status = 200; retval.messageOverride = {toUserId: "bob", eventType: "x"};`,
@@ -45,36 +48,67 @@ func TestBodyScriptsReturnRetval(t *testing.T) {
 			wantAction: engine.Reject, wantCode: codes.ResourceExhausted},
 		{name: "a script without retval returns its completion value as before",
 			script:     `ctx.request.eventType = "seen"; undefined;`,
+			wantAction: engine.Continue, wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"seen","toUserId":"alice"}`,
+			plainOnly: true},
+		{name: "a last expression null goes on",
+			script:     `ctx.request.eventType = "seen"; null;`,
 			wantAction: engine.Continue, wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"seen","toUserId":"alice"}`},
+		{name: "a last expression is the result",
+			script:     `ctx.request.eventType = "seen"; ({status: "ABORTED"});`,
+			wantAction: engine.Reject, wantCode: codes.Aborted},
 		{name: "a module's return value is its result, retval or not",
 			script:     `module.exports = () => { var retval = {status: 403}; return undefined; }`,
 			wantAction: engine.Continue, wantJSON: `{"eventData":{"score":10,"tags":["a","b"]},"eventType":"login","toUserId":"alice"}`},
 	}
+	// The same script as plain JavaScript, as TypeScript, and with an
+	// import of a util (which has a retval of its own): the last two are
+	// bundled, and bundling must keep every statement and the name retval.
+	mods := utilMap{src: map[string]string{"Side@1": `export var retval = {status: 500}; export const one = 1;`},
+		active: map[string]string{"Side": "1"}}
+	forms := []struct {
+		name    string
+		compile func(src string) (*engine.Script, error)
+	}{
+		{"js", func(src string) (*engine.Script, error) { return engine.Compile("test", src) }},
+		{"ts", func(src string) (*engine.Script, error) { return engine.CompileLang("test", src, engine.TS) }},
+		{"js importing a util", func(src string) (*engine.Script, error) {
+			return engine.CompileModules("test", "import * as side from 'utils/Side';\n"+src, engine.JS, mods)
+		}},
+	}
 	e := newEngine(t)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			call := preCall(t)
-			out, err := e.Run(context.Background(), compile(t, tt.script), call)
-			if err != nil {
-				t.Fatalf("Run: %v", err)
+	for _, form := range forms {
+		for _, tt := range tests {
+			if tt.plainOnly && form.name != "js" {
+				continue
 			}
-			if out.Action != tt.wantAction {
-				t.Fatalf("action = %d; want %d (outcome %+v)", out.Action, tt.wantAction, out)
-			}
-			if tt.wantAction == engine.Reject {
-				if out.Status.Code() != tt.wantCode {
-					t.Fatalf("code = %v; want %v", out.Status.Code(), tt.wantCode)
+			t.Run(form.name+"/"+tt.name, func(t *testing.T) {
+				call := preCall(t)
+				s, err := form.compile(tt.script)
+				if err != nil {
+					t.Fatalf("compile: %v", err)
 				}
-				return
-			}
-			msg := out.Message
-			if msg == nil {
-				msg = call.Request
-			}
-			if got := js(t, msg); got != tt.wantJSON {
-				t.Fatalf("message = %s; want %s", got, tt.wantJSON)
-			}
-		})
+				out, err := e.Run(context.Background(), s, call)
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if out.Action != tt.wantAction {
+					t.Fatalf("action = %d; want %d (outcome %+v)", out.Action, tt.wantAction, out)
+				}
+				if tt.wantAction == engine.Reject {
+					if out.Status.Code() != tt.wantCode {
+						t.Fatalf("code = %v; want %v", out.Status.Code(), tt.wantCode)
+					}
+					return
+				}
+				msg := out.Message
+				if msg == nil {
+					msg = call.Request
+				}
+				if got := js(t, msg); got != tt.wantJSON {
+					t.Fatalf("message = %s; want %s", got, tt.wantJSON)
+				}
+			})
+		}
 	}
 }
 
