@@ -65,25 +65,38 @@ func (r *run) decodeError(v goja.Value) (Outcome, error) {
 				"result.status: %s is not a gRPC code name, a gRPC code below 100 or an HTTP status", describe(sv))}
 		}
 		if c != codes.OK {
-			msg := ""
+			def := ""
 			if r.call.Status != nil {
-				msg = r.call.Status.Message()
+				def = r.call.Status.Message()
 			}
-			if mv := res.Get("message"); present(mv) {
-				msg = mv.String()
+			msg, err := r.message(res, def)
+			if err != nil {
+				return Outcome{}, err
+			}
+			// As in other phases, a response beside a status is checked
+			// though the status wins.
+			if _, err := r.errorResponse(res); err != nil {
+				return Outcome{}, err
 			}
 			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
 		}
 	}
-	if response := res.Get("response"); present(response) {
-		if r.call.ResponseType == nil {
-			return Outcome{}, &Error{Kind: BadResult, Message: "result.response: this call cannot be answered by a hook"}
-		}
-		m, err := r.fill(r.call.ResponseType, response, "result.response")
-		if err != nil {
-			return Outcome{}, err
-		}
-		return Outcome{Action: Respond, Message: m}, nil
+	return r.errorResponse(res)
+}
+
+// errorResponse reads an error hook's response (Respond), or returns
+// Continue when the result has none.
+func (r *run) errorResponse(res *goja.Object) (Outcome, error) {
+	response := res.Get("response")
+	if !present(response) {
+		return Outcome{Action: Continue}, nil
 	}
-	return Outcome{Action: Continue}, nil
+	if r.call.ResponseType == nil {
+		return Outcome{}, &Error{Kind: BadResult, Message: "result.response: this call cannot be answered by a hook"}
+	}
+	m, err := r.fill(r.call.ResponseType, response, "result.response")
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Action: Respond, Message: m}, nil
 }

@@ -63,6 +63,12 @@ func TestErrorHookContract(t *testing.T) {
 		{name: "a response that does not fit is refused",
 			script:   `module.exports = function () { return {response: {nope: 1}} }`,
 			wantKind: engine.BadResult, wantErr: "result.response"},
+		{name: "so is one beside a status, though the status wins",
+			script:   `module.exports = function () { return {status: 403, response: {bogus: 1}} }`,
+			wantKind: engine.BadResult, wantErr: "result.response"},
+		{name: "a message that is not a string is refused",
+			script:   `module.exports = function () { return {status: 403, message: 7} }`,
+			wantKind: engine.BadResult, wantErr: "result.message: want a string"},
 	}
 	e := newEngine(t)
 	for _, tt := range tests {

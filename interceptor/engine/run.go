@@ -425,13 +425,29 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 				"result.status: %s is not a gRPC code name, a gRPC code below 100 or an HTTP status", describe(sv))}
 		}
 		if c != codes.OK {
-			msg := fmt.Sprintf("rejected by hook %s", r.call.Hook)
-			if mv := res.Get("message"); present(mv) {
-				msg = mv.String()
+			msg, err := r.message(res, fmt.Sprintf("rejected by hook %s", r.call.Hook))
+			if err != nil {
+				return Outcome{}, err
+			}
+			// A rejection applies nothing else of the result, but an
+			// override or a response that does not fit is the hook's
+			// mistake all the same, and is reported as on any result.
+			if _, err := r.decodeMessages(res); err != nil {
+				return Outcome{}, err
 			}
 			return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
 		}
 	}
+	if out, err := r.decodeMessages(res); err != nil || out.Action != Continue || out.Message != nil {
+		return out, err
+	}
+	return r.goOnLive()
+}
+
+// decodeMessages reads a result's messageOverride (Continue with the
+// message) or response (Respond); with neither it returns Continue with
+// no message.
+func (r *run) decodeMessages(res *goja.Object) (Outcome, error) {
 	override, response := res.Get("messageOverride"), res.Get("response")
 	switch {
 	case present(override) && present(response):
@@ -454,7 +470,22 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 	case present(override):
 		return r.goOn(override, "result.messageOverride")
 	}
-	return r.goOnLive()
+	return Outcome{Action: Continue}, nil
+}
+
+// message returns a result's message, or def when it has none. A message
+// that is not a string is the hook's mistake: "[object Object]" would
+// reach the client.
+func (r *run) message(res *goja.Object, def string) (string, error) {
+	mv := res.Get("message")
+	if !present(mv) {
+		return def, nil
+	}
+	s, ok := mv.(goja.String)
+	if !ok {
+		return "", &Error{Kind: BadResult, Message: fmt.Sprintf("result.message: want a string, got %s", describe(mv))}
+	}
+	return s.String(), nil
 }
 
 // goOnLive goes on with ctx.request (pre) or ctx.response (post). When the
