@@ -11,16 +11,18 @@
 // The ceilings:
 //
 //   - Memory: a worker may grow its private writable memory (VmData: the Go
-//     heap, goroutine stacks, the runtime's own bookkeeping) by the pool's
-//     memory limit beyond what it had mapped when it started (its baseline,
-//     not counted: about 40 MB for a small program that links goja, about
-//     110 MB for apihooksd). The kernel enforces it (RLIMIT_DATA, set by the worker on
-//     itself); the Go runtime treats a refused mapping as a fatal error, so
-//     the worker ends at once, and its run ends with engine.Exhausted
-//     (RESOURCE_EXHAUSTED). The worker's garbage collector aims at 7/8 of
-//     the limit, so garbage of earlier runs is collected first; in effect
-//     the limit is on what one run holds at once. Only Linux has the hard
-//     limit; elsewhere it is the collector's soft target.
+//     heap, goroutine stacks, the runtime's own bookkeeping) by three times
+//     the pool's memory limit beyond what it had mapped when it started (its
+//     baseline, not counted: about 40 MB for a small program that links
+//     goja, about 110 MB for apihooksd), so that a run may hold about half
+//     the limit of live data (see ceilingFactor). The kernel enforces it
+//     (RLIMIT_DATA, set by the worker on itself); the Go runtime treats a
+//     refused mapping as a fatal error, so the worker ends at once, and its
+//     run ends with engine.Exhausted (RESOURCE_EXHAUSTED). The worker's
+//     garbage collector aims at 7/8 of the limit, so garbage of earlier
+//     runs is collected first; in effect the limit is on what one run holds
+//     at once. Only Linux has the hard limit; elsewhere it is the
+//     collector's soft target.
 //   - CPU and time: a worker runs with GOMAXPROCS=1, so it takes at most
 //     about one core, and the pool keeps at most WithWorkers of them. A run
 //     still going at its timeout, or when its call's context ends, gets its
