@@ -305,6 +305,31 @@ func forward(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod strin
 	return err
 }
 
+// forwardServerStream carries a call of a server-streaming method: its one
+// request is received, and so its pre-hooks run, before the backend is
+// called, so that a call they reject or answer never reaches the backend.
+func forwardServerStream(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string, in any) error {
+	if err := recvRequest(ss, fullMethod, in); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(outgoing(ss.Context()))
+	defer cancel()
+	cs, err := cc.NewStream(ctx, &serverStreamDesc, fullMethod)
+	if err != nil {
+		return err
+	}
+	// io.EOF: the backend ended the call; down reports how.
+	if err := cs.SendMsg(in); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	return down(cs, ss)
+}
+
+var serverStreamDesc = grpc.StreamDesc{ServerStreams: true}
+
 // up sends the client's messages to the backend until the client half
 // closes.
 func up(ss grpc.ServerStream, cs grpc.ClientStream, newIn func() any) error {
