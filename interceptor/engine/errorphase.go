@@ -62,7 +62,7 @@ func (r *run) decodeError(v goja.Value) (Outcome, error) {
 		c, ok := ParseCode(sv)
 		if !ok {
 			return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
-				"result.status: %s is not a gRPC code name, a gRPC code below 100 or an HTTP status", describe(sv))}
+				"result.status: %s is not a gRPC code name, a gRPC code (0 to 16) or an HTTP status (100 to 599)", describe(sv))}
 		}
 		if c != codes.OK {
 			def := ""

@@ -422,7 +422,7 @@ func (r *run) decode(v goja.Value) (Outcome, error) {
 		c, ok := ParseCode(sv)
 		if !ok {
 			return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
-				"result.status: %s is not a gRPC code name, a gRPC code below 100 or an HTTP status", describe(sv))}
+				"result.status: %s is not a gRPC code name, a gRPC code (0 to 16) or an HTTP status (100 to 599)", describe(sv))}
 		}
 		if c != codes.OK {
 			msg, err := r.message(res, fmt.Sprintf("rejected by hook %s", r.call.Hook))
@@ -560,7 +560,8 @@ func resultObject(v goja.Value) (*goja.Object, bool) {
 	return o, true
 }
 
-// describe names a value's type for error messages.
+// describe names a value and its type for error messages, in a script's
+// terms: `the string "403"`, "the number 17", "an array", "a Map".
 func describe(v goja.Value) string {
 	switch {
 	case v == nil || goja.IsUndefined(v):
@@ -568,19 +569,55 @@ func describe(v goja.Value) string {
 	case goja.IsNull(v):
 		return "null"
 	}
-	if o, ok := v.(*goja.Object); ok {
-		if _, ok := goja.AssertFunction(o); ok {
-			return "a function"
+	o, ok := v.(*goja.Object)
+	if !ok {
+		if _, ok := v.(*goja.Symbol); ok {
+			return "a symbol"
 		}
-		switch o.ExportType().Kind() {
-		case reflect.Slice:
-			return "a list-like object (Set, Map or typed array)"
-		case reflect.Struct:
-			return "an exotic object (Proxy or ArrayBuffer)"
+		switch x := v.Export().(type) {
+		case string:
+			if len(x) > 64 {
+				x = x[:64] + "..."
+			}
+			return "the string " + strconv.Quote(x)
+		case int64, float64:
+			return "the number " + v.String()
+		case bool:
+			return v.String()
 		}
-		return "an " + o.ClassName()
+		return "the bigint " + v.String() + "n"
 	}
-	return fmt.Sprintf("%s %s", v.ExportType(), v.String())
+	if _, ok := goja.AssertFunction(o); ok {
+		return "a function"
+	}
+	if c := o.ClassName(); c == "Array" {
+		return "an array"
+	} else if c != "Object" {
+		return article(c) + " " + c // Date, Error, RegExp, String
+	}
+	switch t := o.ExportType(); {
+	case t == reflect.TypeOf([][2]any(nil)):
+		return "a Map"
+	case t == reflect.TypeOf([]any(nil)):
+		return "a Set"
+	case t.Kind() == reflect.Slice:
+		return "a typed array"
+	case t == reflect.TypeOf(goja.ArrayBuffer{}):
+		return "an ArrayBuffer"
+	case t == reflect.TypeOf(goja.Proxy{}):
+		return "a Proxy"
+	case t == plainObjectType:
+		return "a plain object"
+	}
+	return "a message (such as ctx.request) or another object that is not plain"
+}
+
+// article is the indefinite article of a class name.
+func article(name string) string {
+	if strings.ContainsRune("AEIOU", rune(name[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 // moduleObject is the module a module script sees: its exports are an

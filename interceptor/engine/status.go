@@ -101,8 +101,9 @@ func CodeFromHTTP(s int) codes.Code {
 }
 
 // ParseCode reads a status as a script gives it: a code name in any case
-// ("PERMISSION_DENIED", "permission_denied"), a number below 100 (a gRPC
-// code) or an HTTP status (100 to 599). ok is false for anything else.
+// ("PERMISSION_DENIED", "permission_denied"), a gRPC code number (0 to
+// 16) or an HTTP status (100 to 599; 1xx and 3xx are UNKNOWN). ok is
+// false for anything else.
 func ParseCode(v goja.Value) (c codes.Code, ok bool) {
 	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
 		return 0, false
