@@ -53,34 +53,52 @@ func TestTestAndValidateRunTypeScriptHooksOffline(t *testing.T) {
 	mustContain(t, "validate -f scripts/", r.stdout, "hide-events.ts")
 }
 
-// tsc finds the TypeScript compiler: on PATH, or where .ci/run installs it.
-// Without it the test fails in CI and is skipped elsewhere.
-func tsc(t *testing.T) string {
+// compilers finds the TypeScript compilers: where .ci/run installs them
+// (TypeScript 5 in .ci/node, 7 in .ci/node7), or else the one on PATH.
+// Without any the test fails in CI and is skipped elsewhere.
+func compilers(t *testing.T) []string {
 	t.Helper()
-	if p, err := exec.LookPath("tsc"); err == nil {
-		return p
-	}
-	local := filepath.Join("..", "..", ".ci", "node", "node_modules", ".bin", "tsc")
-	if runtime.GOOS == "windows" {
-		local += ".cmd"
-	}
-	if abs, err := filepath.Abs(local); err == nil {
-		if _, err := os.Stat(abs); err == nil {
-			return abs
+	var found []string
+	for _, dir := range []string{"node", "node7"} {
+		local := filepath.Join("..", "..", ".ci", dir, "node_modules", ".bin", "tsc")
+		if runtime.GOOS == "windows" {
+			local += ".cmd"
 		}
+		if abs, err := filepath.Abs(local); err == nil {
+			if _, err := os.Stat(abs); err == nil {
+				found = append(found, abs)
+			}
+		}
+	}
+	if len(found) > 0 {
+		return found
+	}
+	if p, err := exec.LookPath("tsc"); err == nil {
+		return []string{p}
 	}
 	if os.Getenv("CI") == "true" {
 		t.Fatal("tsc not found: .ci/run installs it (npm install --prefix .ci/node typescript)")
 	}
 	t.Skip("tsc not found on PATH or in .ci/node: run npm install --no-save --prefix .ci/node typescript@5.9.3 to run this test")
-	return ""
+	return nil
 }
 
 // TestTypesCheckHooksWithTheTypeScriptCompiler writes the types with
 // hookctl types and checks hooks against them with the real compiler: the
 // example hooks pass, and a misspelled field fails naming it.
 func TestTypesCheckHooksWithTheTypeScriptCompiler(t *testing.T) {
-	compiler := tsc(t)
+	for _, compiler := range compilers(t) {
+		version, err := exec.CommandContext(t.Context(), compiler, "--version").Output()
+		if err != nil {
+			t.Fatalf("%s --version: %v", compiler, err)
+		}
+		t.Run(strings.TrimSpace(string(version)), func(t *testing.T) {
+			checkTypes(t, compiler)
+		})
+	}
+}
+
+func checkTypes(t *testing.T, compiler string) {
 	dir := t.TempDir()
 	r := runHookctl(t, []string{"types", "-o", dir})
 	if r.code != 0 {
@@ -116,6 +134,24 @@ module.exports = main;
 export default function (ctx: T.events.v1.EventService.SendEventPre, g: T.IAMGlobal) {
   ctx.request.eventType = g.req.headers["x-tenant"]?.[0];
 }
+`,
+		"error.ts": `import * as T from 'types';
+const hook: T.Hook<"events.v1.EventService/GetEvents", "error"> = (ctx) => {
+  if (ctx.error.code === "NOT_FOUND") return { response: { events: [] } };
+  if (ctx.error.codeNumber === 14) return { status: "UNAVAILABLE", message: "try later: " + ctx.error.message };
+};
+export default hook;
+`,
+		"error-ctx.ts": `import * as T from 'types';
+export default function (ctx: T.events.v1.EventService.SendEventError): T.ErrorResult {
+  ctx.log.info("failed", ctx.request.toUserId);
+  ctx.g.log.info("g too", ctx.g.req.body.toUserId);
+}
+`,
+		"body.ts": `import * as T from 'types';
+var retval: T.Result = {};
+bridge.logInfoJson("params: ", data.parms);
+retval.status = data.message.toUserId ? 200 : 403;
 `,
 		"post.ts": `import * as T from 'types';
 export function main(ctx: T.events.v1.EventService.SendEventPost): T.Result {
@@ -162,4 +198,15 @@ module.exports = main;
 		t.Fatal("tsc accepted a hook that sets g.req.body.toUserID; want an error naming the field")
 	}
 	mustContain(t, "tsc output", out, "gtypo.ts(3,14)", "toUserID", "SendEventRequest")
+
+	// An error hook answers with the response type, not the request's.
+	out, err = check(map[string]string{"errtypo.ts": `import * as T from 'types';
+export default function (ctx: T.events.v1.EventService.GetEventsError): T.ErrorResult<"events.v1.EventService/GetEvents"> {
+  return { response: { toUserId: ctx.error.message } };
+}
+`})
+	if err == nil {
+		t.Fatal("tsc accepted an error hook answering with a request's field; want an error naming it")
+	}
+	mustContain(t, "tsc output", out, "errtypo.ts(3,24)", "toUserId")
 }

@@ -236,6 +236,8 @@ func (w *writer) method(md protoreflect.MethodDescriptor) string {
 	if !md.IsStreamingClient() && !md.IsStreamingServer() {
 		fmt.Fprintf(b, "  /** The ctx of a post-hook on %s. */\n  export interface %sPost extends PostCtx<%q> {}\n", name, md.Name(), name)
 		fmt.Fprintf(b, "  /** A post-hook on %s. */\n  export type %sPostHook = Hook<%q, \"post\">;\n", name, md.Name(), name)
+		fmt.Fprintf(b, "  /** The ctx of an error hook on %s. */\n  export interface %sError extends ErrorCtx<%q> {}\n", name, md.Name(), name)
+		fmt.Fprintf(b, "  /** An error hook on %s. */\n  export type %sErrorHook = Hook<%q, \"error\">;\n", name, md.Name(), name)
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -260,6 +262,26 @@ declare var module: { exports: any };
 declare var exports: any;
 
 /**
+ * The globals of brainCloud-style scripts: data.message is the request
+ * (ctx.request), data.response the response in post-hooks, data.parms the
+ * hook's params. A body script in TypeScript declares its own result:
+ *   var retval: T.Result = {};
+ */
+declare var data: { message: any; parms: any; response?: any; [key: string]: any };
+
+/** brainCloud's logging: each logs msg, and value as JSON when given. */
+declare var bridge: {
+  logDebug(msg: any, value?: any): void;
+  logInfo(msg: any, value?: any): void;
+  logWarning(msg: any, value?: any): void;
+  logError(msg: any, value?: any): void;
+  logDebugJson(msg: any, value?: any): void;
+  logInfoJson(msg: any, value?: any): void;
+  logWarningJson(msg: any, value?: any): void;
+  logErrorJson(msg: any, value?: any): void;
+};
+
+/**
  * console writes lines to the daemon's log, with the method and hook
  * attached: its values joined by spaces, strings as they are, any other
  * value as its JSON form.
@@ -274,7 +296,7 @@ declare var console: {
 
 declare module "types" {
   /** A hook's phase. */
-  export type Phase = "pre" | "post";
+  export type Phase = "pre" | "post" | "error";
 
   /**
    * What a script logs with: a line at a level, with an optional value. The
@@ -305,6 +327,8 @@ declare module "types" {
      * JSON, or a rejection with err.code (a code name) and err.message.
      */
     call(method: string, request?: any): Promise<any>;
+    /** API Maker's g over the same call (see Global). */
+    g: Global;
   }
 `
 
@@ -320,16 +344,36 @@ const footer = `
   export interface PreCtx<M extends MethodName = MethodName> extends BaseCtx {
     phase: "pre";
     request: Request<M>;
+    g: GlobalOf<M>;
   }
   /** The ctx of a post-hook: the response may be changed in place. */
   export interface PostCtx<M extends MethodName = MethodName> extends BaseCtx {
     phase: "post";
     request: Request<M>;
     response: Response<M>;
+    g: GlobalOf<M>;
+  }
+  /** A call's status, as an error hook sees it. */
+  export interface CallError {
+    /** The canonical code name: "NOT_FOUND". */
+    code: string;
+    /** The code's number: 5. */
+    codeNumber: number;
+    message: string;
+  }
+  /**
+   * The ctx of an error hook, which runs when a unary call failed in its
+   * handler or a post-hook.
+   */
+  export interface ErrorCtx<M extends MethodName = MethodName> extends BaseCtx {
+    phase: "error";
+    request: Request<M>;
+    error: CallError;
+    g: GlobalOf<M>;
   }
   /** The ctx of a hook on method M in phase P; any hook's when not given. */
   export type Ctx<M extends MethodName = MethodName, P extends Phase = Phase> =
-    P extends "pre" ? PreCtx<M> : PostCtx<M>;
+    P extends "pre" ? PreCtx<M> : P extends "post" ? PostCtx<M> : ErrorCtx<M>;
 
   /**
    * What a hook may return: nothing to go on, a status to reject the call
@@ -343,9 +387,20 @@ const footer = `
     response?: Response<M>;
   } | void | undefined;
 
+  /**
+   * What an error hook may return: nothing to keep the status, a status (and
+   * message) to replace it, or a response to answer with.
+   */
+  export type ErrorResult<M extends MethodName = MethodName> = {
+    status?: string | number;
+    message?: string;
+    response?: Response<M>;
+  } | void | undefined;
+
   /** A hook on method M in phase P, the function a module exports. */
   export type Hook<M extends MethodName = MethodName, P extends Phase = "pre"> =
-    (ctx: Ctx<M, P>) => Result<M> | Promise<Result<M>>;
+    (ctx: Ctx<M, P>, g: Global<Request<M>, Response<M>>) =>
+      P extends "error" ? ErrorResult<M> | Promise<ErrorResult<M>> : Result<M> | Promise<Result<M>>;
 
   /**
    * g, the object API Maker style hooks (document style "apimaker") are
@@ -376,7 +431,7 @@ const footer = `
     /** The hook's name. */
     hook: string;
     /** The call's error, in error hooks. */
-    error?: { code: string; codeNumber: number; message: string };
+    error?: CallError;
     /** ctx.call: another unary method of the server, through its hooks. */
     call(method: string, request?: any): Promise<any>;
   }
@@ -397,7 +452,6 @@ const Tsconfig = `{
     "strict": true,
     "noEmit": true,
     "types": [],
-    "baseUrl": ".",
     "paths": {
       "types": ["./types.d.ts"],
       "utils/*": ["./utils/*"]
