@@ -57,7 +57,7 @@ func TestRunawayHooksAreQuarantined(t *testing.T) {
 		!strings.HasSuffix(st.Message(), "after 3 timeouts within 1h0m0s") {
 		t.Fatalf("call after 3 timeouts: %v; want UNAVAILABLE %q... after 3 timeouts within 1h0m0s", err, want)
 	}
-	if got := q.List(); len(got) != 1 || got[0].ID != sendEventKey+"pre/runaway" || got[0].Reason != "3 timeouts within 1h0m0s" {
+	if got := q.List(e.reg); len(got) != 1 || got[0].ID != sendEventKey+"pre/runaway" || got[0].Reason != "3 timeouts within 1h0m0s" {
 		t.Fatalf("List() = %+v; want the runaway hook, for 3 timeouts", got)
 	}
 	if n := strings.Count(e.logs.String(), "hook quarantined"); n != 1 {
@@ -73,15 +73,19 @@ func TestRunawayHooksAreQuarantined(t *testing.T) {
 			t.Fatalf("GetEvents with an optional runaway hook: %v; want it to go on without the hook", err)
 		}
 	}
-	if got := len(q.List()); got != 2 {
+	if got := len(q.List(e.reg)); got != 2 {
 		t.Fatalf("%d hooks quarantined; want 2", got)
 	}
 	if _, err := client.GetEvents(ctx, &eventsv1.GetEventsRequest{UserId: "a"}); err != nil {
 		t.Fatalf("GetEvents with a quarantined optional hook: %v; want it to go on", err)
 	}
 
-	// A new version of the hook starts afresh.
+	// A new version of the hook starts afresh; a deleted one is gone: the
+	// quarantine of neither is listed any longer.
 	e.setHooks(t, map[string]string{sendEventKey + "pre/runaway": doc(`module.exports = () => ({status: 403, message: "fixed"})`)})
+	if got := q.List(e.reg); len(got) != 0 {
+		t.Fatalf("List() after a new version of one hook and the other deleted = %+v; want none", got)
+	}
 	_, err = client.SendEvent(ctx, sendRequest())
 	if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != "fixed" {
 		t.Fatalf("after a new version: %v; want the new version's PERMISSION_DENIED", err)

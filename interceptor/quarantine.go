@@ -2,6 +2,7 @@ package interceptor
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -70,17 +71,57 @@ type QuarantinedHook struct {
 	Reason   string
 }
 
-// List returns the hooks quarantined now, by ID.
-func (q *Quarantine) List() []QuarantinedHook {
+// List returns the hooks quarantined now, by ID, among the versions loaded
+// holds (the registry the interceptors run): the quarantine of a version
+// replaced or deleted since ended with it, and List forgets that version.
+// A nil loaded lists every version quarantined.
+func (q *Quarantine) List(loaded Source) []QuarantinedHook {
+	m := *q.hooks.Load()
+	if loaded != nil {
+		q.mu.Lock()
+		// The snapshot is read after the lock is taken, so after every
+		// strike recorded: each hook with an entry was in a snapshot read
+		// before it failed, and one this snapshot does not hold is gone
+		// for good.
+		q.forget(loaded.Snapshot())
+		m = *q.hooks.Load()
+		q.mu.Unlock()
+	}
 	now := q.now().UnixNano()
 	var out []QuarantinedHook
-	for h, s := range *q.hooks.Load() {
+	for h, s := range m {
 		if until := s.until.Load(); until > now {
 			out = append(out, QuarantinedHook{ID: h.ID, Revision: h.Revision, Until: time.Unix(0, until), Reason: *s.reason.Load()})
 		}
 	}
 	slices.SortFunc(out, func(a, b QuarantinedHook) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// forget drops the entries of the hook versions snap does not hold; q.mu
+// is held.
+func (q *Quarantine) forget(snap *registry.Snapshot) {
+	old := *q.hooks.Load()
+	var m map[*registry.Hook]*strikes
+	for h := range old {
+		if holds(snap, h) {
+			continue
+		}
+		if m == nil {
+			m = maps.Clone(old)
+		}
+		delete(m, h)
+	}
+	if m != nil {
+		q.hooks.Store(&m)
+	}
+}
+
+// holds reports whether h, that very version, is in snap.
+func holds(snap *registry.Snapshot, h *registry.Hook) bool {
+	hooks := snap.Hooks()
+	i, found := slices.BinarySearchFunc(hooks, h.ID, func(x *registry.Hook, id string) int { return strings.Compare(x.ID, id) })
+	return found && hooks[i] == h
 }
 
 // check returns why h is quarantined, or "" when it may run.

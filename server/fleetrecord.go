@@ -37,7 +37,7 @@ func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *regis
 			slices.Sort(rec.Ignored)
 			rec.Revision = min(rec.Revision, checked)
 		}
-		for _, h := range q.List() {
+		for _, h := range q.List(reg) {
 			rec.Quarantined = append(rec.Quarantined, fmt.Sprintf("%s: %s", h.ID, h.Reason))
 		}
 		return rec

@@ -212,7 +212,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	}
 	quarantined := map[string]string{}
 	if s.cfg.Quarantine != nil {
-		for _, q := range s.cfg.Quarantine.List() {
+		for _, q := range s.cfg.Quarantine.List(s.cfg.Registry) {
 			quarantined[q.ID] = fmt.Sprintf("until %s: %s", q.Until.UTC().Format(time.TimeOnly), q.Reason)
 		}
 	}

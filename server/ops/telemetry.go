@@ -171,7 +171,7 @@ func (t *Telemetry) RegisterState(s State) {
 	}
 	if s.Quarantine != nil {
 		cs = append(cs, gauge("apihooks_hooks_quarantined", "Hooks in quarantine now: their calls fail fast or skip them.",
-			func() float64 { return float64(len(s.Quarantine.List())) }))
+			func() float64 { return float64(len(s.Quarantine.List(s.Registry))) }))
 	}
 	if s.Registry != nil {
 		r := s.Registry

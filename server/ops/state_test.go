@@ -1,0 +1,161 @@
+package ops_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/server"
+	"github.com/apihooks/apihooks/server/fleet"
+)
+
+// stateHook is a hook of /api/state, as the page reads it.
+type stateHook struct {
+	Key         string
+	Revision    int64
+	Running     int64
+	Error       string
+	Broken      bool
+	Quarantined string
+	Ignored     string
+}
+
+// apiState is /api/state, as the page reads it.
+type apiState struct {
+	Revision     int64
+	EtcdRevision int64
+	EtcdError    string
+	Synced       bool
+	Groups       []struct {
+		Target string
+		Hooks  []stateHook
+	}
+}
+
+// hook returns the hook of key, or nil when the state has none.
+func (st *apiState) hook(key string) *stateHook {
+	for _, g := range st.Groups {
+		for i := range g.Hooks {
+			if g.Hooks[i].Key == key {
+				return &g.Hooks[i]
+			}
+		}
+	}
+	return nil
+}
+
+// readState reads /api/state, failing the test unless it answers 200.
+func readState(t *testing.T, d *daemon) *apiState {
+	t.Helper()
+	code, body := call(t, d, "GET", "/api/state", "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/state: %d %s", code, body)
+	}
+	var st apiState
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("GET /api/state: %v: %s", err, body)
+	}
+	return &st
+}
+
+// fleetQuarantined returns what the daemon's fleet record lists as
+// quarantined.
+func fleetQuarantined(t *testing.T, d *daemon) []string {
+	t.Helper()
+	resp, err := d.etcd.Get(context.Background(), fleet.Dir("/apihooks/"), withPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 {
+		t.Fatalf("%d fleet records; want the daemon's", len(resp.Kvs))
+	}
+	var rec fleet.Record
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Quarantined
+}
+
+// quarantine puts a runaway pre-hook on SendEvent at key and calls until
+// the daemon takes it out of service, as the page, the gauge and the fleet
+// record then show.
+func quarantine(t *testing.T, d *daemon, key string) {
+	t.Helper()
+	d.put(t, key, `{"script": "module.exports = () => { while (true) {} }", "timeout": "20ms"}`)
+	eventually(t, "the runaway hook to be quarantined", func() bool {
+		_, err := d.events.SendEvent(context.Background(), &eventsv1.SendEventRequest{ToUserId: "u", EventType: "t"})
+		return status.Code(err) == codes.Unavailable && strings.Contains(status.Convert(err).Message(), key)
+	})
+	if h := readState(t, d).hook(key); h == nil || h.Quarantined == "" {
+		t.Fatalf("/api/state shows the quarantined hook as %+v; want it quarantined", h)
+	}
+	if got := value(scrape(t, d), "apihooks_hooks_quarantined", nil); got != 1 {
+		t.Fatalf("apihooks_hooks_quarantined = %v; want 1", got)
+	}
+	eventually(t, "the fleet record to list the quarantined hook", func() bool {
+		q := fleetQuarantined(t, d)
+		return len(q) == 1 && strings.HasPrefix(q[0], key+": ")
+	})
+}
+
+// A quarantine holds the version of a hook that earned it: once the daemon
+// runs a new version, or the key is deleted, the page, the gauge and the
+// fleet record no longer name it.
+func TestAQuarantineEndsWithItsVersion(t *testing.T) {
+	d := startDaemon(t, func(cfg *server.Config) {
+		cfg.QuarantineAfter, cfg.QuarantineWindow, cfg.QuarantineFor = 5, time.Minute, time.Hour
+	})
+	cases := []struct {
+		name string
+		key  string
+		// change replaces or deletes the hook, and returns the revision
+		// of the change.
+		change func(key string) int64
+	}{
+		{"a new version", "events.v1.EventService/SendEvent/pre/replaced", func(key string) int64 {
+			resp, err := d.etcd.Put(context.Background(), "/apihooks/hooks/"+key, `{"script": "module.exports = () => {}"}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.Header.Revision
+		}},
+		{"deleted", "events.v1.EventService/SendEvent/pre/deleted", func(key string) int64 {
+			resp, err := d.etcd.Delete(context.Background(), "/apihooks/hooks/"+key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.Header.Revision
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			quarantine(t, d, c.key)
+			rev := c.change(c.key)
+			eventually(t, "the daemon to load the change", func() bool { return readState(t, d).Revision >= rev })
+
+			if h := readState(t, d).hook(c.key); h != nil && h.Quarantined != "" {
+				t.Errorf("/api/state shows %s quarantined: %q; want the quarantine gone with its version", c.key, h.Quarantined)
+			}
+			if got := value(scrape(t, d), "apihooks_hooks_quarantined", nil); got != 0 {
+				t.Errorf("apihooks_hooks_quarantined = %v; want 0", got)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for q := fleetQuarantined(t, d); len(q) > 0; q = fleetQuarantined(t, d) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the fleet record still lists %q; want no quarantined hook", q)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := d.events.SendEvent(context.Background(), &eventsv1.SendEventRequest{ToUserId: "u", EventType: "t"}); err != nil {
+				t.Errorf("SendEvent after the change: %v; want OK", err)
+			}
+		})
+	}
+}
