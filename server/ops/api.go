@@ -161,6 +161,9 @@ type hookView struct {
 	Broken bool   `json:"broken,omitempty"`
 	// Quarantined says until when and why, when the hook is.
 	Quarantined string `json:"quarantined,omitempty"`
+	// Ignored says why the daemon does not run the hook, valid or not,
+	// when it ignores it: its service is not one the daemon hooks.
+	Ignored string `json:"ignored,omitempty"`
 }
 
 type groupView struct {
@@ -200,6 +203,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	}
 	st := stateView{CSRF: s.csrf, ReadOnly: s.cfg.ReadOnly, EtcdRevision: rev, Groups: []groupView{}}
 	running := map[string]*registry.Hook{}
+	ignored := map[string]string{}
 	if s.cfg.Registry != nil {
 		rs := s.cfg.Registry.Status()
 		st.Revision, st.Synced, st.FromSnapshot = rs.Revision, rs.Synced, rs.FromSnapshot
@@ -208,6 +212,13 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, h := range s.cfg.Registry.Snapshot().Hooks() {
 			running[h.ID] = h
+		}
+		// "id: reason"; a cache configuration's id ("cache/...") names
+		// no hook.
+		for _, ig := range rs.Ignored {
+			if id, reason, ok := strings.Cut(ig, ": "); ok {
+				ignored[id] = reason
+			}
 		}
 	}
 	quarantined := map[string]string{}
@@ -223,7 +234,7 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		// (/api/hook): the page reads the state every few seconds.
 		v.Script = ""
 		id := v.Key
-		v.Quarantined = quarantined[id]
+		v.Quarantined, v.Ignored = quarantined[id], ignored[id]
 		if h := running[id]; h != nil {
 			if h.Err != nil {
 				v.Broken, v.Error = true, h.Err.Error()

@@ -111,7 +111,9 @@ func TestPageFlagsBrokenDocuments(t *testing.T) {
 	ctx := browser(t)
 	const broken = "events.v1.EventService/GetEvents/pre/typo"
 	const edited = "events.v1.EventService/SendEvent/pre/stamp"
+	const ignored = "events.v1.EventServce/SendEvent/pre/typo" // a service the daemon does not serve
 	d.put(t, broken, `{"script": "module.exports = (ctx) => {", "ordr": 1}`)
+	d.put(t, ignored, `{"script": "module.exports = (ctx) => {}"}`)
 	d.put(t, edited, `{"script": "undefined"}`)
 	eventually(t, "the valid hook to be in force", func() bool { return guestCode(d) == codes.OK })
 	d.put(t, edited, `{"script": "module.exports = (ctx) => {"}`)
@@ -131,6 +133,10 @@ func TestPageFlagsBrokenDocuments(t *testing.T) {
 	}
 	waitFor(t, ctx, "the invalid update flagged, with the version that still runs",
 		row(edited)+` && `+row(edited)+`.querySelector('.health').textContent.startsWith('invalid; revision')`, row(edited)+`?.textContent`)
+	waitFor(t, ctx, "the hook on a service not served flagged ignored, with why",
+		row(ignored)+` && `+row(ignored)+`.querySelector('.health').firstChild.textContent === 'ignored' && `+
+			row(ignored)+`.querySelector('.health small').textContent.includes('events.v1.EventServce is not hookable')`,
+		row(ignored)+`?.textContent`)
 }
 
 func evalString(t *testing.T, ctx context.Context, expr string) string {

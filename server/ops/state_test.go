@@ -159,3 +159,40 @@ func TestAQuarantineEndsWithItsVersion(t *testing.T) {
 		})
 	}
 }
+
+// A hook on a service the daemon does not serve is ignored, and the page
+// says so, and why.
+func TestStateShowsIgnoredHooks(t *testing.T) {
+	d := startDaemon(t, nil)
+	const typo = "events.v1.EventServce/SendEvent/pre/typo"
+	const loaded = "events.v1.EventService/SendEvent/pre/loaded"
+	d.put(t, typo, `{"script": "module.exports = () => {}"}`)
+	d.put(t, loaded, `{"script": "module.exports = () => {}"}`)
+	var st *apiState
+	eventually(t, "the daemon to load both keys", func() bool {
+		st = readState(t, d)
+		h := st.hook(loaded)
+		return h != nil && st.Revision >= h.Revision
+	})
+	cases := []struct {
+		key         string
+		ignored     string // a part of the reason; empty for none
+		wantRunning bool
+	}{
+		{typo, "events.v1.EventServce is not hookable on this server", false},
+		{loaded, "", true},
+	}
+	for _, c := range cases {
+		h := st.hook(c.key)
+		switch {
+		case h == nil:
+			t.Errorf("%s: not in /api/state", c.key)
+		case c.ignored == "" && h.Ignored != "":
+			t.Errorf("%s: ignored %q; want it in force", c.key, h.Ignored)
+		case c.ignored != "" && !strings.Contains(h.Ignored, c.ignored):
+			t.Errorf("%s: ignored %q; want the reason, with %q", c.key, h.Ignored, c.ignored)
+		case (h.Running != 0) != c.wantRunning:
+			t.Errorf("%s: running %d; want running %v", c.key, h.Running, c.wantRunning)
+		}
+	}
+}

@@ -46,6 +46,8 @@ async function api(method, path, body) {
 // ---- the list ----
 
 function health(h) {
+  // The daemon does not run a hook on a service it does not hook, whatever its document.
+  if (h.ignored) return el("span", { class: "health warn" }, "ignored", el("small", {}, h.error ? h.ignored + "\n" + h.error : h.ignored));
   if (h.broken) return el("span", { class: "health bad" }, "broken", el("small", {}, h.error));
   if (h.error && h.running) return el("span", { class: "health warn" }, "invalid; revision " + h.running + " still runs", el("small", {}, h.error));
   if (h.error) return el("span", { class: "health bad" }, "invalid", el("small", {}, h.error));
