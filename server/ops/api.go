@@ -30,6 +30,10 @@ var assets embed.FS
 // test's request.
 const maxBody = 1 << 20
 
+// lostTimeout bounds /api/state's read of etcd while the registry does not
+// follow it.
+const lostTimeout = time.Second
+
 // DaemonsDir is where a fleet of daemons reports itself under the prefix;
 // the page shows what it finds there.
 func DaemonsDir(prefix string) string { return prefix + "daemons/" }
@@ -182,10 +186,14 @@ type daemonView struct {
 }
 
 type stateView struct {
-	CSRF         string       `json:"csrf"`
-	ReadOnly     bool         `json:"readOnly"`
-	Revision     int64        `json:"revision"`
-	EtcdRevision int64        `json:"etcdRevision"`
+	CSRF         string `json:"csrf"`
+	ReadOnly     bool   `json:"readOnly"`
+	Revision     int64  `json:"revision"`
+	EtcdRevision int64  `json:"etcdRevision"`
+	// EtcdError says why the hooks in etcd could not be read; the hooks
+	// shown are then those the daemon runs, and those it ignores, from
+	// its memory.
+	EtcdError    string       `json:"etcdError,omitempty"`
 	Synced       bool         `json:"synced"`
 	FromSnapshot bool         `json:"fromSnapshot"`
 	LastSync     string       `json:"lastSync,omitempty"`
@@ -195,13 +203,12 @@ type stateView struct {
 
 var phaseRank = map[string]int{"pre": 0, "post": 1, "error": 2}
 
+// state answers the hooks in etcd, each with what the daemon makes of it,
+// and the daemon's own state. While etcd does not answer, the hooks are
+// those the daemon runs from memory, with etcd's error.
 func (s *Server) state(w http.ResponseWriter, r *http.Request) {
-	entries, rev, err := s.store.List(r.Context())
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
-	st := stateView{CSRF: s.csrf, ReadOnly: s.cfg.ReadOnly, EtcdRevision: rev, Groups: []groupView{}}
+	st := stateView{CSRF: s.csrf, ReadOnly: s.cfg.ReadOnly, Groups: []groupView{}}
+	var snap *registry.Snapshot
 	running := map[string]*registry.Hook{}
 	ignored := map[string]string{}
 	if s.cfg.Registry != nil {
@@ -210,7 +217,8 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		if !rs.LastSync.IsZero() {
 			st.LastSync = rs.LastSync.UTC().Format(time.RFC3339)
 		}
-		for _, h := range s.cfg.Registry.Snapshot().Hooks() {
+		snap = s.cfg.Registry.Snapshot()
+		for _, h := range snap.Hooks() {
 			running[h.ID] = h
 		}
 		// "id: reason"; a cache configuration's id ("cache/...") names
@@ -220,6 +228,22 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 				ignored[id] = reason
 			}
 		}
+	}
+	read := s.store
+	if s.cfg.Registry != nil && !st.Synced {
+		read = s.lost
+	}
+	entries, rev, err := read.List(r.Context())
+	switch {
+	case err == nil:
+		st.EtcdRevision = rev
+		st.Daemons = s.daemons(r.Context())
+	case snap == nil || r.Context().Err() != nil:
+		s.fail(w, err)
+		return
+	default:
+		st.EtcdError = err.Error()
+		entries = s.inMemory(snap, ignored)
 	}
 	quarantined := map[string]string{}
 	if s.cfg.Quarantine != nil {
@@ -262,6 +286,25 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(st.Groups, func(a, b groupView) int { return strings.Compare(a.Target, b.Target) })
 	st.Daemons = s.daemons(r.Context())
 	writeJSON(w, http.StatusOK, st)
+}
+
+// inMemory returns the hooks of snap, and those the daemon ignores (by ID,
+// with why), as entries of etcd with what the daemon knows of them: what
+// the page shows while etcd does not answer.
+func (s *Server) inMemory(snap *registry.Snapshot, ignored map[string]string) []store.Entry {
+	dir := registry.HooksDir(s.cfg.Prefix)
+	var out []store.Entry
+	for _, h := range snap.Hooks() {
+		out = append(out, store.Entry{Path: dir + h.ID, Key: h.Key, Doc: h.Doc, DocErr: h.Err, ModRevision: h.Revision})
+	}
+	for id := range ignored {
+		k, err := registry.ParseKey(s.cfg.Prefix, dir+id)
+		if err != nil {
+			continue // a response cache configuration's
+		}
+		out = append(out, store.Entry{Path: dir + id, Key: k})
+	}
+	return out
 }
 
 // daemons reads the fleet registry, when there is one.

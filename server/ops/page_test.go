@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/internal/etcdtest"
 )
 
 const denyGuest = `module.exports = function (ctx) {
@@ -188,4 +189,37 @@ func TestPageEditKeepsWhatItDoesNotShow(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// While etcd does not answer, the page says so, with etcd's error, and
+// shows the hooks the daemon runs from memory: on a page opened before the
+// outage, and on one opened during it.
+func TestPageDuringAnEtcdOutage(t *testing.T) {
+	e := etcdtest.Start(t)
+	d := startDaemonOn(t, e)
+	ctx := browser(t)
+	const key = "events.v1.EventService/SendEvent/pre/deny-guest"
+	rev := putOn(t, e, key, `{"script": "module.exports = (ctx) => { if (ctx.request.toUserId === 'guest') return {status: 403} }"}`)
+	eventually(t, "the daemon to load the hook", func() bool { return readState(t, d).Revision >= rev })
+
+	header := `document.querySelector('#daemon').textContent`
+	banner := `(document.querySelector('#banner').hidden ? '' : document.querySelector('#banner').textContent)`
+	run(t, ctx, "open the page", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	waitFor(t, ctx, "the header to say the daemon follows etcd", header+`.includes('following etcd')`, header)
+
+	e.Stop()
+	outage := func(what string) {
+		t.Helper()
+		waitFor(t, ctx, what+": the header to say etcd is unreachable",
+			header+`.includes('etcd unreachable') && !`+header+`.includes('following etcd') && !`+header+`.includes('etcd revision 0')`, header)
+		waitFor(t, ctx, what+": etcd's error in the banner", banner+`.includes('etcd at ')`, banner)
+		waitFor(t, ctx, what+": the hook the daemon runs", row(key)+` && `+row(key)+`.querySelector('.health').textContent === 'ok'`, row(key)+`?.textContent`)
+	}
+	outage("the page opened before")
+	run(t, ctx, "open the page again", chromedp.Navigate(d.url("/")), chromedp.WaitVisible(css(`body[data-ready="true"]`)))
+	outage("the page opened during the outage")
+
+	e.Start()
+	waitFor(t, ctx, "the header to say the daemon follows etcd again", header+`.includes('following etcd')`, header)
+	waitFor(t, ctx, "the banner gone", banner+` === ''`, banner)
 }

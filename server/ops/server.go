@@ -73,7 +73,11 @@ type Server struct {
 	// origin cannot read.
 	csrf  string
 	store *store.Store
-	h     http.Handler
+	// lost reads the hooks for /api/state while the registry does not
+	// follow etcd: it waits less for an etcd that is likely down, so the
+	// page soon shows what the daemon runs.
+	lost *store.Store
+	h    http.Handler
 }
 
 // New checks cfg and returns a Server. It refuses the page on an address
@@ -101,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, errors.New("ops: the page needs an etcd client")
 		}
 		s.store = store.New(cfg.Etcd, store.Config{Prefix: s.cfg.Prefix, Endpoints: cfg.Etcd.Endpoints()})
+		s.lost = store.New(cfg.Etcd, store.Config{Prefix: s.cfg.Prefix, Endpoints: cfg.Etcd.Endpoints(), CommandTimeout: lostTimeout})
 	}
 	b := make([]byte, 24)
 	rand.Read(b)

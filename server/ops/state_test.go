@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
+	"github.com/apihooks/apihooks/internal/etcdtest"
 	"github.com/apihooks/apihooks/server"
 	"github.com/apihooks/apihooks/server/fleet"
 )
@@ -195,4 +196,75 @@ func TestStateShowsIgnoredHooks(t *testing.T) {
 			t.Errorf("%s: running %d; want running %v", c.key, h.Running, c.wantRunning)
 		}
 	}
+}
+
+// startDaemonOn runs the daemon on the test etcd e, which the test may stop
+// and start again.
+func startDaemonOn(t *testing.T, e *etcdtest.Etcd) *daemon {
+	t.Helper()
+	return startDaemon(t, func(cfg *server.Config) { cfg.EtcdEndpoints = e.Endpoints() })
+}
+
+// putOn stores a hook document in e and returns the revision of the write.
+func putOn(t *testing.T, e *etcdtest.Etcd, key, doc string) int64 {
+	t.Helper()
+	resp, err := e.Client.Put(context.Background(), "/apihooks/hooks/"+key, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// While etcd does not answer, /api/state still shows what the daemon runs
+// from memory, soon, with etcd's error and that it does not follow etcd.
+func TestStateDuringAnEtcdOutage(t *testing.T) {
+	e := etcdtest.Start(t)
+	d := startDaemonOn(t, e)
+	const (
+		running = "events.v1.EventService/SendEvent/pre/deny-guest"
+		broken  = "events.v1.EventService/GetEvents/pre/broken"
+		ignored = "events.v1.EventServce/SendEvent/pre/typo"
+	)
+	putOn(t, e, running, `{"script": "module.exports = (ctx) => { if (ctx.request.toUserId === 'guest') return {status: 403} }"}`)
+	putOn(t, e, broken, `{"script": "module.exports = (ctx) => {"}`)
+	rev := putOn(t, e, ignored, `{"script": "module.exports = () => {}"}`)
+	eventually(t, "the daemon to load the hooks", func() bool { return readState(t, d).Revision >= rev })
+
+	e.Stop()
+	var st *apiState
+	eventually(t, "/api/state to say the daemon does not follow etcd", func() bool {
+		st = readState(t, d)
+		return !st.Synced && st.EtcdError != ""
+	})
+	start := time.Now()
+	st = readState(t, d)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("/api/state took %v while etcd is down; want an answer sooner than etcd's command timeout", took)
+	}
+	if st.Synced || !strings.Contains(st.EtcdError, "etcd") {
+		t.Errorf("/api/state: synced %v, etcdError %q; want not synced, with etcd's error", st.Synced, st.EtcdError)
+	}
+	cases := []struct {
+		key   string
+		check func(h *stateHook) bool
+		want  string
+	}{
+		{running, func(h *stateHook) bool { return h.Running > 0 && h.Error == "" }, "running"},
+		{broken, func(h *stateHook) bool { return h.Broken && h.Error != "" }, "broken, with its error"},
+		{ignored, func(h *stateHook) bool { return strings.Contains(h.Ignored, "not hookable") }, "ignored, with why"},
+	}
+	for _, c := range cases {
+		if h := st.hook(c.key); h == nil || !c.check(h) {
+			t.Errorf("during the outage, /api/state shows %s as %+v; want it %s", c.key, h, c.want)
+		}
+	}
+	if code := guestCode(d); code != codes.PermissionDenied {
+		t.Errorf("SendEvent(guest) during the outage = %v; want the hook in memory to deny it", code)
+	}
+
+	e.Start()
+	eventually(t, "/api/state to follow etcd again", func() bool {
+		st = readState(t, d)
+		return st.Synced && st.EtcdError == "" && st.EtcdRevision >= rev
+	})
 }

@@ -60,8 +60,10 @@ function health(h) {
 function renderDaemon() {
   const d = $("daemon");
   d.textContent = "";
-  d.append("loaded revision ", el("b", { id: "loaded-revision" }, state.revision), " · etcd revision " + state.etcdRevision + " · ");
-  d.append(state.synced ? el("span", {}, "following etcd") : el("span", { class: "bad" }, state.fromSnapshot ? "etcd unreachable: serving the local snapshot" : "etcd unreachable"));
+  // With etcdError, the page could not read etcd: it has no etcd revision,
+  // and whatever the daemon last knew, it does not follow etcd now.
+  d.append("loaded revision ", el("b", { id: "loaded-revision" }, state.revision), state.etcdError ? " · " : " · etcd revision " + state.etcdRevision + " · ");
+  d.append(state.synced && !state.etcdError ? el("span", {}, "following etcd") : el("span", { class: "bad" }, state.fromSnapshot ? "etcd unreachable: serving the local snapshot" : "etcd unreachable"));
   if (state.lastSync) d.append(" · last sync " + new Date(state.lastSync).toLocaleTimeString());
   if (state.daemons && state.daemons.length) {
     d.append(" · daemons: ");
@@ -109,7 +111,8 @@ function renderList() {
 async function refresh() {
   try {
     state = await api("GET", "/api/state");
-    $("banner").hidden = true;
+    $("banner").hidden = !state.etcdError;
+    if (state.etcdError) $("banner").textContent = "Cannot read the hooks in etcd (" + state.etcdError + "): these are the hooks this daemon runs from memory.";
   } catch (e) {
     $("banner").hidden = false;
     $("banner").textContent = "Cannot read the hooks: " + e.message;
