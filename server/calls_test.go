@@ -260,23 +260,40 @@ func TestCallsThroughTheProxy(t *testing.T) {
 // TestACallThroughTheProxyReachesNoneOfGRPCsOwnServices: as on the
 // built-in server, a hook's ctx.call cannot reach the backend's health,
 // reflection or other grpc.* services, which the proxy does not forward
-// to clients either.
+// to clients either, unless --hook-services names one: a service hooks
+// apply to is one they may call.
 func TestACallThroughTheProxyReachesNoneOfGRPCsOwnServices(t *testing.T) {
-	backend := startDaemon(t)
-	front := startDaemonWith(t, func(c *server.Config) { c.Proxy = proxy.Backend{Target: backend.addrs[0]} })
-	client := eventsv1.NewEventServiceClient(front.conn)
-	ctx := context.Background()
-	putHooks(t, front, map[string]string{
-		"SendEvent/pre/peek": `module.exports = async function (ctx) {
-			try { await ctx.call("grpc.health.v1.Health/Check", {}) } catch (e) { return {status: "ABORTED", message: e.code + ": " + e.message} }
-			return {status: "ABORTED", message: "reached the backend's health"};
+	for _, tt := range []struct {
+		name         string
+		hookServices []string
+		want         string
+	}{
+		{name: "by default", want: "UNIMPLEMENTED: ctx.call: grpc.health.v1.Health/Check is one of gRPC's own services"},
+		{name: "named by --hook-services", hookServices: []string{"events.v1.EventService", "grpc.health.v1.Health"},
+			want: "reached the backend's health: SERVING"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			backend := startDaemon(t)
+			front := startDaemonWith(t, func(c *server.Config) {
+				c.Proxy = proxy.Backend{Target: backend.addrs[0]}
+				c.HookServices = tt.hookServices
+			})
+			client := eventsv1.NewEventServiceClient(front.conn)
+			ctx := context.Background()
+			putHooks(t, front, map[string]string{
+				"SendEvent/pre/peek": `module.exports = async function (ctx) {
+			let r;
+			try { r = await ctx.call("grpc.health.v1.Health/Check", {}) } catch (e) { return {status: "ABORTED", message: e.code + ": " + e.message} }
+			return {status: "ABORTED", message: "reached the backend's health: " + r.status};
 		}`,
-	}, func() bool {
-		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
-		return status.Code(err) == codes.Aborted
-	})
-	_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
-	if got := status.Convert(err).Message(); !strings.HasPrefix(got, "UNIMPLEMENTED: ctx.call: grpc.health.v1.Health/Check is one of gRPC's own services") {
-		t.Fatalf("a hook's call of the backend's health: %q; want UNIMPLEMENTED", got)
+			}, func() bool {
+				_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+				return status.Code(err) == codes.Aborted
+			})
+			_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "bob", EventType: "t"})
+			if got := status.Convert(err).Message(); !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("a hook's call of the backend's health: %q; want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -28,6 +28,12 @@ func newProxy(ctx context.Context, cfg Config, reg *registry.Registry, hookOpts 
 				healthSrv.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 			}
 		})}
+	for _, s := range cfg.HookServices {
+		if !registry.DefaultHookable(s) {
+			// Hooked, so also callable by hooks.
+			opts = append(opts, proxy.WithHookedGRPCServices(s))
+		}
+	}
 	if cfg.DescriptorSet != "" {
 		set, err := proxy.ReadDescriptorSet(cfg.DescriptorSet)
 		if err != nil {

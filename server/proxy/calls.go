@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -17,7 +18,8 @@ import (
 // the proxy would, with the calling hook's context.
 func (p *Proxy) call(ctx context.Context, method string, request []byte) ([]byte, error) {
 	full := "/" + strings.TrimPrefix(method, "/")
-	if strings.HasPrefix(full, "/grpc.") {
+	service, _, _ := strings.Cut(full[1:], "/")
+	if strings.HasPrefix(service, "grpc.") && !slices.Contains(p.callable, service) {
 		// As on the built-in server: gRPC's own services (the backend's
 		// health, reflection, channelz...) are not the API hooks call.
 		return nil, status.Errorf(codes.Unimplemented, "ctx.call: %s is one of gRPC's own services, which hooks do not call", full[1:])

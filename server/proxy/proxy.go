@@ -53,6 +53,8 @@ type Proxy struct {
 	// ignored holds what WatchHooks last found.
 	ignored atomic.Pointer[checked]
 	onLearn func(services []string)
+	// callable are the grpc.* services ctx.call may reach.
+	callable []string
 }
 
 type options struct {
@@ -62,6 +64,7 @@ type options struct {
 	refreshInterval time.Duration
 	refreshTimeout  time.Duration
 	onLearn         func(services []string)
+	callable        []string
 }
 
 // Option configures a Proxy.
@@ -99,6 +102,15 @@ func WithOnLearn(f func(services []string)) Option {
 	return func(o *options) { o.onLearn = f }
 }
 
+// WithHookedGRPCServices names the backend's services under grpc. that are
+// hooked (a daemon's --hook-services names them): hooks may call their
+// methods with ctx.call, as a client may through the proxy. Other grpc.*
+// services (the backend's health, reflection, channelz) are not the API
+// hooks call, and ctx.call refuses them.
+func WithHookedGRPCServices(services ...string) Option {
+	return func(o *options) { o.callable = append(o.callable, services...) }
+}
+
 // New returns a proxy to the backend behind cc, with the hooks src hands
 // out. cc must be made with DialOptions (Dial does). New does no I/O: call
 // Refresh to learn the descriptors before serving.
@@ -107,7 +119,7 @@ func New(cc grpc.ClientConnInterface, src interceptor.Source, opts ...Option) (*
 	for _, f := range opts {
 		f(&o)
 	}
-	p := &Proxy{cc: backendConn{cc}, src: src, log: o.logger, onLearn: o.onLearn}
+	p := &Proxy{cc: backendConn{cc}, src: src, log: o.logger, onLearn: o.onLearn, callable: o.callable}
 	if o.set != nil {
 		t, err := newTable(o.set.GetFile(), nil)
 		if err != nil {
