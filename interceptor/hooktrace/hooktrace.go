@@ -19,7 +19,8 @@ const ScopeName = "github.com/apihooks/apihooks/interceptor/hooktrace"
 
 // Observer returns an Observer that records every hook run of a call that
 // is traced as a span "hook <phase> <hook ID>", from the run's start to its
-// end, with its method, hook, revision, phase and outcome; a failed run's
+// end, with its method (as otelgrpc's call span names it), hook, revision,
+// phase and outcome; a failed run's
 // span has status Error. Runs of calls with no recording span are not
 // recorded.
 func Observer(tp trace.TracerProvider) interceptor.Observer {
@@ -31,7 +32,9 @@ func Observer(tp trace.TracerProvider) interceptor.Observer {
 		_, span := tracer.Start(ctx, "hook "+string(run.Phase)+" "+run.Hook,
 			trace.WithTimestamp(run.Start), trace.WithSpanKind(trace.SpanKindInternal),
 			trace.WithAttributes(
-				attribute.String("rpc.method", run.Method),
+				// As otelgrpc names the call's:
+				// "events.v1.EventService/SendEvent".
+				attribute.String("rpc.method", strings.TrimPrefix(run.Method, "/")),
 				attribute.String("apihooks.hook", run.Hook),
 				attribute.Int64("apihooks.hook.revision", run.Revision),
 				attribute.String("apihooks.phase", string(run.Phase)),

@@ -99,6 +99,9 @@ func TestEachHookRunIsAChildSpanOfTheCall(t *testing.T) {
 		if s.Parent().SpanID() != call.SpanContext().SpanID() {
 			t.Errorf("%s: parent %v; want the call's span %v", tt.name, s.Parent().SpanID(), call.SpanContext().SpanID())
 		}
+		if m := attr(s, "rpc.method"); m != "events.v1.EventService/SendEvent" || m != attr(call, "rpc.method") {
+			t.Errorf("%s: rpc.method %q; want the call span's, %q", tt.name, m, attr(call, "rpc.method"))
+		}
 		if got := attr(s, "apihooks.outcome"); got != tt.outcome {
 			t.Errorf("%s: outcome %q; want %q", tt.name, got, tt.outcome)
 		}
