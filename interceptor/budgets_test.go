@@ -162,3 +162,44 @@ func TestOverloadedCallsFailFast(t *testing.T) {
 		t.Fatalf("a hooked call once the slot is free: %v", err)
 	}
 }
+
+// TestAHookSlowOnlyForSomeCallersStaysInService: a hook that times out
+// only on the calls of a client that sends what makes it slow is not
+// quarantined while most of its runs succeed, so that client cannot take
+// it out of service for every other client; once its failures are most
+// of its runs, it is.
+func TestAHookSlowOnlyForSomeCallersStaysInService(t *testing.T) {
+	e := newEnv(t)
+	q := interceptor.NewQuarantine(3, time.Hour, time.Hour)
+	client := quarantineEnv(t, e, q)
+	e.setHooks(t, map[string]string{
+		sendEventKey + "pre/guard": doc(`module.exports = (ctx) => { if (ctx.request.toUserId === "slow") for (;;) {} }`, `"timeout":"5ms"`),
+	})
+	ctx := context.Background()
+	call := func(user string) error {
+		req := sendRequest()
+		req.ToUserId = user
+		_, err := client.SendEvent(ctx, req)
+		return err
+	}
+	for round := range 5 {
+		if err := call("slow"); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("round %d: the slow caller got %v; want DEADLINE_EXCEEDED", round, err)
+		}
+		for i := range 3 {
+			if err := call("alice"); err != nil {
+				t.Fatalf("round %d, call %d: another caller got %v; want the hook to run, and the call to succeed", round, i, err)
+			}
+		}
+	}
+	if got := q.List(e.reg); len(got) != 0 {
+		t.Fatalf("quarantined %+v after 5 timeouts in 20 runs; want none", got)
+	}
+	// Failing on most of its runs, it goes.
+	for range 20 {
+		call("slow")
+	}
+	if err := call("alice"); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "quarantined") {
+		t.Fatalf("after 25 timeouts in 40 runs, a call got %v; want UNAVAILABLE quarantined", err)
+	}
+}

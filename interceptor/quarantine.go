@@ -23,7 +23,11 @@ const (
 
 // Quarantine keeps hooks that keep timing out, or running out of memory,
 // from running for a cool-down, so that a runaway hook cannot tie up the
-// server's hook runs call after call. While a hook is quarantined its calls
+// server's hook runs call after call. A hook goes into quarantine once it
+// has failed so after times within the window, and those failures are at
+// least half of its runs since the first of them: a hook that fails only
+// on some calls (those whose large input makes it slow, which a client
+// could send on purpose) keeps running for the others. While a hook is quarantined its calls
 // fail fast with UNAVAILABLE, or skip it when its onError is "continue".
 // A new version of the hook starts afresh.
 //
@@ -50,6 +54,8 @@ type strikes struct {
 	// when it is not quarantined), and reason says why it began.
 	until  atomic.Int64
 	reason atomic.Pointer[string]
+	// runs counts the runs started since the oldest failure in times.
+	runs atomic.Int64
 }
 
 // NewQuarantine returns a Quarantine that takes a hook out of service for
@@ -124,7 +130,8 @@ func holds(snap *registry.Snapshot, h *registry.Hook) bool {
 	return found && hooks[i] == h
 }
 
-// check returns why h is quarantined, or "" when it may run.
+// check returns why h is quarantined, or "" when it may run. A hook that
+// failed lately has its runs counted (others cost one map lookup).
 func (q *Quarantine) check(h *registry.Hook) string {
 	s := (*q.hooks.Load())[h]
 	if s == nil {
@@ -132,6 +139,7 @@ func (q *Quarantine) check(h *registry.Hook) string {
 	}
 	until := s.until.Load()
 	if until == 0 {
+		s.runs.Add(1)
 		return ""
 	}
 	if q.now().UnixNano() >= until {
@@ -162,8 +170,16 @@ func (q *Quarantine) strike(h *registry.Hook, e *engine.Error) string {
 	for cut < len(s.times) && now.Sub(s.times[cut]) > q.window {
 		cut++
 	}
+	if cut == len(s.times) {
+		// No failure left within the window: count runs afresh.
+		s.runs.Store(0)
+	}
 	s.times, s.kinds = append(s.times[cut:], now), append(s.kinds[cut:], k)
-	if len(s.times) < q.after {
+	// Failures that are not most of the hook's runs are its inputs', not
+	// its own: a client that sends what makes it slow (a request or
+	// metadata large enough) must not take it out of service for every
+	// other client. A hook that fails on every run still goes at once.
+	if len(s.times) < q.after || int64(2*len(s.times)) < s.runs.Load() {
 		return ""
 	}
 	reason := describeStrikes(s.kinds, q.window)
