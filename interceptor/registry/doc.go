@@ -7,8 +7,10 @@
 // a call takes no lock. Documents compile on a small pool of goroutines off
 // the watch, so a slow one never delays changes to other keys; the changes
 // of one etcd transaction take effect together. A document that does not
-// decode or compile never replaces a good version of its key; a key that
-// never had one makes the methods it covers fail until it is fixed.
+// decode or compile never replaces a good version of its key, which the
+// registry finds in etcd's history (or its snapshot file), so a registry
+// that starts runs what one running all along runs; a key that never had
+// one makes the methods it covers fail until it is fixed.
 //
 // When etcd is unreachable the registry keeps what it has and catches up
 // as soon as etcd answers (with DialOptions on the client, within about a

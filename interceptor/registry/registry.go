@@ -92,6 +92,12 @@ type entry struct {
 	// on this server although it may be valid: its service is not
 	// hookable here. Empty otherwise.
 	ignored string
+	// invalid says why the key's latest value is not in force while hook,
+	// an earlier version, runs; nil otherwise.
+	invalid error
+	// recheck is set when a full read could not read the key's history:
+	// the next one builds its value again instead of keeping the entry.
+	recheck bool
 }
 
 // version is the newest change of a key handed out to compile.
@@ -121,6 +127,10 @@ type Status struct {
 	// "id: error", and the response cache configurations with none, as
 	// "cache/<service>/<method>: error", ordered.
 	Broken []string
+	// Invalid lists the hooks whose key holds an invalid document while
+	// an earlier, valid version of the key runs, as
+	// "id: revision N still runs: error", ordered.
+	Invalid []string
 	// Held is true while a staged apply is in progress: changes after
 	// Revision wait for it to complete.
 	Held bool
@@ -158,6 +168,9 @@ func (r *Registry) Status() Status {
 	r.mu.Lock()
 	s := Status{Revision: r.current.Load().Revision, Synced: r.synced, FromSnapshot: r.fromSnapshot, LastSync: r.lastSync, Held: r.held}
 	for k, e := range r.entries {
+		if e.invalid != nil && e.hook != nil && e.hook.Err == nil {
+			s.Invalid = append(s.Invalid, fmt.Sprintf("%s: revision %d still runs: %v", e.hook.ID, e.hook.Revision, e.invalid))
+		}
 		if e.cacheErr != nil {
 			s.Broken = append(s.Broken, strings.TrimPrefix(k, r.opts.prefix)+": "+e.cacheErr.Error())
 		}
@@ -170,6 +183,7 @@ func (r *Registry) Status() Status {
 		}
 	}
 	slices.Sort(s.Ignored)
+	slices.Sort(s.Invalid)
 	r.mu.Unlock()
 	for _, h := range r.Snapshot().Hooks() {
 		if h.Err != nil {
@@ -303,7 +317,7 @@ func (r *Registry) readAll(getCtx, ctx context.Context, wait bool) (int64, error
 	b := &batch{rev: rev, full: true, beforeApply: resp != current, done: make(chan struct{})}
 	for _, op := range resp.Responses {
 		for _, kv := range op.GetResponseRange().Kvs {
-			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision})
+			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision, createRev: kv.CreateRevision})
 		}
 	}
 	r.dispatch(b)
@@ -403,7 +417,7 @@ func (r *Registry) watch(ctx context.Context, rev int64) int64 {
 			for _, ev := range resp.Events {
 				b.changes = append(b.changes, change{
 					key: string(ev.Kv.Key), value: ev.Kv.Value, modRev: ev.Kv.ModRevision,
-					del: ev.Type == mvccpb.DELETE,
+					createRev: ev.Kv.CreateRevision, del: ev.Type == mvccpb.DELETE,
 				})
 			}
 			ended := r.applyEnded(b)
@@ -500,7 +514,10 @@ type change struct {
 	key    string
 	value  []byte
 	modRev int64
-	del    bool
+	// createRev is the revision that last created the key; zero when
+	// unknown (the snapshot file's).
+	createRev int64
+	del       bool
 	// seq numbers the change among those handed out.
 	seq uint64
 	// skip is set when the key already holds this value; later when the
@@ -515,6 +532,9 @@ type change struct {
 	kerr error
 	hook *Hook
 	err  error
+	// past is what a full read found in the key's history when the value
+	// is an invalid hook.
+	past *past
 	// For a key under CacheDir.
 	isCache bool
 	ck      CacheKey
@@ -540,7 +560,7 @@ func (r *Registry) dispatch(b *batch) {
 		if c.del || c.util || c.key == ApplyMarker(r.opts.prefix) {
 			continue
 		}
-		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev && !c.recompile {
+		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev && !c.recompile && !e.recheck {
 			if e.utils == b.utils || !bytes.Contains(c.value, []byte(engine.UtilsPrefix)) {
 				c.skip = true // unchanged since the last read
 				continue
@@ -701,6 +721,9 @@ func (r *Registry) startWorkers(ctx context.Context) {
 				}
 				c := &j.b.changes[j.i]
 				r.build(c, j.b.utils)
+				if r.needsPast(c, j.b) {
+					c.past = r.lookBack(ctx, c, j.b.utils)
+				}
 				r.mu.Lock()
 				id := compileID{key: c.key, modRev: c.modRev, utils: j.b.utils}
 				waiting := r.compiling[id].waiting
@@ -730,11 +753,7 @@ func (r *Registry) build(c *change, utils *Utils) {
 		return
 	}
 	if c.k, c.kerr = ParseKey(r.opts.prefix, c.key); c.kerr == nil {
-		if r.opts.build != nil {
-			c.hook, c.err = r.opts.build(c.k, c.value, r.opts.maxTimeout, utils)
-		} else {
-			c.hook, c.err = BuildWithUtils(c.k, c.value, r.opts.maxTimeout, utils)
-		}
+		c.hook, c.err = r.buildHook(c.k, c.value, utils)
 		if c.err == nil {
 			c.hook.Revision = c.modRev
 		}
@@ -743,7 +762,7 @@ func (r *Registry) build(c *change, utils *Utils) {
 
 // built copies what building the same value gave from.
 func (c *change) built(from *change) {
-	c.k, c.kerr, c.hook, c.err = from.k, from.kerr, from.hook, from.err
+	c.k, c.kerr, c.hook, c.err, c.past = from.k, from.kerr, from.hook, from.err, from.past
 	c.isCache, c.ck, c.cache = from.isCache, from.ck, from.cache
 }
 
@@ -821,8 +840,9 @@ func (r *Registry) applyLocked(b *batch) {
 }
 
 // put applies one built value. An invalid value never replaces a valid
-// version of the key; a key that never had one becomes a broken hook, so the
-// methods it covers fail instead of running without it. mu is held.
+// version of the key, found in the key's history (see putInvalid); a key
+// that has none becomes a broken hook, so the methods it covers fail
+// instead of running without it. mu is held.
 func (r *Registry) put(c *change, utils *Utils) {
 	key, modRev := c.key, c.modRev
 	old := r.entries[key]
@@ -862,15 +882,7 @@ func (r *Registry) put(c *change, utils *Utils) {
 		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
 		return
 	}
-	if old != nil && old.hook != nil && old.hook.Err == nil {
-		log.Error("invalid hook document; the previous version keeps running",
-			"error", err, "running_revision", old.hook.Revision)
-		old.modRev = modRev
-		return
-	}
-	log.Error("invalid hook document; calls it covers fail until it is fixed", "error", err)
-	id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
-	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
+	r.putInvalid(c, old, err, utils)
 }
 
 // putCache applies one built cache configuration. As for hooks, an invalid

@@ -133,6 +133,9 @@ type Utils struct {
 	utils map[string]*util
 	// fallback resolves the utils that utils does not hold; nil: none.
 	fallback engine.Modules
+	// modRevs holds the revision of each key the utils were built from,
+	// for those a registry builds; nil otherwise.
+	modRevs map[string]int64
 }
 
 // StubUtils returns utils that resolve every util a script may import to
@@ -347,10 +350,12 @@ func (r *Registry) followUtils(b *batch) {
 	}
 	if len(changed) > 0 {
 		values := make(map[string][]byte, len(r.utilValues))
+		modRevs := make(map[string]int64, len(r.utilValues))
 		for k, v := range r.utilValues {
-			values[k] = v.value
+			values[k], modRevs[k] = v.value, v.modRev
 		}
 		r.utils = NewUtils(r.opts.prefix, values)
+		r.utils.modRevs = modRevs
 	}
 	b.utils = r.utils
 	if len(changed) == 0 || b.full {

@@ -1,0 +1,231 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/apihooks/apihooks/interceptor/engine"
+)
+
+// lookBackVersions is how many earlier versions of a key the registry
+// looks at in etcd's history, newest first, for one that is valid when the
+// key's current document is not. It looks whether it follows the change
+// or reads everything (at start, after losing etcd), so every registry
+// runs the same version.
+const lookBackVersions = 10
+
+// lookBackEnd says why looking back ended without a valid version.
+type lookBackEnd int
+
+const (
+	// endCreated: every version since the key was (last) created is invalid.
+	endCreated lookBackEnd = iota
+	// endUtils: a version is a valid document that fails against the
+	// utils of now, and a util it imports changed since it was written (or
+	// etcd cannot say): a util change broke it, and its key fails closed.
+	endUtils
+	// endBound: the lookBackVersions versions before are invalid too.
+	endBound
+	// endCompacted: etcd compacted the versions before.
+	endCompacted
+	// endUnreadable: etcd did not answer.
+	endUnreadable
+	// endNotRead: history was not looked at: the value is the snapshot
+	// file's, or was compiled for it.
+	endNotRead
+)
+
+// past is what the registry found in the history of a key whose current
+// document is invalid.
+type past struct {
+	// hook is the newest valid earlier version, compiled against the
+	// read's utils, and raw its document; nil when none was found.
+	hook *Hook
+	raw  []byte
+	// end says why none was found; err is etcd's error for
+	// endUnreadable.
+	end lookBackEnd
+	err error
+	// file is the snapshot file's version of the key, compiled, and
+	// fileRaw its document, when history could not tell (endBound,
+	// endCompacted, endUnreadable) and the file holds a valid earlier
+	// version of the key; nil otherwise.
+	file    *Hook
+	fileRaw []byte
+}
+
+// needsPast reports whether the history of c, built invalid for b, is to
+// be looked at: when c was read from etcd (not from the snapshot file), and
+// is a hook in force here that is not compiled again for a change of
+// utils.
+func (r *Registry) needsPast(c *change, b *batch) bool {
+	if b.fromFile || c.isCache || c.kerr != nil || c.err == nil || c.recompile {
+		return false
+	}
+	return r.opts.hookable(c.k.Service) || c.k.Service == Wildcard
+}
+
+// lookBack looks in etcd's history for the newest valid version of the
+// key of c, whose current value (compiled against utils) is invalid: at
+// most lookBackVersions versions back, and never before the key was last
+// created, so a key deleted and created again does not bring back the
+// version from before. A version that compiles against utils is valid; one
+// that does not is passed over, unless a change of the utils it imports
+// broke it (see brokenByUtils), which ends the search (endUtils). When
+// history cannot tell, the snapshot file's version is taken, if valid.
+func (r *Registry) lookBack(ctx context.Context, c *change, utils *Utils) *past {
+	if r.brokenByUtils(ctx, c.k, c.value, c.modRev, utils) {
+		return &past{end: endUtils}
+	}
+	rev := c.modRev
+	for range lookBackVersions {
+		if rev <= c.createRev {
+			return &past{end: endCreated}
+		}
+		gctx, cancel := context.WithTimeout(ctx, readTimeout)
+		resp, err := r.client.Get(gctx, c.key, clientv3.WithRev(rev-1))
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrCompacted):
+			return r.fromFile(c, utils, &past{end: endCompacted})
+		case err != nil:
+			return r.fromFile(c, utils, &past{end: endUnreadable, err: err})
+		case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != c.createRev:
+			return &past{end: endCreated}
+		}
+		kv := resp.Kvs[0]
+		if h, err := r.buildHook(c.k, kv.Value, utils); err == nil {
+			h.Revision = kv.ModRevision
+			return &past{hook: h, raw: kv.Value}
+		}
+		if r.brokenByUtils(ctx, c.k, kv.Value, kv.ModRevision, utils) {
+			return &past{end: endUtils}
+		}
+		rev = kv.ModRevision
+	}
+	return r.fromFile(c, utils, &past{end: endBound})
+}
+
+// brokenByUtils reports whether value, the version of k written at rev,
+// which does not compile against utils, is a valid document (as hookctl
+// judges it, against stub utils) importing a util that changed since rev:
+// a registry that followed that change compiled the key's value again
+// and, as it fails, failed the key closed. Otherwise the value failed when
+// it was written, and an earlier version kept running. When etcd cannot
+// say which utils were deleted since rev, it reports true: the key fails
+// closed.
+func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev int64, utils *Utils) bool {
+	if !bytes.Contains(value, []byte(engine.UtilsPrefix)) {
+		return false // invalid whatever the utils
+	}
+	if _, err := r.buildHook(k, value, StubUtils()); err != nil {
+		return false // an invalid document
+	}
+	dir := UtilsDir(r.opts.prefix)
+	changed := map[string]bool{}
+	note := func(key string) {
+		name, _, _ := strings.Cut(strings.TrimPrefix(key, dir), "/")
+		changed[name] = true
+	}
+	for key, modRev := range utils.modRevs {
+		if modRev > rev {
+			note(key)
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	resp, err := r.client.Get(gctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithKeysOnly())
+	if err != nil {
+		return true
+	}
+	for _, kv := range resp.Kvs {
+		if _, ok := utils.modRevs[string(kv.Key)]; !ok {
+			note(string(kv.Key)) // deleted since
+		}
+	}
+	return len(changed) > 0 && MentionsUtil(value, utils.Dependents(changed))
+}
+
+// fromFile adds to p the snapshot file's version of the key of c, when the
+// file holds one written since the key was last created and before its
+// current value, and it compiles against utils. It returns p.
+func (r *Registry) fromFile(c *change, utils *Utils, p *past) *past {
+	if r.opts.snapshotFile == "" {
+		return p
+	}
+	f, err := readSnapshotFile(r.opts.snapshotFile, r.opts.prefix)
+	if err != nil {
+		return p
+	}
+	for _, h := range f.Hooks {
+		if h.Key != c.key || h.ModRevision < c.createRev || h.ModRevision >= c.modRev {
+			continue
+		}
+		if hook, err := r.buildHook(c.k, []byte(h.Value), utils); err == nil {
+			hook.Revision = h.ModRevision
+			p.file, p.fileRaw = hook, []byte(h.Value)
+		}
+	}
+	return p
+}
+
+// buildHook decodes and compiles b, stored at k, against utils.
+func (r *Registry) buildHook(k Key, b []byte, utils *Utils) (*Hook, error) {
+	if r.opts.build != nil {
+		return r.opts.build(k, b, r.opts.maxTimeout, utils)
+	}
+	return BuildWithUtils(k, b, r.opts.maxTimeout, utils)
+}
+
+// putInvalid applies c, an invalid value of a hook read from etcd, old
+// being the key's entry: the key runs the newest valid earlier version
+// that its history (c.past) holds; when history cannot tell, the version
+// running here, or else the snapshot file's, provided it is from since the
+// key was last created. Otherwise the key is broken. mu is held.
+func (r *Registry) putInvalid(c *change, old *entry, err error, utils *Utils) {
+	key, modRev := c.key, c.modRev
+	log := r.opts.logger.With("key", key, "revision", modRev)
+	p := c.past
+	if p == nil {
+		p = &past{end: endNotRead}
+	}
+	// The next full read builds the value again when history could not be
+	// read now.
+	recheck := p.hook == nil && (p.end == endUnreadable || p.end == endNotRead)
+	keep := func(h *Hook, raw []byte, hookUtils *Utils) {
+		log.Error("invalid hook document; the previous version keeps running", "error", err, "running_revision", h.Revision)
+		r.entries[key] = &entry{modRev: modRev, hook: h, raw: raw, utils: hookUtils, invalid: err, recheck: recheck}
+	}
+	running := old != nil && old.hook != nil && old.hook.Err == nil &&
+		old.hook.Revision >= c.createRev && old.hook.Revision < modRev
+	switch {
+	case p.hook != nil && running && old.hook.Revision == p.hook.Revision && old.utils == utils:
+		keep(old.hook, old.raw, old.utils) // the same: the running one stays
+		return
+	case p.hook != nil:
+		keep(p.hook, p.raw, utils)
+		return
+	case p.end == endCreated || p.end == endUtils:
+	case running:
+		keep(old.hook, old.raw, old.utils)
+		return
+	case p.file != nil:
+		keep(p.file, p.fileRaw, utils)
+		return
+	case p.end == endBound:
+		err = fmt.Errorf("%w (the %d versions before it are invalid too; older ones are not searched)", err, lookBackVersions)
+	case p.end == endCompacted:
+		err = fmt.Errorf("%w (etcd compacted its earlier versions)", err)
+	case p.end == endUnreadable:
+		err = fmt.Errorf("%w (its earlier versions could not be read: %v)", err, p.err)
+	}
+	log.Error("invalid hook document; calls it covers fail until it is fixed", "error", err)
+	id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
+	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: c.k, ID: id, Revision: modRev, Err: err}, recheck: recheck}
+}

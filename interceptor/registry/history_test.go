@@ -1,0 +1,285 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/apihooks/apihooks/interceptor/registry"
+	"github.com/apihooks/apihooks/internal/etcdtest"
+)
+
+// historyKey is the key, under a test's prefix, whose versions the history
+// tests write.
+const historyKey = "events.v1.EventService/SendEvent/pre/a"
+
+// badDoc is an invalid document: it names a field documents do not have.
+const badDoc = `{"script":"1","colour":"red"}`
+
+// historyStep is one change of historyKey: "good:<description>" puts a valid
+// document, "bad" an invalid one, "syntax" one whose script does not
+// compile, "delete" deletes the key.
+type historyStep string
+
+// play makes the changes of steps to historyKey under prefix through c,
+// and returns the revision of each. Each waits for the registries
+// following, if any, to reach the one before, as changes made by hand
+// would.
+func play(t *testing.T, c *clientv3.Client, prefix string, steps []historyStep, following ...*registry.Registry) []int64 {
+	t.Helper()
+	key := registry.HooksDir(prefix) + historyKey
+	revs := make([]int64, len(steps))
+	for i, s := range steps {
+		var rev int64
+		switch {
+		case s == "delete":
+			resp, err := c.Delete(context.Background(), key)
+			if err != nil {
+				t.Fatalf("delete %s: %v", key, err)
+			}
+			rev = resp.Header.Revision
+		default:
+			value := badDoc
+			if s == "syntax" {
+				value = `{"script":"function ("}`
+			} else if desc, ok := strings.CutPrefix(string(s), "good:"); ok {
+				value = doc(desc)
+			}
+			resp, err := c.Put(context.Background(), key, value)
+			if err != nil {
+				t.Fatalf("put %s: %v", key, err)
+			}
+			rev = resp.Header.Revision
+		}
+		revs[i] = rev
+		for _, r := range following {
+			waitFor(t, fmt.Sprintf("a registry to reach step %d (%s)", i, s), func() bool { return r.Snapshot().Revision >= rev })
+		}
+	}
+	return revs
+}
+
+// inForce describes the hook r runs for historyKey: "<description>@<revision>",
+// "broken: <error>", or "none".
+func inForce(r *registry.Registry) string {
+	for _, h := range r.Snapshot().Hooks() {
+		if h.ID != historyKey {
+			continue
+		}
+		if h.Err != nil {
+			return "broken: " + h.Err.Error()
+		}
+		return fmt.Sprintf("%s@%d", h.Doc.Description, h.Revision)
+	}
+	return "none"
+}
+
+// bad repeats the step "bad" n times.
+func bad(n int) []historyStep {
+	out := make([]historyStep, n)
+	for i := range out {
+		out[i] = "bad"
+	}
+	return out
+}
+
+// A registry that starts, while the current document of a key is invalid,
+// runs the version of that key a registry running all along runs: the last
+// valid one, found in etcd's history, or in its snapshot file when etcd has
+// compacted it.
+func TestRegistryStartRunsTheLastValidVersion(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []historyStep
+		// compact compacts etcd's history before the new registry starts;
+		// file has it start with the snapshot file of the one running all
+		// along.
+		compact, file bool
+		// want is the step whose version runs, or -1 for a broken key
+		// whose error contains wantErr.
+		want    int
+		wantErr string
+		// differs is set where the registry running all along keeps a
+		// version the new one cannot find.
+		differs bool
+	}{
+		{name: "a valid version, then an invalid one", steps: []historyStep{"good:v1", "bad"}, want: 0},
+		{name: "the last valid of several, under invalid ones", steps: []historyStep{"good:v1", "good:v2", "syntax", "bad"}, want: 1},
+		{name: "deleted, then created again invalid", steps: []historyStep{"good:v1", "delete", "bad"},
+			want: -1, wantErr: `document: unknown field "colour"`},
+		{name: "never valid", steps: []historyStep{"bad", "syntax"}, want: -1, wantErr: "document: field script"},
+		{name: "the valid version is 10 versions back", steps: append([]historyStep{"good:v1"}, bad(10)...), want: 0},
+		{name: "the valid version is more than 10 versions back", steps: append([]historyStep{"good:v1"}, bad(11)...),
+			want: -1, wantErr: "the 10 versions before it are invalid too", differs: true},
+		{name: "history compacted: the snapshot file's version", steps: []historyStep{"good:v1", "bad"}, compact: true, file: true, want: 0},
+		{name: "history compacted, no snapshot file", steps: []historyStep{"good:v1", "bad"}, compact: true,
+			want: -1, wantErr: "etcd compacted", differs: true},
+	}
+	e := etcdtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := fmt.Sprintf("/history%d/", i)
+			file := filepath.Join(t.TempDir(), "hooks.json")
+			running := start(t, e.Client, registry.WithPrefix(prefix), registry.WithSnapshotFile(file))
+			revs := play(t, e.Client, prefix, tt.steps, running)
+			last := revs[len(revs)-1]
+			running.Close() // the snapshot file holds what it ran
+			if tt.compact {
+				if _, err := e.Client.Compact(context.Background(), last, clientv3.WithCompactPhysical()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := []registry.Option{registry.WithPrefix(prefix)}
+			if tt.file {
+				opts = append(opts, registry.WithSnapshotFile(file))
+			}
+			started := start(t, e.Client, opts...)
+
+			got, status := inForce(started), started.Status()
+			if tt.want >= 0 {
+				desc := strings.TrimPrefix(string(tt.steps[tt.want]), "good:")
+				if want := fmt.Sprintf("%s@%d", desc, revs[tt.want]); got != want {
+					t.Fatalf("the new registry runs %s; want %s, the last valid version", got, want)
+				}
+				wantInvalid := fmt.Sprintf("%s: revision %d still runs: document: ", historyKey, revs[tt.want])
+				if len(status.Invalid) != 1 || !strings.HasPrefix(status.Invalid[0], wantInvalid) || len(status.Broken) != 0 {
+					t.Fatalf("status: invalid %q, broken %q; want invalid [%s...], nothing broken", status.Invalid, status.Broken, wantInvalid)
+				}
+			} else {
+				if !strings.HasPrefix(got, "broken: ") || !strings.Contains(got, tt.wantErr) {
+					t.Fatalf("the new registry runs %s; want the key broken: ...%s...", got, tt.wantErr)
+				}
+				wantBroken := historyKey + ": " + strings.TrimPrefix(got, "broken: ")
+				if len(status.Broken) != 1 || status.Broken[0] != wantBroken || len(status.Invalid) != 0 {
+					t.Fatalf("status: broken %q, invalid %q; want broken [%s]", status.Broken, status.Invalid, wantBroken)
+				}
+			}
+			if was := inForce(running); (was == got) == tt.differs {
+				t.Fatalf("the registry running all along runs %s, the new one %s; want them to agree: %v", was, got, !tt.differs)
+			}
+		})
+	}
+}
+
+// A registry that reads everything again after it lost etcd runs the
+// version a registry that never lost it runs, whatever changed meanwhile.
+func TestRegistryRereadRunsTheLastValidVersion(t *testing.T) {
+	tests := []struct {
+		name string
+		// steps are made while the registry is cut off, after "good:v1".
+		steps []historyStep
+		want  string // the description running, or "broken"
+	}{
+		{name: "an invalid version", steps: []historyStep{"bad"}, want: "v1"},
+		{name: "a valid version, then an invalid one", steps: []historyStep{"good:v2", "bad"}, want: "v2"},
+		{name: "deleted, then created again invalid", steps: []historyStep{"delete", "bad"}, want: "broken"},
+	}
+	e := etcdtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := fmt.Sprintf("/reread%d/", i)
+			play(t, e.Client, prefix, []historyStep{"good:v1"})
+			proxy := etcdtest.NewProxy(t, e.Endpoints()[0])
+			cut := start(t, fastClient(t, []string{proxy.Addr()}), registry.WithPrefix(prefix))
+			running := start(t, e.Client, registry.WithPrefix(prefix))
+
+			proxy.Cut()
+			waitFor(t, "the registry to notice it lost etcd", func() bool { return !cut.Status().Synced })
+			revs := play(t, e.Client, prefix, tt.steps, running)
+			last := revs[len(revs)-1]
+			proxy.Restore()
+			waitFor(t, "both registries to reach the last change", func() bool {
+				s := cut.Status()
+				return s.Synced && s.Revision >= last && running.Snapshot().Revision >= last
+			})
+			// The read puts each transaction in force once its documents
+			// are compiled, and their history read.
+			var got, was string
+			for deadline := time.Now().Add(waitTimeout); ; time.Sleep(5 * time.Millisecond) {
+				if got, was = inForce(cut), inForce(running); got == was {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after reading everything again the registry runs %s; the one that never lost etcd runs %s", got, was)
+				}
+			}
+			if desc, _, _ := strings.Cut(got, "@"); tt.want == "broken" && !strings.HasPrefix(got, "broken: ") || tt.want != "broken" && desc != tt.want {
+				t.Fatalf("the registry runs %s; want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// Looking back never runs an earlier version in place of one a util change
+// broke: a registry that starts fails the key closed, as a registry running
+// all along does. A version that does not compile because of utils that
+// have not changed since it was written is an invalid document: the
+// earlier version runs in both.
+func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
+	const (
+		hook    = "hooks/" + historyKey
+		imports = `{"script":"require('utils/Sum'); 1","description":"imports"}`
+		sum     = "utils/Sum/1"
+		active  = "utils/Sum/active"
+	)
+	type write struct{ key, value string } // an empty value deletes key
+	tests := []struct {
+		name string
+		// writes follow "good:v0".
+		writes []write
+		want   string // the description running, or "broken"
+	}{
+		{name: "a util change breaks the running version",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports}, {active, `{"version":2}`}},
+			want:   "broken"},
+		{name: "a util deleted breaks the running version",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports}, {active, ""}},
+			want:   "broken"},
+		{name: "a util written after the version importing it, then broken",
+			writes: []write{{hook, imports}, {sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {active, `{"version":2}`}},
+			want:   "broken"},
+		{name: "a new version imports a missing util",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports},
+				{hook, `{"script":"require('utils/Missing'); 1","description":"missing"}`}},
+			want: "imports"},
+		{name: "a new version imports a util that has no active version", writes: []write{{hook, imports}}, want: "v0"},
+	}
+	e := etcdtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := fmt.Sprintf("/utils%d/", i)
+			ctx := context.Background()
+			running := start(t, e.Client, registry.WithPrefix(prefix))
+			play(t, e.Client, prefix, []historyStep{"good:v0"}, running)
+			for _, w := range tt.writes {
+				var rev int64
+				if w.value == "" {
+					resp, err := e.Client.Delete(ctx, prefix+w.key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rev = resp.Header.Revision
+				} else {
+					resp, err := e.Client.Put(ctx, prefix+w.key, w.value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rev = resp.Header.Revision
+				}
+				// One change at a time, as a registry that follows them
+				// sees them.
+				waitFor(t, "the registry running all along to reach "+w.key, func() bool { return running.Snapshot().Revision >= rev })
+			}
+			started := start(t, e.Client, registry.WithPrefix(prefix))
+			got, was := inForce(started), inForce(running)
+			if desc, _, _ := strings.Cut(got, "@"); got != was || tt.want == "broken" && !strings.HasPrefix(got, "broken: ") || tt.want != "broken" && desc != tt.want {
+				t.Fatalf("the new registry runs %s, the one running all along %s; want both %s", got, was, tt.want)
+			}
+		})
+	}
+}
