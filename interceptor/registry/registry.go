@@ -341,8 +341,10 @@ func (r *Registry) dirs() [3]string {
 // follow keeps the registry in step with etcd until ctx ends: it reads
 // everything when rev is zero, then watches from rev, and reads everything
 // again whenever the watch breaks or the connection to etcd comes back.
+// A read that succeeds after failing says so once.
 func (r *Registry) follow(ctx context.Context, rev int64) {
 	backoff := r.opts.retryMin
+	failed := false
 	for ctx.Err() == nil {
 		if rev == 0 {
 			attempt, cancel := context.WithTimeout(ctx, readTimeout)
@@ -354,6 +356,7 @@ func (r *Registry) follow(ctx context.Context, rev int64) {
 				}
 				r.setSynced(false)
 				r.opts.logger.Warn("cannot read hooks from etcd; serving the last ones read", "error", err, "retry_in", backoff)
+				failed = true
 				select {
 				case <-ctx.Done():
 					return
@@ -361,6 +364,10 @@ func (r *Registry) follow(ctx context.Context, rev int64) {
 				}
 				backoff = min(2*backoff, r.opts.retryMax)
 				continue
+			}
+			if failed {
+				r.opts.logger.Info("etcd answers again; every hook is read", "revision", got)
+				failed = false
 			}
 			backoff = r.opts.retryMin
 			rev = got + 1
