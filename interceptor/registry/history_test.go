@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,6 +162,9 @@ func TestRegistryStartRunsTheLastValidVersion(t *testing.T) {
 			}
 			if was := inForce(running); (was == got) == tt.differs {
 				t.Fatalf("the registry running all along runs %s, the new one %s; want them to agree: %v", was, got, !tt.differs)
+			}
+			if was := running.Status(); !tt.differs && (!slices.Equal(was.Invalid, status.Invalid) || !slices.Equal(was.Broken, status.Broken)) {
+				t.Fatalf("the registry running all along has invalid %q, broken %q; the new one %q, %q", was.Invalid, was.Broken, status.Invalid, status.Broken)
 			}
 		})
 	}
