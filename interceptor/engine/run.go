@@ -320,12 +320,18 @@ func (r *run) thrown(v goja.Value, ex *goja.Exception) (Outcome, error) {
 			// more memory than it may have.
 			return Outcome{}, &Error{Kind: Exhausted, Message: "RangeError: " + msg}
 		}
+		// An error with a code (or else a status) is a deliberate
+		// rejection; one whose code is none (a typo, OK) is the hook's
+		// mistake, not an error to skip with onError "continue": the
+		// rejection it meant would fail open.
 		for _, name := range []string{"code", "status"} {
 			if cv := obj.Get(name); present(cv) {
-				if c, ok := ParseCode(cv); ok && c != codes.OK {
-					return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
+				c, ok := ParseCode(cv)
+				if !ok || c == codes.OK {
+					return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
+						"thrown error's %s: %s is not a gRPC code name, a gRPC code (1 to 16) or an HTTP error status", name, describe(cv))}
 				}
-				break
+				return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
 			}
 		}
 	}
