@@ -261,7 +261,12 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}
 	skip := hook.Skips(ee.Kind)
-	if log, suppressed := hookLogs.failure(hook, time.Now()); log {
+	if ee.Kind == engine.Canceled && ctx.Err() != nil {
+		// Not the hook's failure: the client gave up on the call (its
+		// deadline, or a cancellation) while the hook ran.
+		h.opts.logger.DebugContext(ctx, "call ended while its hook ran: the client's deadline passed or the client cancelled it",
+			"method", call.Method, "hook", hook.ID, "error", ee.Message)
+	} else if log, suppressed := hookLogs.failure(hook, time.Now()); log {
 		msg := "hook failed; call aborted"
 		switch {
 		case skip:
@@ -275,7 +280,8 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		}
 		h.opts.logger.WarnContext(ctx, msg, attrs...)
 	}
-	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip, ran: true}
+	// A run refused for want of room never started: it has no duration.
+	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip, ran: ee.Kind != engine.Overloaded}
 	if skip {
 		return engine.Outcome{Action: engine.Continue}, r, nil
 	}

@@ -81,7 +81,8 @@ type HookRun struct {
 	// hook (onError: continue), quarantined hooks included.
 	Skipped bool
 	// Start is when the run began and Duration how long the interceptor
-	// waited for it (zero for a hook that was not run).
+	// waited for it (zero for a hook that was not run: invalid,
+	// quarantined, or refused for want of room, error_overloaded).
 	Start    time.Time
 	Duration time.Duration
 }

@@ -3,11 +3,15 @@ package interceptor_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +19,7 @@ import (
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/interceptor"
 	"github.com/apihooks/apihooks/interceptor/engine"
+	"github.com/apihooks/apihooks/interceptor/hookmetrics"
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
@@ -153,3 +158,137 @@ func TestStaticSetReplacesTheHooks(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// A call whose client gave up (its deadline, or a cancellation) while a
+// hook ran is no failure of the hook: it is logged at DEBUG, saying so,
+// and still observed as error_canceled.
+func TestAClientThatGivesUpIsNotAHookFailure(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{name: "the client's deadline", ctx: func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}},
+		{name: "the client cancels", ctx: func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var runs runLog
+			logs := &syncBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			eng := engine.New(engine.WithLogger(log))
+			t.Cleanup(eng.Close)
+			hook := staticHook(t, engine.Pre, "slow",
+				`{"script":"module.exports = () => { const end = Date.now() + 2000; while (Date.now() < end) {} }", "timeout": "5s"}`)
+			srv := grpc.NewServer(grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(registry.NewStatic(hook),
+				interceptor.WithEngine(eng), interceptor.WithLogger(log), interceptor.WithObserver(runs.observe))))
+			eventsv1.RegisterEventServiceServer(srv, &recorder{})
+			client := eventsv1.NewEventServiceClient(serve(t, srv))
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "u", EventType: "t"})
+			if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Canceled {
+				t.Fatalf("SendEvent() = %v; want DEADLINE_EXCEEDED or CANCELED", err)
+			}
+			// The server notices after the client.
+			var got []interceptor.HookRun
+			deadline := time.Now().Add(10 * time.Second)
+			for len(got) == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+				got = runs.take()
+			}
+			if len(got) != 1 || got[0].Outcome != interceptor.OutcomeCanceled {
+				t.Fatalf("observed %+v; want one run, error_canceled", got)
+			}
+			out := logs.String()
+			if strings.Contains(out, "level=WARN") || strings.Contains(out, "hook failed") {
+				t.Errorf("logged as a failure:\n%s", out)
+			}
+			want := `level=DEBUG msg="call ended while its hook ran: the client's deadline passed or the client cancelled it" method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/slow`
+			if !strings.Contains(out, want) {
+				t.Errorf("log:\n%s\nwant a line with %s", out, want)
+			}
+		})
+	}
+}
+
+// Runs refused for want of room never started: they are counted, and have
+// no duration.
+func TestRunsRefusedForWantOfRoomAreNotTimed(t *testing.T) {
+	h := stuckHandler{Handler: slog.NewTextHandler(io.Discard, nil), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
+	log := slog.New(h)
+	eng := engine.New(engine.WithLogger(log), engine.WithMaxRuns(1), engine.WithQueueWait(0))
+	t.Cleanup(eng.Close)
+	t.Cleanup(release) // runs before eng.Close
+	var runs runLog
+	metrics := hookmetrics.New()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics)
+	hook := staticHook(t, engine.Pre, "h",
+		`{"script":"module.exports = (ctx) => { if (ctx.request.toUserId === 'stuck') ctx.log.info('stuck') }", "timeout": "5s"}`)
+	srv := grpc.NewServer(grpc.UnaryInterceptor(interceptor.UnaryServerInterceptor(registry.NewStatic(hook),
+		interceptor.WithEngine(eng), interceptor.WithLogger(quietLog()),
+		interceptor.WithObserver(runs.observe), interceptor.WithObserver(metrics.Observer()))))
+	eventsv1.RegisterEventServiceServer(srv, &recorder{})
+	client := eventsv1.NewEventServiceClient(serve(t, srv))
+
+	ctx := context.Background()
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "stuck", EventType: "t"})
+		stuck <- err
+	}()
+	<-h.entered
+	for range 2 {
+		if _, err := client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "u", EventType: "t"}); status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("a call past the limit: %v; want RESOURCE_EXHAUSTED", err)
+		}
+	}
+	release()
+	if err := <-stuck; err != nil {
+		t.Fatalf("the stuck call, once released: %v", err)
+	}
+
+	got := runs.take()
+	var outcomes []interceptor.Outcome
+	for _, r := range got {
+		outcomes = append(outcomes, r.Outcome)
+		if (r.Outcome == interceptor.OutcomeOverloaded) != (r.Duration == 0) {
+			t.Errorf("run %s with duration %v; want zero for error_overloaded alone", r.Outcome, r.Duration)
+		}
+	}
+	want := []interceptor.Outcome{interceptor.OutcomeOverloaded, interceptor.OutcomeOverloaded, interceptor.OutcomeContinue}
+	if !slices.Equal(outcomes, want) {
+		t.Fatalf("observed %v; want %v", outcomes, want)
+	}
+
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var timed uint64
+	counted := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch f.GetName() {
+			case "apihooks_hook_run_duration_seconds":
+				timed += m.GetHistogram().GetSampleCount()
+			case "apihooks_hook_runs_total":
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "outcome" {
+						counted[l.GetValue()] += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	if timed != 1 || counted["continue"] != 1 || counted["error_overloaded"] != 2 {
+		t.Fatalf("duration_seconds_count %d, runs_total %v; want 1, continue 1 and error_overloaded 2", timed, counted)
+	}
+}

@@ -14,12 +14,12 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -51,7 +51,10 @@ type Config struct {
 	// EtcdEndpoints, when set, selects an existing etcd cluster instead of
 	// the embedded one.
 	EtcdEndpoints []string
-	// TLS and authentication for EtcdEndpoints, as etcdctl names them.
+	// TLS and authentication for EtcdEndpoints (or the embedded etcd, once
+	// its authentication is enabled), as etcdctl names them: EtcdUser may
+	// be name:password, as etcdctl's --user, when EtcdPassword is empty. A
+	// user goes with a password.
 	EtcdCACert, EtcdCert, EtcdKey, EtcdUser, EtcdPassword string
 	// EtcdDialTimeout bounds connecting to etcd.
 	EtcdDialTimeout time.Duration
@@ -168,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	healthSrv := health.NewServer()
+	healthSrv := newHealthService()
 	healthSrv.SetServingStatus(EtcdHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
 	regOpts := []registry.Option{registry.WithPrefix(cfg.Prefix), registry.WithLogger(log)}
 	if len(hookServices) > 0 {
@@ -235,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 		reflection.Register(srv)
 	} else {
 		var closeBackend func()
-		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel, srvOpts, healthSrv, log); err != nil {
+		if srv, backend, closeBackend, err = newProxy(ctx, cfg, reg, hookOpts, tel, srvOpts, healthSrv.Server, log); err != nil {
 			return err
 		}
 		defer closeBackend()
@@ -331,14 +334,14 @@ func stopWithin(stop func(), deadline time.Time, log *slog.Logger) {
 // runs stuck in native code, so that Run (and the etcd it started, which
 // its deferred calls close) ends within timeout. The process may exit with
 // abandoned runs still going: exiting ends them.
-func shutdown(timeout time.Duration, log *slog.Logger, srv *grpc.Server, healthSrv *health.Server, eventsSvc *events.Service, eng *engine.Engine) {
+func shutdown(timeout time.Duration, log *slog.Logger, srv *grpc.Server, healthSrv *healthService, eventsSvc *events.Service, eng *engine.Engine) {
 	// Closing etcd and the rest gets a fifth of the time, at most 2s.
 	reserve := min(timeout/5, 2*time.Second)
 	log.Info("shutting down: draining in-flight calls", "timeout", timeout)
 	drainBy := time.NewTimer(timeout - reserve)
 	defer drainBy.Stop()
-	healthSrv.Shutdown()
-	eventsSvc.Close() // ends live streams, which would otherwise never drain
+	healthSrv.Shutdown() // NOT_SERVING, then Watch streams end
+	eventsSvc.Close()    // ends live streams, which would otherwise never drain
 	drained := make(chan struct{})
 	go func() { srv.GracefulStop(); close(drained) }()
 	select {
@@ -380,13 +383,30 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 			"age", time.Since(info.Saved).Round(time.Second), "saved", info.Saved, "hooks", info.Hooks, "error", err)
 		return nil
 	}
+	// stuck says how to end a wait that only a person ends, or is empty.
+	stuck := func(err error) string {
+		switch {
+		case errors.Is(err, registry.ErrApplyInProgress):
+			return "not serving: a staged apply is stuck, etcd no longer has the hooks from before it, and there is no local snapshot; " +
+				"complete it (hookctl apply -f ...) or undo it (hookctl apply --abort)"
+		case refused(err):
+			return "not serving: etcd refuses to let the daemon read the hooks, and there is no local snapshot; " +
+				"check --etcd-user, its password and the user's permissions on --prefix"
+		}
+		return ""
+	}
+	var warned time.Time
 	if errors.Is(serr, fs.ErrNotExist) {
-		log.Warn("cannot load hooks yet and there is no local snapshot; retrying", "error", err)
+		if msg := stuck(err); msg != "" {
+			log.Warn(msg, "error", err)
+			warned = time.Now()
+		} else {
+			log.Warn("cannot load hooks yet and there is no local snapshot; retrying", "error", err)
+		}
 	} else {
 		log.Error("local hook snapshot ignored", "error", serr)
 		log.Warn("cannot load hooks yet; retrying", "error", err)
 	}
-	var warned time.Time
 	// Each attempt may take longer than the last (up to 30 s): an etcd
 	// that answers slowly (a login's bcrypt on a busy machine) gets there,
 	// and one that comes back answers the attempt waiting on it at once.
@@ -401,11 +421,10 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 		if ctx.Err() != nil {
 			return fmt.Errorf("load hooks: %w", ctx.Err())
 		}
-		if errors.Is(err, registry.ErrApplyInProgress) && time.Since(warned) >= 30*time.Second {
-			// Only a person ends this: say who and how, now and then.
+		// Say now and then what to do about a wait only a person ends.
+		if msg := stuck(err); msg != "" && time.Since(warned) >= 30*time.Second {
 			warned = time.Now()
-			log.Warn("not serving: a staged apply is stuck, etcd no longer has the hooks from before it, and there is no local snapshot; "+
-				"complete it (hookctl apply -f ...) or undo it (hookctl apply --abort)", "error", err)
+			log.Warn(msg, "error", err)
 		} else {
 			log.Debug("cannot load hooks yet; retrying", "error", err)
 		}
@@ -420,6 +439,10 @@ func startRegistry(ctx context.Context, reg *registry.Registry, firstWait time.D
 // connectEtcd starts the embedded etcd unless endpoints are configured, and
 // returns a client and a function that stops what was started.
 func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.Client, func(), error) {
+	user, password, err := etcdLogin(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	stop := func() {}
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
@@ -447,8 +470,8 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		Endpoints:   endpoints,
 		DialTimeout: cfg.EtcdDialTimeout,
 		TLS:         tlsCfg,
-		Username:    cfg.EtcdUser,
-		Password:    cfg.EtcdPassword,
+		Username:    user,
+		Password:    password,
 		Context:     context.WithoutCancel(ctx),
 		Logger:      zap.NewNop(),
 		// Reconnect within about half a second of etcd answering again,
@@ -464,9 +487,38 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 	}
 	if err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("etcd client (endpoints %s, user %q): %w", strings.Join(endpoints, ","), cfg.EtcdUser, err)
+		return nil, nil, fmt.Errorf("etcd client (endpoints %s, user %q): %w", strings.Join(endpoints, ","), user, err)
 	}
 	return client, stop, nil
+}
+
+// etcdLogin returns the user name and password to log in to etcd with:
+// EtcdUser may be name:password, as etcdctl's --user. A user without a
+// password, or a password without a user, is an error: etcd's client would
+// send neither, and an etcd with authentication on would refuse every
+// request. No error holds the password.
+func etcdLogin(cfg Config) (user, password string, err error) {
+	user, password = cfg.EtcdUser, cfg.EtcdPassword
+	if name, inline, ok := strings.Cut(user, ":"); ok {
+		if password != "" {
+			return "", "", fmt.Errorf("etcd user %s:... holds a password, and a password is given too: give it one way", name)
+		}
+		user, password = name, inline
+	}
+	switch {
+	case user == "" && password != "":
+		return "", "", errors.New("an etcd password is given without a user")
+	case user != "" && password == "":
+		return "", "", fmt.Errorf("etcd user %q has no password", user)
+	}
+	return user, password, nil
+}
+
+// refused reports whether etcd refused a request for who made it: no user
+// given to an etcd with authentication on, or a user without permission.
+func refused(err error) bool {
+	return errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrPermissionDenied) ||
+		errors.Is(err, rpctypes.ErrAuthFailed) || errors.Is(err, rpctypes.ErrUserNotFound)
 }
 
 // unreachable reports whether err says etcd did not answer, rather than

@@ -251,3 +251,55 @@ func TestDaemonWithoutUsableSnapshotOrEtcdWaitsForEtcd(t *testing.T) {
 		})
 	}
 }
+
+// An etcd with authentication on refuses a daemon that gives no user: the
+// daemon waits, saying what to check. EtcdUser may carry the password, as
+// etcdctl's --user does; the log never shows it.
+func TestDaemonLogsInToEtcdWithAuthentication(t *testing.T) {
+	e := etcdtest.Start(t)
+	enableAuth(t, e, "root", "s3cret:x")
+
+	d, ready, logs := launch(e.Endpoints(), t.TempDir())
+	waitUntil(t, "the daemon to say why it waits", func() (bool, string) {
+		return strings.Contains(logs.String(), "etcd refuses to let the daemon read the hooks") &&
+			strings.Contains(logs.String(), "check --etcd-user"), logs.String()
+	})
+	select {
+	case <-ready:
+		t.Fatal("the daemon served without logging in to etcd")
+	default:
+	}
+	d.cancel()
+	<-d.done
+
+	for _, login := range []func(*server.Config){
+		func(c *server.Config) { c.EtcdUser = "root:s3cret:x" },
+		func(c *server.Config) { c.EtcdUser, c.EtcdPassword = "root", "s3cret:x" },
+	} {
+		d, logs := runDaemon(t, e.Endpoints(), t.TempDir(), login)
+		waitUntil(t, "etcd health SERVING", health(d, server.EtcdHealthService, healthpb.HealthCheckResponse_SERVING))
+		if strings.Contains(logs.String(), "s3cret") {
+			t.Fatalf("the log shows the password:\n%s", logs)
+		}
+	}
+
+	for _, tt := range []struct {
+		user, password, want string
+	}{
+		{"root:s3cret:x", "s3cret:x", "etcd user root:... holds a password, and a password is given too"},
+		{"root", "", `etcd user "root" has no password`},
+		{"", "s3cret:x", "an etcd password is given without a user"},
+	} {
+		d, _, _ := launch(e.Endpoints(), t.TempDir(), func(c *server.Config) { c.EtcdUser, c.EtcdPassword = tt.user, tt.password })
+		select {
+		case err := <-d.done:
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("user %q and a password: %v; want an error saying %q, without the password", tt.user, err, tt.want)
+			}
+		case <-time.After(startTimeout):
+			d.cancel()
+			<-d.done
+			t.Errorf("user %q: the daemon went on; want it to stop with an error", tt.user)
+		}
+	}
+}

@@ -4,8 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	eventsv1 "github.com/apihooks/apihooks/gen/events/v1"
 	"github.com/apihooks/apihooks/server"
@@ -79,5 +84,65 @@ func TestShutdownAbandonsRunsStuckInNativeCode(t *testing.T) {
 			t.Fatalf("after shutdown, %s is still taken: %v", addr, err)
 		}
 		lis.Close()
+	}
+}
+
+// A client watching health (gRPC's client-side health checking does) does
+// not hold up shutdown: its watch is told NOT_SERVING, then ends with
+// UNAVAILABLE, and the daemon stops well within its shutdown timeout.
+func TestShutdownEndsHealthWatches(t *testing.T) {
+	const timeout = 20 * time.Second
+	d := startDaemonWith(t, func(c *server.Config) { c.ShutdownTimeout = timeout })
+	ctx := context.Background()
+	health := healthpb.NewHealthClient(d.conn)
+	type watch struct {
+		statuses []healthpb.HealthCheckResponse_ServingStatus
+		err      error
+	}
+	watches := map[string]chan watch{}
+	for _, service := range []string{"", "events.v1.EventService", "no.such.Service"} {
+		stream, err := health.Watch(ctx, &healthpb.HealthCheckRequest{Service: service})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("watch %q: %v", service, err)
+		}
+		done := make(chan watch, 1)
+		watches[service] = done
+		go func() {
+			w := watch{statuses: []healthpb.HealthCheckResponse_ServingStatus{first.Status}}
+			for {
+				resp, err := stream.Recv()
+				if err != nil {
+					w.err = err
+					done <- w
+					return
+				}
+				w.statuses = append(w.statuses, resp.Status)
+			}
+		}()
+	}
+
+	start := time.Now()
+	d.stop(t)
+	if took := time.Since(start); took > timeout/4 {
+		t.Errorf("the daemon took %v to stop with health watches open; want well within its shutdown timeout of %v", took, timeout)
+	}
+	for service, want := range map[string][]healthpb.HealthCheckResponse_ServingStatus{
+		"":                       {healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING},
+		"events.v1.EventService": {healthpb.HealthCheckResponse_SERVING, healthpb.HealthCheckResponse_NOT_SERVING},
+		"no.such.Service":        {healthpb.HealthCheckResponse_SERVICE_UNKNOWN},
+	} {
+		var w watch
+		select {
+		case w = <-watches[service]:
+		case <-time.After(startTimeout):
+			t.Fatalf("watch %q never ended", service)
+		}
+		if !slices.Equal(w.statuses, want) || status.Code(w.err) != codes.Unavailable {
+			t.Errorf("watch %q saw %v, then %v; want %v, then UNAVAILABLE", service, w.statuses, w.err, want)
+		}
 	}
 }

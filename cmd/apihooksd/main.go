@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -33,8 +34,31 @@ func main() {
 	}
 }
 
+// PasswordEnv is the environment variable of the etcd password: there, it
+// is not in the process list, as --etcd-password is.
+const PasswordEnv = "APIHOOKSD_ETCD_PASSWORD"
+
 func run(args []string) error {
+	cfg, err := parseConfig(args, os.Getenv, os.Stderr)
+	if err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	slog.SetDefault(cfg.Logger)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return server.Run(ctx, cfg)
+}
+
+// parseConfig makes the daemon's configuration from its arguments and
+// environment (getenv), with a logger writing to stderr, where usage and
+// flag errors go too. -help returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (server.Config, error) {
 	fs := flag.NewFlagSet("apihooksd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var cfg server.Config
 	var endpoints, hookServices, logLevel, logFormat string
 	var hookMemory, heapLimit int64
@@ -48,8 +72,8 @@ func run(args []string) error {
 	fs.StringVar(&cfg.EtcdCACert, "etcd-cacert", "", "CA bundle to verify etcd's certificate")
 	fs.StringVar(&cfg.EtcdCert, "etcd-cert", "", "client certificate for etcd")
 	fs.StringVar(&cfg.EtcdKey, "etcd-key", "", "client key for etcd")
-	fs.StringVar(&cfg.EtcdUser, "etcd-user", "", "etcd user name")
-	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password")
+	fs.StringVar(&cfg.EtcdUser, "etcd-user", "", "etcd user, as `name` or name:password (as etcdctl's --user); the password may come from --etcd-password or "+PasswordEnv+" instead")
+	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password of --etcd-user; the environment variable "+PasswordEnv+" keeps it out of the process list, where every local user can read this flag")
 	fs.DurationVar(&cfg.EtcdDialTimeout, "etcd-dial-timeout", 5*time.Second, "timeout of connecting to etcd")
 	fs.StringVar(&cfg.Prefix, "prefix", registry.DefaultPrefix, "etcd prefix of everything the daemon reads and writes: hooks/, cache/, utils/, daemons/ and the example service's events")
 	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", engine.DefaultTimeout, "timeout of hooks whose document sets none")
@@ -81,90 +105,120 @@ func run(args []string) error {
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return err
+		return cfg, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	passwordFlag := false
+	fs.Visit(func(f *flag.Flag) { passwordFlag = passwordFlag || f.Name == "etcd-password" })
+	var err error
+	if cfg.EtcdUser, cfg.EtcdPassword, err = etcdLogin(cfg.EtcdUser, cfg.EtcdPassword, passwordFlag, getenv(PasswordEnv)); err != nil {
+		return cfg, err
 	}
 	cfg.HTTP.NoPage = !httpPage
 	if cfg.HTTP.Listen == "" && (cfg.HTTP.AuthFile != "" || cfg.HTTP.ReadOnly || !httpPage) {
-		return errors.New("--http-auth-file, --http-read-only and --http-page need --http-listen")
+		return cfg, errors.New("--http-auth-file, --http-read-only and --http-page need --http-listen")
 	}
 	if cfg.HTTP.Listen != "" && httpPage && cfg.HTTP.AuthFile == "" && !ops.IsLoopback(cfg.HTTP.Listen) {
-		return fmt.Errorf("--http-listen %s is not a loopback address: the hooks page needs --http-auth-file there (or serve /metrics alone with --http-page=false)", cfg.HTTP.Listen)
+		return cfg, fmt.Errorf("--http-listen %s is not a loopback address: the hooks page needs --http-auth-file there (or serve /metrics alone with --http-page=false)", cfg.HTTP.Listen)
 	}
 	cfg.EtcdEndpoints = splitList(endpoints)
 	cfg.HookServices = splitList(hookServices)
 	if !strings.HasSuffix(cfg.Prefix, "/") {
-		return fmt.Errorf("--prefix %q must end with /", cfg.Prefix)
+		return cfg, fmt.Errorf("--prefix %q must end with /", cfg.Prefix)
 	}
 	if cfg.HookTimeout <= 0 {
-		return fmt.Errorf("--hook-timeout %v must be positive", cfg.HookTimeout)
+		return cfg, fmt.Errorf("--hook-timeout %v must be positive", cfg.HookTimeout)
 	}
 	if cfg.MaxHookRuns < 1 {
-		return fmt.Errorf("--max-hook-runs %d must be at least 1", cfg.MaxHookRuns)
+		return cfg, fmt.Errorf("--max-hook-runs %d must be at least 1", cfg.MaxHookRuns)
 	}
 	if cfg.HookQueueWait < 0 || cfg.QuarantineAfter < 0 || cfg.QuarantineWindow <= 0 || cfg.QuarantineFor <= 0 {
-		return errors.New("--hook-queue-wait, --quarantine-after, --quarantine-window and --quarantine-for must not be negative, and the two durations of quarantine must be positive")
+		return cfg, errors.New("--hook-queue-wait, --quarantine-after, --quarantine-window and --quarantine-for must not be negative, and the two durations of quarantine must be positive")
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		return fmt.Errorf("--shutdown-timeout %v must be positive", cfg.ShutdownTimeout)
+		return cfg, fmt.Errorf("--shutdown-timeout %v must be positive", cfg.ShutdownTimeout)
 	}
 	if cfg.MaxHookTimeout <= 0 {
-		return fmt.Errorf("--max-hook-timeout %v must be positive", cfg.MaxHookTimeout)
+		return cfg, fmt.Errorf("--max-hook-timeout %v must be positive", cfg.MaxHookTimeout)
 	}
 	if cfg.HookTimeout > cfg.MaxHookTimeout {
-		return fmt.Errorf("--hook-timeout %v is more than --max-hook-timeout %v", cfg.HookTimeout, cfg.MaxHookTimeout)
+		return cfg, fmt.Errorf("--hook-timeout %v is more than --max-hook-timeout %v", cfg.HookTimeout, cfg.MaxHookTimeout)
 	}
 	if cfg.Isolation != "inprocess" && cfg.Isolation != "process" {
-		return fmt.Errorf("--isolation %q is not inprocess or process", cfg.Isolation)
+		return cfg, fmt.Errorf("--isolation %q is not inprocess or process", cfg.Isolation)
 	}
 	if hookMemory <= 0 || hookMemory > 1<<20 {
-		return fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
+		return cfg, fmt.Errorf("--hook-memory %d must be between 1 and %d MiB", hookMemory, 1<<20)
 	}
 	cfg.HookMemory = hookMemory << 20
 	// A gRPC message's length is 31 bits in grpc-go.
 	if maxMessage <= 0 || maxMessage > 2047 {
-		return fmt.Errorf("--max-message-size %d must be between 1 and 2047 MiB", maxMessage)
+		return cfg, fmt.Errorf("--max-message-size %d must be between 1 and 2047 MiB", maxMessage)
 	}
 	cfg.MaxRecvMsgSize = maxMessage << 20
 	if heapLimit < 0 {
-		return fmt.Errorf("--hook-heap-limit %d must not be negative", heapLimit)
+		return cfg, fmt.Errorf("--hook-heap-limit %d must not be negative", heapLimit)
 	}
 	cfg.HookHeapLimit = heapLimit << 20
 	if heapLimit == 0 {
 		cfg.HookHeapLimit = -1
 	}
 	if cfg.Proxy.Target == "" && (cfg.Proxy.TLS || cfg.Proxy.CACert != "" || cfg.Proxy.Cert != "" || cfg.Proxy.Key != "" || cfg.Proxy.Authority != "" || cfg.DescriptorSet != "") {
-		return errors.New("--proxy-tls, --proxy-cacert, --proxy-cert, --proxy-key, --proxy-authority and --descriptor-set need --proxy-to")
+		return cfg, errors.New("--proxy-tls, --proxy-cacert, --proxy-cert, --proxy-key, --proxy-authority and --descriptor-set need --proxy-to")
 	}
 	if !cfg.Proxy.TLS && (cfg.Proxy.CACert != "" || cfg.Proxy.Cert != "" || cfg.Proxy.Key != "") {
-		return errors.New("--proxy-cacert, --proxy-cert and --proxy-key need --proxy-tls")
+		return cfg, errors.New("--proxy-cacert, --proxy-cert and --proxy-key need --proxy-tls")
 	}
 	if (cfg.Proxy.Cert == "") != (cfg.Proxy.Key == "") {
-		return errors.New("--proxy-cert and --proxy-key go together")
+		return cfg, errors.New("--proxy-cert and --proxy-key go together")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return cfg, fmt.Errorf("--log-level: %w", err)
 	}
 	hopts := &slog.HandlerOptions{Level: level}
 	switch logFormat {
 	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
+		cfg.Logger = slog.New(slog.NewTextHandler(stderr, hopts))
 	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
+		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
-		return fmt.Errorf("--log-format %q is not text or json", logFormat)
+		return cfg, fmt.Errorf("--log-format %q is not text or json", logFormat)
 	}
-	slog.SetDefault(cfg.Logger)
+	return cfg, nil
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	return server.Run(ctx, cfg)
+// etcdLogin returns the etcd user name and password of --etcd-user, which
+// may be name:password as etcdctl's --user, --etcd-password (given when
+// passwordFlag is set) and the environment variable's value envPassword.
+// --etcd-password wins over the environment variable, as a flag does; a
+// password in --etcd-user and another one either way is an error. A user
+// needs a password and a password a user: etcd's client would log in with
+// neither, and the daemon would wait for ever for an etcd that refuses it.
+// No error holds the password.
+func etcdLogin(user, password string, passwordFlag bool, envPassword string) (string, string, error) {
+	from := "--etcd-password"
+	if !passwordFlag {
+		password, from = envPassword, PasswordEnv
+	}
+	if name, inline, ok := strings.Cut(user, ":"); ok {
+		if name == "" {
+			return "", "", errors.New("--etcd-user: no user name before the colon (give name:password)")
+		}
+		if password != "" {
+			return "", "", fmt.Errorf("--etcd-user %s:... holds a password, and %s gives one too: give it one way", name, from)
+		}
+		user, password, from = name, inline, "--etcd-user"
+	}
+	switch {
+	case user != "" && password == "":
+		return "", "", fmt.Errorf("--etcd-user %s has no password: give it in %s (which keeps it out of the process list), as --etcd-user %s:PASSWORD, or with --etcd-password", user, PasswordEnv, user)
+	case user == "" && password != "":
+		return "", "", fmt.Errorf("%s gives an etcd password, but --etcd-user names no user", from)
+	}
+	return user, password, nil
 }
 
 func splitList(s string) []string {

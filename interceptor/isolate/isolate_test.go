@@ -671,6 +671,79 @@ func TestMemoryHogsKillOnlyTheirWorker(t *testing.T) {
 	}
 }
 
+// TestADyingWorkerIsLoggedInOneLine: a worker that dies of a hog writes
+// the Go runtime's fatal error and its goroutines' stacks, hundreds of
+// lines, to its standard error: they are logged as the one line that says
+// the worker exited, naming the method and hook of the run, with the first
+// line and a bounded excerpt.
+func TestADyingWorkerIsLoggedInOneLine(t *testing.T) {
+	logs := &syncBuffer{}
+	pool := newPool(t, logs, isolate.WithWorkers(1))
+	const id = "events.v1.EventService/SendEvent/pre/hog"
+	_, err := pool.Run(context.Background(), compile(t, `const s = "x".repeat(1 << 20); const a = []; for (;;) a.push(s + a.length)`),
+		&engine.Call{Method: "/events.v1.EventService/SendEvent", Phase: engine.Pre, Hook: "hog", ID: id, Request: request(), Timeout: generous})
+	var ee *engine.Error
+	if !errors.As(err, &ee) || ee.Kind != engine.Exhausted {
+		t.Fatalf("got %v; want Exhausted", err)
+	}
+	var worker []string
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.Contains(l, `msg="hook worker started"`) {
+			worker = append(worker, l)
+		}
+	}
+	if len(worker) != 1 {
+		t.Fatalf("logged %d lines; want one:\n%s", len(worker), strings.Join(worker, "\n"))
+	}
+	line := worker[0]
+	for _, want := range []string{`level=WARN msg="hook worker exited"`, "out_of_memory=true",
+		"method=/events.v1.EventService/SendEvent", "hook=" + id, "stderr=", "stderr_lines_dropped="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the line does not hold %s:\n%s", want, line)
+		}
+	}
+	// The race detector's runtime says it in one line; Go's, in hundreds.
+	if !raceDetector && (!strings.Contains(line, `stderr="fatal error: runtime: out of memory"`) || !strings.Contains(line, "stderr_excerpt=")) {
+		t.Errorf("the line does not start with the runtime's fatal error, and an excerpt of its stacks:\n%s", line)
+	}
+	// 2 KiB of excerpt, quoted, and the rest.
+	if len(line) > 4<<10 {
+		t.Errorf("the line is %d bytes long; want the excerpt bounded:\n%s", len(line), line)
+	}
+}
+
+// TestALiveWorkersStandardErrorIsBounded: what a worker writes to its
+// standard error while it lives is logged a line a second at most, each
+// with a bounded excerpt.
+func TestALiveWorkersStandardErrorIsBounded(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	pool := isolate.New(isolate.WithLogger(log), isolate.WithWorkers(1), isolate.WithCommand("/bin/sh", "-c",
+		`i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo "noise $i: some text to make the line longer than a few bytes" >&2; done; exec "$1"`, "sh", exe))
+	t.Cleanup(pool.Close)
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee != nil {
+		t.Fatal(ee)
+	}
+	waitFor(t, "the lines to be logged", func() bool { return strings.Contains(logs.String(), "hook worker wrote to its standard error") })
+	time.Sleep(1500 * time.Millisecond) // another window: nothing more
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("logged %d lines; want one:\n%s", len(lines), logs)
+	}
+	for _, want := range []string{`level=WARN msg="hook worker wrote to its standard error"`, `stderr="noise 1: some text`, "stderr_lines_dropped="} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the line does not hold %s:\n%s", want, lines[0])
+		}
+	}
+	if len(lines[0]) > 4<<10 || strings.Contains(lines[0], "noise 300") {
+		t.Errorf("the line is %d bytes long; want the excerpt bounded:\n%s", len(lines[0]), lines[0])
+	}
+}
+
 // TestKilledWorkerIsReplaced kills a busy worker with SIGKILL: its run
 // fails naming the crash, and the next run gets a new worker.
 func TestKilledWorkerIsReplaced(t *testing.T) {

@@ -50,6 +50,12 @@ type worker struct {
 	exited  chan struct{}
 	exitErr error
 
+	// mu guards method and hook, those of the run the worker is doing, or
+	// did last when it died in it; empty while it is idle. What it writes
+	// to its standard error is logged with them.
+	mu           sync.Mutex
+	method, hook string
+
 	// sent are the descriptor files the worker has been sent, by name.
 	sent map[string]protoreflect.FileDescriptor
 }
@@ -184,6 +190,13 @@ func (w *worker) startErr(ctx context.Context, err error) error {
 // when the run times out, when ctx ends, or when the worker's answer is
 // not what the protocol allows.
 func (w *worker) run(ctx context.Context, s *engine.Script, in *isolatev1.Run, call *engine.Call, timeout time.Duration) (engine.Outcome, error) {
+	w.doing(call.Method, cmp.Or(call.ID, call.Hook))
+	// A worker that died in the run keeps it, for its last words.
+	defer func() {
+		if !w.dead() {
+			w.doing("", "")
+		}
+	}()
 	w.addFiles(in, call)
 	stop := context.AfterFunc(ctx, w.kill)
 	defer stop()
@@ -302,28 +315,124 @@ func (w *worker) failed(ctx context.Context, timeout time.Duration, timedOut boo
 	return engine.Outcome{}, &engine.Error{Kind: engine.Crashed, Message: fmt.Sprintf("worker crashed (%v)", w.exitErr)}
 }
 
+// doing records the method and hook of the run the worker is doing.
+func (w *worker) doing(method, hook string) {
+	w.mu.Lock()
+	w.method, w.hook = method, hook
+	w.mu.Unlock()
+}
+
+// runAttrs returns the method and hook of the worker's run, if any.
+func (w *worker) runAttrs() []any {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.method == "" && w.hook == "" {
+		return nil
+	}
+	return []any{"method", w.method, "hook", w.hook}
+}
+
+// stderrWindow is how long a live worker's lines on its standard error are
+// collected before they are logged, as one line.
+const stderrWindow = time.Second
+
 // reap logs what the worker writes to its standard error, noting a refused
-// allocation, and reaps the worker when it ends.
+// allocation, and reaps the worker when it ends. What a dying worker writes
+// (the Go runtime's fatal error and its goroutines' stacks: hundreds of
+// lines) is logged in the one line that says it exited; a live worker's
+// lines, in one line a stderrWindow at most. Either holds the start of
+// what was written (stderrExcerpt bytes at most) and the count of the
+// lines left out.
 func (w *worker) reap() {
 	defer w.p.wg.Done()
-	sc := bufio.NewScanner(w.stderr)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if outOfMemory(line) {
-			w.oom.Store(true)
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(w.stderr)
+		sc.Buffer(make([]byte, 0, 4096), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
 		}
-		w.p.opts.logger.Warn("hook worker: "+line, "pid", w.pid)
+		io.Copy(io.Discard, w.stderr)
+	}()
+	var written stderrLines
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+	for open := true; open; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				open = false
+				break
+			}
+			if outOfMemory(line) {
+				w.oom.Store(true)
+			}
+			if written.n == 0 {
+				window.Reset(stderrWindow)
+			}
+			written.add(line)
+		case <-window.C:
+			w.p.opts.logger.Warn("hook worker wrote to its standard error",
+				append(append([]any{"pid", w.pid}, w.runAttrs()...), written.attrs()...)...)
+			written = stderrLines{}
+		}
 	}
-	io.Copy(io.Discard, w.stderr)
+	window.Stop()
 	killed := w.killed.Load()
 	w.exitErr = w.cmd.Wait()
 	closeAll(w.stdin, w.stdout)
 	w.p.forget(w)
-	close(w.exited)
-	if !killed || w.oom.Load() {
-		w.p.opts.logger.Warn("hook worker exited", "pid", w.pid, "state", w.exitErr, "out_of_memory", w.oom.Load())
+	if !killed || w.oom.Load() || written.n > 0 {
+		attrs := append([]any{"pid", w.pid, "state", w.exitErr, "out_of_memory", w.oom.Load()}, w.runAttrs()...)
+		w.p.opts.logger.Warn("hook worker exited", append(attrs, written.attrs()...)...)
 	}
+	close(w.exited)
+}
+
+// stderrExcerpt bounds the part of a worker's standard error that is
+// logged.
+const stderrExcerpt = 2 << 10
+
+// stderrLines collects lines of a worker's standard error: the start of
+// them, up to stderrExcerpt bytes, and the count of the others.
+type stderrLines struct {
+	excerpt strings.Builder
+	n, kept int
+}
+
+func (s *stderrLines) add(line string) {
+	s.n++
+	room := stderrExcerpt - s.excerpt.Len()
+	if s.kept > 0 {
+		room-- // the newline before it
+	}
+	if s.kept < s.n-1 || room < len(line) && s.kept > 0 {
+		return // whole lines only after the first, and none after a gap
+	}
+	if s.kept > 0 {
+		s.excerpt.WriteByte('\n')
+	}
+	if len(line) > room {
+		line = strings.ToValidUTF8(line[:room], "") + "..."
+	}
+	s.excerpt.WriteString(line)
+	s.kept++
+}
+
+// attrs are the log attributes of the lines: the first, the excerpt when
+// it holds more, and how many lines it leaves out.
+func (s *stderrLines) attrs() []any {
+	if s.n == 0 {
+		return nil
+	}
+	text := s.excerpt.String()
+	first, _, more := strings.Cut(text, "\n")
+	attrs := []any{"stderr", first}
+	if more {
+		attrs = append(attrs, "stderr_excerpt", text)
+	}
+	return append(attrs, "stderr_lines_dropped", s.n-s.kept)
 }
 
 // outOfMemory reports whether a line of a worker's standard error says
