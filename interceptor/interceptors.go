@@ -143,13 +143,27 @@ func (h *hooks) onError(ctx context.Context, method string, req proto.Message, h
 		}
 		switch out.Action {
 		case engine.Reject:
-			st = out.Status
+			st = keepDetails(out.Status, st)
 			err = st.Err()
 		case engine.Respond:
 			return out.Message, true, nil
 		}
 	}
 	return nil, false, err
+}
+
+// keepDetails returns an error hook's status, hooks, with the details of
+// the status the call had, was, when it keeps was's message (the hook
+// changed only the code: a RetryInfo or an ErrorInfo still describes the
+// error). A hook that words a message of its own (redacting it) drops them
+// with it.
+func keepDetails(hooks, was *status.Status) *status.Status {
+	if hooks.Message() != was.Message() || len(was.Proto().GetDetails()) == 0 || len(hooks.Proto().GetDetails()) > 0 {
+		return hooks
+	}
+	p := was.Proto()
+	p.Code = int32(hooks.Code())
+	return status.FromProto(p)
 }
 
 // runHooks runs hooks in order on msg, the request (pre) or the response
