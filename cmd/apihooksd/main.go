@@ -183,6 +183,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	case "text":
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, hopts))
 	case "json":
+		// Durations as text ("15s"), as in the text format: slog's JSON
+		// writes them as integer nanoseconds.
+		hopts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
 		return cfg, fmt.Errorf("--log-format %q is not text or json", logFormat)

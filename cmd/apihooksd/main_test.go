@@ -207,3 +207,24 @@ func TestDaemonLogsInToEtcd(t *testing.T) {
 		})
 	}
 }
+
+// TestLogFormats: both formats write durations as text, "15s", not the
+// JSON handler's integer nanoseconds.
+func TestLogFormats(t *testing.T) {
+	for _, tt := range []struct{ format, want string }{
+		{"text", "timeout=15s"},
+		{"json", `"timeout":"15s"`},
+	} {
+		t.Run(tt.format, func(t *testing.T) {
+			var out bytes.Buffer
+			cfg, err := parseConfig([]string{"--log-format", tt.format}, env(nil), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Logger.Info("shutting down", "timeout", 15*time.Second)
+			if !strings.Contains(out.String(), tt.want) {
+				t.Fatalf("logged %s; want %s", out.String(), tt.want)
+			}
+		})
+	}
+}
