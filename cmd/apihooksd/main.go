@@ -82,7 +82,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (s
 	fs.StringVar(&hookServices, "hook-services", "", "comma-separated services hooks apply to (default: every service served except grpc.*)")
 	fs.IntVar(&cfg.MaxHookRuns, "max-hook-runs", engine.DefaultMaxRuns(), "hook runs in flight at once, counting runs abandoned at their timeout until they end (GOMAXPROCS - 1 by default, at least 1)")
 	fs.DurationVar(&cfg.HookQueueWait, "hook-queue-wait", engine.DefaultQueueWait, "how long a hooked call waits for room past --max-hook-runs before it fails with RESOURCE_EXHAUSTED")
-	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", interceptor.DefaultQuarantineAfter, "timeouts or runs out of memory within --quarantine-window that take a hook out of service (0: never)")
+	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", interceptor.DefaultQuarantineAfter, "timeouts or runs out of memory within --quarantine-window that take a hook out of service, when they are also at least half of its runs (0: never)")
 	fs.DurationVar(&cfg.QuarantineWindow, "quarantine-window", interceptor.DefaultQuarantineWindow, "the window in which --quarantine-after timeouts count")
 	fs.DurationVar(&cfg.QuarantineFor, "quarantine-for", interceptor.DefaultQuarantineFor, "how long a quarantined hook is not run: its calls fail fast with UNAVAILABLE, or skip it with onError continue")
 	fs.IntVar(&maxMessage, "max-message-size", 4, "largest message, in MiB, taken from a client; in proxy mode, raise it to the backend's limit")
