@@ -611,6 +611,25 @@ func TestPermissionDeniedNamesWhatHookctlNeeds(t *testing.T) {
 		prefix+"utils/", prefix+"daemons/")
 }
 
+// TestAUserGoesWithAPassword: a user without a password (or the other way
+// round) is a usage error naming what is missing, not a refusal from etcd
+// that says "user name is empty".
+func TestAUserGoesWithAPassword(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--user", "narrow"}, "--user narrow has no password: give it in HOOKCTL_PASSWORD"},
+		{[]string{"--password", "pw"}, "--password gives an etcd password, but --user names no user"},
+	} {
+		e := newEnv(t)
+		e.args = append(e.args, tt.args...)
+		r := e.want(hookctl.ExitUsage, "list")
+		mustContain(t, strings.Join(tt.args, " "), r.stderr, tt.want)
+	}
+}
+
 // TestAProxysWaitFailsOnAHookItsBackendDoesNotServe: a proxy's record
 // lists the hooks on methods its backend does not serve once it has
 // checked them, and --wait, which waits for that, fails naming them.

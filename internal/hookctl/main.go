@@ -361,6 +361,14 @@ func (a *app) open() (*store.Store, error) {
 	if u, p, ok := strings.Cut(user, ":"); ok && password == "" {
 		user, password = u, p
 	}
+	// etcd's client logs in only with both: with one, an etcd with
+	// authentication on refuses every request for want of a user.
+	switch {
+	case user != "" && password == "":
+		return nil, usageErrorf("--user %s has no password: give it in HOOKCTL_PASSWORD (which keeps it out of the process list), with --password, or as --user %s:PASSWORD", user, user)
+	case user == "" && password != "":
+		return nil, usageErrorf("--password gives an etcd password, but --user names no user")
+	}
 	var endpoints []string
 	for _, e := range a.conn.endpoints {
 		if e = strings.TrimSpace(e); e != "" {
