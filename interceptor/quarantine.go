@@ -46,15 +46,18 @@ type Quarantine struct {
 
 // strikes is what a Quarantine knows of one hook.
 type strikes struct {
-	// times are the failures within the window, oldest first; guarded by
+	// times are the failures within the window, oldest first, kinds
+	// their kinds and at the count of runs when each came; guarded by
 	// Quarantine.mu.
 	times []time.Time
 	kinds []engine.Kind
+	at    []int64
 	// until is when the hook's quarantine ends (unix nanoseconds; zero
 	// when it is not quarantined), and reason says why it began.
 	until  atomic.Int64
 	reason atomic.Pointer[string]
-	// runs counts the runs started since the oldest failure in times.
+	// runs counts the runs started since the hook first failed (those
+	// in quarantine are not run, and not counted).
 	runs atomic.Int64
 }
 
@@ -138,11 +141,8 @@ func (q *Quarantine) check(h *registry.Hook) string {
 		return ""
 	}
 	until := s.until.Load()
-	if until == 0 {
+	if until == 0 || q.now().UnixNano() >= until {
 		s.runs.Add(1)
-		return ""
-	}
-	if q.now().UnixNano() >= until {
 		return ""
 	}
 	return fmt.Sprintf("quarantined until %s after %s", time.Unix(0, until).UTC().Format(time.TimeOnly), *s.reason.Load())
@@ -170,22 +170,20 @@ func (q *Quarantine) strike(h *registry.Hook, e *engine.Error) string {
 	for cut < len(s.times) && now.Sub(s.times[cut]) > q.window {
 		cut++
 	}
-	if cut == len(s.times) {
-		// No failure left within the window: count runs afresh.
-		s.runs.Store(0)
-	}
-	s.times, s.kinds = append(s.times[cut:], now), append(s.kinds[cut:], k)
-	// Failures that are not most of the hook's runs are its inputs', not
-	// its own: a client that sends what makes it slow (a request or
-	// metadata large enough) must not take it out of service for every
-	// other client. A hook that fails on every run still goes at once.
-	if len(s.times) < q.after || int64(2*len(s.times)) < s.runs.Load() {
+	runs := s.runs.Load()
+	s.times, s.kinds, s.at = append(s.times[cut:], now), append(s.kinds[cut:], k), append(s.at[cut:], runs)
+	// Failures that are not most of the hook's runs since the oldest of
+	// them are its inputs', not its own: a client that sends what makes
+	// it slow (a request or metadata large enough) must not take it out
+	// of service for every other client. A hook that fails on every run
+	// still goes at once.
+	if len(s.times) < q.after || int64(2*len(s.times)) < runs-s.at[0] {
 		return ""
 	}
 	reason := describeStrikes(s.kinds, q.window)
 	s.reason.Store(&reason)
 	s.until.Store(now.Add(q.dur).UnixNano())
-	s.times, s.kinds = nil, nil
+	s.times, s.kinds, s.at = nil, nil, nil
 	return reason
 }
 
