@@ -284,7 +284,6 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 		st.Groups = append(st.Groups, *g)
 	}
 	slices.SortFunc(st.Groups, func(a, b groupView) int { return strings.Compare(a.Target, b.Target) })
-	st.Daemons = s.daemons(r.Context())
 	writeJSON(w, http.StatusOK, st)
 }
 

@@ -238,8 +238,10 @@ func TestStateDuringAnEtcdOutage(t *testing.T) {
 	})
 	start := time.Now()
 	st = readState(t, d)
-	if took := time.Since(start); took > 4*time.Second {
-		t.Errorf("/api/state took %v while etcd is down; want an answer sooner than etcd's command timeout", took)
+	// The one read of etcd gives up after a second; the fleet's records,
+	// which are in etcd too, are not read (2 s more).
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("/api/state took %v while etcd is down; want an answer after the one read that gives up after a second", took)
 	}
 	if st.Synced || !strings.Contains(st.EtcdError, "etcd") {
 		t.Errorf("/api/state: synced %v, etcdError %q; want not synced, with etcd's error", st.Synced, st.EtcdError)
