@@ -39,7 +39,7 @@ func main() {
 const PasswordEnv = "APIHOOKSD_ETCD_PASSWORD"
 
 func run(args []string) error {
-	cfg, err := parseConfig(args, os.Getenv, os.Stderr)
+	cfg, err := parseConfig(args, takeEnv, os.Stderr)
 	if err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -51,6 +51,18 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return server.Run(ctx, cfg)
+}
+
+// takeEnv returns an environment variable's value; it takes the etcd
+// password out of the environment, so that the processes the daemon
+// starts (hook workers, which run scripts it does not trust) do not
+// inherit it.
+func takeEnv(key string) string {
+	v := os.Getenv(key)
+	if key == PasswordEnv {
+		os.Unsetenv(key)
+	}
+	return v
 }
 
 // parseConfig makes the daemon's configuration from its arguments and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -226,5 +227,26 @@ func TestLogFormats(t *testing.T) {
 				t.Fatalf("logged %s; want %s", out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestThePasswordLeavesTheEnvironment: the etcd password is read once and
+// taken out of the environment, which the daemon's hook workers (running
+// scripts it does not trust) inherit.
+func TestThePasswordLeavesTheEnvironment(t *testing.T) {
+	t.Setenv(PasswordEnv, secret)
+	t.Setenv("APIHOOKSD_OTHER", "stays")
+	cfg, err := parseConfig([]string{"--etcd-user", "root"}, takeEnv, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EtcdPassword != secret {
+		t.Fatalf("password %q; want the environment's", cfg.EtcdPassword)
+	}
+	if v, ok := os.LookupEnv(PasswordEnv); ok {
+		t.Fatalf("%s is still in the environment (%d bytes)", PasswordEnv, len(v))
+	}
+	if takeEnv("APIHOOKSD_OTHER") != "stays" || os.Getenv("APIHOOKSD_OTHER") != "stays" {
+		t.Fatal("another variable was taken out of the environment")
 	}
 }
