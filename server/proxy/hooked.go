@@ -32,7 +32,7 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 		ds := &decodingStream{ServerStream: ss, p: p, method: fullMethod}
 		return p.stream(nil, ds, info, func(_ any, hs grpc.ServerStream) error {
 			if !info.IsClientStream {
-				return forwardServerStream(hs, p.cc, fullMethod, m.in.NewMessage())
+				return forwardServerStream(hs, p.cc, fullMethod, m.in.NewMessage(), m.in.NewMessage())
 			}
 			return forward(hs, p.cc, fullMethod, func() any { return m.in.NewMessage() })
 		})

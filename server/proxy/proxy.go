@@ -320,8 +320,16 @@ func forward(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod strin
 // forwardServerStream carries a call of a server-streaming method: its one
 // request is received, and so its pre-hooks run, before the backend is
 // called, so that a call they reject or answer never reaches the backend.
-func forwardServerStream(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string, in any) error {
+func forwardServerStream(ss grpc.ServerStream, cc grpc.ClientConnInterface, fullMethod string, in, more any) error {
 	if err := recvRequest(ss, fullMethod, in); err != nil {
+		return err
+	}
+	// The client half-closes with its request; another message is a
+	// violation the backend would refuse, as gRPC's servers do.
+	switch err := ss.RecvMsg(more); {
+	case err == nil:
+		return status.Errorf(codes.Internal, "%s: cardinality violation: expected <EOF> for non client-streaming RPCs, but received another message", fullMethod)
+	case !errors.Is(err, io.EOF):
 		return err
 	}
 	ctx, cancel := context.WithCancel(outgoing(ss.Context()))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,5 +104,34 @@ func TestAServerStreamsPreHooksRunBeforeTheBackendIsCalled(t *testing.T) {
 				t.Errorf("%d calls were opened on the backend; want %d", n, len(tt.wantBackend))
 			}
 		})
+	}
+}
+
+// TestAServerStreamWithTwoRequestsIsRefused: a client that sends a second
+// request on a server-streaming call with hooks gets INTERNAL, as from a
+// gRPC server, and the backend is not called.
+func TestAServerStreamWithTwoRequestsIsRefused(t *testing.T) {
+	backend := &streamBackend{}
+	srv := grpc.NewServer(grpc.StreamInterceptor(backend.count))
+	eventsv1.RegisterEventServiceServer(srv, backend)
+	w := newWorld(t, serve(t, srv), nil, proxy.WithDescriptorSet(descriptorSet(eventsv1.File_events_v1_events_proto)))
+	w.setHooks(t, map[string]string{"events.v1.EventService/StreamEvents/pre/h": doc(`module.exports = () => {}`)})
+
+	cs, err := w.conn.NewStream(callCtx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/events.v1.EventService/StreamEvents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"bob", "carol"} {
+		if err := cs.SendMsg(&eventsv1.StreamEventsRequest{UserId: user}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs.CloseSend()
+	err = cs.RecvMsg(new(eventsv1.Event))
+	if st := status.Convert(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), "cardinality violation") {
+		t.Fatalf("got %v; want INTERNAL cardinality violation", err)
+	}
+	if n := backend.opened.Load(); n != 0 {
+		t.Errorf("%d calls were opened on the backend; want none", n)
 	}
 }
