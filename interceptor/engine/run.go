@@ -504,6 +504,13 @@ func (r *run) goOnLive() (Outcome, error) {
 		return Outcome{Action: Continue}, nil
 	}
 	where := "ctx." + propNames[r.live]
+	if r.script.style == APIMaker {
+		// The names the script knows them by.
+		where = "g.req.body"
+		if r.live == propResponse {
+			where = "g.res.output"
+		}
+	}
 	cur := r.c.Get(propNames[r.live])
 	if mv := r.views[r.live-propRequest]; mv.obj != nil && cur == goja.Value(mv.obj) {
 		// Err also stores the objects the script assigned into the view.
