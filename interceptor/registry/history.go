@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -15,10 +17,45 @@ import (
 
 // lookBackVersions is how many earlier versions of a key the registry
 // looks at in etcd's history, newest first, for one that is valid when the
-// key's current document is not. It looks whether it follows the change
-// or reads everything (at start, after losing etcd), so every registry
-// runs the same version.
+// key's current document is not. It looks when it reads everything (at
+// start, after losing etcd or falling behind a compaction), where it did
+// not follow the key's changes: one that follows them keeps the version it
+// runs, which is the one it would find.
 const lookBackVersions = 10
+
+// look is what the look-backs of one full read share: a context whose
+// deadline bounds them all, and the snapshot file, read once.
+type look struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	file   *snapshotFile
+}
+
+// newLook returns the look of a read made under getCtx: its look-backs end
+// with ctx, and within readTimeout or three quarters of what getCtx has
+// left, whichever is sooner, so that what they find is applied before
+// getCtx ends.
+func (r *Registry) newLook(ctx, getCtx context.Context) *look {
+	budget := readTimeout
+	if d, ok := getCtx.Deadline(); ok {
+		budget = min(budget, time.Until(d)*3/4)
+	}
+	l := &look{}
+	l.ctx, l.cancel = context.WithTimeout(ctx, budget)
+	return l
+}
+
+// snapshot returns the snapshot file, read the first time; nil when there
+// is none or it is unusable.
+func (l *look) snapshot(r *Registry) *snapshotFile {
+	l.once.Do(func() {
+		if r.opts.snapshotFile != "" {
+			l.file, _ = readSnapshotFile(r.opts.snapshotFile, r.opts.prefix)
+		}
+	})
+	return l.file
+}
 
 // lookBackEnd says why looking back ended without a valid version.
 type lookBackEnd int
@@ -39,6 +76,9 @@ const (
 	// endNotRead: history was not looked at: the value is the snapshot
 	// file's, or was compiled for it.
 	endNotRead
+	// endFollowed: history was not looked at: the registry followed the
+	// key's changes, and runs its last valid version, if any.
+	endFollowed
 )
 
 // past is what the registry found in the history of a key whose current
@@ -61,11 +101,11 @@ type past struct {
 }
 
 // needsPast reports whether the history of c, built invalid for b, is to
-// be looked at: when c was read from etcd (not from the snapshot file), and
-// is a hook in force here that is not compiled again for a change of
-// utils.
+// be looked at: when b is (part of) a full read of etcd (not of the
+// snapshot file), and c is a hook in force here that is not compiled again
+// for a change of utils.
 func (r *Registry) needsPast(c *change, b *batch) bool {
-	if b.fromFile || c.isCache || c.kerr != nil || c.err == nil || c.recompile {
+	if b.look == nil || b.fromFile || c.isCache || c.kerr != nil || c.err == nil || c.recompile {
 		return false
 	}
 	return r.opts.hookable(c.k.Service) || c.k.Service == Wildcard
@@ -79,7 +119,9 @@ func (r *Registry) needsPast(c *change, b *batch) bool {
 // that does not is passed over, unless a change of the utils it imports
 // broke it (see brokenByUtils), which ends the search (endUtils). When
 // history cannot tell, the snapshot file's version is taken, if valid.
-func (r *Registry) lookBack(ctx context.Context, c *change, utils *Utils) *past {
+// l.ctx bounds every read of etcd.
+func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
+	ctx := l.ctx
 	if r.brokenByUtils(ctx, c.k, c.value, c.modRev, utils) {
 		return &past{end: endUtils}
 	}
@@ -88,14 +130,12 @@ func (r *Registry) lookBack(ctx context.Context, c *change, utils *Utils) *past 
 		if rev <= c.createRev {
 			return &past{end: endCreated}
 		}
-		gctx, cancel := context.WithTimeout(ctx, readTimeout)
-		resp, err := r.client.Get(gctx, c.key, clientv3.WithRev(rev-1))
-		cancel()
+		resp, err := r.client.Get(ctx, c.key, clientv3.WithRev(rev-1))
 		switch {
 		case errors.Is(err, rpctypes.ErrCompacted):
-			return r.fromFile(c, utils, &past{end: endCompacted})
+			return r.fromFile(l, c, utils, &past{end: endCompacted})
 		case err != nil:
-			return r.fromFile(c, utils, &past{end: endUnreadable, err: err})
+			return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
 		case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != c.createRev:
 			return &past{end: endCreated}
 		}
@@ -109,7 +149,7 @@ func (r *Registry) lookBack(ctx context.Context, c *change, utils *Utils) *past 
 		}
 		rev = kv.ModRevision
 	}
-	return r.fromFile(c, utils, &past{end: endBound})
+	return r.fromFile(l, c, utils, &past{end: endBound})
 }
 
 // brokenByUtils reports whether value, the version of k written at rev,
@@ -138,9 +178,7 @@ func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev i
 			note(key)
 		}
 	}
-	gctx, cancel := context.WithTimeout(ctx, readTimeout)
-	defer cancel()
-	resp, err := r.client.Get(gctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithKeysOnly())
+	resp, err := r.client.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithKeysOnly())
 	if err != nil {
 		return true
 	}
@@ -155,12 +193,9 @@ func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev i
 // fromFile adds to p the snapshot file's version of the key of c, when the
 // file holds one written since the key was last created and before its
 // current value, and it compiles against utils. It returns p.
-func (r *Registry) fromFile(c *change, utils *Utils, p *past) *past {
-	if r.opts.snapshotFile == "" {
-		return p
-	}
-	f, err := readSnapshotFile(r.opts.snapshotFile, r.opts.prefix)
-	if err != nil {
+func (r *Registry) fromFile(l *look, c *change, utils *Utils, p *past) *past {
+	f := l.snapshot(r)
+	if f == nil {
 		return p
 	}
 	for _, h := range f.Hooks {
@@ -183,15 +218,21 @@ func (r *Registry) buildHook(k Key, b []byte, utils *Utils) (*Hook, error) {
 	return BuildWithUtils(k, b, r.opts.maxTimeout, utils)
 }
 
-// putInvalid applies c, an invalid value of a hook read from etcd, old
-// being the key's entry: the key runs the newest valid earlier version
-// that its history (c.past) holds; when history cannot tell, the version
-// running here, or else the snapshot file's, provided it is from since the
-// key was last created. Otherwise the key is broken. mu is held.
-func (r *Registry) putInvalid(c *change, old *entry, err error, utils *Utils) {
-	key, modRev := c.key, c.modRev
+// putInvalid applies c, an invalid value of a hook, old being the key's
+// entry. When c is a change the registry follows (from the watch), the
+// version running here keeps running, if any: it is the key's last valid
+// one. When c comes from a full read, the key runs the newest valid
+// earlier version that its history (c.past) holds; when history cannot
+// tell, the version running here, or else the snapshot file's, provided it
+// is from since the key was last created. Otherwise the key is broken. mu
+// is held.
+func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
+	key, modRev, utils := c.key, c.modRev, b.utils
 	log := r.opts.logger.With("key", key, "revision", modRev)
 	p := c.past
+	if p == nil && b.look == nil && !b.fromFile {
+		p = &past{end: endFollowed}
+	}
 	if p == nil {
 		p = &past{end: endNotRead}
 	}

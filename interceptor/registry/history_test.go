@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,5 +288,137 @@ func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
 				t.Fatalf("the new registry runs %s, the one running all along %s; want both %s", got, was, tt.want)
 			}
 		})
+	}
+}
+
+// historyKV is a client's KV that counts its Gets, which the registry makes
+// only to read a key's history (it reads everything in transactions), and
+// holds them while blocked.
+type historyKV struct {
+	clientv3.KV
+	gets    atomic.Int64
+	mu      sync.Mutex
+	blocked chan struct{} // closed to let held Gets go on; nil: not blocked
+}
+
+func (k *historyKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	k.gets.Add(1)
+	k.mu.Lock()
+	blocked := k.blocked
+	k.mu.Unlock()
+	if blocked != nil {
+		select {
+		case <-blocked:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return k.KV.Get(ctx, key, opts...)
+}
+
+// block holds every Get until unblock, as an etcd too slow to answer would.
+func (k *historyKV) block() {
+	k.mu.Lock()
+	k.blocked = make(chan struct{})
+	k.mu.Unlock()
+}
+
+func (k *historyKV) unblock() {
+	k.mu.Lock()
+	if k.blocked != nil {
+		close(k.blocked)
+		k.blocked = nil
+	}
+	k.mu.Unlock()
+}
+
+// historyClient returns a client to e whose Gets go through the returned
+// historyKV.
+func historyClient(t *testing.T, e *etcdtest.Etcd) (*clientv3.Client, *historyKV) {
+	t.Helper()
+	c := fastClient(t, e.Endpoints())
+	kv := &historyKV{KV: c.KV}
+	c.KV = kv
+	t.Cleanup(kv.unblock)
+	return c, kv
+}
+
+// putAt puts value at key under prefix's hooks through c, and returns the
+// revision.
+func putAt(t *testing.T, c *clientv3.Client, prefix, key, value string) int64 {
+	t.Helper()
+	resp, err := c.Put(context.Background(), registry.HooksDir(prefix)+key, value)
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return resp.Header.Revision
+}
+
+// A registry that follows a key's changes keeps the version it runs when
+// the key's new document is invalid, without reading etcd's history: it is
+// the last valid version. So an etcd slow to answer holds no compile
+// worker, and changes to other keys take effect at once.
+func TestRegistryFollowingAnInvalidDocumentReadsNoHistory(t *testing.T) {
+	e := etcdtest.Start(t)
+	c, kv := historyClient(t, e)
+	const prefix = "/follow/"
+	r := start(t, c, registry.WithPrefix(prefix))
+	// More invalid keys than there are compile workers.
+	n := max(runtime.GOMAXPROCS(0), 2) + 1
+	key := func(i int) string { return fmt.Sprintf("events.v1.EventService/SendEvent/pre/k%d", i) }
+	var rev int64
+	for i := range n {
+		rev = putAt(t, c, prefix, key(i), doc("v1"))
+	}
+	waitFor(t, "the valid versions", func() bool { return r.Snapshot().Revision >= rev })
+	kv.block()
+	for i := range n {
+		putAt(t, c, prefix, key(i), badDoc)
+	}
+	rev = putAt(t, c, prefix, "events.v1.EventService/GetEvents/pre/other", doc("other"))
+	waitFor(t, "a change to another key after the invalid documents", func() bool { return r.Snapshot().Revision >= rev })
+	if got := kv.gets.Load(); got != 0 {
+		t.Fatalf("the registry read etcd's history %d times for changes it followed; want none", got)
+	}
+	s := r.Status()
+	if len(s.Invalid) != n || len(s.Broken) != 0 {
+		t.Fatalf("status: invalid %q, broken %q; want %d keys running v1, nothing broken", s.Invalid, s.Broken, n)
+	}
+	for _, h := range r.Snapshot().Hooks() {
+		if h.ID != "events.v1.EventService/GetEvents/pre/other" && (h.Err != nil || h.Doc.Description != "v1") {
+			t.Fatalf("%s runs %q (error %v); want v1", h.ID, h.Doc.Description, h.Err)
+		}
+	}
+}
+
+// The look-backs of a read share one deadline within that of the read: a
+// registry that starts while etcd does not answer for history starts in
+// time, with the keys whose history it could not read broken.
+func TestRegistryStartWhileHistoryDoesNotAnswer(t *testing.T) {
+	e := etcdtest.Start(t)
+	c, kv := historyClient(t, e)
+	const prefix = "/noanswer/"
+	n := max(runtime.GOMAXPROCS(0), 2) + 1
+	key := func(i int) string { return fmt.Sprintf("events.v1.EventService/SendEvent/pre/k%d", i) }
+	for i := range n {
+		putAt(t, c, prefix, key(i), doc("v1"))
+		putAt(t, c, prefix, key(i), badDoc)
+	}
+	kv.block()
+	r := registry.New(c, registry.WithPrefix(prefix), registry.WithLogger(quiet()), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+	t.Cleanup(r.Close)
+	const within = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	began := time.Now()
+	if err := r.Start(ctx); err != nil {
+		t.Fatalf("Start while etcd does not answer for history: %v", err)
+	}
+	if took := time.Since(began); took > within {
+		t.Fatalf("Start took %v, given %v", took.Round(time.Millisecond), within)
+	}
+	s := r.Status()
+	if len(s.Broken) != n || !strings.Contains(s.Broken[0], "its earlier versions could not be read") {
+		t.Fatalf("status: broken %q; want the %d keys broken, their history unread", s.Broken, n)
 	}
 }

@@ -95,8 +95,9 @@ type entry struct {
 	// invalid says why the key's latest value is not in force while hook,
 	// an earlier version, runs; nil otherwise.
 	invalid error
-	// recheck is set when a full read could not read the key's history:
-	// the next one builds its value again instead of keeping the entry.
+	// recheck is set when a full read could not read the key's history, or
+	// the value is the snapshot file's: the next full read builds its value
+	// again instead of keeping the entry.
 	recheck bool
 }
 
@@ -314,7 +315,7 @@ func (r *Registry) readAll(getCtx, ctx context.Context, wait bool) (int64, error
 	if old != nil {
 		resp, rev = old, oldRev
 	}
-	b := &batch{rev: rev, full: true, beforeApply: resp != current, done: make(chan struct{})}
+	b := &batch{rev: rev, full: true, beforeApply: resp != current, look: r.newLook(ctx, getCtx), done: make(chan struct{})}
 	for _, op := range resp.Responses {
 		for _, kv := range op.GetResponseRange().Kvs {
 			b.changes = append(b.changes, change{key: string(kv.Key), value: kv.Value, modRev: kv.ModRevision, createRev: kv.CreateRevision})
@@ -506,8 +507,11 @@ type batch struct {
 	beforeApply bool
 	// read is set for a full read, and for each batch of documents it
 	// compiles, whose transaction is txn.
-	read    *read
-	txn     int64
+	read *read
+	txn  int64
+	// look is set for a full read of etcd, and each batch of documents it
+	// compiles: their invalid hooks' history is looked at under it.
+	look    *look
 	changes []change
 	// utils are the utils the batch's hooks compile against.
 	utils   *Utils
@@ -666,7 +670,7 @@ func (r *Registry) splitReadLocked(b *batch, builds []int) []*batch {
 		}
 		p := byTxn[txn]
 		if p == nil {
-			p = &batch{gen: b.gen, rev: b.rev, txn: txn, fromFile: b.fromFile, utils: b.utils, read: rd, done: make(chan struct{})}
+			p = &batch{gen: b.gen, rev: b.rev, txn: txn, fromFile: b.fromFile, utils: b.utils, read: rd, look: b.look, done: make(chan struct{})}
 			byTxn[txn] = p
 			parts = append(parts, p)
 			rd.left[txn]++
@@ -729,7 +733,7 @@ func (r *Registry) startWorkers(ctx context.Context) {
 				c := &j.b.changes[j.i]
 				r.build(c, j.b.utils)
 				if r.needsPast(c, j.b) {
-					c.past = r.lookBack(ctx, c, j.b.utils)
+					c.past = r.lookBack(j.b.look, c, j.b.utils)
 				}
 				r.mu.Lock()
 				id := compileID{key: c.key, modRev: c.modRev, utils: j.b.utils}
@@ -738,7 +742,11 @@ func (r *Registry) startWorkers(ctx context.Context) {
 				r.mu.Unlock()
 				r.built(j)
 				for _, w := range waiting {
-					w.b.changes[w.i].built(c)
+					wc := &w.b.changes[w.i]
+					wc.built(c)
+					if wc.past == nil && r.needsPast(wc, w.b) {
+						wc.past = r.lookBack(w.b.look, wc, w.b.utils)
+					}
 					r.built(w)
 				}
 			}
@@ -798,6 +806,9 @@ func (r *Registry) applyLocked(b *batch) {
 	finished := rd != nil && len(rd.left) == 0
 	if finished {
 		defer close(rd.done) // once what the read brings is in force
+		if b.look != nil {
+			b.look.cancel() // its look-backs are over
+		}
 	}
 	if b.gen != r.gen {
 		return // a full read since has replaced it
@@ -829,7 +840,7 @@ func (r *Registry) applyLocked(b *batch) {
 		case c.isCache:
 			r.putCache(c)
 		default:
-			r.put(c, b.utils)
+			r.put(c, b)
 		}
 	}
 	if rd != nil {
@@ -850,8 +861,8 @@ func (r *Registry) applyLocked(b *batch) {
 // version of the key, found in the key's history (see putInvalid); a key
 // that has none becomes a broken hook, so the methods it covers fail
 // instead of running without it. mu is held.
-func (r *Registry) put(c *change, utils *Utils) {
-	key, modRev := c.key, c.modRev
+func (r *Registry) put(c *change, b *batch) {
+	key, modRev, utils := c.key, c.modRev, b.utils
 	old := r.entries[key]
 	log := r.opts.logger.With("key", key, "revision", modRev)
 	k, err := c.k, c.kerr
@@ -889,7 +900,7 @@ func (r *Registry) put(c *change, utils *Utils) {
 		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
 		return
 	}
-	r.putInvalid(c, old, err, utils)
+	r.putInvalid(c, old, err, b)
 }
 
 // putCache applies one built cache configuration. As for hooks, an invalid
