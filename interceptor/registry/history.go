@@ -122,7 +122,10 @@ func (r *Registry) needsPast(c *change, b *batch) bool {
 // l.ctx bounds every read of etcd.
 func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 	ctx := l.ctx
-	if r.brokenByUtils(ctx, c.k, c.value, c.modRev, utils) {
+	switch broken, err := r.brokenByUtils(ctx, c.k, c.value, c.modRev, utils); {
+	case err != nil:
+		return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
+	case broken:
 		return &past{end: endUtils}
 	}
 	rev := c.modRev
@@ -144,7 +147,10 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 			h.Revision = kv.ModRevision
 			return &past{hook: h, raw: kv.Value}
 		}
-		if r.brokenByUtils(ctx, c.k, kv.Value, kv.ModRevision, utils) {
+		switch broken, err := r.brokenByUtils(ctx, c.k, kv.Value, kv.ModRevision, utils); {
+		case err != nil:
+			return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
+		case broken:
 			return &past{end: endUtils}
 		}
 		rev = kv.ModRevision
@@ -157,15 +163,14 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 // judges it, against stub utils) importing a util that changed since rev:
 // a registry that followed that change compiled the key's value again
 // and, as it fails, failed the key closed. Otherwise the value failed when
-// it was written, and an earlier version kept running. When etcd cannot
-// say which utils were deleted since rev, it reports true: the key fails
-// closed.
-func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev int64, utils *Utils) bool {
+// it was written, and an earlier version kept running. It fails when etcd
+// does not say which utils were deleted since rev.
+func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev int64, utils *Utils) (bool, error) {
 	if !bytes.Contains(value, []byte(engine.UtilsPrefix)) {
-		return false // invalid whatever the utils
+		return false, nil // invalid whatever the utils
 	}
 	if _, err := r.buildHook(k, value, StubUtils()); err != nil {
-		return false // an invalid document
+		return false, nil // an invalid document
 	}
 	dir := UtilsDir(r.opts.prefix)
 	changed := map[string]bool{}
@@ -180,14 +185,14 @@ func (r *Registry) brokenByUtils(ctx context.Context, k Key, value []byte, rev i
 	}
 	resp, err := r.client.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithKeysOnly())
 	if err != nil {
-		return true
+		return false, err
 	}
 	for _, kv := range resp.Kvs {
 		if _, ok := utils.modRevs[string(kv.Key)]; !ok {
 			note(string(kv.Key)) // deleted since
 		}
 	}
-	return len(changed) > 0 && MentionsUtil(value, utils.Dependents(changed))
+	return len(changed) > 0 && MentionsUtil(value, utils.Dependents(changed)), nil
 }
 
 // fromFile adds to p the snapshot file's version of the key of c, when the
@@ -224,8 +229,9 @@ func (r *Registry) buildHook(k Key, b []byte, utils *Utils) (*Hook, error) {
 // one. When c comes from a full read, the key runs the newest valid
 // earlier version that its history (c.past) holds; when history cannot
 // tell, the version running here, or else the snapshot file's, provided it
-// is from since the key was last created. Otherwise the key is broken. mu
-// is held.
+// is from since the key was last created. Otherwise the key is broken.
+// When etcd did not answer, the registry looks again later (retryLoop),
+// and so it does for a change it follows while it has to. mu is held.
 func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 	key, modRev, utils := c.key, c.modRev, b.utils
 	log := r.opts.logger.With("key", key, "revision", modRev)
@@ -237,11 +243,19 @@ func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 		p = &past{end: endNotRead}
 	}
 	// The next full read builds the value again when history could not be
-	// read now.
-	recheck := p.hook == nil && (p.end == endUnreadable || p.end == endNotRead)
+	// read now; when etcd did not answer, the registry looks again before.
+	retry := p.hook == nil && (p.end == endUnreadable || p.end == endFollowed && old != nil && old.retry)
+	recheck := retry || p.hook == nil && p.end == endNotRead
+	if retry {
+		select {
+		case r.retryKick <- struct{}{}:
+		default:
+		}
+	}
 	keep := func(h *Hook, raw []byte, hookUtils *Utils) {
 		log.Error("invalid hook document; the previous version keeps running", "error", err, "running_revision", h.Revision)
-		r.entries[key] = &entry{modRev: modRev, hook: h, raw: raw, utils: hookUtils, invalid: err, recheck: recheck}
+		r.entries[key] = &entry{modRev: modRev, hook: h, raw: raw, utils: hookUtils, invalid: err,
+			recheck: recheck, retry: retry, createRev: c.createRev}
 	}
 	running := old != nil && old.hook != nil && old.hook.Err == nil &&
 		old.hook.Revision >= c.createRev && old.hook.Revision < modRev
@@ -268,5 +282,52 @@ func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 	}
 	log.Error("invalid hook document; calls it covers fail until it is fixed", "error", err)
 	id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
-	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: c.k, ID: id, Revision: modRev, Err: err}, recheck: recheck}
+	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: c.k, ID: id, Revision: modRev, Err: err},
+		recheck: recheck, retry: retry, createRev: c.createRev}
+}
+
+// retryLoop looks again in the history of the keys whose history etcd did
+// not give (entry.retry), off the watch and backing off, until it does or
+// their value changes. It ends with ctx.
+func (r *Registry) retryLoop(ctx context.Context) {
+	wait := r.opts.retryMin
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.retryKick:
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			b := &batch{retry: true, look: r.newLook(ctx, ctx), done: make(chan struct{})}
+			r.dispatch(b)
+			select {
+			case <-ctx.Done():
+				b.look.cancel()
+				return
+			case <-b.done:
+			}
+			b.look.cancel()
+			if len(b.changes) == 0 {
+				wait = r.opts.retryMin
+				break
+			}
+			wait = min(2*wait, r.opts.retryMax)
+		}
+	}
+}
+
+// retryChangesLocked gives b, a batch of retryLoop, the latest value of
+// each key to look back for again. mu is held.
+func (r *Registry) retryChangesLocked(b *batch) {
+	b.rev = r.rev
+	for key, e := range r.entries {
+		if v, ok := r.latest[key]; e.retry && ok && !v.del && v.modRev == e.modRev {
+			b.changes = append(b.changes, change{key: key, value: v.value, modRev: v.modRev, createRev: e.createRev})
+		}
+	}
 }

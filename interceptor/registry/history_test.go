@@ -393,7 +393,9 @@ func TestRegistryFollowingAnInvalidDocumentReadsNoHistory(t *testing.T) {
 
 // The look-backs of a read share one deadline within that of the read: a
 // registry that starts while etcd does not answer for history starts in
-// time, with the keys whose history it could not read broken.
+// time, with the keys whose history it could not read broken, and looks
+// again until etcd answers: then it runs their last valid version, as a
+// registry running all along does.
 func TestRegistryStartWhileHistoryDoesNotAnswer(t *testing.T) {
 	e := etcdtest.Start(t)
 	c, kv := historyClient(t, e)
@@ -421,4 +423,9 @@ func TestRegistryStartWhileHistoryDoesNotAnswer(t *testing.T) {
 	if len(s.Broken) != n || !strings.Contains(s.Broken[0], "its earlier versions could not be read") {
 		t.Fatalf("status: broken %q; want the %d keys broken, their history unread", s.Broken, n)
 	}
+	kv.unblock()
+	waitFor(t, "the keys to run their last valid version once etcd answers", func() bool {
+		s := r.Status()
+		return len(s.Invalid) == n && len(s.Broken) == 0
+	})
 }

@@ -61,6 +61,9 @@ type Registry struct {
 	// UtilsDir; utils is the set they make, which hooks compile against.
 	utilValues map[string]utilValue
 	utils      *Utils
+	// retryKick wakes retryLoop when a key's history is to be looked at
+	// again.
+	retryKick chan struct{}
 
 	// syncMu orders the changes of synced with the calls to opts.onSync.
 	syncMu sync.Mutex
@@ -99,6 +102,10 @@ type entry struct {
 	// the value is the snapshot file's: the next full read builds its value
 	// again instead of keeping the entry.
 	recheck bool
+	// retry is set when etcd did not give the key's history: retryLoop
+	// looks again. createRev is the revision that last created the key.
+	retry     bool
+	createRev int64
 }
 
 // version is the newest change of a key handed out to compile.
@@ -155,6 +162,7 @@ func New(client *clientv3.Client, opts ...Option) *Registry {
 		utils:      NewUtils("", nil),
 		utilValues: map[string]utilValue{},
 		save:       make(chan struct{}, 1),
+		retryKick:  make(chan struct{}, 1),
 		jobs:       queue{ready: make(chan struct{}, 1)},
 	}
 	r.current.Store(newSnapshot(0, nil, nil, r.opts.hookable))
@@ -268,6 +276,11 @@ func (r *Registry) run(ctx context.Context, cancel context.CancelFunc, rev int64
 	go func() {
 		defer r.wg.Done()
 		r.follow(ctx, rev)
+	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.retryLoop(ctx)
 	}()
 	if r.opts.snapshotFile != "" {
 		r.wg.Add(1)
@@ -505,12 +518,16 @@ type batch struct {
 	// beforeApply is set for a full read of the hooks from before a staged
 	// apply in progress, which must be read again when it completes.
 	beforeApply bool
+	// retry is set for a batch of retryLoop: dispatch gives it its
+	// changes.
+	retry bool
 	// read is set for a full read, and for each batch of documents it
 	// compiles, whose transaction is txn.
 	read *read
 	txn  int64
-	// look is set for a full read of etcd, and each batch of documents it
-	// compiles: their invalid hooks' history is looked at under it.
+	// look is set for a full read of etcd, each batch of documents it
+	// compiles, and a batch of retryLoop: their invalid hooks' history is
+	// looked at under it.
 	look    *look
 	changes []change
 	// utils are the utils the batch's hooks compile against.
@@ -561,6 +578,9 @@ func (r *Registry) dispatch(b *batch) {
 		clear(r.latest)
 	}
 	b.gen = r.gen
+	if b.retry {
+		r.retryChangesLocked(b)
+	}
 	r.followUtils(b)
 	var builds []int
 	for i := range b.changes {
