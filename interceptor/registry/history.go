@@ -89,9 +89,12 @@ type past struct {
 	hook *Hook
 	raw  []byte
 	// end says why none was found; err is etcd's error for
-	// endUnreadable.
-	end lookBackEnd
-	err error
+	// endUnreadable; broke, for endUtils, is the version a change of utils
+	// broke, at brokeRev.
+	end      lookBackEnd
+	err      error
+	broke    []byte
+	brokeRev int64
 	// file is the snapshot file's version of the key, compiled, and
 	// fileRaw its document, when history could not tell (endBound,
 	// endCompacted, endUnreadable) and the file holds a valid earlier
@@ -126,7 +129,7 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 	case err != nil:
 		return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
 	case broken:
-		return &past{end: endUtils}
+		return &past{end: endUtils, broke: c.value, brokeRev: c.modRev}
 	}
 	rev := c.modRev
 	for range lookBackVersions {
@@ -151,7 +154,7 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 		case err != nil:
 			return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
 		case broken:
-			return &past{end: endUtils}
+			return &past{end: endUtils, broke: kv.Value, brokeRev: kv.ModRevision}
 		}
 		rev = kv.ModRevision
 	}
@@ -255,7 +258,7 @@ func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 	keep := func(h *Hook, raw []byte, hookUtils *Utils) {
 		log.Error("invalid hook document; the previous version keeps running", "error", err, "running_revision", h.Revision)
 		r.entries[key] = &entry{modRev: modRev, hook: h, raw: raw, utils: hookUtils, invalid: err,
-			recheck: recheck, retry: retry, createRev: c.createRev}
+			recheck: recheck, retry: retry, createRev: c.createRev, last: raw, lastRev: h.Revision}
 	}
 	running := old != nil && old.hook != nil && old.hook.Err == nil &&
 		old.hook.Revision >= c.createRev && old.hook.Revision < modRev
@@ -280,10 +283,19 @@ func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 	case p.end == endUnreadable:
 		err = fmt.Errorf("%w (its earlier versions could not be read: %v)", err, p.err)
 	}
+	// The version a change of utils broke is compiled again at the next.
+	var last []byte
+	var lastRev int64
+	switch {
+	case p.end == endUtils:
+		last, lastRev = p.broke, p.brokeRev
+	case p.end == endFollowed:
+		last, lastRev = old.lastVersion(modRev)
+	}
 	log.Error("invalid hook document; calls it covers fail until it is fixed", "error", err)
 	id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
 	r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: c.k, ID: id, Revision: modRev, Err: err},
-		recheck: recheck, retry: retry, createRev: c.createRev}
+		recheck: recheck, retry: retry, createRev: c.createRev, last: last, lastRev: lastRev}
 }
 
 // retryLoop looks again in the history of the keys whose history etcd did

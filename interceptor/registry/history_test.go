@@ -231,8 +231,11 @@ func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
 	const (
 		hook    = "hooks/" + historyKey
 		imports = `{"script":"require('utils/Sum'); 1","description":"imports"}`
-		sum     = "utils/Sum/1"
-		active  = "utils/Sum/active"
+		// badImports imports Sum, and is invalid whatever the utils.
+		badImports = `{"script":"require('utils/Sum'); 1","description":"bad","colour":"red"}`
+		sum        = "utils/Sum/1"
+		sum2       = "utils/Sum/2"
+		active     = "utils/Sum/active"
 	)
 	type write struct{ key, value string } // an empty value deletes key
 	tests := []struct {
@@ -255,6 +258,18 @@ func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
 				{hook, `{"script":"require('utils/Missing'); 1","description":"missing"}`}},
 			want: "imports"},
 		{name: "a new version imports a util that has no active version", writes: []write{{hook, imports}}, want: "v0"},
+		{name: "a util change the running version compiles with, under an invalid version importing it",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports}, {hook, badImports},
+				{sum2, `{"script":"module.exports = 2"}`}, {active, `{"version":2}`}},
+			want: "imports"},
+		{name: "a util change breaks the running version, under an invalid version not importing it",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports}, {hook, badDoc},
+				{active, `{"version":2}`}},
+			want: "broken"},
+		{name: "a util change breaks the running version, under an invalid version, then is undone",
+			writes: []write{{sum, `{"script":"module.exports = 1"}`}, {active, `{"version":1}`}, {hook, imports}, {hook, badDoc},
+				{active, `{"version":2}`}, {active, `{"version":1}`}},
+			want: "imports"},
 	}
 	e := etcdtest.Start(t)
 	for i, tt := range tests {
@@ -286,6 +301,9 @@ func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
 			got, was := inForce(started), inForce(running)
 			if desc, _, _ := strings.Cut(got, "@"); got != was || tt.want == "broken" && !strings.HasPrefix(got, "broken: ") || tt.want != "broken" && desc != tt.want {
 				t.Fatalf("the new registry runs %s, the one running all along %s; want both %s", got, was, tt.want)
+			}
+			if s, w := started.Status(), running.Status(); !slices.Equal(s.Invalid, w.Invalid) || !slices.Equal(s.Broken, w.Broken) {
+				t.Fatalf("the new registry has invalid %q, broken %q; the one running all along %q, %q", s.Invalid, s.Broken, w.Invalid, w.Broken)
 			}
 		})
 	}

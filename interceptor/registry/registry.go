@@ -106,6 +106,26 @@ type entry struct {
 	// looks again. createRev is the revision that last created the key.
 	retry     bool
 	createRev int64
+	// last, while the key's latest value is invalid, is the newest earlier
+	// version that ran (at lastRev): the one running, or the one a change
+	// of utils broke. A change of utils compiles it again (see
+	// lastVersion).
+	last    []byte
+	lastRev int64
+}
+
+// lastVersion returns the version of the key, older than its value at
+// latestRev, that a change of utils compiles again when that value does
+// not compile: the one e keeps for it, or else the one running.
+func (e *entry) lastVersion(latestRev int64) ([]byte, int64) {
+	switch {
+	case e == nil:
+	case e.last != nil && e.lastRev < latestRev:
+		return e.last, e.lastRev
+	case e.hook != nil && e.hook.Err == nil && e.hook.Revision < latestRev:
+		return e.raw, e.hook.Revision
+	}
+	return nil, 0
 }
 
 // version is the newest change of a key handed out to compile.
@@ -553,8 +573,17 @@ type change struct {
 	skip, later bool
 	// util is set for a key under UtilsDir, which has no entry: the
 	// registry's utils follow it. recompile is set for a hook's value
-	// compiled again because a util it imports changed.
+	// compiled again because a util it, or its last version, imports
+	// changed: changed names those utils (nil: unknown, any).
 	util, recompile bool
+	changed         map[string]bool
+	// last is the key's last version (see entry.lastVersion), at lastRev,
+	// compiled again with the value when it is recompiled; lastHook is what
+	// it gave, when the value does not compile because it is invalid
+	// whatever those utils, and last compiles.
+	last     []byte
+	lastRev  int64
+	lastHook *Hook
 	// What building the value gave.
 	k    Key
 	kerr error
@@ -592,11 +621,14 @@ func (r *Registry) dispatch(b *batch) {
 			continue
 		}
 		if e := r.entries[c.key]; e != nil && e.modRev == c.modRev && !c.recompile && !e.recheck {
-			if e.utils == b.utils || !bytes.Contains(c.value, []byte(engine.UtilsPrefix)) {
+			last, lastRev := e.lastVersion(c.modRev)
+			imports := bytes.Contains(c.value, []byte(engine.UtilsPrefix)) || bytes.Contains(last, []byte(engine.UtilsPrefix))
+			if e.utils == b.utils || !imports {
 				c.skip = true // unchanged since the last read
 				continue
 			}
 			c.recompile = true // the utils changed since it was compiled
+			c.last, c.lastRev = last, lastRev
 		}
 		builds = append(builds, i)
 	}
@@ -752,6 +784,7 @@ func (r *Registry) startWorkers(ctx context.Context) {
 				}
 				c := &j.b.changes[j.i]
 				r.build(c, j.b.utils)
+				r.buildLast(c, j.b.utils)
 				if r.needsPast(c, j.b) {
 					c.past = r.lookBack(j.b.look, c, j.b.utils)
 				}
@@ -795,9 +828,35 @@ func (r *Registry) build(c *change, utils *Utils) {
 	}
 }
 
+// buildLast compiles the last version of c, recompiled, against utils,
+// when the value of c does not compile and is invalid whatever the utils
+// that changed: it is not a valid document importing one of them. As a
+// registry that starts does (see lookBack), the last version then runs if
+// it compiles, and otherwise its key fails closed.
+func (r *Registry) buildLast(c *change, utils *Utils) {
+	if !c.recompile || c.last == nil || c.kerr != nil || c.err == nil || r.brokeValue(c) {
+		return
+	}
+	if h, err := r.buildHook(c.k, c.last, utils); err == nil {
+		h.Revision = c.lastRev
+		c.lastHook = h
+	}
+}
+
+// brokeValue reports whether the value of c, recompiled, is a valid
+// document (against stub utils) importing a util that changed.
+func (r *Registry) brokeValue(c *change) bool {
+	if c.changed != nil && !MentionsUtil(c.value, c.changed) || !bytes.Contains(c.value, []byte(engine.UtilsPrefix)) {
+		return false
+	}
+	_, err := r.buildHook(c.k, c.value, StubUtils())
+	return err == nil
+}
+
 // built copies what building the same value gave from.
 func (c *change) built(from *change) {
 	c.k, c.kerr, c.hook, c.err, c.past = from.k, from.kerr, from.hook, from.err, from.past
+	c.lastHook = from.lastHook
 	c.isCache, c.ck, c.cache = from.isCache, from.ck, from.cache
 }
 
@@ -913,11 +972,25 @@ func (r *Registry) put(c *change, b *batch) {
 		return
 	}
 	if c.recompile {
-		// The utils it imports changed: the version running is not what
-		// its document now means, so calls fail closed.
+		if h := c.lastHook; h != nil {
+			// The value is invalid whatever the utils; the version that
+			// ran compiles against them, and runs.
+			log.Error("invalid hook document; the previous version keeps running, compiled again after a change of utils",
+				"error", err, "running_revision", h.Revision)
+			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.last, utils: utils, invalid: err, last: c.last, lastRev: c.lastRev}
+			return
+		}
+		// The utils it imports, or its last version imports, changed: the
+		// version running is not what its documents now mean, so calls
+		// fail closed. The version that broke is compiled again at the
+		// next change of utils.
 		log.Error("hook no longer compiles after a change of the utils it imports; calls it covers fail until it is fixed", "error", err)
+		last, lastRev := c.last, c.lastRev
+		if last == nil || r.brokeValue(c) {
+			last, lastRev = c.value, modRev
+		}
 		id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
-		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}}
+		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}, last: last, lastRev: lastRev}
 		return
 	}
 	r.putInvalid(c, old, err, b)

@@ -312,8 +312,8 @@ type utilValue struct {
 // followUtils brings the registry's utils up to date with the changes of
 // b under UtilsDir (all of them, for a full read), gives b the utils its
 // hooks compile against, and adds to b, to compile again, the newest value
-// of every hook that imports a util that changed (a full read has them
-// all). mu is held.
+// of every hook that imports a util that changed, or whose last version
+// (see entry.lastVersion) does (a full read has them all). mu is held.
 func (r *Registry) followUtils(b *batch) {
 	dir := UtilsDir(r.opts.prefix)
 	changed := map[string]bool{}
@@ -368,9 +368,14 @@ func (r *Registry) followUtils(b *batch) {
 	}
 	hooks := HooksDir(r.opts.prefix)
 	for key, v := range r.latest {
-		if v.del || inBatch[key] || !strings.HasPrefix(key, hooks) || key == ApplyMarker(r.opts.prefix) || !MentionsUtil(v.value, names) {
+		if v.del || inBatch[key] || !strings.HasPrefix(key, hooks) || key == ApplyMarker(r.opts.prefix) {
 			continue
 		}
-		b.changes = append(b.changes, change{key: key, value: v.value, modRev: v.modRev, recompile: true})
+		last, lastRev := r.entries[key].lastVersion(v.modRev)
+		if !MentionsUtil(v.value, names) && !MentionsUtil(last, names) {
+			continue
+		}
+		b.changes = append(b.changes, change{key: key, value: v.value, modRev: v.modRev, recompile: true,
+			changed: names, last: last, lastRev: lastRev})
 	}
 }
