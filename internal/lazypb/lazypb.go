@@ -56,6 +56,7 @@ func NewTypeOf(mt protoreflect.MessageType) *Type {
 	t.methods = protoiface.Methods{
 		Flags:            protoiface.SupportMarshalDeterministic | protoiface.SupportUnmarshalDiscardUnknown,
 		Marshal:          marshal,
+		Size:             size,
 		Unmarshal:        unmarshal,
 		Merge:            merge,
 		CheckInitialized: t.checkInitialized,
@@ -351,6 +352,27 @@ func marshal(in protoiface.MarshalInput) (protoiface.MarshalOutput, error) {
 	}
 	b, err := opts.MarshalAppend(b, m.decoded.Interface())
 	return protoiface.MarshalOutput{Buf: b}, err
+}
+
+// size is the length of what marshal would append, found without
+// encoding: proto's own Size of a message that has no Size method of its
+// own encodes it whole (a hook's budget measures a message it built this
+// way, 100 MiB in a tenth of a second).
+func size(in protoiface.SizeInput) protoiface.SizeOutput {
+	m := in.Message.(*Message)
+	deterministic := in.Flags&protoiface.MarshalDeterministic != 0
+	if deterministic {
+		m.decodeAll()
+	}
+	if !m.written && !deterministic {
+		return protoiface.SizeOutput{Size: len(m.raw)}
+	}
+	n := 0
+	for _, s := range m.spans {
+		n += s.end - s.start
+	}
+	opts := proto.MarshalOptions{AllowPartial: true, Deterministic: deterministic}
+	return protoiface.SizeOutput{Size: n + opts.Size(m.decoded.Interface())}
 }
 
 // unmarshal gives an empty message a copy of the bytes, once their wire

@@ -79,11 +79,17 @@ func decodeAs(t *testing.T, typ *lazypb.Type, b []byte) *lazypb.Message {
 	return m
 }
 
+// marshal encodes m, and checks that proto.Size, which lazypb answers
+// without encoding, is the length of what it encodes to.
 func marshal(t *testing.T, m proto.Message) []byte {
 	t.Helper()
+	n := proto.Size(m)
 	b, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n != len(b) {
+		t.Fatalf("proto.Size = %d; want %d, the length of what it encodes to", n, len(b))
 	}
 	return b
 }
