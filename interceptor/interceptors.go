@@ -245,7 +245,8 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		}
 		return engine.Outcome{}, ran{outcome: OutcomeInvalid}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, hook.Err)
 	}
-	if why := h.opts.quarantine.check(hook); why != "" {
+	why, run := h.opts.quarantine.check(hook)
+	if why != "" {
 		if hook.OnError == registry.Continue {
 			return engine.Outcome{Action: engine.Continue}, ran{outcome: OutcomeQuarantined, skipped: true}, nil
 		}
@@ -270,7 +271,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 	if !errors.As(err, &ee) {
 		return engine.Outcome{}, ran{outcome: OutcomeError, ran: true}, status.Errorf(codes.Internal, "hook %s: %v", hook.ID, err)
 	}
-	if why := h.opts.quarantine.strike(hook, ee); why != "" {
+	if why := h.opts.quarantine.strike(hook, ee, run); why != "" {
 		h.opts.logger.WarnContext(ctx, "hook quarantined: calls fail fast without running it, or skip it (onError: continue)",
 			"method", call.Method, "hook", hook.ID, "revision", hook.Revision, "reason", why, "for", h.opts.quarantine.dur)
 	}

@@ -47,8 +47,8 @@ type Quarantine struct {
 // strikes is what a Quarantine knows of one hook.
 type strikes struct {
 	// times are the failures within the window, oldest first, kinds
-	// their kinds and at the count of runs when each came; guarded by
-	// Quarantine.mu.
+	// their kinds and at the numbers of the runs that failed
+	// (Hook.StartRun); guarded by Quarantine.mu.
 	times []time.Time
 	kinds []engine.Kind
 	at    []int64
@@ -56,9 +56,6 @@ type strikes struct {
 	// when it is not quarantined), and reason says why it began.
 	until  atomic.Int64
 	reason atomic.Pointer[string]
-	// runs counts the runs started since the hook first failed (those
-	// in quarantine are not run, and not counted).
-	runs atomic.Int64
 }
 
 // NewQuarantine returns a Quarantine that takes a hook out of service for
@@ -133,24 +130,20 @@ func holds(snap *registry.Snapshot, h *registry.Hook) bool {
 	return found && hooks[i] == h
 }
 
-// check returns why h is quarantined, or "" when it may run. A hook that
-// failed lately has its runs counted (others cost one map lookup).
-func (q *Quarantine) check(h *registry.Hook) string {
-	s := (*q.hooks.Load())[h]
-	if s == nil {
-		return ""
+// check returns why h is quarantined; or, when it may run, "" and the
+// number of the run that starts (Hook.StartRun), for strike.
+func (q *Quarantine) check(h *registry.Hook) (string, int64) {
+	if s := (*q.hooks.Load())[h]; s != nil {
+		if until := s.until.Load(); until != 0 && q.now().UnixNano() < until {
+			return fmt.Sprintf("quarantined until %s after %s", time.Unix(0, until).UTC().Format(time.TimeOnly), *s.reason.Load()), 0
+		}
 	}
-	until := s.until.Load()
-	if until == 0 || q.now().UnixNano() >= until {
-		s.runs.Add(1)
-		return ""
-	}
-	return fmt.Sprintf("quarantined until %s after %s", time.Unix(0, until).UTC().Format(time.TimeOnly), *s.reason.Load())
+	return "", h.StartRun()
 }
 
-// strike records a failure of h. It returns the reason when the failure
-// puts h in quarantine, and "" otherwise.
-func (q *Quarantine) strike(h *registry.Hook, e *engine.Error) string {
+// strike records a failure of h's run number run (check's). It returns
+// the reason when the failure puts h in quarantine, and "" otherwise.
+func (q *Quarantine) strike(h *registry.Hook, e *engine.Error, run int64) string {
 	k := e.Kind
 	if q.after <= 0 || !e.RanAway() {
 		return ""
@@ -170,14 +163,15 @@ func (q *Quarantine) strike(h *registry.Hook, e *engine.Error) string {
 	for cut < len(s.times) && now.Sub(s.times[cut]) > q.window {
 		cut++
 	}
-	runs := s.runs.Load()
-	s.times, s.kinds, s.at = append(s.times[cut:], now), append(s.kinds[cut:], k), append(s.at[cut:], runs)
-	// Failures that are not most of the hook's runs since the oldest of
-	// them are its inputs', not its own: a client that sends what makes
+	s.times, s.kinds, s.at = append(s.times[cut:], now), append(s.kinds[cut:], k), append(s.at[cut:], run)
+	// Failures that are not at least half of the hook's runs since the
+	// oldest of them (its own included: runs started while it ran count
+	// too) are its inputs', not its own: a client that sends what makes
 	// it slow (a request or metadata large enough) must not take it out
 	// of service for every other client. A hook that fails on every run
 	// still goes at once.
-	if len(s.times) < q.after || int64(2*len(s.times)) < runs-s.at[0] {
+	since := h.Runs() - slices.Min(s.at) + 1
+	if len(s.times) < q.after || int64(2*len(s.times)) < since {
 		return ""
 	}
 	reason := describeStrikes(s.kinds, q.window)

@@ -8,88 +8,140 @@ import (
 	"github.com/apihooks/apihooks/interceptor/registry"
 )
 
-// TestQuarantineCountsRunsSinceTheOldestFailureInTheWindow: whether a
-// hook's failures are at least half of its runs is judged over the runs
-// since the oldest failure still in the window, whatever came before, and
-// after a quarantine has ended as before it. A clock of the test's own
-// drives the quarantine; each step is a run (check) or a run that failed
-// (check, then strike).
-func TestQuarantineCountsRunsSinceTheOldestFailureInTheWindow(t *testing.T) {
-	timeout := &engine.Error{Kind: engine.Timeout, Message: "timeout"}
+// quarantineClock drives a Quarantine of after 5 failures within a minute,
+// for a minute, with a clock of its own, as the interceptors do: a run
+// starts with check, and one that fails ends with strike.
+type quarantineClock struct {
+	t   *testing.T
+	now time.Time
+	q   *Quarantine
+	h   *registry.Hook
+}
+
+func newQuarantineClock(t *testing.T) *quarantineClock {
+	c := &quarantineClock{t: t, now: time.Unix(1000, 0), q: NewQuarantine(5, time.Minute, time.Minute),
+		h: &registry.Hook{ID: "s.S/M/pre/x", Revision: 1}}
+	c.q.now = func() time.Time { return c.now }
+	return c
+}
+
+// start starts a run: its number, or 0 when the hook is quarantined.
+func (c *quarantineClock) start() int64 {
+	why, run := c.q.check(c.h)
+	if why != "" {
+		return 0
+	}
+	return run
+}
+
+// fail ends run with a timeout, and reports whether that quarantined the
+// hook.
+func (c *quarantineClock) fail(run int64) bool {
+	return c.q.strike(c.h, &engine.Error{Kind: engine.Timeout, Message: "timeout"}, run) != ""
+}
+
+func (c *quarantineClock) quarantined() bool { return c.start() == 0 }
+
+func (c *quarantineClock) tick(d time.Duration) { c.now = c.now.Add(d) }
+
+// TestQuarantineWeighsFailuresAgainstRuns: a hook goes into quarantine
+// once its failures within the window are at least half of its runs since
+// the earliest of them started, that run included, whatever came before,
+// and after a quarantine has ended as before it.
+func TestQuarantineWeighsFailuresAgainstRuns(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		// before runs the hook's history; then it fails on every run,
-		// 10 runs a second, until quarantined or for a minute.
-		before func(run func(fail bool), tick func(time.Duration))
-		want   bool
+		play func(c *quarantineClock) bool // whether the hook ends quarantined
+		want bool
 	}{
-		{name: "failing on every run after an hour of rare failures among many runs is quarantined",
-			before: func(run func(bool), tick func(time.Duration)) {
-				for sec := range 3600 {
-					for range 100 {
-						run(false)
-					}
-					if sec%30 == 0 {
-						run(true)
-					}
-					tick(time.Second)
+		{"failing on every run", func(c *quarantineClock) bool {
+			for range 5 {
+				c.fail(c.start())
+			}
+			return c.quarantined()
+		}, true},
+		{"5 failures among 11 runs, under half", func(c *quarantineClock) bool {
+			var runs []int64
+			for range 11 {
+				runs = append(runs, c.start())
+			}
+			for _, i := range []int{0, 2, 4, 6, 8} {
+				c.fail(runs[i])
+			}
+			return c.quarantined()
+		}, false},
+		{"5 failures among 10 runs, half", func(c *quarantineClock) bool {
+			var runs []int64
+			for range 10 {
+				runs = append(runs, c.start())
+			}
+			for _, i := range []int{0, 2, 4, 6, 8} {
+				c.fail(runs[i])
+			}
+			return c.quarantined()
+		}, true},
+		{"5 slow calls at once, while 100 others run", func(c *quarantineClock) bool {
+			var slow []int64
+			for range 5 {
+				slow = append(slow, c.start())
+			}
+			for range 100 {
+				c.start()
+			}
+			for _, run := range slow {
+				c.fail(run)
+			}
+			return c.quarantined()
+		}, false},
+		{"failing on every run after an hour of rare failures among many runs", func(c *quarantineClock) bool {
+			for sec := range 3600 {
+				for range 100 {
+					c.start()
 				}
-			},
-			want: true},
-		{name: "failing on every run after a quarantine that ended is quarantined again",
-			before: func(run func(bool), tick func(time.Duration)) {
-				for range 5 {
-					run(true)
+				if sec%30 == 0 {
+					c.fail(c.start())
 				}
-				tick(2 * time.Minute)
-			},
-			want: true},
+				c.tick(time.Second)
+			}
+			// Then it fails on every run, 10 runs a second, for a minute.
+			for range 600 {
+				run := c.start()
+				if run == 0 {
+					return true
+				}
+				c.fail(run)
+				c.tick(100 * time.Millisecond)
+			}
+			return false
+		}, true},
+		{"failing on every run after a quarantine that ended", func(c *quarantineClock) bool {
+			for range 5 {
+				c.fail(c.start())
+			}
+			c.tick(2 * time.Minute)
+			for range 5 {
+				c.fail(c.start())
+			}
+			return c.quarantined()
+		}, true},
+		{"after a quarantine that ended, failures among many runs", func(c *quarantineClock) bool {
+			for range 5 {
+				c.fail(c.start())
+			}
+			c.tick(2 * time.Minute)
+			for range 5 {
+				for range 200 {
+					c.start()
+				}
+				c.fail(c.start())
+			}
+			return c.quarantined()
+		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			now := time.Unix(1000, 0)
-			q := NewQuarantine(5, time.Minute, time.Minute)
-			q.now = func() time.Time { return now }
-			h := &registry.Hook{ID: "s.S/M/pre/x", Revision: 1}
-			run := func(fail bool) {
-				if q.check(h) == "" && fail {
-					q.strike(h, timeout)
-				}
-			}
-			tt.before(run, func(d time.Duration) { now = now.Add(d) })
-			got := false
-			for range 600 {
-				if got = q.check(h) != ""; got {
-					break
-				}
-				q.strike(h, timeout)
-				now = now.Add(100 * time.Millisecond)
-			}
-			if got != tt.want {
+			if got := tt.play(newQuarantineClock(t)); got != tt.want {
 				t.Fatalf("quarantined: %v; want %v", got, tt.want)
 			}
 		})
 	}
-
-	t.Run("after a quarantine ended, failures among many runs are not enough", func(t *testing.T) {
-		now := time.Unix(1000, 0)
-		q := NewQuarantine(5, time.Minute, time.Minute)
-		q.now = func() time.Time { return now }
-		h := &registry.Hook{ID: "s.S/M/pre/x", Revision: 1}
-		for range 5 {
-			q.check(h)
-			q.strike(h, timeout)
-		}
-		if q.check(h) == "" {
-			t.Fatal("5 failures in 5 runs: not quarantined")
-		}
-		now = now.Add(2 * time.Minute)
-		for i := range 5 {
-			for range 200 {
-				q.check(h)
-			}
-			if why := q.strike(h, timeout); why != "" {
-				t.Fatalf("quarantined again after %d failures among %d runs: %s", i+1, (i+1)*201, why)
-			}
-		}
-	})
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apihooks/apihooks/interceptor/engine"
@@ -155,7 +156,18 @@ type Hook struct {
 	// Err is set when the key has no valid version: a call it covers fails
 	// with INTERNAL naming the key and Err.
 	Err error
+
+	// runs counts the runs of the hook started (StartRun): the one thing
+	// of a Hook that changes once it is built.
+	runs atomic.Int64
 }
+
+// StartRun counts a run of h that starts, and returns its number, from 1.
+// The interceptors' quarantine weighs a hook's failures against its runs.
+func (h *Hook) StartRun() int64 { return h.runs.Add(1) }
+
+// Runs returns how many runs of h started.
+func (h *Hook) Runs() int64 { return h.runs.Load() }
 
 // Build decodes the document b stored at k and compiles its script, with a
 // timeout of at most DefaultMaxTimeout.
