@@ -314,13 +314,15 @@ func TestRegistryStartAndUtilsThatDoNotCompile(t *testing.T) {
 // holds them while blocked.
 type historyKV struct {
 	clientv3.KV
-	gets    atomic.Int64
+	// gets counts the Gets made, returned those that returned.
+	gets, returned atomic.Int64
 	mu      sync.Mutex
 	blocked chan struct{} // closed to let held Gets go on; nil: not blocked
 }
 
 func (k *historyKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	k.gets.Add(1)
+	defer k.returned.Add(1)
 	k.mu.Lock()
 	blocked := k.blocked
 	k.mu.Unlock()
@@ -446,4 +448,50 @@ func TestRegistryStartWhileHistoryDoesNotAnswer(t *testing.T) {
 		s := r.Status()
 		return len(s.Invalid) == n && len(s.Broken) == 0
 	})
+}
+
+// TestAUtilChangeKeepsTheRetryOfAKeyWhoseHistoryWasNotRead: a key left
+// broken because etcd did not give its history at start is looked at
+// again until etcd answers, though a util its invalid value mentions
+// changes meanwhile; then it runs its last valid version, as a registry
+// started afresh does.
+func TestAUtilChangeKeepsTheRetryOfAKeyWhoseHistoryWasNotRead(t *testing.T) {
+	e := etcdtest.Start(t)
+	c, kv := historyClient(t, e)
+	const prefix = "/retry-utils/"
+	ctx := context.Background()
+	put := func(k, v string) int64 {
+		t.Helper()
+		resp, err := c.Put(ctx, prefix+k, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	put("utils/Sum/1", `{"script":"module.exports = 1"}`)
+	put("utils/Sum/active", `{"version":1}`)
+	put("hooks/"+historyKey, doc("v1"))
+	// Invalid whatever the utils (an unknown field), and it imports Sum.
+	put("hooks/"+historyKey, `{"script":"require('utils/Sum'); 1","description":"bad","colour":"red"}`)
+
+	kv.block()
+	r := registry.New(c, registry.WithPrefix(prefix), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+	t.Cleanup(r.Close)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := inForce(r); !strings.HasPrefix(got, "broken: ") {
+		t.Fatalf("with its history held back, the key runs %s; want it broken", got)
+	}
+	put("utils/Sum/2", `{"script":"module.exports = 2"}`)
+	rev := put("utils/Sum/active", `{"version":2}`)
+	waitFor(t, "the util change", func() bool { return r.Snapshot().Revision >= rev })
+	// The looks begun before the change give up (their time is bounded);
+	// only a look begun after it may then find the key's history.
+	begun := kv.gets.Load()
+	waitFor(t, "the looks begun before the util change to give up", func() bool { return kv.returned.Load() >= begun })
+	kv.unblock()
+	waitFor(t, "the key to run its last valid version once etcd gives its history", func() bool { return inForce(r) == "v1@4" })
 }

@@ -972,12 +972,28 @@ func (r *Registry) put(c *change, b *batch) {
 		return
 	}
 	if c.recompile {
+		// A key whose history etcd did not give stays to be looked at
+		// again (retryLoop, or the next full read) through a change of
+		// utils: this value is the same, and so is what its history may
+		// hold.
+		carry := func(e *entry) *entry {
+			if old != nil && old.modRev == modRev && (old.retry || old.recheck) {
+				e.retry, e.recheck, e.createRev = old.retry, old.recheck, old.createRev
+				if e.retry {
+					select {
+					case r.retryKick <- struct{}{}:
+					default:
+					}
+				}
+			}
+			return e
+		}
 		if h := c.lastHook; h != nil {
 			// The value is invalid whatever the utils; the version that
 			// ran compiles against them, and runs.
 			log.Error("invalid hook document; the previous version keeps running, compiled again after a change of utils",
 				"error", err, "running_revision", h.Revision)
-			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.last, utils: utils, invalid: err, last: c.last, lastRev: c.lastRev}
+			r.entries[key] = carry(&entry{modRev: modRev, hook: h, raw: c.last, utils: utils, invalid: err, last: c.last, lastRev: c.lastRev})
 			return
 		}
 		// The utils it imports, or its last version imports, changed: the
@@ -990,7 +1006,7 @@ func (r *Registry) put(c *change, b *batch) {
 			last, lastRev = c.value, modRev
 		}
 		id := strings.TrimPrefix(key, HooksDir(r.opts.prefix))
-		r.entries[key] = &entry{modRev: modRev, raw: c.value, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}, last: last, lastRev: lastRev}
+		r.entries[key] = carry(&entry{modRev: modRev, raw: c.value, utils: utils, hook: &Hook{Key: k, ID: id, Revision: modRev, Err: err}, last: last, lastRev: lastRev})
 		return
 	}
 	r.putInvalid(c, old, err, b)
