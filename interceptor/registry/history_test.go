@@ -495,3 +495,42 @@ func TestAUtilChangeKeepsTheRetryOfAKeyWhoseHistoryWasNotRead(t *testing.T) {
 	kv.unblock()
 	waitFor(t, "the key to run its last valid version once etcd gives its history", func() bool { return inForce(r) == "v1@4" })
 }
+
+// TestAStagedApplyDoesNotWaitForALookAtHistory: a staged apply's changes
+// are in force once its marker is removed, though a look at a key's
+// history (which etcd does not give) is under way: that look changes
+// nothing the apply staged.
+func TestAStagedApplyDoesNotWaitForALookAtHistory(t *testing.T) {
+	e := etcdtest.Start(t)
+	c, kv := historyClient(t, e)
+	const prefix = "/retry-staged/"
+	ctx := context.Background()
+	putAt(t, c, prefix, historyKey, doc("v1"))
+	putAt(t, c, prefix, historyKey, badDoc)
+	kv.block()
+	r := registry.New(c, registry.WithPrefix(prefix), registry.WithLogger(quiet()), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+	t.Cleanup(r.Close)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	marker := registry.ApplyMarker(prefix)
+	if _, err := c.Put(ctx, marker, `{}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the registry to hold changes back", func() bool { return r.Status().Held })
+	putAt(t, c, prefix, "events.v1.EventService/GetEvents/pre/n", doc("n"))
+	// A look begins (each has 5 s before it gives up): the marker goes
+	// while it waits.
+	begun := kv.gets.Load()
+	waitFor(t, "a look at the key's history", func() bool { return kv.gets.Load() > begun })
+	if _, err := c.Delete(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	waitFor(t, "the staged change in force", func() bool { return len(preHooks(r, "/events.v1.EventService/GetEvents")) == 1 })
+	if took := time.Since(removed); took > 2500*time.Millisecond {
+		t.Fatalf("the staged change was in force %v after the marker went; want at once, not after the look", took.Round(time.Millisecond))
+	}
+}

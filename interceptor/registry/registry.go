@@ -663,7 +663,11 @@ func (r *Registry) compileLocked(b *batch, indexes []int) []job {
 		}
 	}
 	b.pending.Store(int64(len(indexes)))
-	r.inflight++
+	if !b.retry {
+		// A retry looks again at values already in force: a staged
+		// apply that ends does not wait for it.
+		r.inflight++
+	}
 	var push []job
 	for _, i := range indexes {
 		j := job{b: b, i: i}
@@ -867,7 +871,9 @@ func (r *Registry) built(j job) {
 		return
 	}
 	r.mu.Lock()
-	r.inflight--
+	if !j.b.retry {
+		r.inflight--
+	}
 	r.applyLocked(j.b)
 	r.mu.Unlock()
 	close(j.b.done)
