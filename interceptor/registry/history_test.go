@@ -316,8 +316,8 @@ type historyKV struct {
 	clientv3.KV
 	// gets counts the Gets made, returned those that returned.
 	gets, returned atomic.Int64
-	mu      sync.Mutex
-	blocked chan struct{} // closed to let held Gets go on; nil: not blocked
+	mu             sync.Mutex
+	blocked        chan struct{} // closed to let held Gets go on; nil: not blocked
 }
 
 func (k *historyKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {

@@ -375,10 +375,15 @@ func (r *Registry) dirs() [3]string {
 // follow keeps the registry in step with etcd until ctx ends: it reads
 // everything when rev is zero, then watches from rev, and reads everything
 // again whenever the watch breaks or the connection to etcd comes back.
-// A read that succeeds after failing says so once.
+// A read that succeeds after failing, or after a start from the snapshot
+// file, says so once.
 func (r *Registry) follow(ctx context.Context, rev int64) {
 	backoff := r.opts.retryMin
-	failed := false
+	// A registry started from the snapshot file had not read etcd: its
+	// first read succeeding is etcd answering again too.
+	r.mu.Lock()
+	failed := rev == 0 && r.fromSnapshot
+	r.mu.Unlock()
 	for ctx.Err() == nil {
 		if rev == 0 {
 			attempt, cancel := context.WithTimeout(ctx, readTimeout)

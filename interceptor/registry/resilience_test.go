@@ -509,37 +509,49 @@ func (s *syncBuffer) String() string {
 // A registry started from its snapshot file while etcd is down says once
 // when etcd answers and its hooks are read.
 func TestRegistryFromSnapshotLogsWhenEtcdAnswers(t *testing.T) {
-	e := etcdtest.Start(t)
-	file := filepath.Join(t.TempDir(), "hooks.json")
-	rev := put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v1"))
-	first := start(t, e.Client, registry.WithSnapshotFile(file))
-	waitFor(t, "the snapshot file", func() bool {
-		b, err := os.ReadFile(file)
-		var f struct{ Revision int64 }
-		return err == nil && json.Unmarshal(b, &f) == nil && f.Revision >= rev
-	})
-	first.Close()
-	e.Stop()
+	for _, tt := range []struct {
+		name string
+		// down: etcd does not answer the first reads.
+		down bool
+	}{{"after reads that failed", true}, {"at the first read", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := etcdtest.Start(t)
+			file := filepath.Join(t.TempDir(), "hooks.json")
+			rev := put(t, e.Client, "events.v1.EventService/SendEvent/pre/a", doc("v1"))
+			first := start(t, e.Client, registry.WithSnapshotFile(file))
+			waitFor(t, "the snapshot file", func() bool {
+				b, err := os.ReadFile(file)
+				var f struct{ Revision int64 }
+				return err == nil && json.Unmarshal(b, &f) == nil && f.Revision >= rev
+			})
+			first.Close()
+			if tt.down {
+				e.Stop()
+			}
 
-	logs := &syncBuffer{}
-	r := registry.New(fastClient(t, e.Endpoints()), registry.WithSnapshotFile(file),
-		registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
-	t.Cleanup(r.Close)
-	if _, err := r.StartFromSnapshot(); err != nil {
-		t.Fatalf("StartFromSnapshot: %v", err)
-	}
-	waitFor(t, "the registry to say it cannot read etcd", func() bool {
-		return strings.Contains(logs.String(), "cannot read hooks from etcd")
-	})
-	e.Start()
-	waitFor(t, "the registry to say etcd answers again", func() bool {
-		return strings.Contains(logs.String(), "level=INFO msg=\"etcd answers again; every hook is read\"")
-	})
-	if !r.Status().Synced {
-		t.Fatalf("status = %+v once the recovery is logged; want synced", r.Status())
-	}
-	r.Close()
-	if n := strings.Count(logs.String(), "etcd answers again"); n != 1 {
-		t.Fatalf("the recovery is logged %d times; want once:\n%s", n, logs)
+			logs := &syncBuffer{}
+			r := registry.New(fastClient(t, e.Endpoints()), registry.WithSnapshotFile(file),
+				registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))), registry.WithRetry(10*time.Millisecond, 50*time.Millisecond))
+			t.Cleanup(r.Close)
+			if _, err := r.StartFromSnapshot(); err != nil {
+				t.Fatalf("StartFromSnapshot: %v", err)
+			}
+			if tt.down {
+				waitFor(t, "the registry to say it cannot read etcd", func() bool {
+					return strings.Contains(logs.String(), "cannot read hooks from etcd")
+				})
+				e.Start()
+			}
+			waitFor(t, "the registry to say etcd answers again", func() bool {
+				return strings.Contains(logs.String(), "level=INFO msg=\"etcd answers again; every hook is read\"")
+			})
+			if !r.Status().Synced {
+				t.Fatalf("status = %+v once the recovery is logged; want synced", r.Status())
+			}
+			r.Close()
+			if n := strings.Count(logs.String(), "etcd answers again"); n != 1 {
+				t.Fatalf("the recovery is logged %d times; want once:\n%s", n, logs)
+			}
+		})
 	}
 }
