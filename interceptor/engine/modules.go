@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"github.com/dop251/goja/parser"
 	"regexp"
 	"slices"
 	"strconv"
@@ -97,6 +98,9 @@ func compileRequires(name, src string, mods Modules) (*Script, error) {
 			if err != nil {
 				return err
 			}
+			if err := checkModule(version, body); err != nil {
+				return err
+			}
 			bodies[index[version]] = body
 			if err := visit(body, version); err != nil {
 				return err
@@ -134,6 +138,36 @@ func compileRequires(name, src string, mods Modules) (*Script, error) {
 	}
 	s.utils = b.utils()
 	return s, nil
+}
+
+// checkModule parses a required util's CommonJS body on its own, so that
+// a syntax error in it names the util, at its own line and column, not at
+// a line of the script it is bundled into. The body is wrapped as it is
+// there, on its first line.
+func checkModule(version, body string) (err error) {
+	defer func() {
+		// A fault in the parser must not take the caller down.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("in %s: %v", version, p)
+		}
+	}()
+	if _, err := checkSource(body); err != nil {
+		return fmt.Errorf("in %s: %w", version, err)
+	}
+	const wrap = "(function (module, exports) {"
+	_, err = parser.ParseFile(nil, version, wrap+body+"\n})", 0, parser.WithDisableSourceMaps)
+	var list parser.ErrorList
+	if errors.As(err, &list) && len(list) > 0 {
+		e := list[0]
+		if e.Position.Line == 1 {
+			e.Position.Column -= len(wrap)
+		}
+		return fmt.Errorf("in %s at %d:%d: %s", version, e.Position.Line, e.Position.Column, e.Message)
+	}
+	if err != nil {
+		return fmt.Errorf("in %s: %v", version, err)
+	}
+	return nil
 }
 
 // requiredName names the table of the modules a run has required; no

@@ -44,14 +44,15 @@ func (m utilMap) Module(path string) (string, engine.Lang, string, error) {
 func TestUtils(t *testing.T) {
 	mods := utilMap{
 		src: map[string]string{
-			"Addition@1": `module.exports = { add: (a, b) => a + b, version: 1 };`,
-			"Addition@2": `export function add(a, b) { return a + b + 100 } export const version = 2;`,
-			"Greeting@1": "//ts\nimport { add } from 'utils/Addition';\nexport function greet(who: string): string { return `hi ${who} ${add(1, 1)}` }",
-			"Broken@1":   `export function oops( {`,
-			"CycleA@1":   `import { b } from 'utils/CycleB'; export const a = () => b;`,
-			"CycleB@1":   `import { a } from 'utils/CycleA'; export const b = () => a;`,
+			"Addition@1":  `module.exports = { add: (a, b) => a + b, version: 1 };`,
+			"Addition@2":  `export function add(a, b) { return a + b + 100 } export const version = 2;`,
+			"Greeting@1":  "//ts\nimport { add } from 'utils/Addition';\nexport function greet(who: string): string { return `hi ${who} ${add(1, 1)}` }",
+			"Broken@1":    `export function oops( {`,
+			"BrokenCJS@1": "module.exports = {\n  add: (a, b) => a +\n};",
+			"CycleA@1":    `import { b } from 'utils/CycleB'; export const a = () => b;`,
+			"CycleB@1":    `import { a } from 'utils/CycleA'; export const b = () => a;`,
 		},
-		active: map[string]string{"Addition": "2", "Greeting": "1", "Broken": "1", "CycleA": "1", "CycleB": "1"},
+		active: map[string]string{"Addition": "2", "Greeting": "1", "Broken": "1", "BrokenCJS": "1", "CycleA": "1", "CycleB": "1"},
 	}
 	tests := []struct {
 		name      string
@@ -96,6 +97,8 @@ func TestUtils(t *testing.T) {
 			wantErr: `cycle: utils/CycleA@1 → utils/CycleB@1 → utils/CycleA@1`},
 		{name: "a broken required util is an error naming it",
 			script: `const b = require('utils/Broken'); module.exports = function () {}`, wantErr: `in utils/Broken@1 at 1:`},
+		{name: "a required CommonJS util with a syntax error is an error naming it, at its own line",
+			script: `const b = require('utils/BrokenCJS'); module.exports = function () {}`, wantErr: `in utils/BrokenCJS@1 at 3:1: Unexpected token }`},
 		{name: "a module that is neither types nor a util is an error",
 			script: `import * as fs from 'fs'; export default function () {}`, wantErr: `cannot find module "fs"`},
 	}
