@@ -95,6 +95,9 @@ type past struct {
 	err      error
 	broke    []byte
 	brokeRev int64
+	// brokeErr is why broke, an earlier version than the key's value, no
+	// longer compiles; nil when broke is the value.
+	brokeErr error
 	// file is the snapshot file's version of the key, compiled, and
 	// fileRaw its document, when history could not tell (endBound,
 	// endCompacted, endUnreadable) and the file holds a valid earlier
@@ -146,7 +149,8 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 			return &past{end: endCreated}
 		}
 		kv := resp.Kvs[0]
-		if h, err := r.buildHook(c.k, kv.Value, utils); err == nil {
+		h, buildErr := r.buildHook(c.k, kv.Value, utils)
+		if buildErr == nil {
 			h.Revision = kv.ModRevision
 			return &past{hook: h, raw: kv.Value}
 		}
@@ -154,7 +158,7 @@ func (r *Registry) lookBack(l *look, c *change, utils *Utils) *past {
 		case err != nil:
 			return r.fromFile(l, c, utils, &past{end: endUnreadable, err: err})
 		case broken:
-			return &past{end: endUtils, broke: kv.Value, brokeRev: kv.ModRevision}
+			return &past{end: endUtils, broke: kv.Value, brokeRev: kv.ModRevision, brokeErr: buildErr}
 		}
 		rev = kv.ModRevision
 	}
@@ -269,6 +273,8 @@ func (r *Registry) putInvalid(c *change, old *entry, err error, b *batch) {
 	case p.hook != nil:
 		keep(p.hook, p.raw, utils)
 		return
+	case p.end == endUtils && p.brokeErr != nil:
+		err = ranAndBroke(p.brokeRev, p.brokeErr, err)
 	case p.end == endCreated || p.end == endUtils:
 	case running:
 		keep(old.hook, old.raw, old.utils)

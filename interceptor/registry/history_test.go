@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -532,5 +533,46 @@ func TestAStagedApplyDoesNotWaitForALookAtHistory(t *testing.T) {
 	waitFor(t, "the staged change in force", func() bool { return len(preHooks(r, "/events.v1.EventService/GetEvents")) == 1 })
 	if took := time.Since(removed); took > 2500*time.Millisecond {
 		t.Fatalf("the staged change was in force %v after the marker went; want at once, not after the look", took.Round(time.Millisecond))
+	}
+}
+
+// TestAUtilThatBreaksTheRunningVersionIsNamed: a key whose latest document
+// is invalid runs its earlier version; when a change of a util that version
+// imports breaks it, the key fails closed with an error naming the util,
+// the cause, not only the invalid document; and another change of utils
+// that leaves it broken is not logged again as an error.
+func TestAUtilThatBreaksTheRunningVersionIsNamed(t *testing.T) {
+	e := etcdtest.Start(t)
+	const prefix = "/util-named/"
+	ctx := context.Background()
+	put := func(k, v string) int64 {
+		t.Helper()
+		resp, err := e.Client.Put(ctx, prefix+k, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	put("utils/U/1", `{"script":"module.exports = 1"}`)
+	put("utils/U/active", `{"version":1}`)
+	put("hooks/"+historyKey, `{"script":"require('utils/U'); 1","description":"v1"}`)
+	put("hooks/"+historyKey, `{"script":"require('utils/U'); 1","description":"bad","colour":"red"}`)
+	logs := &syncBuffer{}
+	r := start(t, e.Client, registry.WithPrefix(prefix), registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	if got := inForce(r); got != "v1@4" {
+		t.Fatalf("runs %s; want v1@4, the version before the invalid one", got)
+	}
+	put("utils/U/2", `{"script":"module.exports = ("}`)
+	rev := put("utils/U/active", `{"version":2}`)
+	waitFor(t, "the util change", func() bool { return r.Snapshot().Revision >= rev })
+	got := inForce(r)
+	if !strings.HasPrefix(got, "broken: revision 4, which ran, no longer compiles: ") || !strings.Contains(got, "utils/U@2") {
+		t.Fatalf("runs %s; want broken, naming revision 4 and utils/U@2", got)
+	}
+	errors := strings.Count(logs.String(), "level=ERROR")
+	rev = put("utils/U/3", `{"script":"module.exports = ("}`)
+	waitFor(t, "another util version", func() bool { return r.Snapshot().Revision >= rev })
+	if n := strings.Count(logs.String(), "level=ERROR"); n != errors {
+		t.Fatalf("another change of utils that leaves the key as broken logged %d more errors; want none:\n%s", n-errors, logs)
 	}
 }

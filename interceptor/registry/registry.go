@@ -589,6 +589,8 @@ type change struct {
 	last     []byte
 	lastRev  int64
 	lastHook *Hook
+	// lastErr is why last did not compile, when it did not.
+	lastErr error
 	// What building the value gave.
 	k    Key
 	kerr error
@@ -846,10 +848,20 @@ func (r *Registry) buildLast(c *change, utils *Utils) {
 	if !c.recompile || c.last == nil || c.kerr != nil || c.err == nil || r.brokeValue(c) {
 		return
 	}
-	if h, err := r.buildHook(c.k, c.last, utils); err == nil {
-		h.Revision = c.lastRev
-		c.lastHook = h
+	h, err := r.buildHook(c.k, c.last, utils)
+	if err != nil {
+		c.lastErr = err
+		return
 	}
+	h.Revision = c.lastRev
+	c.lastHook = h
+}
+
+// ranAndBroke is the error of a key whose version at rev, which ran under
+// an invalid newer document (invalid says why), no longer compiles after a
+// change of utils (broke says why, naming the util).
+func ranAndBroke(rev int64, broke, invalid error) error {
+	return fmt.Errorf("revision %d, which ran, no longer compiles: %v; the newer document is invalid: %v", rev, broke, invalid)
 }
 
 // brokeValue reports whether the value of c, recompiled, is a valid
@@ -865,7 +877,7 @@ func (r *Registry) brokeValue(c *change) bool {
 // built copies what building the same value gave from.
 func (c *change) built(from *change) {
 	c.k, c.kerr, c.hook, c.err, c.past = from.k, from.kerr, from.hook, from.err, from.past
-	c.lastHook = from.lastHook
+	c.lastHook, c.lastErr = from.lastHook, from.lastErr
 	c.isCache, c.ck, c.cache = from.isCache, from.ck, from.cache
 }
 
@@ -1011,7 +1023,17 @@ func (r *Registry) put(c *change, b *batch) {
 		// version running is not what its documents now mean, so calls
 		// fail closed. The version that broke is compiled again at the
 		// next change of utils.
-		log.Error("hook no longer compiles after a change of the utils it imports; calls it covers fail until it is fixed", "error", err)
+		if c.lastErr != nil {
+			// What the change of utils broke is the version that ran:
+			// its error names the util.
+			err = ranAndBroke(c.lastRev, c.lastErr, err)
+		}
+		if old != nil && old.hook != nil && old.hook.Err != nil && old.hook.Err.Error() == err.Error() {
+			// Another change of utils, the same failure: said already.
+			log.Debug("hook still does not compile after a change of utils", "error", err)
+		} else {
+			log.Error("hook no longer compiles after a change of the utils it imports; calls it covers fail until it is fixed", "error", err)
+		}
 		last, lastRev := c.last, c.lastRev
 		if last == nil || r.brokeValue(c) {
 			last, lastRev = c.value, modRev
