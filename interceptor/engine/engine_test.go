@@ -301,7 +301,7 @@ func TestScriptContract(t *testing.T) {
 			wantKind: engine.BadResult, wantErr: `thrown error's code: the string "PERMISION_DENIED" is not a gRPC code name`},
 		{name: "so is one whose status is OK",
 			script:   `module.exports = () => { throw Object.assign(new Error("ok?"), {status: 200}) }`,
-			wantKind: engine.BadResult, wantErr: `thrown error's status: the number 200 is not`},
+			wantKind: engine.BadResult, wantErr: `thrown error's status: the number 200 is OK; a thrown error's is an error code`},
 		{name: "a rejection's message must be a string",
 			script:   `({status: 403, message: {a: 1}})`,
 			wantKind: engine.BadResult, wantErr: "result.message: want a string, got "},

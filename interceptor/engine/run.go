@@ -327,9 +327,13 @@ func (r *run) thrown(v goja.Value, ex *goja.Exception) (Outcome, error) {
 		for _, name := range []string{"code", "status"} {
 			if cv := obj.Get(name); present(cv) {
 				c, ok := ParseCode(cv)
-				if !ok || c == codes.OK {
+				switch {
+				case !ok:
 					return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
 						"thrown error's %s: %s is not a gRPC code name, a gRPC code (1 to 16) or an HTTP error status", name, describe(cv))}
+				case c == codes.OK:
+					return Outcome{}, &Error{Kind: BadResult, Message: fmt.Sprintf(
+						"thrown error's %s: %s is OK; a thrown error's is an error code (return nothing to go on)", name, describe(cv))}
 				}
 				return Outcome{Action: Reject, Status: statusf(c, "%s", msg)}, nil
 			}
