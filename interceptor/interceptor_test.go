@@ -1,9 +1,9 @@
 package interceptor_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"io"
 	"log/slog"
 	"net"
@@ -108,23 +108,8 @@ func (r *recorder) PublishEvents(ss grpc.ClientStreamingServer[eventsv1.SendEven
 	}
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while loggers write to it.
+type syncBuffer = logtest.Buffer
 
 // env is a protected server with its etcd and a client.
 type env struct {

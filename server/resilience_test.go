@@ -1,14 +1,13 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,22 +26,7 @@ import (
 )
 
 // logBuffer is a log destination tests can read while the daemon writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer = logtest.Buffer
 
 // launch starts the daemon against the external etcd at endpoints, keeping
 // its snapshot file in dataDir; ready receives its address once it serves.

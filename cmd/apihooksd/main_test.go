@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -107,23 +107,8 @@ func TestHelpTellsOfThePasswordVariable(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the daemon writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while loggers write to it.
+type syncBuffer = logtest.Buffer
 
 // The daemon logs in to an etcd with authentication on, with the password
 // given each way; with a wrong one it stops at once, saying so.

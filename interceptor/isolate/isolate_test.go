@@ -2,10 +2,10 @@ package isolate_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -109,23 +109,8 @@ const waitTimeout = 30 * time.Second
 // generous is the timeout of hooks in tests that are not about timeouts.
 const generous = 20 * time.Second
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while loggers write to it.
+type syncBuffer = logtest.Buffer
 
 // newPool returns a pool of this test binary's workers, closed when t ends.
 func newPool(t testing.TB, logs *syncBuffer, opts ...isolate.Option) *isolate.Pool {
@@ -263,12 +248,8 @@ func TestSameAsInProcess(t *testing.T) {
 			if g, w := logLines(poolLogs.String()), logLines(engLogs.String()); strings.Join(g, "\n") != strings.Join(w, "\n") {
 				t.Errorf("logs in a worker:\n%s\nin process:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
 			}
-			poolLogs.mu.Lock()
-			poolLogs.b.Reset()
-			poolLogs.mu.Unlock()
-			engLogs.mu.Lock()
-			engLogs.b.Reset()
-			engLogs.mu.Unlock()
+			poolLogs.Reset()
+			engLogs.Reset()
 		})
 	}
 }

@@ -1,9 +1,9 @@
 package registry_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -488,23 +488,8 @@ func TestRegistryRereadRecompilesHooksWhoseUtilsChanged(t *testing.T) {
 	waitFor(t, "the hook to use the util's new version", func() bool { return rejection(r, eng, sendEvent) == "v2" })
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while loggers write to it.
+type syncBuffer = logtest.Buffer
 
 // A registry started from its snapshot file while etcd is down says once
 // when etcd answers and its hooks are read.

@@ -1,14 +1,13 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,23 +49,8 @@ func (panicOnFatal) Fatalf(format string, args ...any) {
 }
 func (panicOnFatal) Fatalln(args ...any) { panic(interopFailure(fmt.Sprintln(args...))) }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log destination tests read while loggers write to it.
+type syncBuffer = logtest.Buffer
 
 // world is a proxy in front of a backend, with its hooks in a real etcd,
 // and a client connection to the proxy.
