@@ -280,16 +280,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	log.Info("serving gRPC", "address", lis.Addr().String())
-	stopOps, err := startOps(ctx, cfg, opsParts{tel: tel, reg: reg, eng: eng, quarantine: quarantine, client: client, grpcAddr: lis.Addr().String()}, log)
+	var unserved func() ([]string, int64)
+	if backend != nil {
+		unserved = backend.Unserved
+	}
+	stopOps, err := startOps(ctx, cfg, opsParts{tel: tel, reg: reg, eng: eng, quarantine: quarantine, client: client,
+		grpcAddr: lis.Addr().String(), unserved: unserved}, log)
 	if err != nil {
 		lis.Close()
 		return err
 	}
 	defer stopOps()
-	var unserved func() ([]string, int64)
-	if backend != nil {
-		unserved = backend.Unserved
-	}
 	fleetReg := registerDaemon(client, cfg, lis.Addr().String(), reg, quarantine, unserved, log)
 	defer fleetReg.Close()
 	if cfg.Ready != nil {

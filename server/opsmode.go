@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,24 @@ type opsParts struct {
 	// grpcAddr is the daemon's own gRPC address, whose server reflection
 	// describes the methods in proxy mode.
 	grpcAddr string
+	// unserved, in proxy mode, lists the hooks on methods the backend does
+	// not serve (proxy.Proxy.Unserved): the page shows them ignored.
+	unserved func() ([]string, int64)
+}
+
+// withUnserved is the registry as the page sees it in proxy mode: the
+// hooks on methods the backend does not serve are ignored too, as they are
+// in the daemon's fleet record.
+type withUnserved struct {
+	*registry.Registry
+	unserved func() ([]string, int64)
+}
+
+func (r withUnserved) Status() registry.Status {
+	s := r.Registry.Status()
+	more, _ := r.unserved()
+	s.Ignored = append(slices.Clip(s.Ignored), more...)
+	return s
 }
 
 // startOps starts the operators' listener, when there is one, and returns
@@ -55,9 +74,16 @@ func startOps(ctx context.Context, cfg Config, p opsParts, log *slog.Logger) (st
 	if cfg.Proxy.Target != "" {
 		src = cachedSchema(p.grpcAddr)
 	}
+	var reg interface {
+		Status() registry.Status
+		Snapshot() *registry.Snapshot
+	} = p.reg
+	if p.unserved != nil {
+		reg = withUnserved{p.reg, p.unserved}
+	}
 	s, err := ops.New(ops.Config{
 		Addr: cfg.HTTP.Listen, AuthFile: cfg.HTTP.AuthFile, Page: !cfg.HTTP.NoPage, ReadOnly: cfg.HTTP.ReadOnly,
-		Telemetry: p.tel, Registry: p.reg, Quarantine: p.quarantine, Etcd: p.client, Prefix: cfg.Prefix, Schema: src,
+		Telemetry: p.tel, Registry: reg, Quarantine: p.quarantine, Etcd: p.client, Prefix: cfg.Prefix, Schema: src,
 		HookTimeout: cfg.HookTimeout, MaxHookTimeout: cfg.MaxHookTimeout, Logger: log,
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/apihooks/apihooks/internal/etcdtest"
 	"github.com/apihooks/apihooks/server"
 	"github.com/apihooks/apihooks/server/fleet"
+	"github.com/apihooks/apihooks/server/proxy"
 )
 
 // stateHook is a hook of /api/state, as the page reads it.
@@ -195,6 +196,27 @@ func TestStateShowsIgnoredHooks(t *testing.T) {
 		case (h.Running != 0) != c.wantRunning:
 			t.Errorf("%s: running %d; want running %v", c.key, h.Running, c.wantRunning)
 		}
+	}
+}
+
+// TestStateShowsHooksTheBackendDoesNotServe: in proxy mode, a hook on a
+// method the backend does not serve never runs, and the page says so, as
+// the daemon's fleet record does.
+func TestStateShowsHooksTheBackendDoesNotServe(t *testing.T) {
+	backend := startDaemon(t, nil)
+	d := startDaemon(t, func(cfg *server.Config) { cfg.Proxy = proxy.Backend{Target: backend.grpcAddr} })
+	const unserved = "events.v1.EventService/NoSuchMethod/pre/x"
+	const served = "events.v1.EventService/SendEvent/pre/y"
+	d.put(t, unserved, `{"script": "module.exports = () => {}"}`)
+	d.put(t, served, `{"script": "module.exports = () => {}"}`)
+	var st *apiState
+	eventually(t, "the page to show the hook on a method the backend does not serve as ignored", func() bool {
+		st = readState(t, d)
+		h := st.hook(unserved)
+		return h != nil && strings.Contains(h.Ignored, "the backend does not serve events.v1.EventService/NoSuchMethod")
+	})
+	if h := st.hook(served); h == nil || h.Ignored != "" {
+		t.Errorf("%s: %+v; want it in force, not ignored", served, h)
 	}
 }
 
