@@ -33,13 +33,13 @@ func TestSeedStylesThroughTheServer(t *testing.T) {
 			wantResponse: `{ "eventId": "id-alice" }`,
 			wantHandler:  []string{`{ "toUserId": "alice", "eventType": "login", "eventData": { "level": 3, "source": "hook" } }`},
 			wantLogs: []string{
-				`msg="running from prehook_sendevent_addvalue hookparms: " method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/addvalue value="{\"extradata\":{\"source\":\"hook\"}}"`,
-				`msg="running from prehook_sendevent_adevalue message: " method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/addvalue value="{\"toUserId\":\"alice\",\"eventType\":\"login\",\"eventData\":{\"level\":3,\"source\":\"hook\"}}"`,
+				`msg="running from prehook_sendevent_addvalue hookparms: " method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/addvalue origin=script value="{\"extradata\":{\"source\":\"hook\"}}"`,
+				`msg="running from prehook_sendevent_adevalue message: " method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/addvalue origin=script value="{\"toUserId\":\"alice\",\"eventType\":\"login\",\"eventData\":{\"level\":3,\"source\":\"hook\"}}"`,
 			}},
 		{name: "a brainCloud retval with a non-200 status ends the call",
 			hooks:    map[string]string{sendEventKey + "pre/deny": doc(`var retval = {status: 403, message: "not " + data.message.toUserId}; bridge.logWarning("denied", retval);`)},
 			wantCode: codes.PermissionDenied, wantMsg: "not alice",
-			wantLogs: []string{`level=WARN msg=denied method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/deny value="{\"status\":403,\"message\":\"not alice\"}"`}},
+			wantLogs: []string{`level=WARN msg=denied method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/deny origin=script value="{\"status\":403,\"message\":\"not alice\"}"`}},
 		{name: "apimaker: a pre-hook's returned value answers and the handler never runs",
 			hooks:        map[string]string{sendEventKey + "pre/g": doc(`module.exports = async function main(g) { return {eventId: "g-" + g.req.body.toUserId + "-" + g.req.headers["x-tenant"][0]} }`, apimaker)},
 			wantResponse: `{ "eventId": "g-alice-acme" }`},
@@ -82,7 +82,7 @@ func TestSeedStylesThroughTheServer(t *testing.T) {
 			hooks:        map[string]string{sendEventKey + "pre/console": doc(`module.exports = c => { console.log("to", c.request.toUserId, c.request.eventData) }`)},
 			wantResponse: `{ "eventId": "id-alice" }`,
 			wantHandler:  []string{`{ "toUserId": "alice", "eventType": "login", "eventData": { "level": 3 } }`},
-			wantLogs:     []string{`level=INFO msg="to alice {\"level\":3}" method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/console`}},
+			wantLogs:     []string{`level=INFO msg="to alice {\"level\":3}" method=/events.v1.EventService/SendEvent hook=events.v1.EventService/SendEvent/pre/console origin=script`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -464,7 +464,9 @@ func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg stri
 	if id == "" {
 		id = call.Hook
 	}
-	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id)}
+	// origin tells a script's lines from the daemon's own, whose
+	// wording a script may use.
+	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id), slog.String("origin", "script")}
 	if hasValue {
 		attrs = append(attrs, slog.Any("value", value))
 	}

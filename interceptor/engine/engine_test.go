@@ -406,7 +406,7 @@ func TestLogsCarryMethodAndHook(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("logged %d lines; want 2: %s", len(lines), logs.String())
 	}
-	for _, want := range []string{`"level":"WARN","msg":"careful","method":"/events.v1.EventService/SendEvent","hook":"events.v1.EventService/SendEvent/pre/h","value":{"n":1}`} {
+	for _, want := range []string{`"level":"WARN","msg":"careful","method":"/events.v1.EventService/SendEvent","hook":"events.v1.EventService/SendEvent/pre/h","origin":"script","value":{"n":1}`} {
 		if !strings.Contains(lines[0], want) {
 			t.Fatalf("log line = %s; want it to contain %s", lines[0], want)
 		}

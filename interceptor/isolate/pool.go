@@ -213,7 +213,9 @@ func (p *Pool) logScript(ctx context.Context, call *engine.Call, l *isolatev1.Lo
 	if id == "" {
 		id = call.Hook
 	}
-	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id)}
+	// origin tells a script's lines from the daemon's own, whose
+	// wording a script may use.
+	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id), slog.String("origin", "script")}
 	if l.HasValue {
 		attrs = append(attrs, slog.Any("value", jsonValue(l.ValueJson)))
 	}
