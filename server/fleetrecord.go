@@ -30,7 +30,7 @@ func registerDaemon(client *clientv3.Client, cfg Config, addr string, reg *regis
 	state := func() fleet.Record {
 		st := reg.Status()
 		rec := fleet.Record{ID: id, Address: addr, Version: version, Isolation: isolation,
-			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, Ignored: st.Ignored, StartedAt: started}
+			Revision: st.Revision, Synced: st.Synced, Held: st.Held, Broken: st.Broken, Invalid: st.Invalid, Ignored: st.Ignored, StartedAt: started}
 		if unserved != nil {
 			more, checked := unserved()
 			rec.Ignored = append(rec.Ignored, more...)

@@ -71,7 +71,7 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 			fmt.Fprintf(w, "No daemon is registered under %s: nothing to wait for.\n", fleet.Dir(s.Prefix()))
 			return nil
 		}
-		var behind, broken, ignored []string
+		var behind, broken, invalid, ignored []string
 		for _, d := range recs {
 			if d.Revision < rev || !d.Synced {
 				behind = append(behind, fmt.Sprintf("%s (%s, revision %d: %s)", d.ID, d.Address, d.Revision, daemonState(d, rev)))
@@ -80,15 +80,21 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 			for _, b := range among(d.Broken, s.Prefix(), keys) {
 				broken = append(broken, fmt.Sprintf("%s (%s) reports %s", d.ID, d.Address, b))
 			}
+			for _, b := range among(d.Invalid, s.Prefix(), keys) {
+				invalid = append(invalid, fmt.Sprintf("%s (%s) refused %s", d.ID, d.Address, b))
+			}
 			for _, b := range among(d.Ignored, s.Prefix(), keys) {
 				ignored = append(ignored, fmt.Sprintf("%s (%s) ignores %s", d.ID, d.Address, b))
 			}
 		}
 		switch {
-		case len(behind) == 0 && len(broken)+len(ignored) > 0:
+		case len(behind) == 0 && len(broken)+len(invalid)+len(ignored) > 0:
 			var parts []string
 			if len(broken) > 0 {
 				parts = append(parts, "with broken hooks:\n  "+strings.Join(broken, "\n  "))
+			}
+			if len(invalid) > 0 {
+				parts = append(parts, "with documents refused, an earlier version running instead:\n  "+strings.Join(invalid, "\n  "))
 			}
 			if len(ignored) > 0 {
 				parts = append(parts, "with hooks that never run there:\n  "+strings.Join(ignored, "\n  "))
@@ -160,15 +166,19 @@ does not serve. Scripts should read -o json: columns may be added.`,
 				fmt.Fprintf(a.out, "No daemon is registered under %s.\n", fleet.Dir(s.Prefix()))
 				return nil
 			}
-			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "QUARANTINED", "STARTED", "IGNORED")
+			t := newTable(a.out, "DAEMON", "ADDRESS", "VERSION", "ISOLATION", "REVISION", "STATE", "BROKEN", "QUARANTINED", "STARTED", "IGNORED", "INVALID")
 			for _, d := range v.Daemons {
 				t.row(d.ID, d.Address, d.Version, d.Isolation, fmt.Sprint(d.Revision), d.State,
-					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime), fmt.Sprint(len(d.Ignored)))
+					fmt.Sprint(len(d.Broken)), fmt.Sprint(len(d.Quarantined)), d.StartedAt.Local().Format(time.DateTime), fmt.Sprint(len(d.Ignored)),
+					fmt.Sprint(len(d.Invalid)))
 			}
 			t.flush()
 			for _, d := range v.Daemons {
 				for _, b := range d.Broken {
 					fmt.Fprintf(a.out, "%s: broken %s\n", d.ID, b)
+				}
+				for _, b := range d.Invalid {
+					fmt.Fprintf(a.out, "%s: refused %s\n", d.ID, b)
 				}
 				for _, b := range d.Ignored {
 					fmt.Fprintf(a.out, "%s: ignored %s\n", d.ID, b)

@@ -565,6 +565,36 @@ func TestAHookOnAServiceNoDaemonHooksFailsTheWait(t *testing.T) {
 	mustContain(t, "status", e.want(0, "status").stdout, "IGNORED", "ignored events.v1.EventServce/SendEvent/pre/deny: its service")
 }
 
+// TestADocumentADaemonRefusesFailsTheWait: a document hookctl accepts but a
+// daemon refuses (a timeout over the daemon's --max-hook-timeout, lower
+// than hookctl's) leaves the earlier version running there: --wait fails
+// naming it, rather than saying the write is live, and status lists it.
+func TestADocumentADaemonRefusesFailsTheWait(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	startConfiguredDaemonOn(t, []string{e.args[1]}, func(cfg *server.Config) {
+		cfg.HookTimeout, cfg.MaxHookTimeout = time.Second, 2*time.Second
+	})
+	waitUntil(t, "the daemon registered", func() bool { return strings.Contains(e.want(0, "status").stdout, "in step") })
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "deny.js"), `module.exports = () => ({status: 403})`+"\n")
+	manifest := func(timeout string) {
+		writeFile(t, filepath.Join(dir, "hooks.yaml"), `hooks:
+  - method: events.v1.EventService/SendEvent
+    phase: pre
+    name: deny
+    script: deny.js
+    timeout: `+timeout+"\n")
+	}
+	manifest("1s")
+	e.want(0, "apply", "-f", dir, "--wait=30s")
+	manifest("3s")
+	r := e.want(hookctl.ExitWait, "apply", "-f", dir, "--wait=30s")
+	mustContain(t, "apply --wait", r.stderr, "with documents refused, an earlier version running instead",
+		"refused events.v1.EventService/SendEvent/pre/deny: revision ", " still runs: ", "--max-hook-timeout")
+	mustContain(t, "status", e.want(0, "status").stdout, "INVALID", "refused events.v1.EventService/SendEvent/pre/deny: revision ")
+}
+
 // TestStatusHeaderCountsADeletionAfterTheNewestPut: with no daemon, the
 // header still dates the deletion of a hook created after the newest put
 // left in etcd.

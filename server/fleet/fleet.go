@@ -35,6 +35,10 @@ type Record struct {
 	Held bool `json:"held,omitempty"`
 	// Broken lists the hooks with no valid version, as "id: error".
 	Broken []string `json:"broken,omitempty"`
+	// Invalid lists the hooks whose newest document the daemon refused
+	// while an earlier version still runs, as "id: revision N still runs:
+	// error".
+	Invalid []string `json:"invalid,omitempty"`
 	// Quarantined lists the hooks taken out of service, as "id: reason".
 	Quarantined []string `json:"quarantined,omitempty"`
 	// Ignored lists the hooks (and response cache configurations) the
