@@ -454,8 +454,9 @@ func (k Kind) Skippable() bool {
 	return k == Thrown || k == Timeout || k == Crashed || k == Overloaded || k == Exhausted
 }
 
-// log writes a line a script logged, with the method and hook attached.
-func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg string, value any, hasValue bool) {
+// log writes a line a script logged (fromScript), or the engine's own line
+// about what a script logged, with the method and hook attached.
+func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg string, value any, hasValue, fromScript bool) {
 	l := e.opts.logger
 	if !l.Enabled(ctx, level) {
 		return
@@ -464,14 +465,25 @@ func (e *Engine) log(ctx context.Context, call *Call, level slog.Level, msg stri
 	if id == "" {
 		id = call.Hook
 	}
-	// origin tells a script's lines from the daemon's own, whose
-	// wording a script may use.
-	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id), slog.String("origin", "script")}
+	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id)}
+	if fromScript {
+		// origin tells a script's lines from the daemon's own, whose
+		// wording a script may use.
+		attrs = append(attrs, scriptOrigin)
+	}
 	if hasValue {
 		attrs = append(attrs, slog.Any("value", value))
 	}
 	l.LogAttrs(ctx, level, msg, attrs...)
 }
+
+// scriptOrigin is the attribute of the lines a script logs; no line of
+// the daemon's own carries it.
+var scriptOrigin = slog.String("origin", "script")
+
+// ScriptOrigin reports whether a is the attribute of a line a script
+// logged: a worker process passes that on to its pool.
+func ScriptOrigin(a slog.Attr) bool { return a.Equal(scriptOrigin) }
 
 // badResult wraps a conversion error with where the value came from.
 func badResult(where string, err error) error {

@@ -770,6 +770,10 @@ func TestARunLogsABoundedAmount(t *testing.T) {
 	if last := lines[len(lines)-1]; !strings.Contains(last, "its further lines are dropped") || strings.Count(out, "further lines are dropped") != 1 {
 		t.Errorf("last line = %.200s; want, once, the notice that further lines are dropped", last)
 	}
+	// The notice is the daemon's, not the script's; the script's lines are.
+	if last := lines[len(lines)-1]; strings.Contains(last, `"origin":"script"`) || !strings.Contains(lines[0], `"origin":"script"`) {
+		t.Errorf("first line %.100s..., last %.300s; want origin script on the script's lines only", lines[0], last)
+	}
 }
 
 // TestAMessageBuiltFromSharedValuesIsMeasured: values written many times
@@ -831,6 +835,11 @@ func TestAHookLogsAtABoundedRate(t *testing.T) {
 	}
 	if !strings.Contains(out, "the hook logs more than 64 KiB a second") || !strings.Contains(out, "lines dropped") {
 		t.Errorf("no warning that lines were dropped")
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "the hook logs more than 64 KiB a second") && strings.Contains(l, `"origin":"script"`) {
+			t.Errorf("the daemon's warning carries origin script: %s", l)
+		}
 	}
 }
 

@@ -58,19 +58,20 @@ func (r *run) log(level slog.Level, msg string, value json.RawMessage, hasValue 
 		value, _ = json.Marshal(cut(string(value), MaxLogLine))
 	}
 	r.logged += len(msg) + len(value)
+	fromScript := true
 	if r.logged > MaxRunLog {
 		r.logFull = true
-		level, value, hasValue = levelWarn, nil, false
+		level, value, hasValue, fromScript = levelWarn, nil, false, false
 		msg = fmt.Sprintf("the hook logged more than %d KiB in this run: its further lines are dropped", MaxRunLog>>10)
 	}
 	id := cmp.Or(r.call.ID, r.call.Hook)
 	if ok, warn, dropped := r.e.logRates.take(id, len(msg)+len(value), time.Now()); !ok {
 		if warn {
-			r.e.log(r.ctx, &r.call, levelWarn, fmt.Sprintf("the hook logs more than %d KiB a second: %d lines dropped", LogRate>>10, dropped), nil, false)
+			r.e.log(r.ctx, &r.call, levelWarn, fmt.Sprintf("the hook logs more than %d KiB a second: %d lines dropped", LogRate>>10, dropped), nil, false, false)
 		}
 		return
 	}
-	r.e.log(r.ctx, &r.call, level, msg, value, hasValue)
+	r.e.log(r.ctx, &r.call, level, msg, value, hasValue, fromScript)
 }
 
 // text is v as a log line shows it: a string as it is, any other value as

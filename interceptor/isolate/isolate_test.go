@@ -203,6 +203,8 @@ func TestSameAsInProcess(t *testing.T) {
 		{"an error hook answers", `module.exports = c => ({response: {eventId: "fallback-" + c.request.toUserId}})`, engine.ErrorPhase, nil},
 		{"an error hook goes on", `module.exports = c => { c.request.toUserId = "x" }`, engine.ErrorPhase, nil},
 		{"console logs its values as JSON", `module.exports = c => { console.warn("seen", c.request, 1) }`, engine.Pre, nil},
+		{"a run that logs past its bound gets the daemon's notice, which is not the script's line",
+			`module.exports = () => { const s = "y".repeat(10000); for (let i = 0; i < 30; i++) console.log(s) }`, engine.Pre, nil},
 		// Names starting "apimaker:" run in the API Maker style.
 		{"apimaker: a returned value answers", `module.exports = async g => ({eventId: g.req.headers["x-tenant"][0] + "-" + g.params.n})`, engine.Pre, map[string]any{"n": 2}},
 		{"apimaker: g.res.output replaced goes on", `module.exports = g => { g.res.output = {eventId: "over-" + g.res.output.eventId} }`, engine.Post, nil},

@@ -202,7 +202,8 @@ func (p *Pool) forget(w *worker) {
 	p.mu.Unlock()
 }
 
-// logScript logs a line a script wrote, with the call's method and hook.
+// logScript logs a line a script wrote, or the worker's engine's own line
+// about what it logged, with the call's method and hook.
 func (p *Pool) logScript(ctx context.Context, call *engine.Call, l *isolatev1.Log) {
 	level := slog.Level(l.Level)
 	log := p.opts.logger
@@ -213,9 +214,12 @@ func (p *Pool) logScript(ctx context.Context, call *engine.Call, l *isolatev1.Lo
 	if id == "" {
 		id = call.Hook
 	}
-	// origin tells a script's lines from the daemon's own, whose
-	// wording a script may use.
-	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id), slog.String("origin", "script")}
+	attrs := []slog.Attr{slog.String("method", call.Method), slog.String("hook", id)}
+	if l.FromScript {
+		// origin tells a script's lines from the daemon's own, whose
+		// wording a script may use.
+		attrs = append(attrs, slog.String("origin", "script"))
+	}
 	if l.HasValue {
 		attrs = append(attrs, slog.Any("value", jsonValue(l.ValueJson)))
 	}

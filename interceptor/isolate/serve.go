@@ -411,6 +411,9 @@ func (f *forwarder) Enabled(context.Context, slog.Level) bool { return true }
 func (f *forwarder) Handle(_ context.Context, r slog.Record) error {
 	l := &isolatev1.Log{Id: f.s.cur.Load(), Level: int32(r.Level), Message: r.Message}
 	r.Attrs(func(a slog.Attr) bool {
+		if engine.ScriptOrigin(a) {
+			l.FromScript = true
+		}
 		if a.Key != "value" {
 			return true
 		}

@@ -1068,8 +1068,11 @@ type Log struct {
 	Level   int32                  `protobuf:"varint,2,opt,name=level,proto3" json:"level,omitempty"`
 	Message string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// Value as JSON, when the script logged one.
-	ValueJson     []byte `protobuf:"bytes,4,opt,name=value_json,json=valueJson,proto3" json:"value_json,omitempty"`
-	HasValue      bool   `protobuf:"varint,5,opt,name=has_value,json=hasValue,proto3" json:"has_value,omitempty"`
+	ValueJson []byte `protobuf:"bytes,4,opt,name=value_json,json=valueJson,proto3" json:"value_json,omitempty"`
+	HasValue  bool   `protobuf:"varint,5,opt,name=has_value,json=hasValue,proto3" json:"has_value,omitempty"`
+	// Whether the script wrote the line; else it is the engine's own about
+	// what the script logged (lines dropped).
+	FromScript    bool `protobuf:"varint,6,opt,name=from_script,json=fromScript,proto3" json:"from_script,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1135,6 +1138,13 @@ func (x *Log) GetValueJson() []byte {
 func (x *Log) GetHasValue() bool {
 	if x != nil {
 		return x.HasValue
+	}
+	return false
+}
+
+func (x *Log) GetFromScript() bool {
+	if x != nil {
+		return x.FromScript
 	}
 	return false
 }
@@ -1232,14 +1242,16 @@ const file_apihooks_isolate_v1_worker_proto_rawDesc = "" +
 	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x12\x19\n" +
 	"\berror_at\x18\b \x01(\tR\aerrorAtB\n" +
 	"\n" +
-	"\b_message\"\x81\x01\n" +
+	"\b_message\"\xa2\x01\n" +
 	"\x03Log\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
 	"value_json\x18\x04 \x01(\fR\tvalueJson\x12\x1b\n" +
-	"\thas_value\x18\x05 \x01(\bR\bhasValue*\\\n" +
+	"\thas_value\x18\x05 \x01(\bR\bhasValue\x12\x1f\n" +
+	"\vfrom_script\x18\x06 \x01(\bR\n" +
+	"fromScript*\\\n" +
 	"\x06Action\x12\x16\n" +
 	"\x12ACTION_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fACTION_CONTINUE\x10\x01\x12\x11\n" +
