@@ -137,14 +137,16 @@ func (a *app) statusCommand() *cobra.Command {
 	var output string
 	c := &cobra.Command{
 		Use:   "status",
-		Short: "List the live daemons: address, version, the hooks revision each has in force, broken, quarantined and ignored hooks",
+		Short: "List the live daemons: address, version, the hooks revision each has in force, broken, quarantined, ignored and refused hooks",
 		Long: `List the daemons registered under <prefix>daemons/ (each keeps its record
 there while it lives, with an etcd lease): address, version, isolation, the
 hooks revision it has in force and its lag behind the newest change (put or
 deletion) of a hook, a cache configuration or a util that it has not loaded,
-its broken and quarantined hooks, when it started, and the hooks it ignores:
+its broken and quarantined hooks, when it started, the hooks it ignores:
 those on a service it does not hook, or, for a proxy, on a method its backend
-does not serve. Scripts should read -o json: columns may be added.`,
+does not serve; and the hooks whose newest document it refused (its own
+limits, a lower --max-hook-timeout say) while an earlier version runs.
+Scripts should read -o json: columns may be added.`,
 		Example: `  hookctl status
   hookctl status -o json`,
 		Args: cobra.NoArgs,

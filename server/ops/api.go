@@ -293,10 +293,15 @@ func (s *Server) state(w http.ResponseWriter, r *http.Request) {
 func (s *Server) inMemory(snap *registry.Snapshot, ignored map[string]string) []store.Entry {
 	dir := registry.HooksDir(s.cfg.Prefix)
 	var out []store.Entry
+	held := map[string]bool{}
 	for _, h := range snap.Hooks() {
+		held[h.ID] = true
 		out = append(out, store.Entry{Path: dir + h.ID, Key: h.Key, Doc: h.Doc, DocErr: h.Err, ModRevision: h.Revision})
 	}
 	for id := range ignored {
+		if held[id] {
+			continue // in proxy mode, a hook on a method the backend does not serve
+		}
 		k, err := registry.ParseKey(s.cfg.Prefix, dir+id)
 		if err != nil {
 			continue // a response cache configuration's
