@@ -42,6 +42,19 @@ func (c *quarantineClock) fail(run int64) bool {
 
 func (c *quarantineClock) quarantined() bool { return c.start() == 0 }
 
+// startThenFail starts n runs, all in flight at once, then fails those at
+// the indexes given, and reports whether the hook ends quarantined.
+func (c *quarantineClock) startThenFail(n int, failing ...int) bool {
+	runs := make([]int64, n)
+	for i := range runs {
+		runs[i] = c.start()
+	}
+	for _, i := range failing {
+		c.fail(runs[i])
+	}
+	return c.quarantined()
+}
+
 func (c *quarantineClock) tick(d time.Duration) { c.now = c.now.Add(d) }
 
 // TestQuarantineWeighsFailuresAgainstRuns: a hook goes into quarantine
@@ -61,37 +74,13 @@ func TestQuarantineWeighsFailuresAgainstRuns(t *testing.T) {
 			return c.quarantined()
 		}, true},
 		{"5 failures among 11 runs, under half", func(c *quarantineClock) bool {
-			var runs []int64
-			for range 11 {
-				runs = append(runs, c.start())
-			}
-			for _, i := range []int{0, 2, 4, 6, 8} {
-				c.fail(runs[i])
-			}
-			return c.quarantined()
+			return c.startThenFail(11, 0, 2, 4, 6, 8)
 		}, false},
 		{"5 failures among 10 runs, half", func(c *quarantineClock) bool {
-			var runs []int64
-			for range 10 {
-				runs = append(runs, c.start())
-			}
-			for _, i := range []int{0, 2, 4, 6, 8} {
-				c.fail(runs[i])
-			}
-			return c.quarantined()
+			return c.startThenFail(10, 0, 2, 4, 6, 8)
 		}, true},
 		{"5 slow calls at once, while 100 others run", func(c *quarantineClock) bool {
-			var slow []int64
-			for range 5 {
-				slow = append(slow, c.start())
-			}
-			for range 100 {
-				c.start()
-			}
-			for _, run := range slow {
-				c.fail(run)
-			}
-			return c.quarantined()
+			return c.startThenFail(105, 0, 1, 2, 3, 4)
 		}, false},
 		{"failing on every run after an hour of rare failures among many runs", func(c *quarantineClock) bool {
 			for sec := range 3600 {
