@@ -3,11 +3,12 @@ package interceptor_test
 import (
 	"context"
 	"fmt"
-	"github.com/apihooks/apihooks/internal/logtest"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/isolate"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/logtest"
 )
 
 // waitTimeout bounds waiting for a hook change to reach the server.
@@ -385,6 +387,50 @@ func TestChangesApplyToTheNextCall(t *testing.T) {
 	e.waitRevision(t, resp.Header.Revision)
 	if got := call(); got != "" {
 		t.Fatalf("after delete: %q; want success", got)
+	}
+}
+
+// TestEveryFailureIsToldInTheLog: a hook failing on a busy method is
+// logged at most once a second, and the failures left out are counted in
+// the log, also when the hook stops failing before the next line is due.
+func TestEveryFailureIsToldInTheLog(t *testing.T) {
+	e := newEnv(t)
+	e.setHooks(t, map[string]string{sendEventKey + "pre/boom": doc(`throw new Error("boom")`)})
+	const calls = 5
+	for range calls {
+		if _, err := e.client.SendEvent(context.Background(), sendRequest()); status.Code(err) != codes.Unknown {
+			t.Fatalf("call: %v; want UNKNOWN boom", err)
+		}
+	}
+	// told counts the failures the log tells of: each line, and the ones
+	// it says were not logged.
+	notLogged := regexp.MustCompile(`failures_not_logged=(\d+)`)
+	told := func() (n int, lines string) {
+		for _, l := range strings.Split(e.logs.String(), "\n") {
+			if !strings.Contains(l, "hook=events.v1.EventService/SendEvent/pre/boom") {
+				continue
+			}
+			lines += l + "\n"
+			if strings.Contains(l, "hook failed; call aborted") {
+				n++
+			}
+			if m := notLogged.FindStringSubmatch(l); m != nil {
+				k, _ := strconv.Atoi(m[1])
+				n += k
+			}
+		}
+		return n, lines
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		n, lines := told()
+		if n == calls {
+			break
+		}
+		if n > calls || time.Now().After(deadline) {
+			t.Fatalf("the log tells of %d failures; want %d:\n%s", n, calls, lines)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

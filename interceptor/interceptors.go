@@ -224,6 +224,16 @@ func (h *hooks) run(ctx context.Context, hook *registry.Hook, call *engine.Call)
 	return out, err
 }
 
+// notLogged returns what logs the failures of hook on method that were
+// not logged (logThrottle.failure), once it stops failing.
+func (h *hooks) notLogged(method string, hook *registry.Hook) func(n int64) {
+	id := hook.ID
+	return func(n int64) {
+		h.opts.logger.Warn("hook failures not logged since its last line about them",
+			"method", method, "hook", id, "failures_not_logged", n)
+	}
+}
+
 // ran says how a run ended, for the observer, when its Outcome's Action
 // does not: outcome is empty when the Action tells.
 type ran struct {
@@ -238,7 +248,7 @@ type ran struct {
 func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.Call) (engine.Outcome, ran, error) {
 	if hook.Err != nil {
 		if call.Phase == engine.ErrorPhase {
-			if log, suppressed := hookLogs.failure(hook, time.Now()); log {
+			if log, suppressed := hookLogs.failure(hook, time.Now(), h.notLogged(call.Method, hook)); log {
 				h.opts.logger.WarnContext(ctx, "error hook not run: its document is invalid; the call keeps its error status",
 					"method", call.Method, "hook", hook.ID, "error", hook.Err, "failures_not_logged", suppressed)
 			}
@@ -281,7 +291,7 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		// deadline, or a cancellation) while the hook ran.
 		h.opts.logger.DebugContext(ctx, "call ended while its hook ran: the client's deadline passed or the client cancelled it",
 			"method", call.Method, "hook", hook.ID, "error", ee.Message)
-	} else if log, suppressed := hookLogs.failure(hook, time.Now()); log {
+	} else if log, suppressed := hookLogs.failure(hook, time.Now(), h.notLogged(call.Method, hook)); log {
 		msg := "hook failed; call aborted"
 		switch {
 		case skip:

@@ -39,6 +39,8 @@ type hookLog struct {
 	// nanoseconds); suppressed counts the failures not logged since.
 	lastFailure atomic.Int64
 	suppressed  atomic.Int64
+	// catchUp is set while a line about failures not logged is due.
+	catchUp atomic.Bool
 }
 
 // of returns h's entry, made on first use and deleted once h is garbage.
@@ -57,16 +59,41 @@ func (t *logThrottle) of(h *registry.Hook) *hookLog {
 // failure reports whether a failure of h at now should be logged: the
 // first one, then at most one a second, so a broken hook on a busy method
 // cannot flood the log. suppressed is how many failures went unlogged since
-// the last line.
-func (t *logThrottle) failure(h *registry.Hook, now time.Time) (log bool, suppressed int64) {
+// the last line. Failures not logged are not left untold when the hook
+// stops failing: a second after the last line, if no failure was logged
+// meanwhile, notLogged is called (in a goroutine of its own) with their
+// number.
+func (t *logThrottle) failure(h *registry.Hook, now time.Time, notLogged func(n int64)) (log bool, suppressed int64) {
 	l := t.of(h)
+	if n, ok := l.take(now); ok {
+		return true, n
+	}
+	l.suppressed.Add(1)
+	if notLogged != nil && l.catchUp.CompareAndSwap(false, true) {
+		wait := time.Duration(l.lastFailure.Load() + int64(failureLogInterval) - now.UnixNano())
+		time.AfterFunc(max(wait, 0), func() {
+			l.catchUp.Store(false)
+			if l.suppressed.Load() == 0 {
+				return
+			}
+			if n, ok := l.take(time.Now()); ok && n > 0 {
+				notLogged(n)
+			}
+		})
+	}
+	return false, 0
+}
+
+// take takes the hook's turn to log at now, if it has one: the first
+// time, then once a second. n is how many failures went unlogged since its
+// last line.
+func (l *hookLog) take(now time.Time) (n int64, ok bool) {
 	last := l.lastFailure.Load()
 	if (last == 0 || now.UnixNano()-last >= int64(failureLogInterval)) &&
 		l.lastFailure.CompareAndSwap(last, now.UnixNano()) {
-		return true, l.suppressed.Swap(0)
+		return l.suppressed.Swap(0), true
 	}
-	l.suppressed.Add(1)
-	return false, 0
+	return 0, false
 }
 
 // firstStreamSkip reports true the first time it is called for h: a

@@ -39,13 +39,13 @@ func TestLogFailureLogsAtMostOnceASecondPerHook(t *testing.T) {
 		{5 * time.Second, true, 1},
 	}
 	for _, s := range steps {
-		log, suppressed := logs.failure(h, t0.Add(s.at))
+		log, suppressed := logs.failure(h, t0.Add(s.at), nil)
 		if log != s.wantLog || suppressed != s.wantSuppressed {
 			t.Fatalf("failure at +%v = %v, %d; want %v, %d", s.at, log, suppressed, s.wantLog, s.wantSuppressed)
 		}
 	}
 	other := testHook(t, "y")
-	if log, _ := logs.failure(other, t0.Add(10*time.Millisecond)); !log {
+	if log, _ := logs.failure(other, t0.Add(10*time.Millisecond), nil); !log {
 		t.Fatal("another hook's first failure was not logged; want each hook limited on its own")
 	}
 }
@@ -71,11 +71,11 @@ func TestLogThrottleDropsTheHooksNoLongerHeld(t *testing.T) {
 	var logs logThrottle
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	kept := testHook(t, "kept")
-	logs.failure(kept, t0)
+	logs.failure(kept, t0, nil)
 	func() {
 		for _, name := range []string{"a", "b", "c"} {
 			h := testHook(t, name)
-			logs.failure(h, t0)
+			logs.failure(h, t0, nil)
 			logs.firstStreamSkip(h)
 		}
 	}()
@@ -87,7 +87,7 @@ func TestLogThrottleDropsTheHooksNoLongerHeld(t *testing.T) {
 		runtime.GC()
 		runtime.Gosched()
 	}
-	if log, suppressed := logs.failure(kept, t0.Add(time.Millisecond)); log || suppressed != 0 {
+	if log, suppressed := logs.failure(kept, t0.Add(time.Millisecond), nil); log || suppressed != 0 {
 		t.Fatalf("failure of the hook still held = %v, %d; want it still limited (false, 0)", log, suppressed)
 	}
 	runtime.KeepAlive(kept)
@@ -97,4 +97,36 @@ func (t *logThrottle) len() int {
 	n := 0
 	t.hooks.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// TestFailuresNotLoggedAreToldWhenTheHookStopsFailing: a burst of failures
+// within a second is one line at once and, a second later, the number of
+// the others, though no failure comes after the burst to carry it.
+func TestFailuresNotLoggedAreToldWhenTheHookStopsFailing(t *testing.T) {
+	var logs logThrottle
+	h := testHook(t, "x")
+	told := make(chan int64, 10)
+	notLogged := func(n int64) { told <- n }
+	if log, _ := logs.failure(h, time.Now(), notLogged); !log {
+		t.Fatal("the first failure was not logged")
+	}
+	// The three failures after it come within the second, unless the
+	// machine stalls for a second; then one of them is logged, with the
+	// count so far, and the catch-up tells the rest.
+	var logged int64
+	for range 3 {
+		if log, n := logs.failure(h, time.Now(), notLogged); log {
+			logged += 1 + n
+		}
+	}
+	select {
+	case n := <-told:
+		if logged+n != 3 {
+			t.Fatalf("%d failures told at once and %d later; want the 3 after the first told in all", logged, n)
+		}
+	case <-time.After(gcTimeout):
+		if logged != 3 {
+			t.Fatalf("%d of the 3 failures after the first were never told (%v later)", 3-logged, gcTimeout)
+		}
+	}
 }
