@@ -482,8 +482,16 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		DialKeepAliveTimeout: 3 * time.Second,
 	}
 	client, err := clientv3.New(ccfg)
-	if err != nil && ccfg.Username != "" && unreachable(err) {
+	switch {
+	case err == nil || ccfg.Username == "":
+	case unreachable(err):
 		log.Warn("cannot log in to etcd; going on, to log in once it answers", "user", ccfg.Username, "error", err)
+		client, err = newLoggedOutClient(ccfg)
+	case errors.Is(err, rpctypes.ErrAuthFailed):
+		// A password changed in etcd before the daemon's configuration
+		// must not stop a daemon that has a snapshot to serve.
+		log.Warn("etcd refuses the daemon's user name and password; going on, to log in once etcd takes them",
+			"user", ccfg.Username, "error", err)
 		client, err = newLoggedOutClient(ccfg)
 	}
 	if err != nil {

@@ -121,9 +121,14 @@ func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
 		// auth enables etcd's authentication: the daemon logs in with a
 		// password, which it cannot do while etcd is down.
 		auth bool
+		// refused: etcd stays up, but takes the daemon's password no
+		// longer (it was changed in etcd, not yet in the daemon's
+		// configuration), from the restart until it is changed to it.
+		refused bool
 	}{
 		{name: "without authentication"},
 		{name: "with a user and password", auth: true},
+		{name: "with a password etcd refuses", auth: true, refused: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := etcdtest.Start(t)
@@ -149,14 +154,24 @@ func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
 			})
 			d.stop(t)
 
-			// etcd goes down; a daemon restarted now serves the snapshot's hooks.
-			e.Stop()
+			// etcd goes down, or refuses the daemon's password; a daemon
+			// restarted now serves the snapshot's hooks.
+			if tt.refused {
+				if _, err := writer.UserChangePassword(ctx, "root", "n3w"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				e.Stop()
+			}
 			d, logs := runDaemon(t, e.Endpoints(), dataDir, login)
 			if ok, got := denied(d, "v1")(); !ok {
 				t.Fatalf("with etcd down: %s; want the snapshot's hook in force (PermissionDenied v1)", got)
 			}
 			if !strings.Contains(logs.String(), "serving hooks from the local snapshot; etcd cannot be read") {
 				t.Fatalf("log does not say the hooks come from the snapshot:\n%s", logs)
+			}
+			if tt.refused && !strings.Contains(logs.String(), "etcd refuses the daemon's user name and password") {
+				t.Fatalf("log does not say etcd refuses the password:\n%s", logs)
 			}
 			if ok, got := health(d, "", healthpb.HealthCheckResponse_SERVING)(); !ok {
 				t.Fatalf("overall %s; want SERVING", got)
@@ -165,8 +180,17 @@ func TestDaemonStartsFromItsSnapshotWhileEtcdIsDownAndCatchesUp(t *testing.T) {
 				t.Fatalf("%s; want NOT_SERVING while etcd is down", got)
 			}
 
-			// etcd returns with a change: the daemon catches up.
-			e.Start()
+			// etcd returns, or takes the daemon's password again, with a
+			// change: the daemon catches up.
+			if tt.refused {
+				writer = loggedIn(t, e, "root", "n3w")
+				if _, err := writer.UserChangePassword(ctx, "root", "s3cret"); err != nil {
+					t.Fatal(err)
+				}
+				writer = loggedIn(t, e, "root", "s3cret")
+			} else {
+				e.Start()
+			}
 			if _, err := writer.Put(ctx, key, `{"script":"({status: 403, message: 'v2'})"}`); err != nil {
 				t.Fatal(err)
 			}
@@ -190,6 +214,12 @@ func enableAuth(t *testing.T, e *etcdtest.Etcd, user, password string) *clientv3
 	if _, err := e.Client.AuthEnable(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return loggedIn(t, e, user, password)
+}
+
+// loggedIn returns a client of e logged in as user.
+func loggedIn(t *testing.T, e *etcdtest.Etcd, user, password string) *clientv3.Client {
+	t.Helper()
 	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), Username: user, Password: password,
 		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
