@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -99,6 +100,8 @@ type Registration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+	// revokeBy, when set, is when the lease's revoke must be over.
+	revokeBy atomic.Pointer[time.Time]
 }
 
 // Register starts keeping the record that state returns under
@@ -129,14 +132,26 @@ func (r *Registration) Close() {
 	})
 }
 
+// CloseBy is Close, with the revoke given until deadline at most, when
+// that is sooner than in a second: a daemon that shuts down within a
+// deadline closes its record within it too.
+func (r *Registration) CloseBy(deadline time.Time) {
+	r.revokeBy.Store(&deadline)
+	r.Close()
+}
+
 func (r *Registration) run(ctx context.Context) {
 	defer close(r.done)
 	backoff := r.opts.interval
 	for ctx.Err() == nil {
-		if err := r.session(ctx); err != nil && ctx.Err() == nil {
-			r.opts.logger.Warn("cannot keep the daemon's record in etcd; retrying", "key", r.key, "error", err, "retry_in", backoff)
-		} else {
+		written, err := r.session(ctx)
+		if written {
+			// A record that was kept is a new start: the next failure
+			// is retried soon again.
 			backoff = r.opts.interval
+		}
+		if err != nil && ctx.Err() == nil {
+			r.opts.logger.Warn("cannot keep the daemon's record in etcd; retrying", "key", r.key, "error", err, "retry_in", backoff)
 		}
 		select {
 		case <-ctx.Done():
@@ -148,24 +163,30 @@ func (r *Registration) run(ctx context.Context) {
 }
 
 // session grants a lease, writes the record with it and keeps both until
-// ctx ends (then revokes the lease) or the lease is lost.
-func (r *Registration) session(ctx context.Context) error {
+// ctx ends (then revokes the lease) or the lease is lost. written says
+// whether the record was written.
+func (r *Registration) session(ctx context.Context) (written bool, err error) {
 	gctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
 	lease, err := r.client.Grant(gctx, int64(max(r.opts.ttl/time.Second, 2)))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("grant lease: %w", err)
+		return false, fmt.Errorf("grant lease: %w", err)
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
+		if by := r.revokeBy.Load(); by != nil {
+			var cancelBy context.CancelFunc
+			rctx, cancelBy = context.WithDeadline(rctx, *by)
+			defer cancelBy()
+		}
 		_, _ = r.client.Revoke(rctx, lease.ID)
 	}()
 	kctx, stopKeepAlive := context.WithCancel(ctx)
 	defer stopKeepAlive()
 	alive, err := r.client.KeepAlive(kctx, lease.ID)
 	if err != nil {
-		return fmt.Errorf("keep lease alive: %w", err)
+		return false, fmt.Errorf("keep lease alive: %w", err)
 	}
 	var last []byte
 	write := func() error {
@@ -185,21 +206,21 @@ func (r *Registration) session(ctx context.Context) error {
 		return nil
 	}
 	if err := write(); err != nil {
-		return err
+		return false, err
 	}
 	tick := time.NewTicker(r.opts.interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case _, ok := <-alive:
 			if !ok {
-				return fmt.Errorf("lease %x lost", lease.ID)
+				return true, fmt.Errorf("lease %x lost", lease.ID)
 			}
 		case <-tick.C:
 			if err := write(); err != nil {
-				return err
+				return true, err
 			}
 		}
 	}

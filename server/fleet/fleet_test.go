@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/logtest"
 	"github.com/apihooks/apihooks/server/fleet"
 )
 
@@ -72,4 +74,37 @@ func TestARecordOfADaemonThatDiedExpiresWithItsLease(t *testing.T) {
 	waitFor(t, "the record", func() bool { return len(records(t, e.Client)) == 1 })
 	c.Close()
 	waitFor(t, "the record to expire", func() bool { return len(records(t, e.Client)) == 0 })
+}
+
+// TestALostLeaseIsRetriedSoonAfterARecordThatWasKept: a daemon whose
+// record was kept retries soon when it loses it, however often it lost it
+// before: the wait between attempts grows only while no record is kept.
+func TestALostLeaseIsRetriedSoonAfterARecordThatWasKept(t *testing.T) {
+	e := etcdtest.Start(t)
+	logs := &logtest.Buffer{}
+	state := func() fleet.Record { return fleet.Record{ID: "d3"} }
+	const interval = 20 * time.Millisecond
+	r := fleet.Register(e.Client, "d3", state, fleet.WithPrefix("/p/"), fleet.WithInterval(interval),
+		fleet.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	defer r.Close()
+	for lost := 1; lost <= 4; lost++ {
+		var lease clientv3.LeaseID
+		waitFor(t, "the record", func() bool {
+			resp, err := e.Client.Get(context.Background(), "/p/daemons/d3")
+			if err != nil || len(resp.Kvs) == 0 {
+				return false
+			}
+			lease = clientv3.LeaseID(resp.Kvs[0].Lease)
+			return true
+		})
+		// The lease goes, as when etcd expired it while the daemon could
+		// not reach it.
+		if _, err := e.Client.Revoke(context.Background(), lease); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the daemon to notice", func() bool { return strings.Count(logs.String(), "retry_in=") == lost })
+	}
+	if got, want := strings.Count(logs.String(), "retry_in="+interval.String()), 4; got != want {
+		t.Fatalf("%d of 4 lost leases retried after %v; want all:\n%s", got, interval, logs)
+	}
 }
