@@ -306,17 +306,27 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	stopBy = time.Now().Add(cfg.ShutdownTimeout)
+	// The daemon's record goes while calls drain: a daemon that takes no
+	// new calls is not one that hookctl --wait should wait for.
+	go fleetReg.CloseBy(stopBy)
 	shutdown(cfg.ShutdownTimeout, log, srv, healthSrv, eventsSvc, eng)
 	<-serveErr
 	return nil
 }
 
-// stopWithin calls stop, the embedded etcd's Close, waiting for it until
-// deadline at most (for ever when deadline is zero): past it the process
-// exits, which closes etcd's ports all the same.
+// stopWithin calls stop, the embedded etcd's Close (nil with an etcd
+// cluster), waiting for it until deadline at most (for ever when deadline
+// is zero): past it the process exits, which closes etcd's ports all the
+// same.
 func stopWithin(stop func(), deadline time.Time, log *slog.Logger) {
-	if deadline.IsZero() {
+	switch {
+	case deadline.IsZero() && stop != nil:
 		stop()
+		return
+	case deadline.IsZero():
+		return
+	case stop == nil:
+		log.Info("stopped")
 		return
 	}
 	done := make(chan struct{})
@@ -462,6 +472,11 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 	} else {
 		log.Info("using etcd cluster", "endpoints", strings.Join(endpoints, ","))
 	}
+	// stopEtcd is what the caller stops: nothing with an etcd cluster.
+	stopEtcd := stop
+	if len(cfg.EtcdEndpoints) > 0 {
+		stopEtcd = nil
+	}
 	tlsCfg, err := etcdTLS(cfg)
 	if err != nil {
 		stop()
@@ -498,7 +513,7 @@ func connectEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.C
 		stop()
 		return nil, nil, fmt.Errorf("etcd client (endpoints %s, user %q): %w", strings.Join(endpoints, ","), user, err)
 	}
-	return client, stop, nil
+	return client, stopEtcd, nil
 }
 
 // etcdLogin returns the user name and password to log in to etcd with:

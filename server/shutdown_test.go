@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -85,6 +88,61 @@ func TestShutdownAbandonsRunsStuckInNativeCode(t *testing.T) {
 		}
 		lis.Close()
 	}
+}
+
+// A daemon that shuts down takes its record out of the fleet at once, not
+// once its calls have drained: it takes no new call, so hookctl --wait
+// must not wait for it to load a change.
+func TestShutdownLeavesTheFleetWhileCallsDrain(t *testing.T) {
+	h := stuckHandler{Handler: slog.DiscardHandler, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(h.release) }) }
+	t.Cleanup(release)
+	// A drain as long as a test may wait: before it ends, the record must
+	// be gone.
+	d := startDaemonWith(t, func(c *server.Config) { c.Logger, c.ShutdownTimeout = slog.New(h), 10*time.Minute })
+	ctx := context.Background()
+	waitUntil(t, "the daemon's record", func() (bool, string) {
+		return daemonRecords(ctx, d) == 1, "no record"
+	})
+	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stuck",
+		`{"script": "module.exports = (ctx) => { ctx.log.info('stuck') }", "timeout": "5s"}`); err != nil {
+		t.Fatal(err)
+	}
+	client := eventsv1.NewEventServiceClient(d.conn)
+	deadline := time.Now().Add(startTimeout)
+	for entered := false; !entered; {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
+		}()
+		select {
+		case <-h.entered:
+			entered = true
+		case <-done: // the hook was not loaded yet
+			if time.Now().After(deadline) {
+				t.Fatal("the hook never ran")
+			}
+		}
+	}
+
+	d.cancel()
+	waitUntil(t, "the record gone while the call drains", func() (bool, string) {
+		return daemonRecords(ctx, d) == 0, "the record is still there"
+	})
+	release()
+	d.stop(t)
+}
+
+// daemonRecords counts the records under the fleet's directory, or
+// returns -1 when etcd does not answer.
+func daemonRecords(ctx context.Context, d *daemon) int64 {
+	r, err := d.etcd.Get(ctx, "/apihooks/daemons/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return -1
+	}
+	return r.Count
 }
 
 // A client watching health (gRPC's client-side health checking does) does
