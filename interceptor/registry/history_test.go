@@ -17,6 +17,7 @@ import (
 
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/logtest"
 )
 
 // historyKey is the key, under a test's prefix, whose versions the history
@@ -574,5 +575,42 @@ func TestAUtilThatBreaksTheRunningVersionIsNamed(t *testing.T) {
 	waitFor(t, "another util version", func() bool { return r.Snapshot().Revision >= rev })
 	if n := strings.Count(logs.String(), "level=ERROR"); n != errors {
 		t.Fatalf("another change of utils that leaves the key as broken logged %d more errors; want none:\n%s", n-errors, logs)
+	}
+}
+
+// A key deleted while the registry was cut off from etcd is logged as
+// deleted when the registry reads every hook again, as when it follows the
+// deletion.
+func TestRegistryRereadLogsTheKeysDeletedMeanwhile(t *testing.T) {
+	e := etcdtest.Start(t)
+	const prefix = "/reread-deleted/"
+	play(t, e.Client, prefix, []historyStep{"good:v1"})
+	cacheKey := registry.CacheDir(prefix) + "events.v1.EventService/GetEvents"
+	if _, err := e.Client.Put(context.Background(), cacheKey, `{"ttl":"30s"}`); err != nil {
+		t.Fatal(err)
+	}
+	proxy := etcdtest.NewProxy(t, e.Endpoints()[0])
+	logs := &logtest.Buffer{}
+	cut := start(t, fastClient(t, []string{proxy.Addr()}), registry.WithPrefix(prefix),
+		registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+
+	proxy.Cut()
+	waitFor(t, "the registry to notice it lost etcd", func() bool { return !cut.Status().Synced })
+	revs := play(t, e.Client, prefix, []historyStep{"delete"})
+	if _, err := e.Client.Delete(context.Background(), cacheKey); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Restore()
+	waitFor(t, "the registry to read everything again", func() bool {
+		s := cut.Status()
+		return s.Synced && s.Revision >= revs[0] && inForce(cut) == "none"
+	})
+	for _, want := range []string{
+		`msg="hook deleted" key=` + registry.HooksDir(prefix) + historyKey,
+		`msg="response cache configuration deleted; the method is not cached" key=` + cacheKey,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not say %s:\n%s", want, logs)
+		}
 	}
 }

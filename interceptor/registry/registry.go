@@ -703,6 +703,8 @@ type read struct {
 	gone map[string]int64
 	// beforeApply is the full read's: see batch.
 	beforeApply bool
+	// rev is the full read's revision.
+	rev int64
 	// done is the full read's, closed once every batch is applied.
 	done chan struct{}
 }
@@ -712,7 +714,7 @@ type read struct {
 // transaction. Hooks compiled again because utils changed form one batch,
 // as new as the read. mu is held.
 func (r *Registry) splitReadLocked(b *batch, builds []int) []*batch {
-	rd := &read{left: map[int64]int{}, gone: map[string]int64{}, beforeApply: b.beforeApply, done: b.done}
+	rd := &read{left: map[int64]int{}, gone: map[string]int64{}, beforeApply: b.beforeApply, rev: b.rev, done: b.done}
 	b.read = rd
 	seen := make(map[string]bool, len(b.changes))
 	for _, c := range b.changes {
@@ -763,6 +765,7 @@ func (r *Registry) removeGoneLocked(rd *read) {
 		delete(rd.gone, k)
 		if e := r.entries[k]; e != nil && e.modRev == modRev {
 			delete(r.entries, k) // not put again since the read
+			r.opts.logger.Info(deletedWhat(r.opts.prefix, k), "key", k, "found_at_revision", rd.rev)
 		}
 	}
 }
@@ -933,11 +936,7 @@ func (r *Registry) applyLocked(b *batch) {
 		case c.del:
 			delete(r.entries, c.key)
 			delete(r.latest, c.key)
-			what := "hook deleted"
-			if strings.HasPrefix(c.key, CacheDir(r.opts.prefix)) {
-				what = "response cache configuration deleted; the method is not cached"
-			}
-			r.opts.logger.Info(what, "key", c.key, "revision", c.modRev)
+			r.opts.logger.Info(deletedWhat(r.opts.prefix, c.key), "key", c.key, "revision", c.modRev)
 		case c.skip:
 		case c.isCache:
 			r.putCache(c)
@@ -957,6 +956,14 @@ func (r *Registry) applyLocked(b *batch) {
 		// the apply completes, then read everything again.
 		r.reread = true
 	}
+}
+
+// deletedWhat is the log message of the deletion of key.
+func deletedWhat(prefix, key string) string {
+	if strings.HasPrefix(key, CacheDir(prefix)) {
+		return "response cache configuration deleted; the method is not cached"
+	}
+	return "hook deleted"
 }
 
 // put applies one built value. An invalid value never replaces a valid
