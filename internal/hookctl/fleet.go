@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,7 +24,7 @@ const waitPoll = 100 * time.Millisecond
 
 // waitFlag adds --wait[=TIMEOUT] to a command that writes.
 func waitFlag(c *cobra.Command, d *time.Duration) {
-	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every live daemon has loaded the revision written; exit 4 naming the daemons that have not, or that report a written hook broken or ignored", defaultWait))
+	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every daemon registered during the wait has loaded the revision written; exit 4 naming the daemons that have not (one whose record went away first among them), or that report a written hook broken or ignored", defaultWait))
 	c.Flags().Lookup("wait").NoOptDefVal = defaultWait.String()
 }
 
@@ -53,28 +55,63 @@ func among(reports []string, prefix string, keys []string) []string {
 	return out
 }
 
-// waitLive waits, for --wait, until every live daemon has revision rev in
-// force, reporting on w. keys are the etcd keys written: a daemon reporting
-// one of them broken fails the wait.
+// seenDaemon is a daemon --wait has seen a record of during the wait.
+type seenDaemon struct {
+	// rec is its last record read.
+	rec fleet.Record
+	// goneAt is the etcd revision of the first read that no longer found
+	// the record (0: it is there).
+	goneAt int64
+}
+
+// inStep reports whether d has revision rev in force.
+func inStep(d fleet.Record, rev int64) bool { return d.Synced && d.Revision >= rev }
+
+// waitLive waits, for --wait, until every daemon whose record it sees
+// during the wait has revision rev in force, reporting on w. keys are the
+// etcd keys written: a daemon reporting one of them broken, refused or
+// ignored fails the wait. A daemon whose record goes away counts as it was
+// last seen: in step, or behind until its record comes back (it may have
+// lost etcd and still serve an older version).
 func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev int64, keys []string) error {
 	if timeout <= 0 {
 		return nil
 	}
 	deadline := time.Now().Add(timeout)
 	start := time.Now()
+	seen := map[string]*seenDaemon{}
 	for {
-		recs, _, err := s.Daemons(a.ctx)
+		recs, readRev, err := s.Daemons(a.ctx)
 		if err != nil {
 			return err
 		}
-		if len(recs) == 0 {
+		if a.set.waitRead != nil {
+			a.set.waitRead(recs)
+		}
+		present := map[string]bool{}
+		for _, d := range recs {
+			present[d.ID] = true
+			seen[d.ID] = &seenDaemon{rec: d}
+		}
+		for id, d := range seen {
+			if !present[id] && d.goneAt == 0 {
+				d.goneAt = readRev
+			}
+		}
+		if len(seen) == 0 {
 			fmt.Fprintf(w, "No daemon is registered under %s: nothing to wait for.\n", fleet.Dir(s.Prefix()))
 			return nil
 		}
+		ids := slices.Sorted(maps.Keys(seen))
 		var behind, broken, invalid, ignored []string
-		for _, d := range recs {
-			if d.Revision < rev || !d.Synced {
-				behind = append(behind, fmt.Sprintf("%s (%s, revision %d: %s)", d.ID, d.Address, d.Revision, daemonState(d, rev)))
+		for _, id := range ids {
+			d := seen[id].rec
+			if !inStep(d, rev) {
+				state := daemonState(d, rev)
+				if at := seen[id].goneAt; at > 0 {
+					state = fmt.Sprintf("its record went away at revision %d, before it loaded %d: it stopped, or lost etcd and may still serve an older version", at, rev)
+				}
+				behind = append(behind, fmt.Sprintf("%s (%s, revision %d: %s)", d.ID, d.Address, d.Revision, state))
 				continue
 			}
 			for _, b := range among(d.Broken, s.Prefix(), keys) {
@@ -101,7 +138,7 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 			}
 			return &exitError{code: ExitWait, err: fmt.Errorf("revision %d is loaded, but %s", rev, strings.Join(parts, "\nand "))}
 		case len(behind) == 0:
-			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", len(recs), plural(len(recs)), rev, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", len(seen), plural(len(seen)), rev, time.Since(start).Round(time.Millisecond))
 			return nil
 		case time.Now().After(deadline):
 			return &exitError{code: ExitWait, err: fmt.Errorf("written at revision %d, but after %v not every daemon has loaded it:\n  %s",

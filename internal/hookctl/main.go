@@ -23,6 +23,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/hookctl/diag"
 	"github.com/apihooks/apihooks/internal/hookctl/store"
+	"github.com/apihooks/apihooks/server/fleet"
 )
 
 // Exit codes.
@@ -41,9 +42,10 @@ const (
 	// ExitEtcd is etcd unreachable, or a concurrent change that made
 	// hookctl write nothing.
 	ExitEtcd = 3
-	// ExitWait is a --wait that ended before every live daemon had loaded
-	// the revision written, or with daemons reporting a written hook
-	// broken. The write itself was done.
+	// ExitWait is a --wait that ended before every daemon it saw had
+	// loaded the revision written (one whose record went away first
+	// counts as not having it), or with daemons reporting a written hook
+	// broken, refused or ignored. The write itself was done.
 	ExitWait = 4
 )
 
@@ -55,6 +57,7 @@ type settings struct {
 	getenv       func(string) string
 	beforeCommit func(ctx context.Context) error
 	step         func(done, total int) error
+	waitRead     func(recs []fleet.Record)
 }
 
 // Option configures Main.
@@ -81,6 +84,13 @@ func WithBeforeCommit(f func(ctx context.Context) error) Option {
 // it.
 func WithStep(f func(done, total int) error) Option {
 	return func(s *settings) { s.step = f }
+}
+
+// WithWaitRead calls f after each read of the daemons' records that --wait
+// makes, with the records read, before it weighs them. Tests use it to
+// change the fleet between reads.
+func WithWaitRead(f func(recs []fleet.Record)) Option {
+	return func(s *settings) { s.waitRead = f }
 }
 
 // app is one run of the command line.
@@ -282,8 +292,8 @@ refused (its reason is printed), or (diff) changes found; 2 usage error, and
 any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
 an error); 3 etcd (or the --server daemon) unreachable or a concurrent change (nothing was written, or,
 part way through a staged apply, nothing put in force); 4 --wait ended before
-every daemon loaded the write, or a daemon reports a hook of it broken or
-ignored (it was written).`,
+every daemon it saw loaded the write (one whose record went away first has
+not), or a daemon reports a hook of it broken or ignored (it was written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
