@@ -230,7 +230,10 @@ even when there is nothing to write.`,
 				// again until the daemons have it.
 				st, err := a.fleetStatus(s)
 				if err != nil {
-					return err
+					if a.ctx.Err() != nil {
+						return a.ctx.Err()
+					}
+					return &exitError{code: ExitWait, err: fmt.Errorf("nothing to write, but --wait cannot tell whether the daemons have loaded what etcd holds: %v", err)}
 				}
 				out := a.out
 				if output != "text" {

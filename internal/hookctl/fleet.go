@@ -24,7 +24,7 @@ const waitPoll = 100 * time.Millisecond
 
 // waitFlag adds --wait[=TIMEOUT] to a command that writes.
 func waitFlag(c *cobra.Command, d *time.Duration) {
-	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every daemon registered during the wait has loaded the revision written; exit 4 naming the daemons that have not (one whose record went away first among them), or that report a written hook broken or ignored", defaultWait))
+	c.Flags().DurationVar(d, "wait", 0, fmt.Sprintf("after writing, wait up to TIMEOUT (--wait alone: %v) until every daemon registered during the wait has loaded the revision written; exit 4 naming the daemons that have not (one whose record went away first among them), or that report a written hook broken or ignored, or when their records cannot be read", defaultWait))
 	c.Flags().Lookup("wait").NoOptDefVal = defaultWait.String()
 }
 
@@ -72,7 +72,8 @@ func inStep(d fleet.Record, rev int64) bool { return d.Synced && d.Revision >= r
 // etcd keys written: a daemon reporting one of them broken, refused or
 // ignored fails the wait. A daemon whose record goes away counts as it was
 // last seen: in step, or behind until its record comes back (it may have
-// lost etcd and still serve an older version).
+// lost etcd and still serve an older version). A failed read of the
+// records ends the wait with ExitWait: the write was done.
 func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev int64, keys []string) error {
 	if timeout <= 0 {
 		return nil
@@ -83,7 +84,11 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 	for {
 		recs, readRev, err := s.Daemons(a.ctx)
 		if err != nil {
-			return err
+			if a.ctx.Err() != nil {
+				return a.ctx.Err()
+			}
+			return &exitError{code: ExitWait, err: fmt.Errorf("written at revision %d, but --wait cannot tell whether the daemons have loaded it: reading their records under %s failed: %v",
+				rev, fleet.Dir(s.Prefix()), err)}
 		}
 		if a.set.waitRead != nil {
 			a.set.waitRead(recs)

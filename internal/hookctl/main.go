@@ -44,8 +44,9 @@ const (
 	ExitEtcd = 3
 	// ExitWait is a --wait that ended before every daemon it saw had
 	// loaded the revision written (one whose record went away first
-	// counts as not having it), or with daemons reporting a written hook
-	// broken, refused or ignored. The write itself was done.
+	// counts as not having it), with daemons reporting a written hook
+	// broken, refused or ignored, or that could not read the daemons'
+	// records. The write itself was done.
 	ExitWait = 4
 )
 
@@ -293,7 +294,8 @@ any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
 an error); 3 etcd (or the --server daemon) unreachable or a concurrent change (nothing was written, or,
 part way through a staged apply, nothing put in force); 4 --wait ended before
 every daemon it saw loaded the write (one whose record went away first has
-not), or a daemon reports a hook of it broken or ignored (it was written).`,
+not), a daemon reports a hook of it broken or ignored, or the daemons' records
+could not be read (it was written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -230,3 +230,68 @@ func TestWaitCountsEveryDaemonItSaw(t *testing.T) {
 		})
 	}
 }
+
+// TestAWaitThatCannotReadTheRecordsExits4: an etcd user who may write the
+// hooks but not read daemons/ gets the write done, and every command that
+// takes --wait exits 4 saying so and why the wait could not be checked,
+// never 1, which means nothing was written.
+func TestAWaitThatCannotReadTheRecordsExits4(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	c := e.etcd
+	steps := []func() error{
+		func() error { _, err := c.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.RoleAdd(ctx, "no-daemons"); return err },
+	}
+	for _, dir := range []string{registry.HooksDir(prefix), registry.UtilsDir(prefix), registry.CacheDir(prefix)} {
+		steps = append(steps, func() error {
+			_, err := c.RoleGrantPermission(ctx, "no-daemons", dir, clientv3.GetPrefixRangeEnd(dir), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		})
+	}
+	steps = append(steps,
+		func() error { _, err := c.UserAdd(ctx, "ci", "cipw"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "ci", "no-daemons"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.args = append(e.args, "--user", "ci:cipw")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "v1.js"), "undefined\n")
+	writeFile(t, filepath.Join(dir, "v2.js"), "module.exports = () => undefined\n")
+	written := []string{"written at revision ", ", but --wait cannot tell whether the daemons have loaded it: reading their records under " + prefix + "daemons/ failed: " +
+		"etcd refused the request: permission denied"}
+	getEvents := "events.v1.EventService/GetEvents"
+	// The commands run in turn, each on what the one before wrote.
+	for _, tc := range []struct {
+		args []string
+		// wantOut is the line that says what was written.
+		wantOut string
+		wantErr []string
+	}{
+		{[]string{"put", sendEvent, "pre", "h", "--script", filepath.Join(dir, "v1.js")}, "created " + sendEvent + " pre h at revision", written},
+		{[]string{"put", sendEvent, "pre", "h", "--script", filepath.Join(dir, "v2.js")}, "updated " + sendEvent + " pre h at revision", written},
+		{[]string{"disable", sendEvent, "pre", "h"}, "disabled", written},
+		{[]string{"enable", sendEvent, "pre", "h"}, "enabled", written},
+		{[]string{"rollback", sendEvent, "pre", "h"}, "back to the version of revision", written},
+		{[]string{"delete", sendEvent, "pre", "h"}, "deleted", written},
+		{[]string{"cache", "put", getEvents, "--ttl", "30s"}, "created the cache of " + getEvents, written},
+		{[]string{"cache", "delete", getEvents}, "deleted the cache of " + getEvents, written},
+		{[]string{"apply", "-f", scriptsDir}, "Applied at revision", written},
+		{[]string{"apply", "-f", scriptsDir}, "No changes", []string{"nothing to write, but --wait cannot tell whether the daemons have loaded what etcd holds: " +
+			"etcd refused the request: permission denied"}},
+	} {
+		r := e.want(hookctl.ExitWait, append(tc.args, "--wait=30s")...)
+		what := strings.Join(tc.args[:min(len(tc.args), 2)], " ") + " --wait"
+		mustContain(t, what, r.stdout, tc.wantOut)
+		mustContain(t, what, r.stderr, tc.wantErr...)
+	}
+	// The writes were done: the manifest's hooks are in etcd.
+	mustContain(t, "list", e.want(0, "list").stdout, "deny-guest", "addvalue")
+}
