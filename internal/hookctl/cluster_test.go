@@ -222,3 +222,31 @@ func TestApplyToAThreeNodeClusterWhoseLeaderDiesUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d calls, each answered by its hook", calls.Load())
 }
+
+// TestQuorumLostIsNotCalledUnreachable: with two of three members down,
+// the one left takes the connection but answers nothing, as it has no
+// leader: hookctl says so (exit 3), not that it cannot reach etcd.
+func TestQuorumLostIsNotCalledUnreachable(t *testing.T) {
+	bin := etcdBinary(t)
+	ms := startCluster(t, bin, 3)
+	endpoints := endpointsOf(ms)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	waitUntil(t, "a leader", func() bool { return leader(t, cli, ms) != nil })
+	args := []string{"--endpoints", strings.Join(endpoints, ","), "--dial-timeout", "1s", "status"}
+	if r := runHookctl(t, args); r.code != 0 {
+		t.Fatalf("status with every member up: %s", r)
+	}
+	ms[0].kill()
+	ms[1].kill()
+	r := runHookctl(t, args)
+	if r.code != hookctl.ExitEtcd {
+		t.Fatalf("status with quorum lost: got exit %d; want %d\n%s", r.code, hookctl.ExitEtcd, r)
+	}
+	mustContain(t, "status with quorum lost", r.stderr, "hookctl: etcd at "+strings.Join(endpoints, ",")+
+		" did not answer within the dial timeout (1s): connected, but it has no leader (quorum lost), or is overloaded")
+	mustNotContain(t, "status with quorum lost", r.stderr, "cannot reach")
+}

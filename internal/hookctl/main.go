@@ -39,8 +39,8 @@ const (
 	// exits above 1 for every error, so an invalid manifest never reads as
 	// "changes found").
 	ExitUsage = 2
-	// ExitEtcd is etcd unreachable, or a concurrent change that made
-	// hookctl write nothing.
+	// ExitEtcd is etcd unreachable or without a leader, or a concurrent
+	// change that made hookctl write nothing.
 	ExitEtcd = 3
 	// ExitWait is a --wait that ended before every daemon it saw had
 	// loaded the revision written (one whose record went away first
@@ -200,6 +200,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	}
 	var list diag.List
 	var unreachable *store.UnreachableError
+	var noAnswer *store.NoAnswerError
 	var conflict *store.ConflictError
 	var staged *store.StagedError
 	switch {
@@ -211,6 +212,8 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		}
 		n := len(list)
 		fmt.Fprintf(a.err, "hookctl: %d problem%s found\n", n, plural(n))
+	case errors.As(ee.err, &unreachable) && errors.As(unreachable.Err, &noAnswer):
+		fmt.Fprintf(a.err, "hookctl: %v\n", unreachable)
 	case errors.As(ee.err, &unreachable):
 		fmt.Fprintf(a.err, "hookctl: cannot reach etcd at %s: %v\n", strings.Join(unreachable.Endpoints, ","), unreachable.Err)
 	case errors.As(ee.err, &conflict):
@@ -291,11 +294,12 @@ dashes as underscores: HOOKCTL_ENDPOINTS, HOOKCTL_USER, HOOKCTL_PASSWORD...
 Exit codes: 0 success; 1 validation failure, failing tests, a request etcd
 refused (its reason is printed), or (diff) changes found; 2 usage error, and
 any error of diff (as kubectl diff: 0 no differences, 1 differences, above 1
-an error); 3 etcd (or the --server daemon) unreachable or a concurrent change (nothing was written, or,
-part way through a staged apply, nothing put in force); 4 --wait ended before
-every daemon it saw loaded the write (one whose record went away first has
-not), a daemon reports a hook of it broken or ignored, or the daemons' records
-could not be read (it was written).`,
+an error); 3 etcd unreachable or without a leader (quorum lost), the --server
+daemon unreachable, or a concurrent change (nothing was written, or, part way
+through a staged apply, nothing put in force); 4 --wait ended before every
+daemon it saw loaded the write (one whose record went away first has not), a
+daemon reports a hook of it broken or ignored, or the daemons' records could
+not be read (it was written).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

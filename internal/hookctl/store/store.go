@@ -24,6 +24,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/apihooks/apihooks/interceptor/registry"
@@ -45,17 +46,45 @@ type Config struct {
 	MaxHookTimeout time.Duration
 }
 
-// UnreachableError is returned when etcd does not answer, or refuses.
+// UnreachableError is returned when etcd cannot be reached, or takes the
+// connection but does not answer in time (Err is then a *NoAnswerError).
 type UnreachableError struct {
 	Endpoints []string
 	Err       error
 }
 
 func (e *UnreachableError) Error() string {
+	var na *NoAnswerError
+	if errors.As(e.Err, &na) {
+		return fmt.Sprintf("etcd at %s %v", strings.Join(e.Endpoints, ","), e.Err)
+	}
 	return fmt.Sprintf("etcd at %s: %v", strings.Join(e.Endpoints, ","), e.Err)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// NoAnswerError is etcd taking a connection but not answering a request
+// within a timeout: it has no leader (quorum lost), or is overloaded.
+type NoAnswerError struct {
+	// Timeout is how long the request was given; What names it: "dial
+	// timeout" or "command timeout".
+	Timeout time.Duration
+	What    string
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("did not answer within the %s (%v): connected, but it has no leader (quorum lost), or is overloaded", e.What, e.Timeout)
+}
+
+// timedOut describes a request to client that found no answer within
+// timeout (named by what): a *NoAnswerError when the connection is up, or
+// a plain error that says no answer came.
+func timedOut(client *clientv3.Client, what string, timeout time.Duration) error {
+	if client.ActiveConnection().GetState() == connectivity.Ready {
+		return &NoAnswerError{Timeout: timeout, What: what}
+	}
+	return fmt.Errorf("no answer within the %s (%v)", what, timeout)
+}
 
 // ConflictError is returned when a guarded write found that etcd changed
 // since it was read: nothing was written.
@@ -191,6 +220,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	probe, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if _, err := client.Get(probe, registry.HooksDir(cfg.Prefix), clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+			err = timedOut(client, "dial timeout", cfg.DialTimeout)
+		}
 		client.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -202,9 +234,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			if refused := tlsRefusal(ctx, cfg, tlsCfg); refused != nil {
 				return nil, refused
 			}
-		}
-		if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
-			err = fmt.Errorf("no answer within the dial timeout (%v)", cfg.DialTimeout)
 		}
 		return nil, &UnreachableError{Endpoints: cfg.Endpoints, Err: err}
 	}
@@ -268,7 +297,7 @@ func (s *Store) wrap(err error) error {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
-		err = fmt.Errorf("no answer within the command timeout (%v)", s.cfg.CommandTimeout)
+		err = timedOut(s.client, "command timeout", s.cfg.CommandTimeout)
 	}
 	return &UnreachableError{Endpoints: s.cfg.Endpoints, Err: err}
 }
