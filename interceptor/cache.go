@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"weak"
@@ -24,7 +25,7 @@ import (
 // trailers the handler set, when the call succeeds. Errors are never
 // stored, nor a response an error hook gave in place of one.
 func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, handler grpc.UnaryHandler, chain *registry.Chain) (any, error) {
-	c := h.cacheFor(chain.Cache)
+	c := h.cacheFor(chain)
 	// The key is taken before any hook runs, since a pre-hook may change
 	// the request in place.
 	key, err := c.key(ctx, msg)
@@ -32,7 +33,7 @@ func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, ha
 		resp, _, err := h.call(ctx, msg, method, handler, chain)
 		return resp, err
 	}
-	if e, ok := c.get(key, time.Now()); ok {
+	if e, ok := c.get(key, chain, time.Now()); ok {
 		// Stored from a message that encodes, it always decodes; if not,
 		// the call is served as if the cache had missed.
 		if resp, err := e.response(); err == nil {
@@ -57,7 +58,7 @@ func (h *hooks) cached(ctx context.Context, msg proto.Message, method string, ha
 			rec.mu.Lock()
 			header, trailer := rec.header, rec.trailer
 			rec.mu.Unlock()
-			c.put(key, m, header, trailer, time.Now())
+			c.put(key, chain, m, header, trailer, time.Now())
 		}
 	}
 	return resp, err
@@ -94,15 +95,17 @@ func (s *recordingStream) record(into *metadata.MD, md metadata.MD, err error) e
 	return err
 }
 
-// cacheFor returns the response cache of a configuration, made on first
-// use. A cache lives as long as its configuration: once no snapshot refers
-// to it (its document changed or was deleted), the cache is dropped.
-func (h *hooks) cacheFor(cfg *registry.CacheConfig) *responseCache {
+// cacheFor returns the response cache of chain's configuration, made on
+// first use. A cache lives as long as its configuration: once no snapshot
+// refers to it (its document changed or was deleted), the cache is
+// dropped.
+func (h *hooks) cacheFor(chain *registry.Chain) *responseCache {
+	cfg := chain.Cache
 	wp := weak.Make(cfg)
 	if c, ok := h.caches.Load(wp); ok {
 		return c.(*responseCache)
 	}
-	c, loaded := h.caches.LoadOrStore(wp, newResponseCache(cfg))
+	c, loaded := h.caches.LoadOrStore(wp, newResponseCache(cfg, chain))
 	if !loaded {
 		runtime.AddCleanup(cfg, func(wp weak.Pointer[registry.CacheConfig]) { h.caches.Delete(wp) }, wp)
 	}
@@ -122,6 +125,22 @@ type responseCache struct {
 	items map[string]*list.Element // of *cacheEntry
 	lru   list.List                // most recently used at the front
 	bytes int64
+	// hooks are the method's hooks the stored responses were made with.
+	// A call under other hooks (one added, changed, deleted, enabled or
+	// disabled since) empties the cache: a response is never served past
+	// a change of the hooks that would have run on it.
+	hooks hookSet
+}
+
+// hookSet is the hooks of a chain, by identity: a hook's new version is
+// another *registry.Hook.
+type hookSet struct{ pre, post, errs []*registry.Hook }
+
+func hooksOf(chain *registry.Chain) hookSet { return hookSet{chain.Pre, chain.Post, chain.Error} }
+
+// of reports whether s is chain's hooks.
+func (s hookSet) of(chain *registry.Chain) bool {
+	return slices.Equal(s.pre, chain.Pre) && slices.Equal(s.post, chain.Post) && slices.Equal(s.errs, chain.Error)
 }
 
 // cacheEntry is one stored response, encoded (what the cache holds is
@@ -150,10 +169,10 @@ func (e *cacheEntry) response() (proto.Message, error) {
 	return m, nil
 }
 
-func newResponseCache(cfg *registry.CacheConfig) *responseCache {
+func newResponseCache(cfg *registry.CacheConfig, chain *registry.Chain) *responseCache {
 	return &responseCache{
 		ttl: cfg.TTL, maxEntries: cfg.MaxEntries, maxBytes: cfg.MaxBytes, keyMetadata: cfg.KeyMetadata,
-		items: map[string]*list.Element{},
+		items: map[string]*list.Element{}, hooks: hooksOf(chain),
 	}
 }
 
@@ -176,9 +195,16 @@ func (c *responseCache) key(ctx context.Context, msg proto.Message) ([]byte, err
 }
 
 // get returns the entry stored under key, if it has not expired at now.
-// The entry must not be changed.
-func (c *responseCache) get(key []byte, now time.Time) (*cacheEntry, bool) {
+// The entry must not be changed. A call under other hooks than the
+// responses were made with empties the cache first.
+func (c *responseCache) get(key []byte, chain *registry.Chain, now time.Time) (*cacheEntry, bool) {
 	c.mu.Lock()
+	if !c.hooks.of(chain) {
+		c.items, c.bytes, c.hooks = map[string]*list.Element{}, 0, hooksOf(chain)
+		c.lru.Init()
+		c.mu.Unlock()
+		return nil, false
+	}
 	el, ok := c.items[string(key)]
 	if !ok {
 		c.mu.Unlock()
@@ -198,8 +224,9 @@ func (c *responseCache) get(key []byte, now time.Time) (*cacheEntry, bool) {
 // put stores resp, encoded, with header and trailer, under key until
 // now + ttl, and evicts expired responses from the least recently used
 // end, then the least recently used beyond the bounds. A response larger
-// than the whole byte bound is not stored.
-func (c *responseCache) put(key []byte, resp proto.Message, header, trailer metadata.MD, now time.Time) {
+// than the whole byte bound is not stored, nor one made under other hooks
+// (chain's) than the cache now holds responses of.
+func (c *responseCache) put(key []byte, chain *registry.Chain, resp proto.Message, header, trailer metadata.MD, now time.Time) {
 	data, err := stored.Marshal(resp)
 	if err != nil {
 		return
@@ -212,6 +239,9 @@ func (c *responseCache) put(key []byte, resp proto.Message, header, trailer meta
 		size: size, expires: now.Add(c.ttl)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.hooks.of(chain) {
+		return
+	}
 	for el := c.lru.Back(); el != nil && !now.Before(el.Value.(*cacheEntry).expires); el = c.lru.Back() {
 		c.removeLocked(el)
 	}

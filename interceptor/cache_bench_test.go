@@ -21,13 +21,14 @@ func BenchmarkResponseCacheHeap(b *testing.B) {
 	const entries = 2000
 	var ratio float64
 	for b.Loop() {
-		c := newResponseCache(&registry.CacheConfig{TTL: time.Hour, MaxEntries: entries, MaxBytes: 1 << 30})
+		chain := &registry.Chain{Cache: &registry.CacheConfig{TTL: time.Hour, MaxEntries: entries, MaxBytes: 1 << 30}}
+		c := newResponseCache(chain.Cache, chain)
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		now := time.Now()
 		for i := range entries {
-			c.put([]byte(fmt.Sprint("key-", i)), resp, nil, nil, now)
+			c.put([]byte(fmt.Sprint("key-", i)), chain, resp, nil, nil, now)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

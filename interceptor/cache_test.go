@@ -188,6 +188,58 @@ func TestResponseCacheFollowsItsDocument(t *testing.T) {
 	expect("a deleted document", true, true)
 }
 
+// TestAChangeOfHooksEmptiesTheCache: a response stored before a change of
+// the method's hooks never answers a call after it, so a hook added to
+// deny a caller is in force on the next call, cached or not.
+func TestAChangeOfHooksEmptiesTheCache(t *testing.T) {
+	const deny = getEvents + "/pre/deny"
+	denyA := doc(`module.exports = c => { if (c.request.userId === "a") return {status: 403, message: "no more"} }`)
+	tests := []struct {
+		name   string
+		before map[string]string // hooks when the response is stored
+		after  map[string]string // hooks of the next call
+		want   getEventsCall
+	}{
+		{name: "a pre-hook added",
+			before: map[string]string{},
+			after:  map[string]string{deny: denyA},
+			want:   getEventsCall{user: "a", wantStatus: codes.PermissionDenied}},
+		{name: "a pre-hook changed",
+			before: map[string]string{deny: doc(`null`)},
+			after:  map[string]string{deny: denyA},
+			want:   getEventsCall{user: "a", wantStatus: codes.PermissionDenied}},
+		{name: "a pre-hook enabled",
+			before: map[string]string{deny: doc(`module.exports = c => { if (c.request.userId === "a") return {status: 403, message: "no more"} }`, `"enabled":false`)},
+			after:  map[string]string{deny: denyA},
+			want:   getEventsCall{user: "a", wantStatus: codes.PermissionDenied}},
+		{name: "a post-hook deleted",
+			before: map[string]string{getEvents + "/post/mark": cacheHooks[getEvents+"/post/mark"]},
+			after:  map[string]string{},
+			want:   getEventsCall{user: "a", wantMiss: true}},
+		{name: "a hook on another method changes nothing",
+			before: map[string]string{},
+			after:  map[string]string{sendEventKey + "pre/other": doc(`null`)},
+			want:   getEventsCall{user: "a"}},
+	}
+	e := newEnv(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.setHooks(t, tt.before)
+			e.setCache(t, map[string]string{getEvents: `{"ttl":"1h"}`})
+			for i, wantMiss := range []bool{true, false} {
+				if miss, _, err := e.get(t, "a"); err != nil || miss != wantMiss {
+					t.Fatalf("call %d before the change: reached the handler %v, %v; want %v, OK", i, miss, err, wantMiss)
+				}
+			}
+			e.setHooks(t, tt.after)
+			miss, _, err := e.get(t, "a")
+			if status.Code(err) != tt.want.wantStatus || miss != tt.want.wantMiss {
+				t.Fatalf("the call after the change: reached the handler %v, status %v; want %v, %v", miss, err, tt.want.wantMiss, tt.want.wantStatus)
+			}
+		})
+	}
+}
+
 // TestResponseCacheExpires: a stored response is served until its ttl, then
 // the call reaches the handler again.
 func TestResponseCacheExpires(t *testing.T) {
