@@ -15,8 +15,8 @@ import (
 type hooks struct {
 	opts *options
 
-	// responseTypes caches each method's response type; it is copied on
-	// write, so reads take no lock.
+	// responseTypes caches the response type of each method the program
+	// has descriptors of; it is copied on write, so reads take no lock.
 	responseTypes atomic.Pointer[map[string]protoreflect.MessageType]
 	mu            sync.Mutex
 
@@ -52,6 +52,11 @@ func (h *hooks) responseType(method string) protoreflect.MessageType {
 		return mt
 	}
 	mt := lookupResponseType(method)
+	if mt == nil {
+		// Not kept: with grpc.UnknownServiceHandler, clients name
+		// methods, and made-up names must not grow the map.
+		return nil
+	}
 	m := make(map[string]protoreflect.MessageType, len(old)+1)
 	for k, v := range old {
 		m[k] = v
