@@ -90,6 +90,12 @@ func Transpile(name, src string, lang Lang) (string, error) {
 // transpile is Transpile with the utils of mods, and returns the versions
 // of the utils it bundled.
 func transpile(name, src string, lang Lang, mods Modules) (string, []string, error) {
+	// esbuild's parser recurses once per level too: the source is
+	// measured as Compile measures JavaScript before esbuild sees it, and
+	// each util before it is bundled (bundle.load).
+	if _, err := checkSource(src); err != nil {
+		return "", nil, fmt.Errorf("compile: %s: %w", name, err)
+	}
 	loader := api.LoaderJS
 	if lang == TS {
 		loader = api.LoaderTS

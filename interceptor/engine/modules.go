@@ -246,9 +246,12 @@ func (b *bundle) load(path string) (string, api.Loader, error) {
 	if path == TypesModule {
 		return "module.exports = {};", api.LoaderJS, nil
 	}
-	src, lang, _, err := b.mods.Module(path)
+	src, lang, version, err := b.mods.Module(path)
 	if err != nil {
 		return "", api.LoaderNone, err
+	}
+	if _, err := checkSource(src); err != nil {
+		return "", api.LoaderNone, fmt.Errorf("%s: %w", version, err)
 	}
 	if lang == TS {
 		return src, api.LoaderTS, nil

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -179,5 +180,44 @@ func TestAThrownErrorSaysWhere(t *testing.T) {
 				t.Fatalf("got %#v; want a Thrown error at %q", err, tt.wantAt)
 			}
 		})
+	}
+}
+
+// TestDeepSourcesAreRefusedBeforeTheBundler: esbuild's parser recurses
+// once per level, as goja's does, and a stack overflow ends the process.
+// A TypeScript script, a JavaScript module, and a util of either, nested
+// too deeply, are refused with the same error as a JavaScript script, and
+// the process goes on.
+func TestDeepSourcesAreRefusedBeforeTheBundler(t *testing.T) {
+	deep := map[string]string{
+		"parentheses":   strings.Repeat("(", 300000) + "1" + strings.Repeat(")", 300000),
+		"unary !":       strings.Repeat("!", 500000) + "1",
+		"arrow chain":   strings.Repeat("a => ", 150000) + "1",
+		"brackets":      strings.Repeat("[", 300000) + strings.Repeat("]", 300000),
+		"a conditional": strings.Repeat("a ? b : ", 100000) + "c",
+	}
+	for shape, expr := range deep {
+		for _, tt := range []struct {
+			name     string
+			src      string
+			lang     engine.Lang
+			mods     utilMap
+			wantUtil string
+		}{
+			{name: "TypeScript", src: "export default (ctx: any) => " + expr, lang: engine.TS},
+			{name: "a JavaScript module", src: "export default (ctx) => " + expr, lang: engine.JS},
+			{name: "a JavaScript util", src: "import {f} from 'utils/Deep'; export default f", lang: engine.JS,
+				mods: utilMap{src: map[string]string{"Deep@1": "export const f = () => " + expr}, active: map[string]string{"Deep": "1"}}, wantUtil: "utils/Deep"},
+			{name: "a TypeScript util", src: "import {f} from 'utils/Deep'; export default f", lang: engine.TS,
+				mods: utilMap{src: map[string]string{"Deep@1": "//ts\nexport const f = (): any => " + expr}, active: map[string]string{"Deep": "1"}}, wantUtil: "utils/Deep"},
+		} {
+			t.Run(shape+" in "+tt.name, func(t *testing.T) {
+				_, err := engine.CompileModules("events.v1.EventService/SendEvent/pre/deep", tt.src, tt.lang, tt.mods)
+				if err == nil || !(strings.Contains(err.Error(), "nesting deeper than") || strings.Contains(err.Error(), "expression deeper than")) ||
+					!strings.Contains(err.Error(), tt.wantUtil) {
+					t.Fatalf("CompileModules() error = %v; want the nesting refused, naming %q", err, cmp.Or(tt.wantUtil, "the script"))
+				}
+			})
+		}
 	}
 }
