@@ -91,6 +91,8 @@ func TestBudgetTurnsProcessKillersIntoRangeErrors(t *testing.T) {
 		{"JSON.stringify of 1e5 references to a 1 MB string", `const b = "x".repeat(1e6); JSON.stringify(Array(1e5).fill(b))`, "JSON.stringify would allocate at least"},
 		{"JSON.stringify of a deep object", `let o = {}; for (let i = 0; i < 1e5; i++) o = {a: o}; JSON.stringify(o)`, "JSON.stringify: nesting deeper than 1000 levels"},
 		{"String of a deep array", `let a = []; for (let i = 0; i < 1e5; i++) a = [a]; String(a)`, "Array.prototype.join: nesting deeper than 1000 levels"},
+		{"toLocaleString of a deep array", `let a = []; for (let i = 0; i < 1.5e6; i++) a = [a]; a.toLocaleString()`, "Array.prototype.toLocaleString: nesting deeper than 1000 levels"},
+		{"toLocaleString of 1e4 references to a 10 MB string", `Array(1e4).fill("x".repeat(1e7)).toLocaleString()`, "Array.prototype.toLocaleString would allocate"},
 		{"flat of a deep array", `let a = []; for (let i = 0; i < 1e5; i++) a = [a]; a.flat(Infinity)`, "Array.prototype.flat: nesting deeper than 1000 levels"},
 		{"direct eval of 300k nested parentheses", `eval("(".repeat(3e5) + "1" + ")".repeat(3e5))`, "eval: nesting deeper than 1000 levels at line 1 col 1002"},
 		{"indirect eval of a long chain", `(0, eval)("1+".repeat(3e5) + "1")`, "eval: expression deeper than 4000 tokens"},

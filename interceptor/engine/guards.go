@@ -41,7 +41,8 @@ func guardBuiltins() {
 		}
 
 		arr := getArrayProtoTemplate()
-		guardMethod(arr, "join", guardJoin)
+		guardMethod(arr, "join", guardJoin("Array.prototype.join", true))
+		guardMethod(arr, "toLocaleString", guardJoin("Array.prototype.toLocaleString", false))
 		guardMethod(arr, "fill", guardFill)
 		guardMethod(arr, "concat", guardArrayConcat)
 		guardMethod(arr, "flat", guardFlat("flat"))
@@ -280,24 +281,35 @@ func guardStringCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 	})
 }
 
-// guardJoin bounds join (and so toString and String(array)): it walks the
-// elements and adds their lengths, converting none (an element that is an
-// object is counted by its own join, or not at all), and it bounds nested
-// joins' depth.
-func guardJoin(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+// guardJoin bounds join (and so toString and String(array)), or, without
+// a separator argument (withSep false), toLocaleString, which joins its
+// elements' toLocaleString with ",": it walks the elements and adds their
+// lengths, converting none (an element that is an object is counted by its
+// own join, or not at all), and it bounds nested joins' depth.
+func guardJoin(name string, withSep bool) methodGuard {
+	return func(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall) goja.Value {
+		return boundJoin(b, vm, orig, call, name, withSep)
+	}
+}
+
+func boundJoin(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionCall, name string, withSep bool) goja.Value {
 	if !coercible(call.This) {
 		return orig(call)
 	}
 	o := call.This.ToObject(vm)
 	n := toLength(o.Get("length"))
-	sep := call.Argument(0)
 	sepLen, w := int64(1), int64(1)
-	if !goja.IsUndefined(sep) {
-		sep = sep.ToString()
-		sepLen, w = strLen(sep)
+	args := call.Arguments
+	if withSep {
+		sep := call.Argument(0)
+		if !goja.IsUndefined(sep) {
+			sep = sep.ToString()
+			sepLen, w = strLen(sep)
+		}
+		args = []goja.Value{sep}
 	}
 	// Every element costs at least a step; the separators are certain.
-	b.fit(vm, "Array.prototype.join", add(mul(n, w*sepLen), n))
+	b.fit(vm, name, add(mul(n, w*sepLen), n))
 	total := mul(max(n-1, 0), sepLen*w)
 	for i := int64(0); i < n && total <= b.limit-b.used; i++ {
 		switch v := o.Get(itoa(i)); {
@@ -310,12 +322,12 @@ func guardJoin(b *budget, vm *goja.Runtime, orig nativeCall, call goja.FunctionC
 			total = add(total, numberChars)
 		}
 	}
-	b.fit(vm, "Array.prototype.join", total)
-	b.enter(vm, "Array.prototype.join")
+	b.fit(vm, name, total)
+	b.enter(vm, name)
 	defer b.exit()
-	res := orig(goja.FunctionCall{This: o, Arguments: []goja.Value{sep}})
+	res := orig(goja.FunctionCall{This: o, Arguments: args})
 	l, lw := strLen(res)
-	b.charge(vm, "Array.prototype.join", mul(l, lw))
+	b.charge(vm, name, mul(l, lw))
 	return res
 }
 
