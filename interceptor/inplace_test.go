@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -165,15 +166,17 @@ func clip(s string) string {
 }
 
 // own changes and reads req, marshalling it whole, as an interceptor that
-// owns it again may, until eng has closed (which waits for every run,
-// abandoned ones included, to end) and at least 2000 times, and returns
+// owns it again may, until eng has no run in flight (InFlight counts
+// abandoned runs until they end) and at least 2000 times, and returns
 // how many times it did. The race detector reports any access an
 // abandoned script still makes; without it, a change the script makes
 // shows as a value the interceptor did not set.
 func own(t *testing.T, eng *engine.Engine, req *eventsv1.SendEventRequest) int {
 	closed := make(chan struct{})
 	go func() {
-		eng.Close()
+		for eng.InFlight() > 0 {
+			time.Sleep(time.Millisecond)
+		}
 		close(closed)
 	}()
 	tags := req.GetEventData().GetFields()["tags"].GetListValue()

@@ -305,8 +305,10 @@ func (h *hooks) runHook(ctx context.Context, hook *registry.Hook, call *engine.C
 		}
 		h.opts.logger.WarnContext(ctx, msg, attrs...)
 	}
-	// A run refused for want of room never started: it has no duration.
-	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip, ran: ee.Kind != engine.Overloaded}
+	// A run refused for want of room, or by a closed engine, never
+	// started: it has no duration.
+	r := ran{outcome: errorOutcome(ee.Kind), kind: ee.Kind, skipped: skip,
+		ran: ee.Kind != engine.Overloaded && ee.Kind != engine.Closed}
 	if skip {
 		return engine.Outcome{Action: engine.Continue}, r, nil
 	}

@@ -33,6 +33,7 @@ const (
 	OutcomeCrashed    Outcome = "error_crashed"
 	OutcomeOverloaded Outcome = "error_overloaded"
 	OutcomeExhausted  Outcome = "error_exhausted"
+	OutcomeClosed     Outcome = "error_closed"
 	OutcomeError      Outcome = "error_other"
 )
 
@@ -40,7 +41,7 @@ const (
 var Outcomes = []Outcome{
 	OutcomeContinue, OutcomeReject, OutcomeRespond, OutcomeQuarantined, OutcomeInvalid,
 	OutcomeThrown, OutcomeTimeout, OutcomeCanceled, OutcomeBadResult, OutcomeCrashed,
-	OutcomeOverloaded, OutcomeExhausted, OutcomeError,
+	OutcomeOverloaded, OutcomeExhausted, OutcomeClosed, OutcomeError,
 }
 
 // errorOutcome returns the Outcome of a run that failed with kind k.
@@ -60,6 +61,8 @@ func errorOutcome(k engine.Kind) Outcome {
 		return OutcomeOverloaded
 	case engine.Exhausted:
 		return OutcomeExhausted
+	case engine.Closed:
+		return OutcomeClosed
 	}
 	return OutcomeError
 }
@@ -82,7 +85,8 @@ type HookRun struct {
 	Skipped bool
 	// Start is when the run began and Duration how long the interceptor
 	// waited for it (zero for a hook that was not run: invalid,
-	// quarantined, or refused for want of room, error_overloaded).
+	// quarantined, refused for want of room, error_overloaded, or by a
+	// closed engine, error_closed).
 	Start    time.Time
 	Duration time.Duration
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -144,6 +145,10 @@ const (
 	// run's memory budget (an uncaught RangeError), the process's heap over
 	// the heap limit, or a hook worker process killed at its limit.
 	Exhausted
+	// Closed: the engine was closed, or was closing, so the run never
+	// started; in a worker pool (isolate.Pool), also a run whose worker
+	// Close killed.
+	Closed
 )
 
 // Error is a failed run. Deliberate rejections are not errors: they are an
@@ -176,6 +181,9 @@ type Engine struct {
 	heap *heapWatch
 	// logRates keeps each hook's log lines to LogRate.
 	logRates logRates
+	// nested counts the runs of hooks' calls (ctx.call) in flight, which
+	// take no slot, for Shutdown.
+	nested atomic.Int64
 }
 
 // New returns an engine, which its caller owns and closes. It changes
@@ -198,14 +206,22 @@ func DefaultMaxRuns() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 func (e *Engine) InFlight() int { return e.slots.inFlight() }
 
 // Close stops the engine's idle worker goroutines and waits for runs still
-// going, including runs abandoned at their timeout. An engine that is not
-// closed lets its idle workers exit on their own after a few seconds.
+// going, including runs abandoned at their timeout. From the moment Close
+// begins, Run starts nothing: it fails with Kind Closed, which ends a
+// hooked call with UNAVAILABLE. Close may be called more than once, and
+// at the same time as Run from any goroutine.
+//
+// Stop the gRPC servers that use the engine first (GracefulStop, or Stop
+// with grpc.WaitForHandlers), then close it: their calls still going would
+// otherwise fail. An engine that is not closed lets its idle workers exit
+// on their own after a few seconds.
 func (e *Engine) Close() { _ = e.Shutdown(context.Background()) }
 
-// Shutdown stops the engine's idle worker goroutines and waits for runs
-// still going, including runs abandoned at their timeout, until ctx ends.
-// A run stuck inside a long native operation may outlive ctx: Shutdown then
-// returns an error saying how many, and the process may exit without them.
+// Shutdown is Close, waiting for runs still going only until ctx ends. A
+// run stuck inside a long native operation may outlive ctx: Shutdown then
+// returns an error saying how many runs are still going, and the process
+// may exit without them. It returns nil when no run is going, ctx ended or
+// not, once the idle workers, which exit at once, have.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.workers.stop()
 	done := make(chan struct{})
@@ -217,8 +233,18 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("engine: %d hook runs still going: %w", e.InFlight(), ctx.Err())
 	}
+	if n := e.InFlight() + int(e.nested.Load()); n > 0 {
+		return fmt.Errorf("engine: %d hook runs still going: %w", n, ctx.Err())
+	}
+	// No run is going: the workers left are idle ones, told to exit.
+	<-done
+	return nil
+}
+
+// closedError is the failure of a run on a closed engine.
+func closedError() *Error {
+	return &Error{Kind: Closed, Message: "not run: the hook engine is closed"}
 }
 
 type result struct {
@@ -248,6 +274,9 @@ var errTimedOut = errors.New("hook timed out")
 // Params and Metadata it refers to are read, never changed, and must not
 // change while the script may still read them.
 func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error) {
+	if e.workers.closed.Load() {
+		return Outcome{}, closedError()
+	}
 	timeout := call.Timeout
 	if timeout <= 0 {
 		timeout = e.opts.timeout
@@ -262,13 +291,20 @@ func (e *Engine) Run(ctx context.Context, s *Script, call *Call) (Outcome, error
 		if err := e.admit(ctx); err != nil {
 			return Outcome{}, err
 		}
+	} else {
+		e.nested.Add(1)
 	}
 	w := waiters.Get().(*waiter)
 	r := newRun(ctx, e, s, call)
 	r.unadmitted = nested
 	r.done = w.done
 	start := time.Now()
-	e.workers.do(r)
+	if !e.workers.do(r) {
+		// Closed since the check above, with no worker idle.
+		r.end()
+		waiters.Put(w)
+		return Outcome{}, closedError()
+	}
 	ceiling := WallCeiling(timeout)
 	cpu := cpuMeter{r: r, base: -1}
 	w.timer.Reset(min(timeout, cpuProbe))
@@ -368,12 +404,20 @@ func (r *run) execute() {
 		}
 		r.e.heap.remove(r)
 		runtime.UnlockOSThread()
-		if !r.unadmitted {
-			r.e.release()
-		}
+		r.end()
 		r.done <- res
 	}()
 	res.out, res.err = r.exec()
+}
+
+// end gives back what the run holds in the engine's count of runs in
+// flight: its slot, or, for a run of a hook's call, its place among them.
+func (r *run) end() {
+	if r.unadmitted {
+		r.e.nested.Add(-1)
+		return
+	}
+	r.e.release()
 }
 
 // Code returns the gRPC code a failure of this kind ends a call with.
@@ -387,12 +431,14 @@ func (k Kind) Code() codes.Code {
 		return codes.Canceled
 	case Overloaded, Exhausted:
 		return codes.ResourceExhausted
+	case Closed:
+		return codes.Unavailable
 	}
 	return codes.Internal
 }
 
 // String names the kind: thrown, timeout, canceled, badResult, crashed,
-// exhausted.
+// overloaded, exhausted, closed.
 func (k Kind) String() string {
 	switch k {
 	case Thrown:
@@ -409,6 +455,8 @@ func (k Kind) String() string {
 		return "overloaded"
 	case Exhausted:
 		return "exhausted"
+	case Closed:
+		return "closed"
 	}
 	return fmt.Sprintf("kind%d", int(k))
 }
@@ -416,7 +464,7 @@ func (k Kind) String() string {
 // Status is the status a call ends with when the hook identified by hookID
 // failed with e: a thrown error is UNKNOWN with its own message, a timeout
 // DEADLINE_EXCEEDED naming the hook, a cancelled call the context's status,
-// anything else INTERNAL naming the hook.
+// anything else the code of its Kind (Kind.Code) naming the hook.
 func (e *Error) Status(hookID string) *status.Status {
 	switch e.Kind {
 	case Thrown:
@@ -449,7 +497,9 @@ func (e *Error) RanAway() bool {
 // Skippable reports whether a hook's onError "continue" may turn a failure
 // of this kind into a logged skip: a timeout, an uncaught error, an engine
 // failure, a run the server had no room for, a run killed at its memory
-// limit. A result that does not fit, or a cancelled call, is never skipped.
+// limit. A result that does not fit, a cancelled call, or a run on a closed
+// engine (the server is going down: the client may try another) is never
+// skipped.
 func (k Kind) Skippable() bool {
 	return k == Thrown || k == Timeout || k == Crashed || k == Overloaded || k == Exhausted
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,25 +14,39 @@ const workerIdle = 2 * time.Second
 // worker's stack has grown already. A run whose caller stopped waiting
 // (timeout, cancellation) keeps its worker until it ends; the pool starts
 // another goroutine whenever no worker is idle, so that never blocks a caller.
+//
+// Once stopped, the pool starts no worker: mu orders each start (wg.Add)
+// before stop, so that wg.Wait never meets an Add.
 type workers struct {
 	jobs chan *run
 	quit chan struct{}
-	once sync.Once
 	wg   sync.WaitGroup
+
+	mu sync.Mutex
+	// closed is set by stop, under mu; Run reads it without mu.
+	closed atomic.Bool
 }
 
 func newWorkers() *workers {
 	return &workers{jobs: make(chan *run), quit: make(chan struct{})}
 }
 
-// do executes r on an idle worker, or on a new one.
-func (w *workers) do(r *run) {
+// do executes r on an idle worker, or on a new one. It reports false,
+// executing nothing, when the pool was stopped and no worker was idle.
+func (w *workers) do(r *run) bool {
 	select {
 	case w.jobs <- r:
+		return true
 	default:
-		w.wg.Add(1)
-		go w.work(r)
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed.Load() {
+		return false
+	}
+	w.wg.Add(1)
+	go w.work(r)
+	return true
 }
 
 func (w *workers) work(r *run) {
@@ -53,5 +68,12 @@ func (w *workers) work(r *run) {
 }
 
 // stop tells idle workers to exit, and busy ones to exit once their run
-// ends; wg then tells when they have.
-func (w *workers) stop() { w.once.Do(func() { close(w.quit) }) }
+// ends, and starts no worker after; wg then tells when they have.
+func (w *workers) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed.Load() {
+		w.closed.Store(true)
+		close(w.quit)
+	}
+}

@@ -872,15 +872,15 @@ func TestCloseReapsEveryWorker(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for ee := range errs {
-		if ee == nil || ee.Message != "hook worker pool is closed" {
-			t.Errorf("a busy run: %v; want: hook worker pool is closed", ee)
+		if ee == nil || ee.Kind != engine.Closed || ee.Message != "hook worker pool is closed" {
+			t.Errorf("a busy run: %v; want: hook worker pool is closed, kind closed", ee)
 		}
 	}
 	if kids := children(t); len(kids) != 0 {
 		t.Errorf("children %v after Close; want none (not even zombies)", kids)
 	}
-	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee == nil || ee.Message != "hook worker pool is closed" {
-		t.Errorf("a run after Close: %v; want: hook worker pool is closed", ee)
+	if _, ee := runErr(t, pool, context.Background(), `undefined`, generous); ee == nil || ee.Kind != engine.Closed || ee.Message != "hook worker pool is closed" {
+		t.Errorf("a run after Close: %v; want: hook worker pool is closed, kind closed", ee)
 	}
 }
 

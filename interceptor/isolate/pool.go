@@ -73,7 +73,7 @@ func (p *Pool) Close() {
 	p.spawn.stop()
 }
 
-var errClosed = &engine.Error{Kind: engine.Crashed, Message: "hook worker pool is closed"}
+var errClosed = &engine.Error{Kind: engine.Closed, Message: "hook worker pool is closed"}
 
 // Run runs s for call in a worker process. It returns when the worker
 // answered, at the wall-clock ceiling of the call's time limit
