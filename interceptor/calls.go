@@ -40,8 +40,16 @@ func NewCalls() *Calls { return &Calls{methods: map[string]callable{}} }
 
 // WithCalls lets hooks call the methods of c with ctx.call. The unary
 // interceptor built with it is the one that runs the hooks of those calls.
+// A nil c lets hooks call nothing (ctx.call fails with UNIMPLEMENTED), as
+// without the option.
 func WithCalls(c *Calls) Option {
-	return func(o *options) { o.calls, o.caller = c, c.call }
+	return func(o *options) {
+		if c == nil {
+			o.calls, o.caller = nil, nil
+			return
+		}
+		o.calls, o.caller = c, c.call
+	}
 }
 
 // WithCaller makes c the hooks' ctx.call, for a server whose methods are

@@ -54,19 +54,20 @@ func evaluateOptions(opts []Option) *options {
 	return o
 }
 
-// WithEngine sets the engine that runs scripts (default: engine.New with
-// the interceptor's logger and engine.DefaultTimeout).
+// WithEngine sets the engine that runs scripts (default, and when e is
+// nil: engine.New with the interceptor's logger and engine.DefaultTimeout).
 func WithEngine(e *engine.Engine) Option {
 	return func(o *options) { o.engine = e }
 }
 
-// WithLogger sets the logger for skipped and failed hooks.
+// WithLogger sets the logger for skipped and failed hooks (default, and
+// when l is nil, slog.Default()).
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
 // WithQuarantine sets the Quarantine that takes runaway hooks out of
-// service (default: one of the interceptor's own, with
+// service (default, and when q is nil: one of the interceptor's own, with
 // DefaultQuarantineAfter, DefaultQuarantineWindow and DefaultQuarantineFor).
 // Give the unary and the stream interceptor the same one.
 func WithQuarantine(q *Quarantine) Option {
@@ -76,9 +77,9 @@ func WithQuarantine(q *Quarantine) Option {
 // WithResponseTypes sets where the response type of a method comes from,
 // the type of a pre-hook's or an error hook's response answer: types(method)
 // is called on each hooked call and returns nil when the method is not
-// known. By default the type is looked up, once per method, in the
-// descriptors linked into the program. A proxy that learns its
-// descriptors at run time supplies its own.
+// known. By default, and when types is nil, the type is looked up, once
+// per method, in the descriptors linked into the program. A proxy that
+// learns its descriptors at run time supplies its own.
 func WithResponseTypes(types func(fullMethod string) protoreflect.MessageType) Option {
 	return func(o *options) { o.responseTypes = types }
 }

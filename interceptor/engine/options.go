@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"log/slog"
 	"time"
 )
@@ -15,13 +16,17 @@ type options struct {
 	memory    int64
 }
 
+// DefaultMaxCallStackSize is the default bound on the depth of JavaScript
+// calls.
+const DefaultMaxCallStackSize = 10000
+
 // DefaultQueueWait is how long a run waits for room by default when the
 // engine's runs in flight are at their limit.
 const DefaultQueueWait = 100 * time.Millisecond
 
 var defaultOptions = options{
 	timeout:   DefaultTimeout,
-	maxStack:  10000,
+	maxStack:  DefaultMaxCallStackSize,
 	queueWait: DefaultQueueWait,
 	memory:    DefaultMemoryBudget,
 }
@@ -36,37 +41,40 @@ func evaluateOptions(opts []Option) options {
 	for _, f := range opts {
 		f(&o)
 	}
-	o.maxRuns = max(1, o.maxRuns)
 	return o
 }
 
-// WithLogger sets the logger that scripts' ctx.log and bridge write to.
+// WithLogger sets the logger that scripts' ctx.log and bridge write to
+// (default, and when l is nil, slog.Default()).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
+	return func(o *options) { o.logger = cmp.Or(l, slog.Default()) }
 }
 
-// WithTimeout sets the timeout of runs whose Call names none.
+// WithTimeout sets the time limit of runs whose Call names none (default
+// DefaultTimeout; zero or less means the default).
 func WithTimeout(d time.Duration) Option {
-	return func(o *options) { o.timeout = d }
+	return func(o *options) { o.timeout = positiveOr(d, DefaultTimeout) }
 }
 
 // WithMaxCallStackSize bounds the depth of JavaScript calls; deeper
-// recursion throws a RangeError.
+// recursion throws a RangeError (default DefaultMaxCallStackSize; zero or
+// less means the default).
 func WithMaxCallStackSize(n int) Option {
-	return func(o *options) { o.maxStack = n }
+	return func(o *options) { o.maxStack = positiveOr(n, DefaultMaxCallStackSize) }
 }
 
 // WithMaxRuns bounds the runs in flight at once, counting runs abandoned at
-// their timeout until they really end (default DefaultMaxRuns).
+// their timeout until they really end (default DefaultMaxRuns; zero or
+// less means the default).
 func WithMaxRuns(n int) Option {
-	return func(o *options) { o.maxRuns = n }
+	return func(o *options) { o.maxRuns = positiveOr(n, DefaultMaxRuns()) }
 }
 
 // WithQueueWait sets how long a run waits for room when the runs in flight
 // are at their limit before it fails with Kind Overloaded (default
-// DefaultQueueWait; zero fails at once).
+// DefaultQueueWait; zero or less fails at once).
 func WithQueueWait(d time.Duration) Option {
-	return func(o *options) { o.queueWait = d }
+	return func(o *options) { o.queueWait = max(d, 0) }
 }
 
 // WithHeapLimit sets the size of the process's heap past which the engine
@@ -81,7 +89,17 @@ func WithHeapLimit(bytes int64) Option {
 // WithMemoryBudget bounds what the built-in functions that allocate in
 // proportion to an argument ("x".repeat(n), new ArrayBuffer(n),
 // JSON.stringify...) may build in one run, in bytes (DefaultMemoryBudget
-// by default); past it they throw a RangeError. See budget for the list.
+// by default; zero or less means the default); past it they throw a
+// RangeError. See budget for the list.
 func WithMemoryBudget(bytes int64) Option {
-	return func(o *options) { o.memory = bytes }
+	return func(o *options) { o.memory = positiveOr(bytes, DefaultMemoryBudget) }
+}
+
+// positiveOr returns v when it is positive, def otherwise: the value of an
+// option for which zero would fail every run.
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }

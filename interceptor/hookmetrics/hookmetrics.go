@@ -64,8 +64,16 @@ type seriesValue struct {
 type Option func(*Metrics)
 
 // WithMaxSeries bounds the distinct (method, hook) pairs (DefaultMaxSeries
-// by default); runs past it are counted under Other.
-func WithMaxSeries(n int) Option { return func(m *Metrics) { m.maxSeries = n } }
+// by default; zero or less means the default); runs past it are counted
+// under Other.
+func WithMaxSeries(n int) Option {
+	return func(m *Metrics) {
+		if n <= 0 {
+			n = DefaultMaxSeries
+		}
+		m.maxSeries = n
+	}
+}
 
 // New returns the metrics of hook runs: apihooks_hook_runs_total and
 // apihooks_hook_run_duration_seconds.

@@ -962,3 +962,25 @@ func TestBinaryMetadataReachesAWorker(t *testing.T) {
 		t.Errorf("the hook saw %q; want %q", got, "AN6tvu// é")
 	}
 }
+
+// A pool option given zero, or less, means its default: a worker starts
+// and the run ends well.
+func TestZeroPoolOptionsMeanTheDefault(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opt  isolate.Option
+	}{
+		{"WithStartTimeout(0)", isolate.WithStartTimeout(0)},
+		{"WithStartTimeout(-1)", isolate.WithStartTimeout(-1)},
+		{"WithTimeout(0)", isolate.WithTimeout(0)},
+		{"WithWorkers(0)", isolate.WithWorkers(0)},
+		{"WithLogger(nil)", isolate.WithLogger(nil)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pool := newPool(t, &syncBuffer{}, tt.opt)
+			if _, ee := runErr(t, pool, context.Background(), `undefined`, 0); ee != nil {
+				t.Fatalf("run: %v; want it to end well", ee)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -33,8 +34,8 @@ func evaluateOptions(opts []Option) options {
 		prefix:     DefaultPrefix,
 		logger:     slog.Default(),
 		hookable:   DefaultHookable,
-		retryMin:   100 * time.Millisecond,
-		retryMax:   time.Second,
+		retryMin:   defaultRetryMin,
+		retryMax:   defaultRetryMax,
 		maxTimeout: DefaultMaxTimeout,
 		onSync:     func(bool) {},
 	}
@@ -48,18 +49,20 @@ func evaluateOptions(opts []Option) options {
 func DefaultHookable(service string) bool { return !strings.HasPrefix(service, "grpc.") }
 
 // WithPrefix sets the etcd prefix (default "/apihooks/"); hooks live under
-// prefix + "hooks/".
+// prefix + "hooks/", at the root of the keyspace for an empty prefix.
 func WithPrefix(p string) Option {
 	return func(o *options) { o.prefix = p }
 }
 
-// WithLogger sets the logger for loaded, invalid and ignored hooks.
+// WithLogger sets the logger for loaded, invalid and ignored hooks
+// (default, and when l is nil, slog.Default()).
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
+	return func(o *options) { o.logger = cmp.Or(l, slog.Default()) }
 }
 
 // WithServices limits hooks to the named services; hooks for any other are
-// ignored with a log line. By default every service but grpc.* is hookable.
+// ignored with a log line; with no names, every hook is. By default every
+// service but grpc.* is hookable.
 func WithServices(services ...string) Option {
 	set := make(map[string]bool, len(services))
 	for _, s := range services {
@@ -80,28 +83,51 @@ func (o *options) notHookable(service string) string {
 	return fmt.Sprintf("its service %s is not hookable on this server, which hooks %s", service, strings.Join(o.services, ", "))
 }
 
+// The bounds of the backoff between attempts to read etcd again.
+const (
+	defaultRetryMin = 100 * time.Millisecond
+	defaultRetryMax = time.Second
+)
+
 // WithRetry sets the bounds of the backoff between attempts to read etcd
-// again after a watch broke.
+// again after a watch broke (default 100ms and 1s). A bound of zero or
+// less means its default, and a maxWait below minWait is minWait.
 func WithRetry(minWait, maxWait time.Duration) Option {
-	return func(o *options) { o.retryMin, o.retryMax = minWait, maxWait }
+	return func(o *options) {
+		o.retryMin = minWait
+		if minWait <= 0 {
+			o.retryMin = defaultRetryMin
+		}
+		o.retryMax = maxWait
+		if maxWait <= 0 {
+			o.retryMax = defaultRetryMax
+		}
+		o.retryMax = max(o.retryMax, o.retryMin)
+	}
 }
 
 // WithMaxTimeout sets the largest timeout a document may set (default
-// DefaultMaxTimeout); a document asking for more is invalid.
+// DefaultMaxTimeout; zero or less sets no limit); a document asking for
+// more is invalid.
 func WithMaxTimeout(d time.Duration) Option {
 	return func(o *options) { o.maxTimeout = d }
 }
 
 // WithSnapshotFile keeps a copy of the documents in force in the file at
 // path, rewritten after each change, so StartFromSnapshot can serve them
-// while etcd is unreachable.
+// while etcd is unreachable (none by default, and for an empty path).
 func WithSnapshotFile(path string) Option {
 	return func(o *options) { o.snapshotFile = path }
 }
 
 // WithOnSync sets a function called, from the registry's goroutines, each
 // time the registry becomes synced with etcd (true) or loses etcd (false).
-// It must not block.
+// It must not block. A nil f calls nothing.
 func WithOnSync(f func(synced bool)) Option {
-	return func(o *options) { o.onSync = f }
+	return func(o *options) {
+		if f == nil {
+			f = func(bool) {}
+		}
+		o.onSync = f
+	}
 }
