@@ -3,6 +3,8 @@ package interceptor
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,7 +26,11 @@ type Source interface {
 // when the handler or a post-hook ended the call with an error. A method
 // with a response cache configuration is answered from its cache, without
 // hooks or handler, while the cache holds a response to the same request.
+//
+// It panics when src is nil, or a nil pointer: a server built so would
+// fail every call.
 func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerInterceptor {
+	mustHaveSource("UnaryServerInterceptor", src)
 	h := newHooks(evaluateOptions(opts))
 	f := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		chain := src.Snapshot().Lookup(info.FullMethod)
@@ -42,7 +48,11 @@ func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerIntercep
 // StreamServerInterceptor returns an interceptor that runs the pre-hooks on
 // every message a client sends on a stream. Post-hooks and error hooks never
 // run on streams, and streams are never cached.
+//
+// It panics when src is nil, or a nil pointer: a server built so would
+// fail every call.
 func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterceptor {
+	mustHaveSource("StreamServerInterceptor", src)
 	h := newHooks(evaluateOptions(opts))
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		chain := src.Snapshot().Lookup(info.FullMethod)
@@ -73,6 +83,20 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 			return nil
 		}
 		return err
+	}
+}
+
+// mustHaveSource panics, naming the function fn, when src is nil or holds
+// a nil pointer, map or func: the interceptor would panic on every call.
+func mustHaveSource(fn string, src Source) {
+	if src == nil {
+		panic("interceptor: " + fn + " with a nil Source")
+	}
+	switch v := reflect.ValueOf(src); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Func:
+		if v.IsNil() {
+			panic(fmt.Sprintf("interceptor: %s with a nil %T as its Source", fn, src))
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"strings"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -22,8 +23,11 @@ const ScopeName = "github.com/apihooks/apihooks/interceptor/hooktrace"
 // end, with its method (as otelgrpc's call span names it), hook, revision,
 // phase and outcome; a failed run's
 // span has status Error. Runs of calls with no recording span are not
-// recorded.
+// recorded. A nil tp means the global provider, otel.GetTracerProvider().
 func Observer(tp trace.TracerProvider) interceptor.Observer {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
 	tracer := tp.Tracer(ScopeName)
 	return func(ctx context.Context, run interceptor.HookRun) {
 		if !trace.SpanFromContext(ctx).IsRecording() {

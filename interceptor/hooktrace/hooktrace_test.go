@@ -3,13 +3,17 @@ package hooktrace_test
 import (
 	"context"
 	"net"
+	"slices"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -121,4 +125,27 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 		}
 	}
 	return ""
+}
+
+// Observer(nil) records through the global tracer provider, as
+// OpenTelemetry instrumentation does when given none.
+func TestANilProviderIsTheGlobalOne(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+
+	obs := hooktrace.Observer(nil)
+	ctx, call := tp.Tracer("test").Start(context.Background(), "call")
+	obs(ctx, interceptor.HookRun{Method: "/events.v1.EventService/SendEvent", Hook: "events.v1.EventService/SendEvent/pre/h",
+		Phase: engine.Pre, Outcome: interceptor.OutcomeContinue, Start: time.Now()})
+	call.End()
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+	}
+	if !slices.Contains(names, "hook pre events.v1.EventService/SendEvent/pre/h") {
+		t.Errorf("spans %q; want the hook's, hook pre events.v1.EventService/SendEvent/pre/h", names)
+	}
 }
