@@ -46,8 +46,12 @@ func UnaryServerInterceptor(src Source, opts ...Option) grpc.UnaryServerIntercep
 }
 
 // StreamServerInterceptor returns an interceptor that runs the pre-hooks on
-// every message a client sends on a stream. Post-hooks and error hooks never
-// run on streams, and streams are never cached.
+// every message a client sends on a stream. A pre-hook's rejection ends the
+// stream with its status, and its answer is sent as the stream's last
+// message before it ends with OK, whatever the handler returns: the
+// handler's context is cancelled, and its later sends and receives fail.
+// Post-hooks and error hooks never run on streams, and streams are never
+// cached.
 //
 // It panics when src is nil, or a nil pointer: a server built so would
 // fail every call.
@@ -74,15 +78,8 @@ func StreamServerInterceptor(src Source, opts ...Option) grpc.StreamServerInterc
 		if len(chain.Pre) == 0 {
 			return handler(srv, ss)
 		}
-		w := &hookedStream{ServerStream: ss, hooks: h, chain: chain, method: info.FullMethod}
-		err := handler(srv, w)
-		switch {
-		case w.rejectedErr() != nil:
-			return w.rejectedErr()
-		case w.answered():
-			return nil
-		}
-		return err
+		w := newHookedStream(ss, h, chain, info.FullMethod)
+		return w.end(handler(srv, w))
 	}
 }
 
