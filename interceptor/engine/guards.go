@@ -682,6 +682,38 @@ func guardTypedArray(b *budget, vm *goja.Runtime, name string, ctor *goja.Object
 			return f(call)
 		}
 	})
+	guardTypedArrayJoins(b, vm, ctor)
+}
+
+// guardTypedArrayJoins bounds join and toLocaleString of the prototype every
+// typed array shares (%TypedArray%.prototype), as Array's are: a script
+// reaches them only through a typed array's constructor, guarded first.
+func guardTypedArrayJoins(b *budget, vm *goja.Runtime, ctor *goja.Object) {
+	proto, ok := ctor.Get("prototype").(*goja.Object)
+	if !ok || proto.Prototype() == nil {
+		return
+	}
+	shared := proto.Prototype()
+	if b.ctors[shared] {
+		return
+	}
+	if b.ctors == nil {
+		b.ctors = map[*goja.Object]bool{}
+	}
+	b.ctors[shared] = true
+	for _, m := range []struct {
+		name    string
+		withSep bool
+	}{{"join", true}, {"toLocaleString", false}} {
+		fn, ok := shared.Get(m.name).(*goja.Object)
+		if !ok {
+			continue
+		}
+		g := guardJoin("%TypedArray%.prototype."+m.name, m.withSep)
+		guardCall(fn, func(f nativeCall) nativeCall {
+			return func(call goja.FunctionCall) goja.Value { return g(b, vm, f, call) }
+		})
+	}
 }
 
 // promiseSize bounds what Promise.all and its kin keep for an element: a
