@@ -42,7 +42,8 @@ const maxNativeNesting = MaxNesting
 //   - JSON.parse (the text's size and nesting) and JSON.stringify (the
 //     estimated size and the nesting of the value);
 //   - Promise.all, allSettled, any and race over an array;
-//     RegExp.prototype[Symbol.replace] called directly with a string.
+//     RegExp.prototype[Symbol.replace] called directly, with a string or
+//     a function (each replacement it returns is charged).
 //
 // eval (direct or not), Function, AsyncFunction, GeneratorFunction and
 // RegExp (with match, matchAll and search given a string) measure the code
@@ -59,10 +60,9 @@ const maxNativeNesting = MaxNesting
 // the virtual machine runs without calling a built-in (s += s doubles a
 // string on every step), spreading a sparse array of huge length ([...a]
 // after a.length = 2**32-1), and values a script's own toString or toJSON
-// return (they are counted only where a guarded built-in makes them).
-// Nor does it cover RegExp.prototype[Symbol.replace] called directly with
-// a function, or native loops over a huge sparse array that allocate
-// nothing (they take time, not memory). These are bounded only by the
+// return (they are counted only where a guarded built-in makes them), or
+// native loops over a huge sparse array that allocate nothing (they take
+// time, not memory). These are bounded only by the
 // run's timeout, for what runs as JavaScript, and, finally, by the
 // process.
 type budget struct {
@@ -75,6 +75,9 @@ type budget struct {
 	err *goja.Object
 	// ctors are the built-in objects guarded in this runtime.
 	ctors map[*goja.Object]bool
+	// replacer is the last replacer function made by chargedReplacer: a
+	// replace that receives it charges nothing more.
+	replacer *goja.Object
 }
 
 // budgets maps the runtimes of runs to their budgets; others are in

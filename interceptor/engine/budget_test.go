@@ -96,6 +96,8 @@ func TestBudgetTurnsProcessKillersIntoRangeErrors(t *testing.T) {
 		{"join of a typed array with a long separator", `new Uint8Array(1e6).join("x".repeat(1e6))`, "%TypedArray%.prototype.join would allocate"},
 		{"toLocaleString of a large typed array", `new Float64Array(6e6).toLocaleString()`, "%TypedArray%.prototype.toLocaleString would allocate"},
 		{"join of a typed array reached through ArrayBuffer", `new Int8Array(new ArrayBuffer(1e6)).join("y".repeat(1e6))`, "%TypedArray%.prototype.join would allocate"},
+		{"Symbol.replace called directly with a native replacer", `const big = "x".repeat(1e7); /./g[Symbol.replace]("y".repeat(1e4), String.prototype.valueOf.bind(big))`, "RegExp.prototype[Symbol.replace] would allocate"},
+		{"replace with a native replacer", `const big = "x".repeat(1e7); "y".repeat(1e4).replace(/./g, String.prototype.valueOf.bind(big))`, "String.prototype.replace would allocate"},
 		{"flat of a deep array", `let a = []; for (let i = 0; i < 1e5; i++) a = [a]; a.flat(Infinity)`, "Array.prototype.flat: nesting deeper than 1000 levels"},
 		{"direct eval of 300k nested parentheses", `eval("(".repeat(3e5) + "1" + ")".repeat(3e5))`, "eval: nesting deeper than 1000 levels at line 1 col 1002"},
 		{"indirect eval of a long chain", `(0, eval)("1+".repeat(3e5) + "1")`, "eval: expression deeper than 4000 tokens"},

@@ -163,15 +163,23 @@ func guardRegExpCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 			return f(goja.FunctionCall{This: call.This, Arguments: check(call.Arguments)})
 		}
 	})
-	// RegExp.prototype[Symbol.replace], called directly, with a string
-	// replacement: String.prototype.replace counts what it makes.
+	// RegExp.prototype[Symbol.replace], called directly: with a string
+	// replacement, String.prototype.replace counts what it makes; with a
+	// function, each replacement it returns is charged.
 	if proto, ok := ctor.Get("prototype").(*goja.Object); ok {
 		fn, _ := proto.GetSymbol(goja.SymReplace).(*goja.Object)
 		guardCall(fn, func(f nativeCall) nativeCall {
 			return func(call goja.FunctionCall) goja.Value {
 				repl := call.Argument(1)
-				if _, isFn := goja.AssertFunction(repl); isFn || goja.IsUndefined(call.Argument(0)) {
+				if goja.IsUndefined(call.Argument(0)) || repl == b.replacer {
+					// String.prototype.replace's guard has charged it.
 					return f(call)
+				}
+				if replacer, isFn := goja.AssertFunction(repl); isFn {
+					s := call.Argument(0).ToString()
+					n, w := strLen(s)
+					b.charge(vm, "RegExp.prototype[Symbol.replace]", mul(n, w))
+					return f(goja.FunctionCall{This: call.This, Arguments: []goja.Value{s, chargedReplacer(b, vm, "RegExp.prototype[Symbol.replace]", replacer, w)}})
 				}
 				s, r := call.Argument(0).ToString(), repl.ToString()
 				b.fit(vm, "RegExp.prototype[Symbol.replace]", replaceBound(s, r, true))

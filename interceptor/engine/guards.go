@@ -199,22 +199,31 @@ func guardReplace(name string) methodGuard {
 func replaceBounded(b *budget, vm *goja.Runtime, orig nativeCall, what string, s, pattern, repl goja.Value, all bool) goja.Value {
 	n, w := strLen(s)
 	if fn, ok := goja.AssertFunction(repl); ok {
-		wrapped := vm.ToValue(func(call goja.FunctionCall) goja.Value {
-			v, err := fn(call.This, call.Arguments...)
-			if err != nil {
-				panic(err)
-			}
-			str := v.ToString()
-			rn, rw := strLen(str)
-			b.charge(vm, what, mul(rn, max(rw, w)))
-			return str
-		})
 		b.charge(vm, what, mul(n, w))
-		return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, wrapped}})
+		return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, chargedReplacer(b, vm, what, fn, w)}})
 	}
 	repl = repl.ToString()
 	b.charge(vm, what, replaceBound(s, repl, all))
 	return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, repl}})
+}
+
+// chargedReplacer is fn, a replace's replacer function, charging each
+// replacement it returns (as characters w bytes wide, or wider) before the
+// replace adds it to what it makes: a native function, a bound
+// String.prototype.valueOf say, allocates nothing of its own to count.
+func chargedReplacer(b *budget, vm *goja.Runtime, what string, fn goja.Callable, w int64) goja.Value {
+	v := vm.ToValue(func(call goja.FunctionCall) goja.Value {
+		v, err := fn(call.This, call.Arguments...)
+		if err != nil {
+			panic(err)
+		}
+		str := v.ToString()
+		rn, rw := strLen(str)
+		b.charge(vm, what, mul(rn, max(rw, w)))
+		return str
+	})
+	b.replacer = v.(*goja.Object)
+	return v
 }
 
 // replaceBound bounds the bytes of s with every match (at most one a
