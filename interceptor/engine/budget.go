@@ -59,8 +59,9 @@ const maxNativeNesting = MaxNesting
 // What the budget cannot see: the + operator and template literals, which
 // the virtual machine runs without calling a built-in (s += s doubles a
 // string on every step), spreading a sparse array of huge length ([...a]
-// after a.length = 2**32-1), and values a script's own toString or toJSON
-// return (they are counted only where a guarded built-in makes them), or
+// after a.length = 2**32-1), and values a script's own toString returns
+// (counted only where a guarded built-in makes them; what a toJSON returns
+// is charged as JSON.stringify writes it), or
 // native loops over a huge sparse array that allocate nothing (they take
 // time, not memory). These are bounded only by the
 // run's timeout, for what runs as JavaScript, and, finally, by the

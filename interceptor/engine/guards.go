@@ -564,6 +564,12 @@ func guardJSON(b *budget, vm *goja.Runtime, json *goja.Object) {
 		size := est.size(call.Argument(0), 0)
 		b.fitAtLeast(vm, "JSON.stringify", size, true)
 		b.used += size
+		user, isFn := goja.AssertFunction(call.Argument(1))
+		if est.toJSON && (isFn || !isObject(call.Argument(1))) {
+			// A replacer that is neither a function nor an array is
+			// ignored; an array's (a list of keys) is left as it is.
+			return orig(goja.FunctionCall{This: call.This, Arguments: []goja.Value{call.Argument(0), est.chargeToJSON(user), call.Argument(2)}})
+		}
 		return orig(call)
 	})
 }
@@ -600,12 +606,38 @@ func jsonDepth(s string) (depth, at int) {
 // jsonEstimate estimates the size of JSON.stringify's output from the
 // value's own enumerable properties (not calling toJSON or a replacer),
 // once for every object however often it is referenced, and refuses
-// nesting deeper than MaxNesting.
+// nesting deeper than MaxNesting. toJSON is set when an object has a
+// toJSON method, whose results the estimate cannot see.
 type jsonEstimate struct {
 	b      *budget
 	vm     *goja.Runtime
 	seen   map[*goja.Object]int64
 	indent int64
+	toJSON bool
+}
+
+// chargeToJSON returns the replacer JSON.stringify is given in place of
+// user's (nil: none) when a value has toJSON methods: it charges what a
+// toJSON returned, before stringify writes it (a bound native allocates
+// nothing of its own to count), and leaves what the estimate counted.
+func (e *jsonEstimate) chargeToJSON(user goja.Callable) goja.Value {
+	return e.vm.ToValue(func(call goja.FunctionCall) goja.Value {
+		key, v := call.Argument(0), call.Argument(1)
+		var raw goja.Value
+		if holder, ok := call.This.(*goja.Object); ok {
+			raw = holder.Get(key.String())
+		}
+		if user != nil {
+			var err error
+			if v, err = user(call.This, call.Arguments...); err != nil {
+				panic(err)
+			}
+		}
+		if raw == nil || !raw.SameAs(v) {
+			e.b.charge(e.vm, "JSON.stringify", e.size(v, 0))
+		}
+		return v
+	})
 }
 
 func (e *jsonEstimate) size(v goja.Value, depth int64) int64 {
@@ -625,6 +657,9 @@ func (e *jsonEstimate) size(v goja.Value, depth int64) int64 {
 	}
 	if s, ok := e.seen[o]; ok {
 		return s // a repeat, or a cycle (stringify throws)
+	}
+	if _, ok := goja.AssertFunction(o.Get("toJSON")); ok {
+		e.toJSON = true
 	}
 	if depth >= maxNativeNesting {
 		e.b.throw(e.vm, fmt.Sprintf("JSON.stringify: nesting deeper than %d levels", maxNativeNesting))
