@@ -51,6 +51,9 @@ func (p *Proxy) hooked(ss grpc.ServerStream, fullMethod string, chain *registry.
 	// calls pass it back as it came.
 	decodeResponse := len(chain.Post) > 0 || chain.Cache != nil
 	handler := func(ctx context.Context, req any) (any, error) {
+		if err := decodeErr(fullMethod, req); err != nil {
+			return nil, err
+		}
 		var header, trailer metadata.MD
 		out := new(frame)
 		err := p.cc.Invoke(outgoing(ctx), fullMethod, req, out, grpc.Header(&header), grpc.Trailer(&trailer))
@@ -157,6 +160,20 @@ func (p *Proxy) decode(ctx context.Context, fullMethod string, response bool, b 
 			return msg, nil
 		}
 	}
+}
+
+// decodeErr returns the status of a request, about to go to the backend,
+// one of whose fields a hook read and that did not decode (a string that
+// is not UTF-8, say): the hook saw it without that field, and the request
+// cannot be encoded again. Nil for a request that decoded, or whose
+// undecoded fields go on as they came.
+func decodeErr(fullMethod string, m any) error {
+	msg, ok := m.(*lazypb.Message)
+	if !ok || msg.Err() == nil {
+		return nil
+	}
+	return status.Errorf(codes.Internal, "%s: the request does not decode against its descriptor %s: %v",
+		fullMethod, msg.Descriptor().FullName(), msg.Err())
 }
 
 // unmarshal decodes a backend's message into msg, leaving required fields

@@ -324,6 +324,9 @@ func forwardServerStream(ss grpc.ServerStream, cc grpc.ClientConnInterface, full
 	if err := recvRequest(ss, fullMethod, in); err != nil {
 		return err
 	}
+	if err := decodeErr(fullMethod, in); err != nil {
+		return err
+	}
 	// The client half-closes with its request; another message is a
 	// violation the backend would refuse, as gRPC's servers do.
 	switch err := ss.RecvMsg(more); {
@@ -353,12 +356,16 @@ var serverStreamDesc = grpc.StreamDesc{ServerStreams: true}
 // up sends the client's messages to the backend until the client half
 // closes.
 func up(ss grpc.ServerStream, cs grpc.ClientStream, newIn func() any) error {
+	method, _ := grpc.MethodFromServerStream(ss)
 	for {
 		m := newIn()
 		if err := ss.RecvMsg(m); err != nil {
 			if errors.Is(err, io.EOF) {
 				return cs.CloseSend()
 			}
+			return err
+		}
+		if err := decodeErr(method, m); err != nil {
 			return err
 		}
 		if err := cs.SendMsg(m); err != nil {

@@ -396,6 +396,46 @@ func TestAMessageThatDoesNotDecode(t *testing.T) {
 	}
 }
 
+// TestAFieldThatDoesNotDecode: a request whose field a hook reads does not
+// go on when that field does not decode (a string that is not UTF-8): the
+// hook saw the request without it, and the call ends with INTERNAL naming
+// the method, on a unary call and on a stream.
+func TestAFieldThatDoesNotDecode(t *testing.T) {
+	addr, _ := startEcho(t, 1, listen(t, "127.0.0.1:0"))
+	w := newWorld(t, addr, nil)
+	ctx := callCtx(t)
+	// Field 1 (name), a string: "mallory" and a byte that is not UTF-8.
+	bad := append([]byte{0x0a, 8}, "mallory\xff"...)
+	deny := doc(`module.exports = c => { if (c.request.name === "mallory") return {status: 403, message: "not mallory"} }`)
+	w.setHooks(t, map[string]string{sayKey + "pre/deny": deny, "echo.v1.Echo/Chat/pre/deny": deny})
+	for _, tt := range []struct {
+		method string
+		call   func() error
+	}{
+		{sayMethod, func() error {
+			var out []byte
+			return w.conn.Invoke(ctx, sayMethod, &bad, &out, grpc.ForceCodecV2(rawCodec{}))
+		}},
+		{chatMethod, func() error {
+			chat, err := w.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, chatMethod, grpc.ForceCodecV2(rawCodec{}))
+			if err != nil {
+				return err
+			}
+			if err := chat.SendMsg(&bad); err != nil {
+				return err
+			}
+			var out []byte
+			return chat.RecvMsg(&out)
+		}},
+	} {
+		err := tt.call()
+		if st := status.Convert(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), tt.method+": the request does not decode") ||
+			!strings.Contains(st.Message(), "UTF-8") {
+			t.Errorf("%s: %v; want INTERNAL naming the method and the field that does not decode", tt.method, err)
+		}
+	}
+}
+
 // TestStreamsOfABackendKnownByReflection: a pre-hook runs on each message
 // of a bidirectional stream of a backend known by reflection.
 func TestStreamsOfABackendKnownByReflection(t *testing.T) {
