@@ -57,6 +57,10 @@ type Registry struct {
 	// entries are from before an apply and must be read again at its end.
 	staged, held, reread bool
 	inflight             int
+	// loads counts, while a batch larger than loadLines is applied, the
+	// keys it loaded and deleted, which are then logged at debug, one
+	// line each, and told in one line at info (nil otherwise).
+	loads *loadCount
 	// utilValues holds the value and revision of every key under
 	// UtilsDir; utils is the set they make, which hooks compile against.
 	utilValues map[string]utilValue
@@ -765,7 +769,7 @@ func (r *Registry) removeGoneLocked(rd *read) {
 		delete(rd.gone, k)
 		if e := r.entries[k]; e != nil && e.modRev == modRev {
 			delete(r.entries, k) // not put again since the read
-			r.opts.logger.Info(deletedWhat(r.opts.prefix, k), "key", k, "found_at_revision", rd.rev)
+			r.logLoad(true, deletedWhat(r.opts.prefix, k), "key", k, "found_at_revision", rd.rev)
 		}
 	}
 }
@@ -924,6 +928,16 @@ func (r *Registry) applyLocked(b *batch) {
 			r.staged = false // unless the read has the marker
 		}
 	}
+	if len(b.changes) > loadLines {
+		r.loads = &loadCount{}
+		defer func() {
+			if n := r.loads; n.loaded+n.deleted > 0 {
+				r.opts.logger.Info("hooks and cache configurations loaded; each is logged at debug",
+					"loaded", n.loaded, "deleted", n.deleted, "revision", b.rev)
+			}
+			r.loads = nil
+		}()
+	}
 	for i := range b.changes {
 		c := &b.changes[i]
 		if c.util || c.later || r.markerChange(c) {
@@ -936,7 +950,7 @@ func (r *Registry) applyLocked(b *batch) {
 		case c.del:
 			delete(r.entries, c.key)
 			delete(r.latest, c.key)
-			r.opts.logger.Info(deletedWhat(r.opts.prefix, c.key), "key", c.key, "revision", c.modRev)
+			r.logLoad(true, deletedWhat(r.opts.prefix, c.key), "key", c.key, "revision", c.modRev)
 		case c.skip:
 		case c.isCache:
 			r.putCache(c)
@@ -956,6 +970,29 @@ func (r *Registry) applyLocked(b *batch) {
 		// the apply completes, then read everything again.
 		r.reread = true
 	}
+}
+
+// loadLines is the most keys a batch of changes logs at info one by one:
+// a larger one (a manifest of hundreds of hooks, a full read) is told in
+// one line, its keys at debug.
+const loadLines = 10
+
+// loadCount counts what a large batch loaded and deleted.
+type loadCount struct{ loaded, deleted int }
+
+// logLoad logs that a key was loaded or deleted: at info, or, within a
+// large batch, at debug, counted for the batch's line. mu is held.
+func (r *Registry) logLoad(deleted bool, msg string, attrs ...any) {
+	if r.loads == nil {
+		r.opts.logger.Info(msg, attrs...)
+		return
+	}
+	if deleted {
+		r.loads.deleted++
+	} else {
+		r.loads.loaded++
+	}
+	r.opts.logger.Debug(msg, attrs...)
 }
 
 // deletedWhat is the log message of the deletion of key.
@@ -983,7 +1020,7 @@ func (r *Registry) put(c *change, b *batch) {
 				log.Warn("hook ignored: "+ignored, "service", k.Service)
 				h = nil
 			} else {
-				log.Info("hook loaded", "enabled", h.Doc.IsEnabled())
+				r.logLoad(false, "hook loaded", "key", key, "revision", modRev, "enabled", h.Doc.IsEnabled())
 			}
 			r.entries[key] = &entry{modRev: modRev, hook: h, raw: c.value, utils: utils, ignored: ignored}
 			return
@@ -1070,8 +1107,8 @@ func (r *Registry) putCache(c *change) {
 		r.entries[key] = &entry{modRev: modRev, ignored: ignored}
 		return
 	case c.err == nil:
-		log.Info("response cache configuration loaded", "ttl", c.cache.TTL, "max_entries", c.cache.MaxEntries,
-			"max_bytes", c.cache.MaxBytes, "key_metadata", c.cache.KeyMetadata)
+		r.logLoad(false, "response cache configuration loaded", "key", key, "revision", modRev, "ttl", c.cache.TTL,
+			"max_entries", c.cache.MaxEntries, "max_bytes", c.cache.MaxBytes, "key_metadata", c.cache.KeyMetadata)
 		r.entries[key] = &entry{modRev: modRev, cache: c.cache, raw: c.value}
 		return
 	case old != nil && old.cache != nil:

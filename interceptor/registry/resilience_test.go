@@ -3,7 +3,7 @@ package registry_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/apihooks/apihooks/internal/logtest"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +19,7 @@ import (
 	"github.com/apihooks/apihooks/interceptor/engine"
 	"github.com/apihooks/apihooks/interceptor/registry"
 	"github.com/apihooks/apihooks/internal/etcdtest"
+	"github.com/apihooks/apihooks/internal/logtest"
 )
 
 // gate holds back the compile of documents whose description is "slow"
@@ -538,5 +539,34 @@ func TestRegistryFromSnapshotLogsWhenEtcdAnswers(t *testing.T) {
 				t.Fatalf("the recovery is logged %d times; want once:\n%s", n, logs)
 			}
 		})
+	}
+}
+
+// TestALargeChangeIsLoggedInOneLine: a change of many keys at once (a
+// manifest's apply, a full read) is told in one line at info, each key at
+// debug; a change of a few keys logs each at info.
+func TestALargeChangeIsLoggedInOneLine(t *testing.T) {
+	e := etcdtest.Start(t)
+	logs := &syncBuffer{}
+	r := start(t, e.Client, registry.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	var ops []clientv3.Op
+	for i := range 30 {
+		ops = append(ops, clientv3.OpPut(registry.HooksDir(registry.DefaultPrefix)+fmt.Sprintf("events.v1.EventService/SendEvent/pre/h%02d", i), doc("x")))
+	}
+	resp, err := e.Client.Txn(context.Background()).Then(ops...).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the 30 hooks", func() bool { return r.Snapshot().Revision >= resp.Header.Revision })
+	if n := strings.Count(logs.String(), `msg="hook loaded"`); n != 0 {
+		t.Errorf("%d hook loaded lines at info for a change of 30 hooks; want them at debug:\n%s", n, logs)
+	}
+	if want := fmt.Sprintf(`msg="hooks and cache configurations loaded; each is logged at debug" loaded=30 deleted=0 revision=%d`, resp.Header.Revision); !strings.Contains(logs.String(), want) {
+		t.Errorf("the log does not say %s:\n%s", want, logs)
+	}
+	rev := put(t, e.Client, "events.v1.EventService/SendEvent/pre/one", doc("y"))
+	waitFor(t, "the one hook", func() bool { return r.Snapshot().Revision >= rev })
+	if !strings.Contains(logs.String(), `msg="hook loaded" key=/apihooks/hooks/events.v1.EventService/SendEvent/pre/one`) {
+		t.Errorf("a change of one hook is not logged at info:\n%s", logs)
 	}
 }
