@@ -76,9 +76,6 @@ type budget struct {
 	err *goja.Object
 	// ctors are the built-in objects guarded in this runtime.
 	ctors map[*goja.Object]bool
-	// replacer is the last replacer function made by chargedReplacer: a
-	// replace that receives it charges nothing more.
-	replacer *goja.Object
 }
 
 // budgets maps the runtimes of runs to their budgets; others are in

@@ -171,8 +171,7 @@ func guardRegExpCtor(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 		guardCall(fn, func(f nativeCall) nativeCall {
 			return func(call goja.FunctionCall) goja.Value {
 				repl := call.Argument(1)
-				if goja.IsUndefined(call.Argument(0)) || repl == b.replacer {
-					// String.prototype.replace's guard has charged it.
+				if goja.IsUndefined(call.Argument(0)) {
 					return f(call)
 				}
 				if replacer, isFn := goja.AssertFunction(repl); isFn {

@@ -186,8 +186,14 @@ func guardReplace(name string) methodGuard {
 		pattern, repl := call.Argument(0), call.Argument(1)
 		if _, isObj := pattern.(*goja.Object); isObj {
 			// A RegExp (or any object with Symbol.replace) replaces; the
-			// string is then converted by it. Bound it the same way.
+			// string is then converted by it. Bound it the same way, but
+			// for a replacer function: RegExp.prototype[Symbol.replace]
+			// charges what it returns, and an object of the script's
+			// must not be handed a replacer that charges nothing more.
 			s := call.This.ToString()
+			if _, isFn := goja.AssertFunction(repl); isFn {
+				return orig(goja.FunctionCall{This: s, Arguments: []goja.Value{pattern, repl}})
+			}
 			return replaceBounded(b, vm, orig, what, s, pattern, repl, true)
 		}
 		s := call.This.ToString()
@@ -222,7 +228,6 @@ func chargedReplacer(b *budget, vm *goja.Runtime, what string, fn goja.Callable,
 		b.charge(vm, what, mul(rn, max(rw, w)))
 		return str
 	})
-	b.replacer = v.(*goja.Object)
 	return v
 }
 
@@ -726,7 +731,9 @@ func guardTypedArray(b *budget, vm *goja.Runtime, name string, ctor *goja.Object
 			return f(call)
 		}
 	})
-	guardTypedArrayJoins(b, vm, ctor)
+	if name != "ArrayBuffer" {
+		guardTypedArrayJoins(b, vm, ctor)
+	}
 }
 
 // guardTypedArrayJoins bounds join and toLocaleString of the prototype every
@@ -738,8 +745,8 @@ func guardTypedArrayJoins(b *budget, vm *goja.Runtime, ctor *goja.Object) {
 		return
 	}
 	shared := proto.Prototype()
-	if b.ctors[shared] {
-		return
+	if _, isTyped := goja.AssertFunction(shared.Get("subarray")); !isTyped || b.ctors[shared] {
+		return // not %TypedArray%.prototype, or guarded already
 	}
 	if b.ctors == nil {
 		b.ctors = map[*goja.Object]bool{}

@@ -93,7 +93,7 @@ func transpile(name, src string, lang Lang, mods Modules) (string, []string, err
 	// esbuild's parser recurses once per level too: the source is
 	// measured as Compile measures JavaScript before esbuild sees it, and
 	// each util before it is bundled (bundle.load).
-	if _, err := checkSource(src); err != nil {
+	if err := checkBundlerSource(src); err != nil {
 		return "", nil, fmt.Errorf("compile: %s: %w", name, err)
 	}
 	loader := api.LoaderJS

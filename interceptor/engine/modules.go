@@ -250,7 +250,7 @@ func (b *bundle) load(path string) (string, api.Loader, error) {
 	if err != nil {
 		return "", api.LoaderNone, err
 	}
-	if _, err := checkSource(src); err != nil {
+	if err := checkBundlerSource(src); err != nil {
 		return "", api.LoaderNone, fmt.Errorf("%s: %w", version, err)
 	}
 	if lang == TS {

@@ -221,3 +221,23 @@ func TestDeepSourcesAreRefusedBeforeTheBundler(t *testing.T) {
 		}
 	}
 }
+
+// TestLongTypeScriptTypesCompile: a TypeScript type may be longer than an
+// expression may: esbuild erases it. A chain just short of what esbuild is
+// held to goes through it without harm (what it makes is held to
+// MaxExprDepth as any JavaScript is).
+func TestLongTypeScriptTypesCompile(t *testing.T) {
+	var members []string
+	for i := range 2100 {
+		members = append(members, fmt.Sprintf("%q", fmt.Sprint("c", i)))
+	}
+	src := "type Code = " + strings.Join(members, " | ") + ";\nexport default (ctx: any) => { const c: Code = \"c1\"; return null }"
+	if _, err := engine.CompileModules("events.v1.EventService/SendEvent/pre/codes", src, engine.TS, nil); err != nil {
+		t.Fatalf("a union of 2,100 literals: %v; want it compiled", err)
+	}
+	chain := "export default (ctx: any) => " + strings.Repeat("!", engine.MaxBundlerExprDepth-100) + "1"
+	if _, err := engine.CompileModules("events.v1.EventService/SendEvent/pre/chain", chain, engine.TS, nil); err != nil &&
+		!strings.Contains(err.Error(), fmt.Sprintf("expression deeper than %d tokens", engine.MaxExprDepth)) {
+		t.Fatalf("a chain esbuild parses: %v; want it compiled, or what esbuild makes of it refused as deeper than %d tokens", err, engine.MaxExprDepth)
+	}
+}

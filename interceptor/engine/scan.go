@@ -20,6 +20,12 @@ const (
 	// walk recursively (and some of them in quadratic time). The tokens of
 	// every enclosing unfinished expression count, brackets included.
 	MaxExprDepth = 4000
+	// MaxBundlerExprDepth is MaxExprDepth for a source that esbuild
+	// parses first (TypeScript, a JavaScript module, a util): esbuild's
+	// parser recurses per level too, but with room for far longer chains,
+	// and TypeScript's types, which it erases, may be long (a union of
+	// thousands of literals). What it makes is then held to MaxExprDepth.
+	MaxBundlerExprDepth = 50000
 )
 
 // checkSource refuses a source that is too large or nested too deeply for
@@ -36,7 +42,18 @@ func checkSource(src string) (sourceUses, error) {
 	if len(src) > MaxScriptSize {
 		return sourceUses{}, fmt.Errorf("source is %s, more than the limit of %s", byteSize(int64(len(src))), byteSize(MaxScriptSize))
 	}
-	s := scanner{src: src, line: 1, lineStart: 0}
+	return scanSource(src, MaxExprDepth)
+}
+
+// checkBundlerSource is checkSource for a source esbuild parses first,
+// with MaxBundlerExprDepth.
+func checkBundlerSource(src string) error {
+	_, err := scanSource(src, MaxBundlerExprDepth)
+	return err
+}
+
+func scanSource(src string, maxExpr int) (sourceUses, error) {
+	s := scanner{src: src, line: 1, lineStart: 0, maxExpr: maxExpr}
 	err := s.scan()
 	return s.uses, err
 }
@@ -65,6 +82,8 @@ type frame struct {
 }
 
 type scanner struct {
+	// maxExpr is the MaxExprDepth the scan holds the source to.
+	maxExpr   int
 	src       string
 	pos       int
 	line      int
@@ -120,8 +139,8 @@ func (s *scanner) push(open byte, header, expr bool) error {
 }
 
 func (s *scanner) checkDepth() error {
-	if s.depth+s.seg > MaxExprDepth {
-		return s.errorf("expression deeper than %d tokens", MaxExprDepth)
+	if s.depth+s.seg > s.maxExpr {
+		return s.errorf("expression deeper than %d tokens", s.maxExpr)
 	}
 	return nil
 }
