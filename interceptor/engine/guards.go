@@ -569,14 +569,49 @@ func guardJSON(b *budget, vm *goja.Runtime, json *goja.Object) {
 		size := est.size(call.Argument(0), 0)
 		b.fitAtLeast(vm, "JSON.stringify", size, true)
 		b.used += size
-		user, isFn := goja.AssertFunction(call.Argument(1))
-		if est.toJSON && (isFn || !isObject(call.Argument(1))) {
-			// A replacer that is neither a function nor an array is
-			// ignored; an array's (a list of keys) is left as it is.
-			return orig(goja.FunctionCall{This: call.This, Arguments: []goja.Value{call.Argument(0), est.chargeToJSON(user), call.Argument(2)}})
+		if !est.toJSON {
+			return orig(call)
 		}
-		return orig(call)
+		var repl goja.Value
+		user, isFn := goja.AssertFunction(call.Argument(1))
+		switch r, isObj := call.Argument(1).(*goja.Object); {
+		case isFn || !isObj:
+			// A replacer that is neither a function nor an array is
+			// ignored.
+			repl = est.chargeToJSON(user, nil)
+		case r.ClassName() == "Array":
+			repl = est.chargeToJSON(nil, jsonKeys(b, vm, r))
+		default:
+			repl = est.chargeToJSON(nil, nil)
+		}
+		return orig(goja.FunctionCall{This: call.This, Arguments: []goja.Value{call.Argument(0), repl, call.Argument(2)}})
 	})
+}
+
+// jsonKeys returns the keys an array replacer of JSON.stringify lists:
+// its strings and numbers, and String and Number objects.
+func jsonKeys(b *budget, vm *goja.Runtime, list *goja.Object) map[string]bool {
+	n := toLength(list.Get("length"))
+	b.fit(vm, "JSON.stringify", mul(n, pieceSize))
+	keys := map[string]bool{}
+	for i := int64(0); i < n; i++ {
+		switch v := list.Get(itoa(i)); {
+		case v == nil:
+		case isString(v):
+			keys[v.String()] = true
+		case isObject(v):
+			if c := v.(*goja.Object).ClassName(); c == "String" || c == "Number" {
+				keys[v.String()] = true
+			}
+		default:
+			if _, isNum := v.Export().(int64); isNum {
+				keys[v.String()] = true
+			} else if _, isNum := v.Export().(float64); isNum {
+				keys[v.String()] = true
+			}
+		}
+	}
+	return keys
 }
 
 // jsonDepth returns the deepest nesting of brackets in a JSON text, outside
@@ -625,13 +660,24 @@ type jsonEstimate struct {
 // user's (nil: none) when a value has toJSON methods: it charges what a
 // toJSON returned, before stringify writes it (a bound native allocates
 // nothing of its own to count), and leaves what the estimate counted.
-func (e *jsonEstimate) chargeToJSON(user goja.Callable) goja.Value {
+//
+// keys, when not nil, is an array replacer's list of keys, which the
+// function applies in its place (stringify takes one replacer): it leaves
+// out the properties of objects not in it. Unlike the list, it keeps the
+// object's own order of keys, and passes over inherited properties.
+func (e *jsonEstimate) chargeToJSON(user goja.Callable, keys map[string]bool) goja.Value {
+	root := true
 	return e.vm.ToValue(func(call goja.FunctionCall) goja.Value {
 		key, v := call.Argument(0), call.Argument(1)
 		var raw goja.Value
-		if holder, ok := call.This.(*goja.Object); ok {
+		holder, isObj := call.This.(*goja.Object)
+		if isObj {
+			if keys != nil && !root && holder.ClassName() != "Array" && !keys[key.String()] {
+				return goja.Undefined()
+			}
 			raw = holder.Get(key.String())
 		}
+		root = false
 		if user != nil {
 			var err error
 			if v, err = user(call.This, call.Arguments...); err != nil {
