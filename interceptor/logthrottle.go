@@ -70,18 +70,35 @@ func (t *logThrottle) failure(h *registry.Hook, now time.Time, notLogged func(n 
 	}
 	l.suppressed.Add(1)
 	if notLogged != nil && l.catchUp.CompareAndSwap(false, true) {
-		wait := time.Duration(l.lastFailure.Load() + int64(failureLogInterval) - now.UnixNano())
-		time.AfterFunc(max(wait, 0), func() {
-			l.catchUp.Store(false)
-			if l.suppressed.Load() == 0 {
-				return
-			}
-			if n, ok := l.take(time.Now()); ok && n > 0 {
-				notLogged(n)
-			}
-		})
+		l.catchUpAt(now, notLogged)
 	}
 	return false, 0
+}
+
+// catchUpAt arranges for the failures not logged to be told once the
+// hook's next turn to log comes, after now. A failure logged meanwhile
+// tells them itself; one suppressed meanwhile, once that turn has been
+// taken, arranges its own. catchUp is held until then.
+func (l *hookLog) catchUpAt(now time.Time, notLogged func(n int64)) {
+	wait := time.Duration(l.lastFailure.Load() + int64(failureLogInterval) - now.UnixNano())
+	time.AfterFunc(max(wait, 0), func() {
+		l.catchUp.Store(false)
+		if l.suppressed.Load() == 0 {
+			return
+		}
+		now := time.Now()
+		if n, ok := l.take(now); ok {
+			if n > 0 {
+				notLogged(n)
+			}
+			return
+		}
+		// A failure took the turn just before: its line told the
+		// failures until then, not those after it.
+		if l.catchUp.CompareAndSwap(false, true) {
+			l.catchUpAt(now, notLogged)
+		}
+	})
 }
 
 // take takes the hook's turn to log at now, if it has one: the first

@@ -130,3 +130,36 @@ func TestFailuresNotLoggedAreToldWhenTheHookStopsFailing(t *testing.T) {
 		}
 	}
 }
+
+// TestACatchUpOvertakenByALoggedFailureTriesAgain: a failure that takes the
+// hook's turn to log just before the catch-up is due tells the failures
+// until then; the catch-up then waits for the next turn, for those after.
+func TestACatchUpOvertakenByALoggedFailureTriesAgain(t *testing.T) {
+	var logs logThrottle
+	h := testHook(t, "x")
+	told := make(chan int64, 10)
+	notLogged := func(n int64) { told <- n }
+	t0 := time.Now()
+	logs.failure(h, t0, notLogged)
+	// Suppressed: the catch-up is due a second after t0.
+	if log, _ := logs.failure(h, t0, notLogged); log {
+		t.Fatal("a second failure at once was logged")
+	}
+	// A failure takes the turn (its clock a second on), telling the one
+	// before; another right after it is suppressed, with the catch-up
+	// still pending.
+	if log, n := logs.failure(h, t0.Add(time.Second), notLogged); !log || n != 1 {
+		t.Fatalf("the failure a second later: logged %v, telling %d; want true, 1", log, n)
+	}
+	if log, _ := logs.failure(h, t0.Add(time.Second+time.Millisecond), notLogged); log {
+		t.Fatal("the failure right after a logged one was logged")
+	}
+	select {
+	case n := <-told:
+		if n != 1 {
+			t.Fatalf("the catch-up told %d failures; want the 1 after the logged line", n)
+		}
+	case <-time.After(gcTimeout):
+		t.Fatalf("the failure after the logged line was never told (%v)", gcTimeout)
+	}
+}
