@@ -709,6 +709,10 @@ type read struct {
 	beforeApply bool
 	// rev is the full read's revision.
 	rev int64
+	// loads counts, for a read of more than loadLines keys (or one that
+	// removes keys too), what its batches loaded and deleted: see
+	// Registry.loads.
+	loads *loadCount
 	// done is the full read's, closed once every batch is applied.
 	done chan struct{}
 }
@@ -728,6 +732,9 @@ func (r *Registry) splitReadLocked(b *batch, builds []int) []*batch {
 		if !seen[k] && e.modRev <= b.rev {
 			rd.gone[k] = e.modRev
 		}
+	}
+	if len(b.changes)+len(rd.gone) > loadLines {
+		rd.loads = &loadCount{}
 	}
 	byTxn := map[int64]*batch{}
 	var parts []*batch
@@ -928,13 +935,21 @@ func (r *Registry) applyLocked(b *batch) {
 			r.staged = false // unless the read has the marker
 		}
 	}
-	if len(b.changes) > loadLines {
+	// A full read is counted whole, across its batches, and told once
+	// everything it brings is in force.
+	switch {
+	case rd != nil && rd.loads != nil:
+		r.loads = rd.loads
+		defer func() {
+			if finished {
+				r.tellLoads(rd.loads, rd.rev)
+			}
+			r.loads = nil
+		}()
+	case len(b.changes) > loadLines:
 		r.loads = &loadCount{}
 		defer func() {
-			if n := r.loads; n.loaded+n.deleted > 0 {
-				r.opts.logger.Info("hooks and cache configurations loaded; each is logged at debug",
-					"loaded", n.loaded, "deleted", n.deleted, "revision", b.rev)
-			}
+			r.tellLoads(r.loads, b.rev)
 			r.loads = nil
 		}()
 	}
@@ -979,6 +994,15 @@ const loadLines = 10
 
 // loadCount counts what a large batch loaded and deleted.
 type loadCount struct{ loaded, deleted int }
+
+// tellLoads logs what a large batch, or a large full read, loaded and
+// deleted. mu is held.
+func (r *Registry) tellLoads(n *loadCount, rev int64) {
+	if n.loaded+n.deleted > 0 {
+		r.opts.logger.Info("hooks and cache configurations loaded; each is logged at debug",
+			"loaded", n.loaded, "deleted", n.deleted, "revision", rev)
+	}
+}
 
 // logLoad logs that a key was loaded or deleted: at info, or, within a
 // large batch, at debug, counted for the batch's line. mu is held.

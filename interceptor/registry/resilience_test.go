@@ -569,4 +569,15 @@ func TestALargeChangeIsLoggedInOneLine(t *testing.T) {
 	if !strings.Contains(logs.String(), `msg="hook loaded" key=/apihooks/hooks/events.v1.EventService/SendEvent/pre/one`) {
 		t.Errorf("a change of one hook is not logged at info:\n%s", logs)
 	}
+
+	// A registry that starts reads the 31 hooks, written in two
+	// transactions: one line for the whole read.
+	logs2 := &syncBuffer{}
+	start(t, e.Client, registry.WithLogger(slog.New(slog.NewTextHandler(logs2, nil))))
+	if n := strings.Count(logs2.String(), `msg="hook loaded"`); n != 0 {
+		t.Errorf("%d hook loaded lines at info for a start that reads 31 hooks; want them at debug:\n%s", n, logs2)
+	}
+	if want := fmt.Sprintf(`msg="hooks and cache configurations loaded; each is logged at debug" loaded=31 deleted=0 revision=%d`, rev); !strings.Contains(logs2.String(), want) {
+		t.Errorf("the log does not say %s:\n%s", want, logs2)
+	}
 }
