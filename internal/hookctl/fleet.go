@@ -31,6 +31,8 @@ func waitFlag(c *cobra.Command, d *time.Duration) {
 // daemonState says how far a daemon is from having rev in force.
 func daemonState(d fleet.Record, rev int64) string {
 	switch {
+	case d.Stopping:
+		return "stopping"
 	case !d.Synced:
 		return "not synced with etcd"
 	case d.Revision >= rev:
@@ -109,8 +111,15 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 		}
 		ids := slices.Sorted(maps.Keys(seen))
 		var behind, broken, invalid, ignored []string
+		stopping := 0
 		for _, id := range ids {
 			d := seen[id].rec
+			if d.Stopping {
+				// Shutting down: it takes no new calls, and loads no
+				// more changes; its record then goes.
+				stopping++
+				continue
+			}
 			if !inStep(d, rev) {
 				state := daemonState(d, rev)
 				if at := seen[id].goneAt; at > 0 {
@@ -143,7 +152,13 @@ func (a *app) waitLive(s *store.Store, w io.Writer, timeout time.Duration, rev i
 			}
 			return &exitError{code: ExitWait, err: fmt.Errorf("revision %d is loaded, but %s", rev, strings.Join(parts, "\nand "))}
 		case len(behind) == 0:
-			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", len(seen), plural(len(seen)), rev, time.Since(start).Round(time.Millisecond))
+			live := len(seen) - stopping
+			if stopping > 0 {
+				fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v); %d stopping, not waited for.\n",
+					live, plural(live), rev, time.Since(start).Round(time.Millisecond), stopping)
+				return nil
+			}
+			fmt.Fprintf(w, "Live on %d daemon%s at revision %d (after %v).\n", live, plural(live), rev, time.Since(start).Round(time.Millisecond))
 			return nil
 		case time.Now().After(deadline):
 			return &exitError{code: ExitWait, err: fmt.Errorf("written at revision %d, but after %v not every daemon has loaded it:\n  %s",

@@ -2,6 +2,7 @@ package hookctl_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,6 +57,20 @@ func (k *recordKeeper) revoke(t *testing.T, e *env) {
 	if _, err := e.etcd.Revoke(context.Background(), clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stoppingRecord reports whether k's record says its daemon is stopping.
+func stoppingRecord(t *testing.T, e *env, k *recordKeeper) bool {
+	resp, err := e.etcd.Get(context.Background(), k.reg.Key())
+	if err != nil || len(resp.Kvs) == 0 {
+		return false
+	}
+	var rec fleet.Record
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Errorf("the record of %s: %v", k.id, err)
+		return false
+	}
+	return rec.Stopping
 }
 
 // TestWaitCountsEveryDaemonItSaw: --wait counts every daemon whose record
@@ -142,6 +157,29 @@ func TestWaitCountsEveryDaemonItSaw(t *testing.T) {
 			wait:     "60s",
 			code:     0,
 			wantOut:  []string{"Live on 2 daemons at revision REV"},
+		},
+		{
+			name:    "a daemon that shuts down while behind is not waited for",
+			daemons: []string{"a", "b"},
+			onRead: func(v *fleetView) {
+				if v.reads != 1 {
+					return
+				}
+				go v.daemons["a"].reg.CloseBy(time.Now().Add(time.Minute))
+				deadline := time.Now().Add(30 * time.Second)
+				for !stoppingRecord(v.t, v.e, v.daemons["a"]) {
+					if time.Now().After(deadline) {
+						v.t.Errorf("the record of a never said it was stopping")
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+				v.daemons["b"].rev.Store(v.written)
+			},
+			wait:     "60s",
+			code:     0,
+			wantOut:  []string{"Live on 1 daemon at revision REV", "1 stopping, not waited for"},
+			unwanted: []string{"its record went away"},
 		},
 		{
 			name:    "a record back under the same ID counts as usual",

@@ -49,7 +49,16 @@ type Record struct {
 	Ignored []string `json:"ignored,omitempty"`
 	// StartedAt is when the daemon started.
 	StartedAt time.Time `json:"startedAt"`
+	// Stopping is true once the daemon has begun to shut down: it takes
+	// no new calls, and will load no more changes.
+	Stopping bool `json:"stopping,omitempty"`
 }
+
+// StoppingHold is how long, at least, a daemon that shuts down keeps its
+// record saying so before the record goes, within its shutdown deadline:
+// long enough for a reader that polls (hookctl --wait reads every 100 ms)
+// to see why it went.
+const StoppingHold = 500 * time.Millisecond
 
 // Version returns this binary's version for a Record: the main module's
 // version and, when built from a checkout, its VCS revision.
@@ -102,6 +111,12 @@ type Registration struct {
 	once   sync.Once
 	// revokeBy, when set, is when the lease's revoke must be over.
 	revokeBy atomic.Pointer[time.Time]
+	// stopping is set by CloseBy; written is signalled when a record
+	// that says so is written, and kick asks the session to write now.
+	stopping    atomic.Bool
+	kick        chan struct{}
+	written     chan struct{}
+	writtenOnce sync.Once
 }
 
 // Register starts keeping the record that state returns under
@@ -115,7 +130,8 @@ func Register(client *clientv3.Client, id string, state func() Record, opts ...O
 		f(&o)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registration{client: client, key: Dir(o.prefix) + id, state: state, opts: o, cancel: cancel, done: make(chan struct{})}
+	r := &Registration{client: client, key: Dir(o.prefix) + id, state: state, opts: o, cancel: cancel, done: make(chan struct{}),
+		kick: make(chan struct{}, 1), written: make(chan struct{})}
 	go r.run(ctx)
 	return r
 }
@@ -132,11 +148,30 @@ func (r *Registration) Close() {
 	})
 }
 
-// CloseBy is Close, with the revoke given until deadline at most, when
-// that is sooner than in a second: a daemon that shuts down within a
-// deadline closes its record within it too.
+// CloseBy is Close for a daemon that shuts down by deadline: its record
+// first says it is stopping, for StoppingHold (or until the deadline, if
+// sooner), then goes, its revoke given until the deadline at most.
 func (r *Registration) CloseBy(deadline time.Time) {
 	r.revokeBy.Store(&deadline)
+	r.stopping.Store(true)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	// A record etcd does not take within the hold (etcd down) is not
+	// waited for longer.
+	hold := time.NewTimer(min(StoppingHold, time.Until(deadline)))
+	defer hold.Stop()
+	select {
+	case <-r.written:
+		hold.Reset(min(StoppingHold, time.Until(deadline)))
+		select {
+		case <-hold.C:
+		case <-r.done:
+		}
+	case <-hold.C:
+	case <-r.done:
+	}
 	r.Close()
 }
 
@@ -190,19 +225,23 @@ func (r *Registration) session(ctx context.Context) (written bool, err error) {
 	}
 	var last []byte
 	write := func() error {
-		b, err := json.Marshal(r.state())
+		rec := r.state()
+		rec.Stopping = r.stopping.Load()
+		b, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if slices.Equal(b, last) {
-			return nil
+		if !slices.Equal(b, last) {
+			pctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
+			defer cancel()
+			if _, err := r.client.Put(pctx, r.key, string(b), clientv3.WithLease(lease.ID)); err != nil {
+				return fmt.Errorf("write %s: %w", r.key, err)
+			}
+			last = b
 		}
-		pctx, cancel := context.WithTimeout(ctx, r.opts.ttl)
-		defer cancel()
-		if _, err := r.client.Put(pctx, r.key, string(b), clientv3.WithLease(lease.ID)); err != nil {
-			return fmt.Errorf("write %s: %w", r.key, err)
+		if rec.Stopping {
+			r.writtenOnce.Do(func() { close(r.written) })
 		}
-		last = b
 		return nil
 	}
 	if err := write(); err != nil {
@@ -219,6 +258,10 @@ func (r *Registration) session(ctx context.Context) (written bool, err error) {
 				return true, fmt.Errorf("lease %x lost", lease.ID)
 			}
 		case <-tick.C:
+			if err := write(); err != nil {
+				return true, err
+			}
+		case <-r.kick:
 			if err := write(); err != nil {
 				return true, err
 			}

@@ -2,8 +2,11 @@ package fleet_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,5 +109,43 @@ func TestALostLeaseIsRetriedSoonAfterARecordThatWasKept(t *testing.T) {
 	}
 	if got, want := strings.Count(logs.String(), "retry_in="+interval.String()), 4; got != want {
 		t.Fatalf("%d of 4 lost leases retried after %v; want all:\n%s", got, interval, logs)
+	}
+}
+
+// TestARecordSaysItsDaemonIsStoppingBeforeItGoes: CloseBy writes the record
+// with Stopping, keeps it so for a moment, then the record goes, within
+// the deadline given.
+func TestARecordSaysItsDaemonIsStoppingBeforeItGoes(t *testing.T) {
+	e := etcdtest.Start(t)
+	state := func() fleet.Record { return fleet.Record{ID: "d4", Revision: 7} }
+	r := fleet.Register(e.Client, "d4", state, fleet.WithPrefix("/p/"), fleet.WithLogger(quiet()))
+	defer r.Close()
+	waitFor(t, "the record", func() bool { return len(records(t, e.Client)) == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch := e.Client.Watch(ctx, r.Key())
+	deadline := time.Now().Add(time.Minute)
+	r.CloseBy(deadline)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case resp := <-watch:
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					got = append(got, "deleted")
+					continue
+				}
+				var rec fleet.Record
+				if err := json.Unmarshal(ev.Kv.Value, &rec); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("revision %d, stopping %v", rec.Revision, rec.Stopping))
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("after CloseBy the record went through %v; want it stopping, then deleted", got)
+		}
+	}
+	if want := []string{"revision 7, stopping true", "deleted"}; !slices.Equal(got, want) {
+		t.Fatalf("after CloseBy the record went through %v; want %v", got, want)
 	}
 }
