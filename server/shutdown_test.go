@@ -46,6 +46,35 @@ func (h stuckHandler) Handle(_ context.Context, r slog.Record) error {
 func (h stuckHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h stuckHandler) WithGroup(string) slog.Handler      { return h }
 
+// callStuck puts a pre-hook on SendEvent that logs "stuck", which h holds,
+// and calls SendEvent until a call's hook is stuck there: as a run stuck
+// in native code would be. The call goes on until h is released.
+func callStuck(t *testing.T, d *daemon, h stuckHandler) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stuck",
+		`{"script": "module.exports = (ctx) => { ctx.log.info('stuck') }", "timeout": "5s"}`); err != nil {
+		t.Fatal(err)
+	}
+	client := eventsv1.NewEventServiceClient(d.conn)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
+		}()
+		select {
+		case <-h.entered:
+			return
+		case <-done: // the hook was not loaded yet
+			if time.Now().After(deadline) {
+				t.Fatal("the hook never ran")
+			}
+		}
+	}
+}
+
 // SIGTERM with a hook run stuck in native code still ends the daemon within
 // its shutdown timeout, with the embedded etcd closed and every port free.
 func TestShutdownAbandonsRunsStuckInNativeCode(t *testing.T) {
@@ -54,30 +83,7 @@ func TestShutdownAbandonsRunsStuckInNativeCode(t *testing.T) {
 	// at the end finds the run's goroutine gone.
 	t.Cleanup(func() { close(h.release) })
 	d := startDaemonWith(t, func(c *server.Config) { c.Logger, c.ShutdownTimeout = slog.New(h), 3*time.Second })
-	ctx := context.Background()
-	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stuck",
-		`{"script": "module.exports = (ctx) => { ctx.log.info('stuck') }", "timeout": "5s"}`); err != nil {
-		t.Fatal(err)
-	}
-	client := eventsv1.NewEventServiceClient(d.conn)
-	deadline := time.Now().Add(startTimeout)
-	for entered := false; !entered; {
-		callCtx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			client.SendEvent(callCtx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
-		}()
-		select {
-		case <-h.entered:
-			entered = true
-		case <-done: // the hook was not loaded yet
-			if time.Now().After(deadline) {
-				t.Fatal("the hook never ran")
-			}
-		}
-	}
+	callStuck(t, d, h)
 
 	d.stop(t) // fails the test unless the daemon stops
 
@@ -105,27 +111,7 @@ func TestShutdownLeavesTheFleetWhileCallsDrain(t *testing.T) {
 	waitUntil(t, "the daemon's record", func() (bool, string) {
 		return daemonRecords(ctx, d) == 1, "no record"
 	})
-	if _, err := d.etcd.Put(ctx, "/apihooks/hooks/events.v1.EventService/SendEvent/pre/stuck",
-		`{"script": "module.exports = (ctx) => { ctx.log.info('stuck') }", "timeout": "5s"}`); err != nil {
-		t.Fatal(err)
-	}
-	client := eventsv1.NewEventServiceClient(d.conn)
-	deadline := time.Now().Add(startTimeout)
-	for entered := false; !entered; {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			client.SendEvent(ctx, &eventsv1.SendEventRequest{ToUserId: "a", EventType: "t"})
-		}()
-		select {
-		case <-h.entered:
-			entered = true
-		case <-done: // the hook was not loaded yet
-			if time.Now().After(deadline) {
-				t.Fatal("the hook never ran")
-			}
-		}
-	}
+	callStuck(t, d, h)
 
 	d.cancel()
 	waitUntil(t, "the record gone while the call drains", func() (bool, string) {
