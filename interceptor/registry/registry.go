@@ -935,23 +935,13 @@ func (r *Registry) applyLocked(b *batch) {
 			r.staged = false // unless the read has the marker
 		}
 	}
-	// A full read is counted whole, across its batches, and told once
-	// everything it brings is in force.
+	// A full read is counted whole, across its batches, and told with
+	// its last one.
 	switch {
 	case rd != nil && rd.loads != nil:
 		r.loads = rd.loads
-		defer func() {
-			if finished {
-				r.tellLoads(rd.loads, rd.rev)
-			}
-			r.loads = nil
-		}()
 	case len(b.changes) > loadLines:
 		r.loads = &loadCount{}
-		defer func() {
-			r.tellLoads(r.loads, b.rev)
-			r.loads = nil
-		}()
 	}
 	for i := range b.changes {
 		c := &b.changes[i]
@@ -976,6 +966,16 @@ func (r *Registry) applyLocked(b *batch) {
 	if rd != nil {
 		r.removeGoneLocked(rd)
 	}
+	// Told before the changes are published, so that the line is there
+	// once they are in force.
+	switch {
+	case r.loads == nil:
+	case rd == nil || rd.loads == nil:
+		r.tellLoads(r.loads, b.rev)
+	case finished:
+		r.tellLoads(rd.loads, rd.rev)
+	}
+	r.loads = nil
 	r.rev = max(r.rev, b.rev)
 	if !r.heldLocked() {
 		r.publishLocked(!b.fromFile)
