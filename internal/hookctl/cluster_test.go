@@ -109,6 +109,22 @@ func leader(t *testing.T, c *clientv3.Client, ms []*member) *member {
 	return nil
 }
 
+// startClusterWithLeader starts a 3-node etcd cluster from the etcd binary
+// and waits until it has a leader; it returns its members, their client
+// endpoints and a client of them, closed when the test ends.
+func startClusterWithLeader(t *testing.T) ([]*member, []string, *clientv3.Client) {
+	t.Helper()
+	ms := startCluster(t, etcdBinary(t), 3)
+	endpoints := endpointsOf(ms)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	waitUntil(t, "a leader", func() bool { return leader(t, cli, ms) != nil })
+	return ms, endpoints, cli
+}
+
 // TestApplyToAThreeNodeClusterWhoseLeaderDiesUnderLoad starts a 3-node etcd
 // cluster from the etcd binary and two daemons on it, keeps calls flowing
 // through both, and applies a manifest large enough to be staged, killing
@@ -116,15 +132,7 @@ func leader(t *testing.T, c *clientv3.Client, ms []*member) *member {
 // force, applying again lands it, every call gets its hook's answer, and
 // both daemons converge.
 func TestApplyToAThreeNodeClusterWhoseLeaderDiesUnderLoad(t *testing.T) {
-	bin := etcdBinary(t)
-	ms := startCluster(t, bin, 3)
-	endpoints := endpointsOf(ms)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	waitUntil(t, "a leader", func() bool { return leader(t, cli, ms) != nil })
+	ms, endpoints, cli := startClusterWithLeader(t)
 
 	daemons := []string{startDaemonOn(t, endpoints), startDaemonOn(t, endpoints)}
 	args := []string{"--endpoints", strings.Join(endpoints, ","), "--dial-timeout", "5s", "--command-timeout", "10s"}
@@ -227,15 +235,7 @@ func TestApplyToAThreeNodeClusterWhoseLeaderDiesUnderLoad(t *testing.T) {
 // the one left takes the connection but answers nothing, as it has no
 // leader: hookctl says so (exit 3), not that it cannot reach etcd.
 func TestQuorumLostIsNotCalledUnreachable(t *testing.T) {
-	bin := etcdBinary(t)
-	ms := startCluster(t, bin, 3)
-	endpoints := endpointsOf(ms)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	waitUntil(t, "a leader", func() bool { return leader(t, cli, ms) != nil })
+	ms, endpoints, _ := startClusterWithLeader(t)
 	args := []string{"--endpoints", strings.Join(endpoints, ","), "--dial-timeout", "1s", "status"}
 	if r := runHookctl(t, args); r.code != 0 {
 		t.Fatalf("status with every member up: %s", r)
