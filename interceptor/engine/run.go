@@ -569,12 +569,23 @@ var plainObjectType = reflect.TypeOf(map[string]any(nil))
 // instance. A Map, a Set, a typed array or a Proxy, whose entries are not
 // its properties, is not one: a Map of {status: 403} would otherwise pass
 // for an empty result and let the call go on.
+//
+// Nor is a generator object (what a generator function, function*,
+// returns): its return value, a rejection say, is not its property, and
+// it would pass for an empty result.
 func resultObject(v goja.Value) (*goja.Object, bool) {
 	o, ok := v.(*goja.Object)
-	if !ok || o.ClassName() != "Object" || o.ExportType() != plainObjectType {
+	if !ok || o.ClassName() != "Object" || o.ExportType() != plainObjectType || generator(o) {
 		return nil, false
 	}
 	return o, true
+}
+
+// generator reports whether o is a generator object, sync or async, as its
+// Symbol.toStringTag says.
+func generator(o *goja.Object) bool {
+	tag := o.GetSymbol(goja.SymToStringTag)
+	return tag != nil && (tag.String() == "Generator" || tag.String() == "AsyncGenerator")
 }
 
 // describe names a value and its type for error messages, in a script's
@@ -606,6 +617,9 @@ func describe(v goja.Value) string {
 	}
 	if _, ok := goja.AssertFunction(o); ok {
 		return "a function"
+	}
+	if generator(o) {
+		return "a generator object (the script's function is a generator, function*: make it a plain function)"
 	}
 	if c := o.ClassName(); c == "Array" {
 		return "an array"
